@@ -1,0 +1,43 @@
+/* cli.h — the commands of the kiln binary, one file each in src/cli. main.c
+ * holds the table (like git.c). Each command parses its own arguments and
+ * returns the process exit status: 0 success, 1 the job failed (input,
+ * media, I/O), 2 bad usage or parameters. */
+#ifndef KILN_CLI_H
+#define KILN_CLI_H
+
+#include <stdint.h>
+
+#include "util/err.h"
+
+typedef struct kc_cmd {
+  const char *name;
+  int (*main)(int argc, char **argv);   /* argv[0] is the command name */
+  const char *usage;
+  const char *summary;
+  const char *help;                      /* the text of `kiln help NAME` */
+  int hidden;
+} kc_cmd;
+
+int kc_run(int argc, char **argv);
+int kc_probe(int argc, char **argv);
+int kc_functions(int argc, char **argv);
+int kc_sample(int argc, char **argv);
+
+/* Exit status for a kiln error code. */
+int kc_exit_code(int code);
+/* Prints "kiln: error: MESSAGE" (and a usage hint for usage errors). */
+int kc_report(const kiln_err *e, const char *usage);
+
+/* progress.c: a live bar on a TTY, plain lines otherwise. */
+typedef struct kc_progress {
+  const char *label;
+  int tty, quiet;
+  double t0, last;
+  int64_t last_frames;
+} kc_progress;
+void kc_progress_init(kc_progress *p, const char *label, int quiet);
+void kc_progress_cb(void *arg, int64_t done, int64_t total);
+void kc_progress_end(kc_progress *p, int64_t frames, int ok);
+double kc_now(void);
+
+#endif

@@ -1,0 +1,143 @@
+/* run.c — `kiln run FN INPUT -o OUTPUT`: one function, locally, no server.
+ * Parameters come from --params FILE then --param k=v (later wins), are
+ * validated against the function's table, and the function runs with a
+ * progress display. SIGINT/SIGTERM cancel cleanly: the partial output is
+ * removed. */
+#include "cli/cli.h"
+#include "fn/fn.h"
+#include "util/json.h"
+#include "util/log.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static volatile int g_cancel;
+static void on_signal(int sig) { (void)sig; g_cancel = 1; }
+
+static const char *USAGE = "kiln run FN INPUT -o OUTPUT [--param KEY=VALUE]... [--params FILE] [--json] [--threads N] [--quiet]";
+
+static int parse_int(const char *s, long lo, long hi, long *out) {
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (!*s || *end || v < lo || v > hi) return -1;
+  *out = v;
+  return 0;
+}
+
+static void print_error_json(const kiln_err *e) {
+  json_t *o = json_pack("{s:b, s:{s:s, s:s, s:s}}", "ok", 0, "error", "code", kiln_errname(e->code), "class",
+                        kiln_errclass(e->code), "message", e->msg);
+  kj_print(o);
+  json_decref(o);
+}
+
+int kc_run(int argc, char **argv) {
+  const char *fname = NULL, *input = NULL, *output = NULL;
+  int as_json = 0, quiet = 0;
+  long threads = 0;
+  kiln_err e = {0};
+  json_t *raw = json_object(), *params = NULL;
+  int r = 0;
+
+  const char **kvs = calloc((size_t)argc, sizeof *kvs);
+  int nkv = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+      if (++i >= argc) { r = kiln_fail(&e, KILN_EUSAGE, "%s needs a file name", a); goto done; }
+      output = argv[i];
+    } else if (!strcmp(a, "--param") || !strcmp(a, "-p")) {
+      if (++i >= argc) { r = kiln_fail(&e, KILN_EUSAGE, "--param needs KEY=VALUE"); goto done; }
+      kvs[nkv++] = argv[i];
+    } else if (!strcmp(a, "--params")) {
+      if (++i >= argc) { r = kiln_fail(&e, KILN_EUSAGE, "--params needs a JSON file"); goto done; }
+      json_t *f = NULL;
+      if ((r = kj_load_file(argv[i], &f, &e)) < 0) goto done;
+      if (!json_is_object(f)) {
+        json_decref(f);
+        r = kiln_fail(&e, KILN_EPARAM, "params file '%s' must hold a JSON object", argv[i]);
+        goto done;
+      }
+      json_object_update(raw, f);
+      json_decref(f);
+    } else if (!strcmp(a, "--json")) {
+      as_json = 1;
+    } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+      quiet = 1;
+    } else if (!strcmp(a, "--threads")) {
+      if (++i >= argc || parse_int(argv[i], 1, 256, &threads) < 0) {
+        r = kiln_fail(&e, KILN_EUSAGE, "--threads needs a number from 1 to 256");
+        goto done;
+      }
+    } else if (a[0] == '-' && a[1]) {
+      r = kiln_fail(&e, KILN_EUSAGE, "unknown option '%s' for run", a);
+      goto done;
+    } else if (!fname) fname = a;
+    else if (!input) input = a;
+    else { r = kiln_fail(&e, KILN_EUSAGE, "unexpected argument '%s'", a); goto done; }
+  }
+  for (int i = 0; i < nkv; i++)
+    if ((r = kj_set_kv(raw, kvs[i], &e)) < 0) goto done;
+  if (!fname) { r = kiln_fail(&e, KILN_EUSAGE, "which function? (see `kiln functions`)"); goto done; }
+  const kf_desc *fn = kf_find(fname);
+  if (!fn) {
+    char list[256] = "";
+    const kf_desc *const *reg = kf_registry();
+    for (int i = 0; reg[i]; i++) {
+      size_t l = strlen(list);
+      snprintf(list + l, sizeof list - l, "%s%s", i ? ", " : "", reg[i]->name);
+    }
+    r = kiln_fail(&e, KILN_EUSAGE, "unknown function '%s' (known: %s)", fname, list);
+    goto done;
+  }
+  if (!input) { r = kiln_fail(&e, KILN_EUSAGE, "%s needs an INPUT file", fname); goto done; }
+  if (!output) { r = kiln_fail(&e, KILN_EUSAGE, "%s needs an output file: -o OUTPUT", fname); goto done; }
+  struct stat si, so;
+  if (stat(input, &si) == 0 && stat(output, &so) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino) {
+    r = kiln_fail(&e, KILN_EUSAGE, "the output '%s' is the input; choose another name", output);
+    goto done;
+  }
+  if ((r = kf_validate(fn, raw, &params, &e)) < 0) goto done;
+
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+  void *state = NULL;
+  if (fn->enter && (r = fn->enter(&state, &e)) < 0) goto done;
+  kc_progress pg;
+  kc_progress_init(&pg, fn->name, quiet || as_json);
+  kf_task task = {.input = input, .output = output, .params = params, .start = 0, .end = -1,
+                  .threads = (int)threads, .progress = kc_progress_cb, .progress_arg = &pg,
+                  .cancel = &g_cancel};
+  kf_result res;
+  memset(&res, 0, sizeof res);
+  r = fn->run(state, &task, &res, &e);
+  kc_progress_end(&pg, res.stats.frames_out, r == 0);
+  if (fn->exit) fn->exit(state);
+  if (r < 0) goto done;
+  const km_pipeline_stats *st = &res.stats;
+  if (as_json) {
+    json_t *o = json_pack("{s:b, s:s, s:s, s:s, s:I, s:I, s:f, s:f, s:i, s:i, s:f, s:f, s:s}", "ok", 1, "function",
+                          fn->name, "input", input, "output", output, "frames", (json_int_t)st->frames_out,
+                          "frames_in", (json_int_t)st->frames_in, "seconds", st->seconds, "fps", st->fps, "width",
+                          st->out_w, "height", st->out_h, "out_fps", av_q2d(st->out_fps), "duration",
+                          st->out_duration, "audio", st->audio);
+    kj_print(o);
+    json_decref(o);
+  } else if (!quiet) {
+    fprintf(stderr, "kiln: %s: wrote %s: %lld frames, %dx%d at %.3g fps, %.2f s, audio %s (%.1f s, %.1f fps)\n",
+            fn->name, output, (long long)st->frames_out, st->out_w, st->out_h, av_q2d(st->out_fps),
+            st->out_duration, st->audio, st->seconds, st->fps);
+  }
+done:
+  free(kvs);
+  json_decref(raw);
+  json_decref(params);
+  if (r < 0) {
+    if (as_json) print_error_json(&e);
+    return kc_report(&e, USAGE);
+  }
+  return 0;
+}

@@ -1,0 +1,40 @@
+/* common.c — pieces every video function shares: keyframe interpolation and
+ * the pipeline configuration that follows from a task. */
+#include "fn/common.h"
+#include "util/json.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int key_cmp(const void *a, const void *b) {
+  double x = ((const kf_key *)a)->t, y = ((const kf_key *)b)->t;
+  return x < y ? -1 : x > y;
+}
+
+void kf_keys_sort(kf_key *k, int n) { qsort(k, (size_t)n, sizeof *k, key_cmp); }
+
+void kf_keys_at(const kf_key *k, int n, double t, double out[KF_KEY_VALUES]) {
+  if (t <= k[0].t || n == 1) { memcpy(out, k[0].v, sizeof k[0].v); return; }
+  if (t >= k[n - 1].t) { memcpy(out, k[n - 1].v, sizeof k[0].v); return; }
+  int i = 1;
+  while (i < n - 1 && k[i].t <= t) i++;
+  const kf_key *a = &k[i - 1], *b = &k[i];
+  double u = b->t > a->t ? (t - a->t) / (b->t - a->t) : 1;
+  for (int j = 0; j < KF_KEY_VALUES; j++) out[j] = a->v[j] + (b->v[j] - a->v[j]) * u;
+}
+
+void kf_pipeline_from_task(const kf_task *t, const json_t *params, km_pipeline_cfg *c) {
+  memset(c, 0, sizeof *c);
+  c->input = t->input;
+  c->output = t->output;
+  c->start = t->start;
+  c->end = t->end;
+  km_timeline_identity(&c->tl);
+  kf_enc_from_params(params, &c->enc);
+  c->keep_audio = !json_is_false(json_object_get(params, "audio"));
+  c->threads = t->threads;
+  c->enc.threads = t->threads;
+  c->progress = t->progress;
+  c->progress_arg = t->progress_arg;
+  c->cancel = t->cancel;
+}

@@ -1,0 +1,22 @@
+/* common.h — helpers shared by the functions in src/fn (not by callers). */
+#ifndef KILN_FN_COMMON_H
+#define KILN_FN_COMMON_H
+
+#include "fn/fn.h"
+
+#define KF_KEY_VALUES 4
+typedef struct kf_key {
+  double t;                     /* frame number or seconds: the function decides */
+  double v[KF_KEY_VALUES];
+} kf_key;
+
+void kf_keys_sort(kf_key *k, int n);
+/* Linear interpolation between keyframes; held before the first and after
+ * the last. n >= 1. */
+void kf_keys_at(const kf_key *k, int n, double t, double out[KF_KEY_VALUES]);
+
+/* Fills the task-independent part of a pipeline configuration: input and
+ * output, frame range, encoder settings, audio, threads, progress, cancel. */
+void kf_pipeline_from_task(const kf_task *t, const json_t *params, km_pipeline_cfg *c);
+
+#endif

@@ -1,0 +1,91 @@
+/* fn.h — the function descriptor and registry (see DESIGN.md, "Key
+ * interfaces"). Each function is a const kf_desc in its own file, listed
+ * once in registry.c, like FFmpeg's AVFilter or Redis's command table. The
+ * parameter table drives validation (params.c), `kiln functions` and the
+ * docs. A function knows nothing of HTTP or queues: it gets a task (input,
+ * output, validated params, frame range) and runs it. */
+#ifndef KILN_FN_H
+#define KILN_FN_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "media/media.h"
+#include "util/err.h"
+
+typedef enum { KF_INT = 1, KF_NUM, KF_BOOL, KF_STR, KF_COLOR, KF_OBJ, KF_ARR } kf_type;
+
+typedef struct kf_param {
+  const char *name;
+  kf_type type;
+  const char *def;              /* default as JSON text; NULL: optional without default */
+  int required;
+  int ranged;                   /* min/max apply (numbers; for arrays: element count) */
+  double min, max;
+  const char *const *choices;   /* KF_STR: allowed values, NULL-terminated */
+  const struct kf_param *fields;/* KF_OBJ: members; KF_ARR: members of each element object */
+  const char *help;
+} kf_param;
+
+typedef struct kf_resources {
+  const char *gpu;              /* GPU class, or NULL for CPU only */
+  int memory_mb;
+  int timeout_s;
+  int retries;
+  int idle_timeout_s;
+  int min_workers, max_workers;
+  int concurrency;
+} kf_resources;
+
+typedef struct kf_task {
+  const char *input, *output;
+  const json_t *params;         /* validated, defaults filled (borrowed) */
+  int64_t start, end;           /* source frame range; end < 0: to the end */
+  int threads;                  /* 0: one per CPU */
+  km_progress_fn progress;
+  void *progress_arg;
+  volatile int *cancel;
+} kf_task;
+
+typedef struct kf_result {
+  km_pipeline_stats stats;
+} kf_result;
+
+typedef struct kf_desc {
+  const char *name;
+  const char *summary;
+  const kf_param *params;       /* terminated by an entry with name == NULL */
+  kf_resources res;
+  int (*enter)(void **state, kiln_err *e);   /* once per worker (model load); may be NULL */
+  void (*exit)(void *state);
+  int (*run)(void *state, const kf_task *t, kf_result *res, kiln_err *e);
+  int chunkable;                /* frame-parallel: may be split into frame ranges */
+  double cost_ms_per_mpixel;    /* planner hint: kernel time per output megapixel on one CPU core */
+} kf_desc;
+
+/* NULL-terminated list of every function. */
+const kf_desc *const *kf_registry(void);
+const kf_desc *kf_find(const char *name);
+
+/* Validates `in` (an object, may be NULL) against fn's parameter table and
+ * returns a new object with defaults filled in. The message names the field
+ * (with its path, e.g. "crop[2].w") and the rule it broke. */
+int kf_validate(const kf_desc *fn, const json_t *in, json_t **out, kiln_err *e);
+
+/* The parameter table as JSON (for `kiln functions --json` and the docs). */
+json_t *kf_describe(const kf_desc *fn);
+/* Writes the human description of fn's parameters to f. */
+void kf_print_help(const kf_desc *fn, void *file);
+
+/* Shared by video functions: encoder settings from validated params. */
+void kf_enc_from_params(const json_t *p, km_enc_opts *o);
+/* The table entries every video function takes (crf, preset, audio). */
+#define KF_VIDEO_PARAMS                                                                                   \
+  {"crf", KF_INT, "20", 0, 1, 0, 51, NULL, NULL, "x264 constant rate factor: lower is better quality and bigger"}, \
+  {"preset", KF_STR, "\"veryfast\"", 0, 0, 0, 0, kf_x264_presets, NULL, "x264 speed/size trade-off"},            \
+  {"lossless", KF_BOOL, "false", 0, 0, 0, 0, NULL, NULL, "encode losslessly (x264 qp 0); large files"},          \
+  {"audio", KF_BOOL, "true", 0, 0, 0, 0, NULL, NULL, "keep the source's audio (cut and retimed with the video)"}
+
+extern const char *const kf_x264_presets[];
+
+#endif

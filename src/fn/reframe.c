@@ -1,0 +1,147 @@
+/* reframe.c — animated crop to a new frame (9:16 by default), with trim,
+ * speed segments and output frame rate.
+ *
+ * Crop keyframes {frame | time, x, y, w, h} in source pixels are placed on
+ * the source timeline (frame / fps for frame keys), interpolated linearly
+ * with sub-pixel precision and held before the first and after the last.
+ * Omitted w/h take the full source height at the output's aspect ratio. The
+ * rectangle is resampled to the output size (img/resample.c). Trim and
+ * speed are a km_timeline: the pipeline picks frames, and the audio follows
+ * with its pitch kept (atempo). */
+#include "fn/common.h"
+#include "img/img.h"
+#include "util/json.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const kf_param crop_fields[] = {
+    {"frame", KF_INT, NULL, 0, 1, 0, 1e9, NULL, NULL, "source frame number of this keyframe (or give time)"},
+    {"time", KF_NUM, NULL, 0, 1, 0, 1e7, NULL, NULL, "source time in seconds of this keyframe (or give frame)"},
+    {"x", KF_NUM, NULL, 1, 1, 0, 1e5, NULL, NULL, "left edge, source pixels"},
+    {"y", KF_NUM, "0", 0, 1, 0, 1e5, NULL, NULL, "top edge, source pixels"},
+    {"w", KF_NUM, NULL, 0, 1, 2, 1e5, NULL, NULL, "width, source pixels (default: height x output aspect)"},
+    {"h", KF_NUM, NULL, 0, 1, 2, 1e5, NULL, NULL, "height, source pixels (default: the source height)"},
+    {NULL}};
+
+static const kf_param trim_fields[] = {
+    {"start", KF_NUM, "0", 0, 1, 0, 1e7, NULL, NULL, "source second where the output starts"},
+    {"end", KF_NUM, NULL, 0, 1, 0, 1e7, NULL, NULL, "source second where it stops (default: the end)"},
+    {NULL}};
+
+static const kf_param speed_fields[] = {
+    {"start", KF_NUM, NULL, 1, 1, 0, 1e7, NULL, NULL, "source second where the segment starts"},
+    {"end", KF_NUM, NULL, 1, 1, 0, 1e7, NULL, NULL, "source second where it ends"},
+    {"speed", KF_NUM, NULL, 1, 1, 0.25, 4, NULL, NULL, "playback speed: 2 is twice as fast, 0.5 slow motion"},
+    {NULL}};
+
+static const kf_param reframe_params[] = {
+    {"crop", KF_ARR, NULL, 0, 1, 1, 10000, NULL, crop_fields,
+     "crop keyframes; default: a centred full-height crop at the output's aspect"},
+    {"width", KF_INT, "810", 0, 1, 2, 7680, NULL, NULL, "output width in pixels (even)"},
+    {"height", KF_INT, "1440", 0, 1, 2, 7680, NULL, NULL, "output height in pixels (even)"},
+    {"trim", KF_OBJ, NULL, 0, 0, 0, 0, NULL, trim_fields, "keep only this stretch of the source"},
+    {"speed", KF_ARR, NULL, 0, 1, 1, KM_MAX_SEGMENTS, NULL, speed_fields,
+     "speed segments in source seconds, in order, not overlapping"},
+    {"fps", KF_NUM, NULL, 0, 1, 1, 240, NULL, NULL, "output frame rate (default: the source's)"},
+    KF_VIDEO_PARAMS,
+    {NULL}};
+
+typedef struct reframe_ctx {
+  int nkeys;
+  kf_key *keys;                 /* t in source seconds; v = x, y, w, h */
+} reframe_ctx;
+
+static int reframe_kernel(const void *ctx, const km_kinfo *ki, const AVFrame *in, AVFrame *out, kiln_err *e) {
+  const reframe_ctx *c = ctx;
+  double r[KF_KEY_VALUES];
+  kf_keys_at(c->keys, c->nkeys, ki->src.src_time, r);
+  if (ki_crop_scale(in, r[0], r[1], r[2], r[3], out) < 0) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+  return 0;
+}
+
+/* Resolves crop keyframes against the probed source; names the bad one. */
+static int build_keys(const json_t *p, const km_probe *pr, int ow, int oh, reframe_ctx *c, kiln_err *e) {
+  const json_t *crop = json_object_get(p, "crop");
+  int n = crop ? (int)json_array_size(crop) : 1;
+  c->keys = calloc((size_t)n, sizeof *c->keys);
+  if (!c->keys) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+  c->nkeys = n;
+  double aspect = (double)ow / oh;
+  for (int i = 0; i < n; i++) {
+    const json_t *k = crop ? json_array_get(crop, (size_t)i) : NULL;
+    double h = k ? kj_num(k, "h", pr->height) : pr->height;
+    double w = k ? kj_num(k, "w", h * aspect) : h * aspect;
+    if (w > pr->width && !(k && json_object_get(k, "w"))) { w = pr->width; if (!(k && json_object_get(k, "h"))) h = w / aspect; }
+    double x = k ? kj_num(k, "x", 0) : (pr->width - w) / 2;
+    double y = k ? kj_num(k, "y", 0) : (pr->height - h) / 2;
+    double t = 0;
+    if (k) {
+      int hf = json_object_get(k, "frame") != NULL, ht = json_object_get(k, "time") != NULL;
+      if (hf == ht)
+        return kiln_fail(e, KILN_EPARAM, "reframe: crop[%d] needs exactly one of 'frame' or 'time'", i);
+      t = hf ? kj_num(k, "frame", 0) / pr->fps : kj_num(k, "time", 0);
+    }
+    if (x + w > pr->width + 1e-6 || y + h > pr->height + 1e-6)
+      return kiln_fail(e, KILN_EPARAM,
+                       "reframe: crop[%d] (x=%g, y=%g, w=%g, h=%g) extends outside the %dx%d source frame", i, x, y,
+                       w, h, pr->width, pr->height);
+    c->keys[i] = (kf_key){t, {x, y, w, h}};
+  }
+  kf_keys_sort(c->keys, n);
+  return 0;
+}
+
+static int reframe_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) {
+  const json_t *p = t->params;
+  reframe_ctx c = {0};
+  km_probe pr;
+  int r = km_probe_file(t->input, &pr, e);
+  if (r < 0) return r;
+  if (!pr.has_video) return kiln_fail(e, KILN_ENOFRAMES, "input '%s' has no video stream", t->input);
+  int ow = (int)kj_num(p, "width", 810), oh = (int)kj_num(p, "height", 1440);
+  if ((ow & 1) || (oh & 1))
+    return kiln_fail(e, KILN_EPARAM, "reframe: width and height must be even for yuv420p, got %dx%d", ow, oh);
+  if ((r = build_keys(p, &pr, ow, oh, &c, e)) < 0) goto out;
+
+  km_pipeline_cfg cfg;
+  kf_pipeline_from_task(t, p, &cfg);
+  cfg.out_w = ow;
+  cfg.out_h = oh;
+  double fps = kj_num(p, "fps", 0);
+  if (fps > 0) cfg.out_fps = av_d2q(fps, 100000);
+  const json_t *trim = json_object_get(p, "trim");
+  if (trim) {
+    cfg.tl.start = kj_num(trim, "start", 0);
+    cfg.tl.end = kj_num(trim, "end", 0);
+    if (json_object_get(trim, "end") && cfg.tl.end <= cfg.tl.start) {
+      r = kiln_fail(e, KILN_EPARAM, "reframe: trim.end (%g s) must be after trim.start (%g s)", cfg.tl.end,
+                    cfg.tl.start);
+      goto out;
+    }
+  }
+  const json_t *speed = json_object_get(p, "speed");
+  for (size_t i = 0; speed && i < json_array_size(speed); i++) {
+    const json_t *s = json_array_get(speed, i);
+    cfg.tl.seg[cfg.tl.nseg++] = (km_speed_seg){kj_num(s, "start", 0), kj_num(s, "end", 0), kj_num(s, "speed", 1)};
+  }
+  if ((r = km_timeline_check(&cfg.tl, e)) < 0) { kiln_err_prefix(e, "reframe"); goto out; }
+  cfg.kernel = reframe_kernel;
+  cfg.kctx = &c;
+  r = km_pipeline_run(&cfg, &res->stats, e);
+out:
+  free(c.keys);
+  return r;
+}
+
+const kf_desc kf_reframe = {
+    .name = "reframe",
+    .summary = "animated crop to a new frame (9:16 by default), with trim, speed segments and frame rate",
+    .params = reframe_params,
+    .res = {.gpu = NULL, .memory_mb = 512, .timeout_s = 3600, .retries = 2, .idle_timeout_s = 60,
+            .min_workers = 0, .max_workers = 8, .concurrency = 1},
+    .run = reframe_run,
+    .chunkable = 1,
+    .cost_ms_per_mpixel = 2.0,
+};

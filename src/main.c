@@ -1,0 +1,102 @@
+/* main.c — the kiln binary: global options, then one command from the table
+ * (like git.c). Commands live in src/cli, one file each. */
+#include <libavutil/log.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "util/log.h"
+
+static const kc_cmd commands[] = {
+    {"run", kc_run, "kiln run FN INPUT -o OUTPUT [--param KEY=VALUE]... [--params FILE] [--json] [--threads N] [--quiet]",
+     "run one function on a file, locally, with a progress bar",
+     "Runs FN on INPUT and writes OUTPUT (written under a temporary name and renamed\n"
+     "when complete, so a failed run leaves nothing behind).\n\n"
+     "  --param KEY=VALUE   set a parameter; VALUE is JSON if it parses, else a string;\n"
+     "                      KEY may be dotted: --param trim.start=2\n"
+     "  --params FILE       read parameters from a JSON object (--param wins)\n"
+     "  --json              print the result (or the error) as JSON on stdout\n"
+     "  --threads N         kernel and encoder threads (default: one per CPU)\n"
+     "  --quiet             no progress\n\n"
+     "Exit status: 0 done, 1 the job failed (input, media, I/O), 2 bad usage or parameters.\n"
+     "Examples:\n"
+     "  kiln run reframe in.mp4 -o reel.mp4 --param 'crop=[{\"time\":0,\"x\":100},{\"time\":5,\"x\":900}]'\n"
+     "  kiln run overlay in.mp4 -o spot.mp4 --params highlight.json --param dim=0.7\n"},
+    {"probe", kc_probe, "kiln probe FILE [--json]", "show what a media file holds",
+     "Container, duration, video size and rotation, frame rate (and whether it varies),\n"
+     "frame count (marked when estimated), pixel format, audio streams.\n"},
+    {"functions", kc_functions, "kiln functions [NAME] [--json]", "list functions, or one function's parameters",
+     "Without NAME, one line per function; with NAME, its parameter table.\n"},
+    {"sample", kc_sample,
+     "kiln sample coords|bars OUT [--size WxH] [--fps N] [--seconds S] [--tone HZ] [--lossless] [--gop N] [--rotate DEG]",
+     "write generated test media",
+     "coords: smooth waves in Y, U a ramp in x and V a ramp in y, so pixels tell where they\n"
+     "came from. bars: scrolling colour bars with the frame number in binary. --tone adds a\n"
+     "sine tone; --rotate writes display-matrix rotation metadata.\n"},
+    {NULL, NULL, NULL, NULL, NULL, 0}};
+
+static const kc_cmd *find_cmd(const char *name) {
+  for (const kc_cmd *c = commands; c->name; c++)
+    if (!strcmp(c->name, name)) return c;
+  return NULL;
+}
+
+static void usage(FILE *f) {
+  fprintf(f, "kiln %s — self-hosted engine for GPU media jobs\n\n"
+             "usage: kiln [--log-json] [--log-level debug|info|warn|error] COMMAND [ARGS]\n\ncommands:\n",
+          KILN_VERSION);
+  for (const kc_cmd *c = commands; c->name; c++)
+    if (!c->hidden) fprintf(f, "  %-12s %s\n", c->name, c->summary);
+  fprintf(f, "  %-12s %s\n\n`kiln help COMMAND` for details.\n", "help", "show help for a command");
+}
+
+int kc_exit_code(int code) {
+  if (code == 0) return 0;
+  return code == KILN_EUSAGE || code == KILN_EPARAM ? 2 : 1;
+}
+
+int kc_report(const kiln_err *e, const char *use) {
+  klog(KLOG_ERROR, "%s", e->msg[0] ? e->msg : kiln_strerror(e->code));
+  if (e->code == KILN_EUSAGE && use) fprintf(stderr, "usage: %s\n", use);
+  return kc_exit_code(e->code ? e->code : KILN_EINTERNAL);
+}
+
+int main(int argc, char **argv) {
+  int json = 0, level = KLOG_INFO, i = 1;
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    if (!strcmp(argv[i], "--log-json")) json = 1;
+    else if (!strcmp(argv[i], "--log-level") && i + 1 < argc) {
+      level = klog_parse_level(argv[++i]);
+      if (level < 0) { fprintf(stderr, "kiln: error: --log-level must be debug, info, warn, error or quiet\n"); return 2; }
+    } else if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-V")) {
+      printf("kiln %s\n", KILN_VERSION);
+      return 0;
+    } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      usage(stdout);
+      return 0;
+    } else {
+      fprintf(stderr, "kiln: error: unknown option '%s'\n", argv[i]);
+      usage(stderr);
+      return 2;
+    }
+  }
+  klog_setup((klog_level)level, json);
+  av_log_set_level(level == KLOG_DEBUG ? AV_LOG_WARNING : AV_LOG_QUIET);
+  if (i >= argc) { usage(stderr); return 2; }
+  const char *name = argv[i];
+  if (!strcmp(name, "help")) {
+    if (i + 1 >= argc) { usage(stdout); return 0; }
+    const kc_cmd *c = find_cmd(argv[i + 1]);
+    if (!c) { fprintf(stderr, "kiln: error: no command '%s'\n", argv[i + 1]); return 2; }
+    printf("usage: %s\n\n%s\n%s", c->usage, c->summary, c->help);
+    return 0;
+  }
+  if (!strcmp(name, "version")) { printf("kiln %s\n", KILN_VERSION); return 0; }
+  const kc_cmd *c = find_cmd(name);
+  if (!c) {
+    fprintf(stderr, "kiln: error: unknown command '%s'\n", name);
+    usage(stderr);
+    return 2;
+  }
+  return c->main(argc - i, argv + i);
+}

@@ -1,0 +1,316 @@
+/* pipeline.c — decode thread → kernel on a thread pool → encode (caller's
+ * thread), frame-parallel with the output order kept.
+ *
+ *   decode thread:  read source frame, pick which output frames show it
+ *                   (trim, speed, output fps), put each in slot[n % Q]
+ *                   and hand the slot to the pool
+ *   pool threads:   run the kernel on a slot: in -> out       (any order)
+ *   caller thread:  wait for slot[next % Q] to be DONE, encode, free it
+ *
+ * Q slots bound the frames alive at once (memory does not grow with the
+ * length of the video). Slot states: FREE -> QUEUED -> DONE (or FAILED) ->
+ * FREE. The first error anywhere sets `abort`, wakes everyone, and is the
+ * one reported. The output is written to a temporary name in the output's
+ * folder and renamed only when complete; on any failure it is removed. */
+#include "media/media.h"
+#include "util/log.h"
+#include "util/pool.h"
+
+#include <errno.h>
+#include <libavutil/imgutils.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { SLOT_FREE = 0, SLOT_QUEUED, SLOT_DONE, SLOT_FAILED };
+
+typedef struct pl_slot {
+  struct pl *pl;
+  AVFrame *in, *out;
+  km_kinfo ki;
+  int state;
+  kiln_err err;
+} pl_slot;
+
+typedef struct pl {
+  const km_pipeline_cfg *c;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  pl_slot *slots;
+  int q;
+  int64_t emitted;              /* output frames handed to the pool */
+  int64_t frames_in;
+  int decode_done;
+  int abort;
+  int err_code;
+  kiln_err err;
+  kp_pool *pool;
+  km_decoder *dec;
+  int out_w, out_h;
+  AVRational fps;
+} pl;
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void pl_fail(pl *p, int code, const kiln_err *e) {
+  pthread_mutex_lock(&p->mu);
+  if (!p->err_code) {
+    p->err_code = code;
+    p->err = *e;
+  }
+  p->abort = 1;
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+}
+
+static int cancelled(const pl *p) { return p->c->cancel && *p->c->cancel; }
+
+static void run_slot(void *arg) {
+  pl_slot *s = arg;
+  pl *p = s->pl;
+  int r = 0;
+  s->err.code = 0;
+  s->out = km_frame_new(p->out_w, p->out_h);
+  if (!s->out) r = kiln_fail(&s->err, KILN_ENOMEM, "out of memory");
+  else if (p->c->kernel) r = p->c->kernel(p->c->kctx, &s->ki, s->in, s->out, &s->err);
+  else if (s->in->width == p->out_w && s->in->height == p->out_h) av_frame_copy(s->out, s->in);
+  else r = kiln_fail(&s->err, KILN_EINTERNAL, "no kernel to change the frame size");
+  pthread_mutex_lock(&p->mu);
+  s->state = r < 0 ? SLOT_FAILED : SLOT_DONE;
+  if (r < 0) s->err.code = r;
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Hands output frame n (showing source frame f) to the pool. */
+static int emit(pl *p, const AVFrame *f, const km_frame_info *fi, int64_t n) {
+  pl_slot *s = &p->slots[n % p->q];
+  pthread_mutex_lock(&p->mu);
+  while (s->state != SLOT_FREE && !p->abort) pthread_cond_wait(&p->cv, &p->mu);
+  int ab = p->abort;
+  pthread_mutex_unlock(&p->mu);
+  if (ab) return KILN_ECANCELLED;
+  s->in = av_frame_clone(f);
+  if (!s->in) { kiln_err e; kiln_fail(&e, KILN_ENOMEM, "out of memory"); pl_fail(p, KILN_ENOMEM, &e); return KILN_ENOMEM; }
+  s->ki.src = *fi;
+  s->ki.out_index = n;
+  s->ki.out_time = n / av_q2d(p->fps);
+  pthread_mutex_lock(&p->mu);
+  s->state = SLOT_QUEUED;
+  p->emitted = n + 1;
+  pthread_mutex_unlock(&p->mu);
+  if (kp_pool_submit(p->pool, run_slot, s) < 0) {
+    kiln_err e; kiln_fail(&e, KILN_ENOMEM, "out of memory");
+    pl_fail(p, KILN_ENOMEM, &e);
+    return KILN_ENOMEM;
+  }
+  return 0;
+}
+
+/* The frame selector: output frame n shows the source frame on screen at
+ * source time to_src((n + 0.5) / fps) — the middle of its output interval. */
+static void *decode_main(void *arg) {
+  pl *p = arg;
+  const km_timeline *tl = &p->c->tl;
+  double fps = av_q2d(p->fps);
+  AVFrame *prev = NULL, *cur = NULL;
+  km_frame_info pi = {0}, ci;
+  int64_t n = 0, n_total = -1;
+  kiln_err e = {0};
+  int r = 0;
+  for (;;) {
+    if (cancelled(p)) { r = kiln_fail(&e, KILN_ECANCELLED, "cancelled"); break; }
+    r = km_decoder_read(p->dec, &cur, &ci, &e);
+    if (r < 0) break;
+    int at_end = r == 0;
+    double t_c;
+    if (at_end) {
+      double src_end = prev ? pi.src_time + pi.src_duration : 0;
+      n_total = llround(km_timeline_duration(tl, src_end) * fps);
+      t_c = INFINITY;
+    } else {
+      p->frames_in++;
+      t_c = ci.src_time;
+      if (tl->end > 0 && t_c >= tl->end && n_total < 0)
+        n_total = llround(km_timeline_duration(tl, tl->end) * fps);
+    }
+    if (prev) {
+      while ((n_total < 0 || n < n_total) &&
+             km_timeline_to_src(tl, INFINITY, (n + 0.5) / fps) < t_c) {
+        if ((r = emit(p, prev, &pi, n)) < 0) goto out;
+        n++;
+      }
+      av_frame_free(&prev);
+    }
+    if (at_end) { r = 0; break; }
+    prev = cur; pi = ci; cur = NULL;
+    if (n_total >= 0) {          /* past the trim end: the rest show this frame */
+      while (n < n_total) {
+        if ((r = emit(p, prev, &pi, n)) < 0) goto out;
+        n++;
+      }
+      r = 0;
+      break;
+    }
+  }
+out:
+  av_frame_free(&prev);
+  av_frame_free(&cur);
+  if (r < 0 && r != KILN_ECANCELLED) pl_fail(p, r, &e);
+  else if (r == KILN_ECANCELLED && cancelled(p)) pl_fail(p, r, &e);
+  pthread_mutex_lock(&p->mu);
+  p->decode_done = 1;
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+int64_t km_pipeline_expected_frames(const km_probe *pr, const km_timeline *tl, AVRational out_fps) {
+  double fps = out_fps.num > 0 ? av_q2d(out_fps) : pr->fps;
+  double src_end = pr->frames_exact && !pr->vfr && pr->fps > 0 ? pr->frames / pr->fps : pr->duration;
+  if (src_end <= 0) return 0;
+  return llround(km_timeline_duration(tl, src_end) * fps);
+}
+
+static void tmp_name(char *buf, size_t n, const char *out) {
+  const char *slash = strrchr(out, '/');
+  if (slash)
+    snprintf(buf, n, "%.*s/.%s.part-%ld", (int)(slash - out), out, slash + 1, (long)getpid());
+  else
+    snprintf(buf, n, ".%s.part-%ld", out, (long)getpid());
+}
+
+int km_pipeline_run(const km_pipeline_cfg *c, km_pipeline_stats *st, kiln_err *e) {
+  pl p;
+  memset(&p, 0, sizeof p);
+  memset(st, 0, sizeof *st);
+  p.c = c;
+  pthread_mutex_init(&p.mu, NULL);
+  pthread_cond_init(&p.cv, NULL);
+  km_writer *w = NULL;
+  pthread_t th;
+  int started = 0, r;
+  char tmp[4096];
+  tmp_name(tmp, sizeof tmp, c->output);
+  double t0 = now_s();
+
+  if ((r = km_timeline_check(&c->tl, e)) < 0) goto done;
+  if ((r = km_decoder_open(&p.dec, c->input, c->start, c->end, e)) < 0) goto done;
+  const km_probe *pr = km_decoder_probe(p.dec);
+  p.fps = c->out_fps.num > 0 ? c->out_fps : pr->fps_q;
+  p.out_w = c->out_w > 0 ? c->out_w : pr->width & ~1;
+  p.out_h = c->out_h > 0 ? c->out_h : pr->height & ~1;
+  if (pr->frames_exact && pr->frames == 0) {
+    r = kiln_fail(e, KILN_ENOFRAMES, "input '%s' has a video stream with no frames", c->input);
+    goto done;
+  }
+  int64_t expect = km_pipeline_expected_frames(pr, &c->tl, p.fps);
+  if (c->tl.start > 0 && pr->duration > 0 && c->tl.start >= pr->duration) {
+    r = kiln_fail(e, KILN_EPARAM, "trim.start (%g s) is at or past the end of the input (%.3f s)", c->tl.start, pr->duration);
+    goto done;
+  }
+
+  km_enc_opts eo = c->enc;
+  eo.width = p.out_w;
+  eo.height = p.out_h;
+  eo.fps = p.fps;
+  km_audio_opts ao = {0};
+  if (c->keep_audio && pr->n_audio > 0 && c->start <= 0) {
+    ao.path = c->input;
+    ao.tl = c->tl;
+    ao.video_start = pr->start_time;   /* keeps audio in sync with the first video frame */
+  }
+  if ((r = km_writer_open(&w, tmp, c->output, &eo, &ao, e)) < 0) goto done;
+
+  p.pool = kp_pool_new(c->threads);
+  if (!p.pool) { r = kiln_fail(e, KILN_ENOMEM, "cannot start threads"); goto done; }
+  p.q = 2 * kp_pool_size(p.pool) + 4;
+  p.slots = calloc((size_t)p.q, sizeof *p.slots);
+  if (!p.slots) { r = kiln_fail(e, KILN_ENOMEM, "out of memory"); goto done; }
+  for (int i = 0; i < p.q; i++) p.slots[i].pl = &p;
+  if (pthread_create(&th, NULL, decode_main, &p) != 0) { r = kiln_fail(e, KILN_EINTERNAL, "cannot start the decode thread"); goto done; }
+  started = 1;
+
+  for (int64_t n = 0;; n++) {
+    pl_slot *s = &p.slots[n % p.q];
+    pthread_mutex_lock(&p.mu);
+    while (!p.abort && !(p.decode_done && n >= p.emitted) && s->state != SLOT_DONE && s->state != SLOT_FAILED) {
+      if (c->cancel && *c->cancel) { p.abort = 1; break; }
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_nsec += 100 * 1000 * 1000;
+      if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
+      pthread_cond_timedwait(&p.cv, &p.mu, &ts);
+    }
+    int finished = p.decode_done && n >= p.emitted && s->state != SLOT_DONE;
+    int ab = p.abort;
+    int state = s->state;
+    pthread_mutex_unlock(&p.mu);
+    if (ab) break;
+    if (finished) break;
+    if (state == SLOT_FAILED) { pl_fail(&p, s->err.code, &s->err); break; }
+    kiln_err we = {0};
+    r = km_writer_write(w, s->out, &we);
+    av_frame_free(&s->in);
+    av_frame_free(&s->out);
+    pthread_mutex_lock(&p.mu);
+    s->state = SLOT_FREE;
+    pthread_cond_broadcast(&p.cv);
+    pthread_mutex_unlock(&p.mu);
+    if (r < 0) { pl_fail(&p, r, &we); break; }
+    if (c->progress) c->progress(c->progress_arg, n + 1, expect > n + 1 ? expect : n + 1);
+  }
+  pthread_join(th, NULL);
+  started = 0;
+  kp_pool_wait(p.pool);
+  if (p.abort) {
+    if (!p.err_code) { p.err_code = KILN_ECANCELLED; kiln_fail(&p.err, KILN_ECANCELLED, "cancelled"); }
+    r = p.err_code;
+    *e = p.err;
+    e->code = r;
+    goto done;
+  }
+  if (km_writer_frames(w) == 0) {
+    r = kiln_fail(e, KILN_ENOFRAMES, "input '%s' produced no frames%s", c->input,
+                  c->tl.start > 0 || c->tl.end > 0 ? " in the trimmed range" : "");
+    goto done;
+  }
+  if ((r = km_writer_finish(w, e)) < 0) goto done;
+  if (rename(tmp, c->output) != 0) {
+    r = kiln_fail(e, KILN_EIO, "cannot move the finished output to '%s': %s", c->output, strerror(errno));
+    goto done;
+  }
+  st->frames_in = p.frames_in;
+  st->frames_out = km_writer_frames(w);
+  st->seconds = now_s() - t0;
+  st->fps = st->seconds > 0 ? st->frames_out / st->seconds : 0;
+  st->out_w = p.out_w;
+  st->out_h = p.out_h;
+  st->out_fps = p.fps;
+  st->out_duration = st->frames_out / av_q2d(p.fps);
+  snprintf(st->audio, sizeof st->audio, "%s", km_writer_audio_mode(w));
+  r = 0;
+done:
+  if (started) {
+    pl_fail(&p, KILN_ECANCELLED, &(kiln_err){KILN_ECANCELLED, "cancelled"});
+    pthread_join(th, NULL);
+  }
+  if (p.pool) { kp_pool_wait(p.pool); kp_pool_free(p.pool); }
+  if (p.slots) {
+    for (int i = 0; i < p.q; i++) { av_frame_free(&p.slots[i].in); av_frame_free(&p.slots[i].out); }
+    free(p.slots);
+  }
+  km_writer_free(w);
+  km_decoder_free(p.dec);
+  if (r < 0) unlink(tmp);
+  pthread_mutex_destroy(&p.mu);
+  pthread_cond_destroy(&p.cv);
+  return r;
+}

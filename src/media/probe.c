@@ -1,0 +1,154 @@
+/* probe.c — what a media file holds: container, video size, rotation, frame
+ * rate (and whether it varies), frame count, audio streams.
+ *
+ * Frame counts are exact when cheap: read from the container's index when
+ * it has one and the rate is constant, otherwise counted by demuxing (no
+ * decoding) for files up to KM_PROBE_SCAN_MAX bytes; above that they are
+ * estimated from duration x fps and marked frames_exact = 0. */
+#include "media/media.h"
+#include "media/media_int.h"
+
+#include <errno.h>
+#include <libavformat/avformat.h>
+#include <libavutil/display.h>
+#include <libavutil/pixdesc.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define KM_PROBE_SCAN_MAX (1024LL * 1024 * 1024)
+
+int km_open_input(AVFormatContext **out, const char *path, kiln_err *e) {
+  struct stat sb;
+  if (stat(path, &sb) != 0)
+    return kiln_fail(e, errno == ENOENT ? KILN_ENOENT : KILN_EIO, "cannot open input '%s': %s", path,
+                     strerror(errno));
+  if (S_ISDIR(sb.st_mode)) return kiln_fail(e, KILN_EINVAL, "input '%s' is a directory, not a media file", path);
+  if (sb.st_size == 0) return kiln_fail(e, KILN_ENOTMEDIA, "input '%s' is empty (0 bytes), not a media file", path);
+  AVFormatContext *fc = NULL;
+  int r = avformat_open_input(&fc, path, NULL, NULL);
+  char eb[128];
+  if (r < 0)
+    return kiln_fail(e, KILN_ENOTMEDIA, "input '%s' is not a media file FFmpeg can read (%s)", path,
+                     kiln_averr(r, eb, sizeof eb));
+  r = avformat_find_stream_info(fc, NULL);
+  if (r < 0) {
+    avformat_close_input(&fc);
+    return kiln_fail(e, KILN_ENOTMEDIA, "input '%s' could not be read as media (%s)", path,
+                     kiln_averr(r, eb, sizeof eb));
+  }
+  *out = fc;
+  return 0;
+}
+
+int km_stream_rotation(const AVStream *st) {
+  const uint8_t *m = av_stream_get_side_data(st, AV_PKT_DATA_DISPLAYMATRIX, NULL);
+  if (!m) return 0;
+  double theta = -av_display_rotation_get((const int32_t *)m);
+  if (isnan(theta)) return 0;
+  theta -= 360 * floor(theta / 360 + 0.9 / 360);
+  int r = (int)lround(theta / 90.0) * 90 % 360;
+  return r < 0 ? r + 360 : r;
+}
+
+double km_stream_start(const AVStream *st) {
+  return st->start_time != AV_NOPTS_VALUE ? st->start_time * av_q2d(st->time_base) : 0.0;
+}
+
+static void scan_frames(AVFormatContext *fc, int vi, km_probe *p) {
+  AVStream *st = fc->streams[vi];
+  for (unsigned i = 0; i < fc->nb_streams; i++)
+    if ((int)i != vi) fc->streams[i]->discard = AVDISCARD_ALL;
+  AVPacket *pkt = av_packet_alloc();
+  int64_t n = 0, prev = AV_NOPTS_VALUE, dmin = INT64_MAX, dmax = 0, last_end = AV_NOPTS_VALUE;
+  int ok = 1;
+  while (pkt) {
+    int r = av_read_frame(fc, pkt);
+    if (r == AVERROR_EOF) break;
+    if (r < 0) { ok = 0; break; }
+    if (pkt->stream_index == vi) {
+      n++;
+      int64_t ts = pkt->pts != AV_NOPTS_VALUE ? pkt->pts : pkt->dts;
+      if (ts != AV_NOPTS_VALUE) {
+        int64_t end = ts + (pkt->duration > 0 ? pkt->duration : 0);
+        if (last_end == AV_NOPTS_VALUE || end > last_end) last_end = end;
+        if (pkt->dts != AV_NOPTS_VALUE && prev != AV_NOPTS_VALUE) {
+          int64_t d = pkt->dts - prev;
+          if (d > 0) { if (d < dmin) dmin = d; if (d > dmax) dmax = d; }
+        }
+        prev = pkt->dts;
+      }
+    }
+    av_packet_unref(pkt);
+  }
+  av_packet_free(&pkt);
+  if (!ok) return;                /* leave the estimate; decoding will report the damage */
+  p->frames = n;
+  p->frames_exact = 1;
+  if (dmax > 0 && dmin != INT64_MAX && (double)(dmax - dmin) > 0.1 * (double)dmin) p->vfr = 1;
+  if (last_end != AV_NOPTS_VALUE && p->vfr) {
+    double start = km_stream_start(st);
+    p->duration = last_end * av_q2d(st->time_base) - start;
+  }
+}
+
+int km_probe_file(const char *path, km_probe *p, kiln_err *e) {
+  memset(p, 0, sizeof *p);
+  AVFormatContext *fc = NULL;
+  int r = km_open_input(&fc, path, e);
+  if (r < 0) return r;
+  snprintf(p->container, sizeof p->container, "%s", fc->iformat->name);
+  p->duration = fc->duration != AV_NOPTS_VALUE ? fc->duration / (double)AV_TIME_BASE : -1;
+  p->bit_rate = fc->bit_rate;
+  int vi = av_find_best_stream(fc, AVMEDIA_TYPE_VIDEO, -1, -1, NULL, 0);
+  for (unsigned i = 0; i < fc->nb_streams && p->n_audio < KM_MAX_AUDIO; i++) {
+    AVStream *st = fc->streams[i];
+    if (st->codecpar->codec_type != AVMEDIA_TYPE_AUDIO) continue;
+    km_audio_info *a = &p->audio[p->n_audio++];
+    snprintf(a->codec, sizeof a->codec, "%s", avcodec_get_name(st->codecpar->codec_id));
+    a->sample_rate = st->codecpar->sample_rate;
+    a->channels = st->codecpar->ch_layout.nb_channels;
+    a->duration = st->duration != AV_NOPTS_VALUE ? st->duration * av_q2d(st->time_base) : p->duration;
+  }
+  if (vi >= 0 && (fc->streams[vi]->disposition & AV_DISPOSITION_ATTACHED_PIC)) vi = -1;
+  if (vi >= 0) {
+    AVStream *st = fc->streams[vi];
+    AVCodecParameters *cp = st->codecpar;
+    p->has_video = 1;
+    p->start_time = km_stream_start(st);
+    snprintf(p->vcodec, sizeof p->vcodec, "%s", avcodec_get_name(cp->codec_id));
+    const char *pf = av_get_pix_fmt_name(cp->format);
+    snprintf(p->pix_fmt, sizeof p->pix_fmt, "%s", pf ? pf : "unknown");
+    p->coded_width = cp->width;
+    p->coded_height = cp->height;
+    p->rotation = km_stream_rotation(st);
+    int swap = p->rotation == 90 || p->rotation == 270;
+    p->width = swap ? cp->height : cp->width;
+    p->height = swap ? cp->width : cp->height;
+    AVRational avg = st->avg_frame_rate, rr = st->r_frame_rate;
+    AVRational q = avg.num > 0 && avg.den > 0 ? avg : rr;
+    if (q.num <= 0 || q.den <= 0) q = (AVRational){25, 1};
+    p->fps_q = q;
+    p->fps = av_q2d(q);
+    if (rr.num > 0 && avg.num > 0 && fabs(av_q2d(rr) - av_q2d(avg)) > 0.01 * av_q2d(avg)) p->vfr = 1;
+    if (st->duration != AV_NOPTS_VALUE && st->duration > 0)
+      p->duration = st->duration * av_q2d(st->time_base);
+    if (st->nb_frames > 0 && !p->vfr) {
+      p->frames = st->nb_frames;
+      p->frames_exact = 1;
+    } else {
+      p->frames = p->duration > 0 ? llround(p->duration * p->fps) : 0;
+      p->frames_exact = 0;
+      struct stat sb;
+      if (stat(path, &sb) == 0 && sb.st_size <= KM_PROBE_SCAN_MAX) scan_frames(fc, vi, p);
+    }
+    if (p->frames_exact && !p->vfr && p->frames > 0) {
+      /* constant rate: the exact count also gives the exact duration */
+      double d = p->frames / p->fps;
+      if (p->duration <= 0 || fabs(d - p->duration) < 2.0 / p->fps) p->duration = d;
+    }
+  }
+  avformat_close_input(&fc);
+  return 0;
+}
