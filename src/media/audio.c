@@ -40,7 +40,8 @@ struct km_asrc {
   AVFilterContext *bsrc, *bsink;
   AVAudioFifo *fifo;
   int64_t samples_out;
-  int64_t cap;                  /* max samples to emit, -1 = none yet */
+  int64_t written;              /* samples put into the FIFO so far */
+  int64_t piece_cap;            /* written may not pass this in the open piece; -1: no limit */
   int flushed;
 };
 
@@ -125,15 +126,58 @@ static int build_graph(km_asrc *a, const km_piece *pc, kiln_err *e) {
   return 0;
 }
 
+static int pad_silence(km_asrc *a, int64_t n, kiln_err *e);
+
 static int drain_sink(km_asrc *a, kiln_err *e) {
   for (;;) {
     int r = av_buffersink_get_frame(a->bsink, a->frame);
     if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return 0;
     if (r < 0) return kiln_fail(e, KILN_EINTERNAL, "audio filter failed");
-    r = av_audio_fifo_write(a->fifo, (void **)a->frame->extended_data, a->frame->nb_samples);
+    int n = a->frame->nb_samples;
+    if (a->piece_cap >= 0 && a->written + n > a->piece_cap) n = (int)(a->piece_cap - a->written);
+    r = n > 0 ? av_audio_fifo_write(a->fifo, (void **)a->frame->extended_data, n) : 0;
     av_frame_unref(a->frame);
+    if (r > 0) a->written += r;
     if (r < 0) return kiln_fail(e, KILN_ENOMEM, "out of memory (audio)");
   }
+}
+
+/* Writes n samples of silence into the FIFO. */
+static int pad_silence(km_asrc *a, int64_t n, kiln_err *e) {
+  while (n > 0) {
+    int k = n > 4096 ? 4096 : (int)n;
+    AVFrame *f = av_frame_alloc();
+    if (!f) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+    f->nb_samples = k;
+    f->format = a->enc->sample_fmt;
+    av_channel_layout_copy(&f->ch_layout, &a->enc->ch_layout);
+    if (av_frame_get_buffer(f, 0) < 0) { av_frame_free(&f); return kiln_fail(e, KILN_ENOMEM, "out of memory"); }
+    av_samples_set_silence(f->extended_data, 0, k, a->enc->ch_layout.nb_channels, a->enc->sample_fmt);
+    int r = av_audio_fifo_write(a->fifo, (void **)f->extended_data, k);
+    av_frame_free(&f);
+    if (r < 0) return kiln_fail(e, KILN_ENOMEM, "out of memory (audio)");
+    a->written += k;
+    n -= k;
+  }
+  return 0;
+}
+
+/* Sets the sample budget of piece i: the output time where it ends, in
+ * samples, so that every piece lasts exactly (end - start) / speed. */
+static void open_piece(km_asrc *a, int i) {
+  double tau = 0;
+  for (int k = 0; k <= i && k < a->npieces; k++) tau += (a->pieces[k].end - a->pieces[k].start) / a->pieces[k].speed;
+  a->piece_cap = i < a->npieces && isfinite(tau) ? (int64_t)llround(tau * a->enc->sample_rate) : -1;
+}
+
+/* Closes the open piece: flush its graph, then pad it to its exact length. */
+static int close_piece(km_asrc *a, kiln_err *e) {
+  if (av_buffersrc_add_frame_flags(a->bsrc, NULL, 0) < 0) return kiln_fail(e, KILN_EINTERNAL, "audio filter failed");
+  int r = drain_sink(a, e);
+  if (r < 0) return r;
+  avfilter_graph_free(&a->graph);
+  if (a->piece_cap >= 0 && a->written < a->piece_cap) return pad_silence(a, a->piece_cap - a->written, e);
+  return 0;
 }
 
 /* Feeds one decoded frame (pts already shifted to video time) to the graphs
@@ -144,7 +188,11 @@ static int feed_frame(km_asrc *a, AVFrame *f, kiln_err *e) {
   while (a->cur < a->npieces) {
     const km_piece *pc = &a->pieces[a->cur];
     if (t1 <= pc->start) return 0;
-    if (!a->graph) { int r = build_graph(a, pc, e); if (r < 0) return r; }
+    if (!a->graph) {
+      int r = build_graph(a, pc, e);
+      if (r < 0) return r;
+      open_piece(a, a->cur);
+    }
     if (t0 < pc->end) {
       int r = av_buffersrc_write_frame(a->bsrc, f);
       if (r < 0) return kiln_fail(e, KILN_EINTERNAL, "audio filter rejected a frame");
@@ -152,10 +200,8 @@ static int feed_frame(km_asrc *a, AVFrame *f, kiln_err *e) {
     }
     if (t1 < pc->end) return 0;
     /* this piece is complete: flush it and move on */
-    if (av_buffersrc_add_frame_flags(a->bsrc, NULL, 0) < 0) return kiln_fail(e, KILN_EINTERNAL, "audio filter failed");
-    int r = drain_sink(a, e);
+    int r = close_piece(a, e);
     if (r < 0) return r;
-    avfilter_graph_free(&a->graph);
     a->cur++;
   }
   return 0;
@@ -177,11 +223,7 @@ static int decode_more(km_asrc *a, kiln_err *e) {
     }
     if (r == AVERROR_EOF) {
       /* close whatever piece is open: the audio ended inside it */
-      if (a->graph && a->cur < a->npieces) {
-        if (av_buffersrc_add_frame_flags(a->bsrc, NULL, 0) < 0) return kiln_fail(e, KILN_EINTERNAL, "audio filter failed");
-        if ((r = drain_sink(a, e)) < 0) return r;
-        avfilter_graph_free(&a->graph);
-      }
+      if (a->graph && a->cur < a->npieces && (r = close_piece(a, e)) < 0) return r;
       a->cur = a->npieces;
       a->in_eof = 1;
       return 0;
@@ -259,7 +301,7 @@ int km_asrc_open(km_asrc **out, const char *path, const km_timeline *tl, double 
   a->video_start = video_start;
   a->pkt = av_packet_alloc();
   a->frame = av_frame_alloc();
-  a->cap = -1;
+  a->piece_cap = -1;
   if (!a->pkt || !a->frame) { r = kiln_fail(e, KILN_ENOMEM, "out of memory"); goto fail; }
   a->ost = avformat_new_stream(oc, NULL);
   if (!a->ost) { r = kiln_fail(e, KILN_ENOMEM, "out of memory"); goto fail; }
@@ -322,6 +364,11 @@ int km_asrc_finish(km_asrc *a, AVFormatContext *oc, double t_end, kiln_err *e) {
   int64_t cap = (int64_t)llround(t_end * a->enc->sample_rate);
   while (!a->in_eof && av_audio_fifo_size(a->fifo) + a->samples_out < cap) {
     int r = decode_more(a, e);
+    if (r < 0) return r;
+  }
+  /* a source whose audio ends before its video: pad, so durations agree */
+  if (a->in_eof && av_audio_fifo_size(a->fifo) + a->samples_out < cap) {
+    int r = pad_silence(a, cap - a->samples_out - av_audio_fifo_size(a->fifo), e);
     if (r < 0) return r;
   }
   while (a->samples_out < cap && av_audio_fifo_size(a->fifo) > 0) {

@@ -25,6 +25,10 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Timestamps are exact rationals; 1 µs absorbs float rounding when an
+ * output instant lands exactly on a source frame's start. */
+#define KM_TIME_EPS 1e-6
+
 enum { SLOT_FREE = 0, SLOT_QUEUED, SLOT_DONE, SLOT_FAILED };
 
 typedef struct pl_slot {
@@ -143,7 +147,7 @@ static void *decode_main(void *arg) {
     }
     if (prev) {
       while ((n_total < 0 || n < n_total) &&
-             km_timeline_to_src(tl, INFINITY, (n + 0.5) / fps) < t_c) {
+             km_timeline_to_src(tl, INFINITY, (n + 0.5) / fps) < t_c - KM_TIME_EPS) {
         if ((r = emit(p, prev, &pi, n)) < 0) goto out;
         n++;
       }

@@ -80,7 +80,7 @@ int km_writer_open(km_writer **out, const char *path, const char *name_for_forma
   w->vst->avg_frame_rate = fps;
   if (o->rotation_meta) {
     int32_t *m = (int32_t *)av_stream_new_side_data(w->vst, AV_PKT_DATA_DISPLAYMATRIX, 9 * sizeof(int32_t));
-    if (m) av_display_rotation_set(m, -(double)o->rotation_meta);
+    if (m) av_display_rotation_set(m, (double)o->rotation_meta);  /* probes back as this many degrees clockwise */
   }
   if (a && a->path) {
     r = km_asrc_open(&w->audio, a->path, &a->tl, a->video_start, w->oc, e);

@@ -1,0 +1,197 @@
+/* test_units.c — util (errors, JSON, thread pool), the timeline, the
+ * parameter validator, and the pixel kernels on synthetic frames. */
+#include <math.h>
+#include <pthread.h>
+
+#include "fn/fn.h"
+#include "img/img.h"
+#include "media/media.h"
+#include "t.h"
+#include "util/json.h"
+#include "util/pool.h"
+
+static void test_errors(void) {
+  kiln_err e = {0};
+  int r = kiln_fail(&e, KILN_EPARAM, "field '%s' is bad", "dim");
+  CHECK(r == KILN_EPARAM, "kiln_fail returns its code");
+  CHECK(!strcmp(e.msg, "field 'dim' is bad"), "message: %s", e.msg);
+  CHECK(!strcmp(kiln_errname(KILN_ECORRUPT), "ECORRUPT"), "name %s", kiln_errname(KILN_ECORRUPT));
+  CHECK(!strcmp(kiln_errclass(KILN_EPARAM), "bad_input"), "class");
+  CHECK(!strcmp(kiln_errclass(KILN_EIO), "internal"), "class io");
+  kiln_err_prefix(&e, "reframe");
+  CHECK(!strcmp(e.msg, "reframe: field 'dim' is bad"), "prefix: %s", e.msg);
+  /* every code in the map has a distinct name */
+  int codes[] = {
+#define C(name, num, cls, msg) KILN_E##name,
+      KILN_ERRNO_MAP(C)
+#undef C
+  };
+  for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+    for (size_t j = i + 1; j < sizeof codes / sizeof codes[0]; j++)
+      CHECK(codes[i] != codes[j] && strcmp(kiln_errname(codes[i]), kiln_errname(codes[j])), "distinct %zu %zu", i, j);
+}
+
+static void test_json_kv(void) {
+  json_t *o = json_object();
+  kiln_err e = {0};
+  CHECK(kj_set_kv(o, "dim=0.5", &e) == 0, "%s", e.msg);
+  CHECK(json_is_real(json_object_get(o, "dim")) && json_real_value(json_object_get(o, "dim")) == 0.5, "dim is 0.5");
+  CHECK(kj_set_kv(o, "ring_color=#ff0000", &e) == 0, "%s", e.msg);
+  CHECK(!strcmp(kj_str(o, "ring_color", ""), "#ff0000"), "string value");
+  CHECK(kj_set_kv(o, "trim.start=2", &e) == 0 && kj_set_kv(o, "trim.end=4.5", &e) == 0, "%s", e.msg);
+  CHECK(kj_num(json_object_get(o, "trim"), "end", 0) == 4.5, "nested");
+  CHECK(kj_set_kv(o, "crop=[{\"frame\":1,\"x\":2}]", &e) == 0, "%s", e.msg);
+  CHECK(json_array_size(json_object_get(o, "crop")) == 1, "array value");
+  CHECK(kj_set_kv(o, "noequals", &e) == KILN_EUSAGE, "missing = is a usage error");
+  CHECK(strstr(e.msg, "KEY=VALUE") != NULL, "message names the form: %s", e.msg);
+  json_decref(o);
+}
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static int g_sum;
+static void add_task(void *arg) {
+  pthread_mutex_lock(&g_mu);
+  g_sum += *(int *)arg;
+  pthread_mutex_unlock(&g_mu);
+}
+
+static void test_pool(void) {
+  kp_pool *p = kp_pool_new(3);
+  CHECK(p && kp_pool_size(p) == 3, "pool of 3");
+  int vals[1000];
+  g_sum = 0;
+  for (int i = 0; i < 1000; i++) { vals[i] = i; kp_pool_submit(p, add_task, &vals[i]); }
+  kp_pool_wait(p);
+  CHECK(g_sum == 999 * 1000 / 2, "every task ran once: %d", g_sum);
+  kp_pool_free(p);
+}
+
+static void test_timeline(void) {
+  km_timeline tl;
+  km_timeline_identity(&tl);
+  CHECK(km_timeline_is_identity(&tl), "identity");
+  CHECK(fabs(km_timeline_duration(&tl, 10) - 10) < 1e-9, "identity duration");
+  tl.start = 1; tl.end = 5;
+  tl.nseg = 2;
+  tl.seg[0] = (km_speed_seg){2, 3, 2.0};   /* 1 s -> 0.5 s */
+  tl.seg[1] = (km_speed_seg){4, 6, 0.5};   /* clipped to [4,5): 1 s -> 2 s */
+  kiln_err e = {0};
+  CHECK(km_timeline_check(&tl, &e) == 0, "%s", e.msg);
+  CHECK(fabs(km_timeline_duration(&tl, 100) - (1 + 0.5 + 1 + 2)) < 1e-9, "duration %g", km_timeline_duration(&tl, 100));
+  CHECK(fabs(km_timeline_to_out(&tl, 100, 2.5) - 1.25) < 1e-9, "to_out mid-segment");
+  for (double tau = 0; tau < 4.5; tau += 0.37) {
+    double t = km_timeline_to_src(&tl, 100, tau);
+    CHECK(fabs(km_timeline_to_out(&tl, 100, t) - tau) < 1e-9, "round trip at %g", tau);
+  }
+  CHECK(fabs(km_timeline_duration(&tl, 3.5) - (1 + 0.5 + 0.5)) < 1e-9, "source ends early");
+  km_piece pc[8];
+  CHECK(km_timeline_pieces(&tl, 100, pc, 8) == 4, "pieces: gap, fast, gap, slow");
+  tl.seg[1].speed = 5;
+  CHECK(km_timeline_check(&tl, &e) == KILN_EPARAM && strstr(e.msg, "speed[1].speed"), "range: %s", e.msg);
+  tl.seg[1] = (km_speed_seg){2.5, 4, 1.5};
+  CHECK(km_timeline_check(&tl, &e) == KILN_EPARAM && strstr(e.msg, "overlap"), "overlap: %s", e.msg);
+}
+
+static int validate(const char *fn, const char *json, json_t **out, kiln_err *e) {
+  json_t *in = json_loads(json, 0, NULL);
+  int r = kf_validate(kf_find(fn), in, out, e);
+  json_decref(in);
+  return r;
+}
+
+static void test_params(void) {
+  json_t *o = NULL;
+  kiln_err e = {0};
+  CHECK(validate("reframe", "{}", &o, &e) == 0, "%s", e.msg);
+  CHECK(kj_num(o, "width", 0) == 810 && kj_num(o, "height", 0) == 1440, "defaults filled");
+  CHECK(!strcmp(kj_str(o, "preset", ""), "veryfast"), "preset default");
+  json_decref(o); o = NULL;
+  CHECK(validate("reframe", "{\"widht\": 5}", &o, &e) == KILN_EPARAM, "unknown rejected");
+  CHECK(strstr(e.msg, "unknown parameter 'widht'") && strstr(e.msg, "width"), "names it and lists known: %s", e.msg);
+  CHECK(validate("overlay", "{\"highlights\":[{\"frame\":0,\"x\":1,\"y\":1,\"rx\":5,\"ry\":5}], \"dim\": \"abc\"}", &o, &e) == KILN_EPARAM, "type");
+  CHECK(strstr(e.msg, "'dim' must be a number") && strstr(e.msg, "\"abc\""), "%s", e.msg);
+  CHECK(validate("overlay", "{\"highlights\":[{\"frame\":0,\"x\":1,\"y\":1,\"rx\":5,\"ry\":5}], \"dim\": 1.5}", &o, &e) == KILN_EPARAM, "range");
+  CHECK(strstr(e.msg, "between 0 and 1"), "%s", e.msg);
+  CHECK(validate("overlay", "{}", &o, &e) == KILN_EPARAM && strstr(e.msg, "'highlights' is required"), "%s", e.msg);
+  CHECK(validate("overlay", "{\"highlights\":[{\"frame\":0,\"x\":1,\"y\":1,\"rx\":5}]}", &o, &e) == KILN_EPARAM, "nested");
+  CHECK(strstr(e.msg, "'highlights[0].ry' is required"), "%s", e.msg);
+  CHECK(validate("reframe", "{\"crop\":[{\"frame\":1.5,\"x\":0}]}", &o, &e) == KILN_EPARAM && strstr(e.msg, "crop[0].frame' must be an integer"), "%s", e.msg);
+  CHECK(validate("reframe", "{\"speed\":[{\"start\":0,\"end\":1,\"speed\":8}]}", &o, &e) == KILN_EPARAM && strstr(e.msg, "speed[0].speed' must be between 0.25 and 4"), "%s", e.msg);
+  CHECK(validate("reframe", "{\"preset\":\"warp\"}", &o, &e) == KILN_EPARAM && strstr(e.msg, "one of ultrafast"), "%s", e.msg);
+  CHECK(validate("overlay", "{\"highlights\":[{\"frame\":0,\"x\":1,\"y\":1,\"rx\":5,\"ry\":5}], \"ring_color\":\"#12\"}", &o, &e) == KILN_EPARAM && strstr(e.msg, "colour"), "%s", e.msg);
+  CHECK(validate("reframe", "{\"trim\":{\"start\":1,\"stop\":2}}", &o, &e) == KILN_EPARAM && strstr(e.msg, "'trim.stop'"), "%s", e.msg);
+  /* the description is generated from the same table */
+  json_t *d = kf_describe(kf_find("overlay"));
+  CHECK(json_array_size(json_object_get(d, "params")) >= 5, "described");
+  json_decref(d);
+}
+
+static AVFrame *ramp_frame(int w, int h) {
+  AVFrame *f = km_frame_new(w, h);
+  for (int p = 0; p < 3; p++) {
+    int pw = p ? w / 2 : w, ph = p ? h / 2 : h;
+    for (int y = 0; y < ph; y++)
+      for (int x = 0; x < pw; x++) f->data[p][y * f->linesize[p] + x] = (uint8_t)(p == 2 ? 16 + y : 16 + x);
+  }
+  return f;
+}
+
+static void test_resample(void) {
+  /* a linear ramp stays linear: output pixel i of a crop starting at x0 with
+   * scale s samples the source at x0 + (i + 0.5) s - 0.5 */
+  AVFrame *src = ramp_frame(200, 120), *dst = km_frame_new(50, 60);
+  CHECK(ki_crop_scale(src, 20.5, 10, 100, 120, dst) == 0, "scale");
+  int bad = 0;
+  for (int i = 2; i < 48; i++) {
+    double want = 16 + 20.5 + (i + 0.5) * 2 - 0.5;
+    if (fabs(dst->data[0][30 * dst->linesize[0] + i] - want) > 0.51) bad++;
+  }
+  CHECK(bad == 0, "%d luma samples off the ramp", bad);
+  /* upscaling a crop: 1:2 */
+  AVFrame *up = km_frame_new(80, 40);
+  CHECK(ki_crop_scale(src, 10, 10, 40, 20, up) == 0, "upscale");
+  double want = 16 + 10 + (21 + 0.5) * 0.5 - 0.5;
+  CHECK(fabs(up->data[0][5 * up->linesize[0] + 21] - want) <= 0.51, "upscaled ramp %d vs %g",
+        up->data[0][5 * up->linesize[0] + 21], want);
+  /* identity is exact */
+  AVFrame *id = km_frame_new(200, 120);
+  ki_crop_scale(src, 0, 0, 200, 120, id);
+  double mse = ki_mse(src->data[0], src->linesize[0], id->data[0], id->linesize[0], 200, 120);
+  CHECK(mse == 0, "identity mse %g", mse);
+  av_frame_free(&src); av_frame_free(&dst); av_frame_free(&up); av_frame_free(&id);
+}
+
+static void test_spotlight(void) {
+  AVFrame *src = km_frame_new(200, 100), *dst = km_frame_new(200, 100);
+  for (int p = 0; p < 3; p++) {
+    int pw = p ? 100 : 200, ph = p ? 50 : 100;
+    for (int y = 0; y < ph; y++) memset(src->data[p] + y * src->linesize[p], p ? 200 : 216, (size_t)pw);
+  }
+  ki_spot s = {.cx = 100, .cy = 50, .rx = 30, .ry = 20, .dim = 0.5, .ring_width = 4, .ring_yuv = {81, 90, 240}};
+  ki_spotlight(src, dst, &s);
+  CHECK(dst->data[0][50 * dst->linesize[0] + 100] == 216, "centre unchanged: %d", dst->data[0][50 * dst->linesize[0] + 100]);
+  CHECK(dst->data[0][5 * dst->linesize[0] + 5] == 116, "corner dimmed to 16 + 200/2: %d", dst->data[0][5 * dst->linesize[0] + 5]);
+  CHECK(dst->data[1][2 * dst->linesize[1] + 2] == 164, "chroma dimmed towards 128: %d", dst->data[1][2 * dst->linesize[1] + 2]);
+  CHECK(dst->data[0][50 * dst->linesize[0] + 132] == 81, "ring just outside the edge: %d", dst->data[0][50 * dst->linesize[0] + 132]);
+  /* anti-aliased: the edge pixel lies between inside and outside values */
+  int edge = dst->data[0][50 * dst->linesize[0] + 130];
+  CHECK(edge != 216 && edge != 116, "edge blended: %d", edge);
+  uint8_t rgb[3], yuv[3];
+  CHECK(ki_parse_color("#FFD400", rgb) == 0 && rgb[0] == 255 && rgb[1] == 212 && rgb[2] == 0, "hex colour");
+  CHECK(ki_parse_color("yellow", rgb) == 0, "named colour");
+  CHECK(ki_parse_color("#12345", rgb) < 0 && ki_parse_color("#GG0000", rgb) < 0, "bad colours rejected");
+  ki_rgb_to_yuv((uint8_t[]){255, 255, 255}, 1, yuv);
+  CHECK(yuv[0] == 235 && yuv[1] == 128 && yuv[2] == 128, "white %d %d %d", yuv[0], yuv[1], yuv[2]);
+  av_frame_free(&src); av_frame_free(&dst);
+}
+
+int main(void) {
+  T_RUN(test_errors);
+  T_RUN(test_json_kv);
+  T_RUN(test_pool);
+  T_RUN(test_timeline);
+  T_RUN(test_params);
+  T_RUN(test_resample);
+  T_RUN(test_spotlight);
+  return t_done();
+}

@@ -1,0 +1,122 @@
+/* tutil.c — see tutil.h. */
+#include "tutil.h"
+#include "img/img.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char g_dir[512];
+
+const char *t_dir(void) {
+  if (!g_dir[0]) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(g_dir, sizeof g_dir, "%s/kiln-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(g_dir)) { perror("mkdtemp"); exit(2); }
+  }
+  return g_dir;
+}
+
+void t_cleanup(void) {
+  if (!g_dir[0]) return;
+  DIR *d = opendir(g_dir);
+  struct dirent *de;
+  char p[1024];
+  while (d && (de = readdir(d))) {
+    if (de->d_name[0] == '.' && (!de->d_name[1] || (de->d_name[1] == '.' && !de->d_name[2]))) continue;
+    snprintf(p, sizeof p, "%s/%s", g_dir, de->d_name);
+    unlink(p);
+  }
+  if (d) closedir(d);
+  rmdir(g_dir);
+}
+
+const char *t_path(const char *name) {
+  static char buf[8][1024];
+  static int k;
+  k = (k + 1) % 8;
+  snprintf(buf[k], sizeof buf[k], "%s/%s", t_dir(), name);
+  return buf[k];
+}
+
+int t_decode(const char *path, int64_t start, int64_t end, t_video *v) {
+  memset(v, 0, sizeof *v);
+  km_decoder *d = NULL;
+  kiln_err e = {0};
+  int r = km_decoder_open(&d, path, start, end, &e);
+  if (r < 0) { fprintf(stderr, "  decode %s: %s\n", path, e.msg); return r; }
+  int cap = 0;
+  for (;;) {
+    AVFrame *f;
+    km_frame_info fi;
+    r = km_decoder_read(d, &f, &fi, &e);
+    if (r <= 0) break;
+    if (v->n == cap) {
+      cap = cap ? 2 * cap : 64;
+      v->f = realloc(v->f, sizeof *v->f * (size_t)cap);
+      v->info = realloc(v->info, sizeof *v->info * (size_t)cap);
+    }
+    v->f[v->n] = f;
+    v->info[v->n++] = fi;
+    v->w = f->width;
+    v->h = f->height;
+  }
+  if (r < 0) fprintf(stderr, "  decode %s: %s\n", path, e.msg);
+  km_decoder_free(d);
+  return r;
+}
+
+void t_video_free(t_video *v) {
+  for (int i = 0; i < v->n; i++) av_frame_free(&v->f[i]);
+  free(v->f);
+  free(v->info);
+  memset(v, 0, sizeof *v);
+}
+
+int t_moov_first(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return 0;
+  long off = 0;
+  int moov = -1, mdat = -1, i = 0;
+  unsigned char h[16];
+  while (fseek(f, off, SEEK_SET) == 0 && fread(h, 1, 8, f) == 8) {
+    uint64_t size = ((uint64_t)h[0] << 24) | (h[1] << 16) | (h[2] << 8) | h[3];
+    if (size == 1 && fread(h + 8, 1, 8, f) == 8) {
+      size = 0;
+      for (int k = 8; k < 16; k++) size = (size << 8) | h[k];
+    }
+    if (!memcmp(h + 4, "moov", 4) && moov < 0) moov = i;
+    if (!memcmp(h + 4, "mdat", 4) && mdat < 0) mdat = i;
+    if (size < 8) break;
+    off += (long)size;
+    i++;
+  }
+  fclose(f);
+  return moov >= 0 && mdat >= 0 && moov < mdat;
+}
+
+int t_count_files(const char *s) {
+  DIR *d = opendir(t_dir());
+  struct dirent *de;
+  int n = 0;
+  while (d && (de = readdir(d)))
+    if (strstr(de->d_name, s)) n++;
+  if (d) closedir(d);
+  return n;
+}
+
+double t_psnr_plane(const AVFrame *f, int plane, double (*expect)(void *, int, int, int), void *arg) {
+  int w = plane ? f->width / 2 : f->width, h = plane ? f->height / 2 : f->height;
+  double sum = 0;
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++) {
+      double ev = expect(arg, plane, x, y);
+      ev = ev < 0 ? 0 : ev > 255 ? 255 : round(ev);
+      double d = f->data[plane][(size_t)y * f->linesize[plane] + x] - ev;
+      sum += d * d;
+    }
+  return ki_psnr(sum / ((double)w * h));
+}

@@ -1,0 +1,32 @@
+/* tutil.h — media helpers for tests: a scratch folder, decoding a whole
+ * file into memory (small test clips only), checking the output container. */
+#ifndef KILN_TUTIL_H
+#define KILN_TUTIL_H
+
+#include <stdint.h>
+#include "media/media.h"
+
+/* A fresh folder under $TMPDIR (or /tmp), removed by t_cleanup(). */
+const char *t_dir(void);
+void t_cleanup(void);
+/* path inside t_dir(), in a static rotating buffer. */
+const char *t_path(const char *name);
+
+typedef struct t_video {
+  int n, w, h;
+  AVFrame **f;
+  km_frame_info *info;
+} t_video;
+
+/* Decodes frames [start, end) of path; returns 0 or a kiln error code. */
+int t_decode(const char *path, int64_t start, int64_t end, t_video *v);
+void t_video_free(t_video *v);
+
+/* 1 if the file's top-level 'moov' box comes before 'mdat'. */
+int t_moov_first(const char *path);
+/* Number of directory entries in t_dir() whose name contains s. */
+int t_count_files(const char *s);
+/* Luma PSNR of frame f against the expected plane function. */
+double t_psnr_plane(const AVFrame *f, int plane, double (*expect)(void *, int, int, int), void *arg);
+
+#endif
