@@ -1,1 +1,104 @@
-exit 0
+#!/usr/bin/env bash
+# test_cli.sh — the kiln binary as a user meets it: commands, --json, and every
+# bad input of the foundation issue. Each case asserts the exit status, that
+# the message names what is wrong, and that no output (or partial output) is
+# left behind. Usage: test_cli.sh PATH/TO/kiln
+set -u
+KILN=${1:?usage: test_cli.sh KILN}
+T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-cli-XXXXXX")
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+
+ok()   { pass=$((pass + 1)); }
+bad()  { fail=$((fail + 1)); echo "  FAIL: $*" >&2; }
+
+# expect NAME STATUS PATTERN -- command...: runs it, checks status and that
+# stderr matches PATTERN, and that $T/out* does not exist afterwards.
+expect() {
+  local name=$1 want=$2 pat=$3; shift 4
+  rm -f "$T"/out* "$T"/.out*
+  "$@" >"$T/stdout" 2>"$T/stderr"
+  local got=$?
+  local leftovers
+  leftovers=$(ls -A "$T" | grep -E '^\.?out' || true)
+  if [ "$got" != "$want" ]; then bad "$name: exit $got, want $want ($(head -c 300 "$T/stderr"))"
+  elif ! grep -qE -- "$pat" "$T/stderr"; then bad "$name: message does not match /$pat/: $(head -c 300 "$T/stderr")"
+  elif [ -n "$leftovers" ]; then bad "$name: left files behind: $leftovers"
+  else ok; fi
+}
+
+"$KILN" sample coords "$T/in.mp4" --size 320x180 --seconds 2 --tone 440 || { echo "cannot make a sample"; exit 1; }
+"$KILN" sample bars "$T/long.mp4" --size 640x360 --seconds 30 || exit 1
+
+# --- commands that work ---------------------------------------------------
+v=$("$KILN" --version); [[ "$v" =~ ^kiln\ [0-9]+\.[0-9]+\.[0-9]+$ ]] && ok || bad "--version printed '$v'"
+"$KILN" functions | grep -q '^reframe' && "$KILN" functions | grep -q '^overlay' && ok || bad "functions lists both"
+"$KILN" functions overlay | grep -q 'ring_width' && ok || bad "functions overlay shows its parameters"
+"$KILN" functions --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert {f["name"] for f in d} >= {"reframe","overlay"}' && ok || bad "functions --json"
+"$KILN" help run | grep -q -- '--params FILE' && ok || bad "help run"
+"$KILN" probe --json "$T/in.mp4" | python3 -c '
+import json,sys; d=json.load(sys.stdin); v=d["video"]
+assert v["width"]==320 and v["height"]==180 and v["frames"]==60 and v["frames_exact"] and v["pix_fmt"]=="yuv420p", v
+assert d["audio"][0]["codec"]=="aac"' && ok || bad "probe --json"
+
+"$KILN" run reframe "$T/in.mp4" -o "$T/reel.mp4" --param width=180 --param height=320 --json >"$T/res.json" 2>"$T/err"
+python3 - "$T/res.json" "$T/reel.mp4" <<'PY' && ok || bad "run --json result"
+import json, os, sys
+d = json.load(open(sys.argv[1]))
+assert d["ok"] and d["frames"] == 60 and d["width"] == 180 and d["height"] == 320, d
+assert d["output"] == sys.argv[2] and os.path.getsize(sys.argv[2]) > 1000 and d["fps"] > 0 and d["audio"] == "copy", d
+PY
+# plain (non-TTY) progress lines go to stderr, the summary names the output
+grep -q "wrote $T/reel.mp4" "$T/err" || { "$KILN" run overlay "$T/in.mp4" -o "$T/spot.mp4" --param 'highlights=[{"frame":0,"x":100,"y":90,"rx":30,"ry":40}]' 2>"$T/err2"; grep -q "frames (100%)" "$T/err2" && grep -q "wrote $T/spot.mp4" "$T/err2"; } && ok || bad "progress lines and summary"
+echo '{"highlights":[{"frame":0,"x":100,"y":90,"rx":30,"ry":40}],"dim":0.2}' > "$T/p.json"
+"$KILN" run overlay "$T/in.mp4" -o "$T/spot2.mp4" --params "$T/p.json" --param dim=0.9 -q && [ -s "$T/spot2.mp4" ] && ok || bad "--params file with --param override"
+
+# --- bad input ------------------------------------------------------------
+expect "missing file" 1 "cannot open input '.*nope.mp4': No such file" -- "$KILN" run reframe "$T/nope.mp4" -o "$T/out.mp4"
+printf 'just text, not a video at all; FFmpeg cannot make sense of this\n' > "$T/text.mp4"
+expect "not media" 1 "is not a media file" -- "$KILN" run reframe "$T/text.mp4" -o "$T/out.mp4"
+: > "$T/empty.mp4"
+expect "empty file" 1 "is empty" -- "$KILN" run overlay "$T/empty.mp4" -o "$T/out.mp4" --param 'highlights=[{"frame":0,"x":1,"y":1,"rx":5,"ry":5}]'
+cp "$T/long.mp4" "$T/trunc.mp4"; truncate -s $(( $(stat -c %s "$T/long.mp4") / 2 )) "$T/trunc.mp4"
+expect "truncated file" 1 "truncated|corrupt" -- "$KILN" run reframe "$T/trunc.mp4" -o "$T/out.mp4" --param width=90 --param height=160
+cp "$T/long.mp4" "$T/corrupt.mp4"
+sz=$(stat -c %s "$T/corrupt.mp4")
+# overwrite the middle third of the media data with a fixed byte pattern
+python3 -c "
+import sys; p=sys.argv[1]; n=int(sys.argv[2]); b=bytearray(open(p,'rb').read())
+for i in range(n//3, 2*n//3): b[i] = (i * 7919) & 0xff
+open(p,'wb').write(b)" "$T/corrupt.mp4" "$sz"
+expect "corrupt file" 1 "corrupt" -- "$KILN" run reframe "$T/corrupt.mp4" -o "$T/out.mp4" --param width=90 --param height=160
+ffmpeg -v error -f lavfi -i "sine=frequency=440:duration=1" -y "$T/audio_only.m4a" 2>/dev/null || "$KILN" sample coords "$T/audio_only.m4a" --tone 440 --seconds 1 >/dev/null 2>&1
+expect "zero frames (audio only)" 1 "no video stream" -- "$KILN" run reframe "$T/audio_only.m4a" -o "$T/out.mp4"
+expect "crop outside" 2 "crop\[1\] .*outside the 320x180 source" -- "$KILN" run reframe "$T/in.mp4" -o "$T/out.mp4" --param width=90 --param height=160 --param 'crop=[{"frame":0,"x":0,"w":90,"h":160},{"frame":30,"x":250,"w":90,"h":160}]'
+expect "unknown param" 2 "unknown parameter 'widht'.*known: crop, width" -- "$KILN" run reframe "$T/in.mp4" -o "$T/out.mp4" --param widht=100
+expect "ill-typed param" 2 "'dim' must be a number, got the string \"lots\"" -- "$KILN" run overlay "$T/in.mp4" -o "$T/out.mp4" --param dim=lots --param 'highlights=[{"frame":0,"x":1,"y":1,"rx":5,"ry":5}]'
+expect "speed out of range" 2 "'speed\[0\]\.speed' must be between 0.25 and 4, got 5" -- "$KILN" run reframe "$T/in.mp4" -o "$T/out.mp4" --param 'speed=[{"start":0,"end":1,"speed":5}]'
+expect "speed too slow" 2 "between 0.25 and 4, got 0.1" -- "$KILN" run reframe "$T/in.mp4" -o "$T/out.mp4" --param 'speed=[{"start":0,"end":1,"speed":0.1}]'
+expect "unwritable output" 1 "cannot write output '/nonexistent-kiln-dir/out.mp4'" -- "$KILN" run reframe "$T/in.mp4" -o /nonexistent-kiln-dir/out.mp4
+expect "unknown container" 1 "cannot tell the container" -- "$KILN" run reframe "$T/in.mp4" -o "$T/out.xyz"
+expect "unknown function" 2 "unknown function 'crop' \(known: reframe, overlay\)" -- "$KILN" run crop "$T/in.mp4" -o "$T/out.mp4"
+expect "no output named" 2 "needs an output file" -- "$KILN" run reframe "$T/in.mp4"
+echo '{"dim": 0.5,' > "$T/broken.json"
+expect "bad params file" 2 "not valid JSON \(line" -- "$KILN" run overlay "$T/in.mp4" -o "$T/out.mp4" --params "$T/broken.json"
+expect "output is input" 2 "is the input" -- "$KILN" run reframe "$T/in.mp4" -o "$T/in.mp4"
+
+# --json errors are machine-readable too
+"$KILN" run overlay "$T/in.mp4" -o "$T/out.mp4" --json --param dim=2 --param 'highlights=[{"frame":0,"x":1,"y":1,"rx":5,"ry":5}]' >"$T/ej" 2>/dev/null
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["ok"] is False and d["error"]["code"]=="EPARAM" and d["error"]["class"]=="bad_input" and "dim" in d["error"]["message"], d' "$T/ej" && ok || bad "--json error body"
+
+# --- cancelling: SIGINT mid-run removes the partial output ----------------
+"$KILN" run reframe "$T/long.mp4" -o "$T/out.mp4" --threads 1 --param preset=medium 2>"$T/cancel.err" &
+pid=$!
+for _ in $(seq 1 200); do   # wait (bounded) until the partial file exists
+  ls -A "$T" | grep -q '^\.out.mp4.part' && break
+  kill -0 $pid 2>/dev/null || break
+  sleep 0.05
+done
+kill -INT $pid 2>/dev/null
+wait $pid; st=$?
+if [ $st -ne 0 ] && grep -q "cancelled" "$T/cancel.err" && ! ls -A "$T" | grep -qE '^\.?out'; then ok; else bad "cancel: exit $st, $(cat "$T/cancel.err" | tail -1), files: $(ls -A "$T" | grep out)"; fi
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
