@@ -20,7 +20,8 @@ typedef struct taps {
 
 static int make_taps(taps *t, double x, double len, int out, int src_size) {
   double s = len / out, r = s > 1 ? s : 1;
-  t->n = (int)ceil(2 * r) + 1;
+  t->n = (int)ceil(2 * r);     /* integers strictly within (c - r, c + r) */
+  if (t->n < 1) t->n = 1;
   t->first = malloc(sizeof(int) * (size_t)out);
   t->w = malloc(sizeof(int16_t) * (size_t)out * (size_t)t->n);
   if (!t->first || !t->w) return KILN_ENOMEM;
@@ -76,22 +77,39 @@ static int scale_plane(const uint8_t *src, int sl, int sw, int sh, double x, dou
   for (int j = 0; j < dh; j++) {
     const int16_t *wy = ty.w + (size_t)j * ty.n;
     const uint8_t *s0 = src + (size_t)ty.first[j] * sl;
-    for (int i = xmin; i < xmax; i++) row[i] = 0;
-    for (int k = 0; k < ty.n; k++) {
+    {
+      const uint8_t *restrict s = s0;
+      int32_t *restrict rw = row;
+      int32_t w0 = wy[0];
+      for (int i = xmin; i < xmax; i++) rw[i] = w0 * s[i];
+    }
+    for (int k = 1; k < ty.n; k++) {
       int32_t wk = wy[k];
       if (!wk || ty.first[j] + k >= sh) continue;
-      const uint8_t *s = s0 + (size_t)k * sl;
-      for (int i = xmin; i < xmax; i++) row[i] += wk * s[i];
+      const uint8_t *restrict s = s0 + (size_t)k * sl;
+      int32_t *restrict rw = row;
+      for (int i = xmin; i < xmax; i++) rw[i] += wk * s[i];
     }
     for (int i = xmin; i < xmax; i++) row[i] = (row[i] + 32) >> 6;   /* 8.14 -> 8.8 */
+    /* weights are >= 0 and sum to 1<<14, row values are < 1<<16: the
+     * sums fit in 31 bits */
     uint8_t *d = dst + (size_t)j * dl;
-    for (int i = 0; i < dw; i++) {
-      const int16_t *wx = tx.w + (size_t)i * tx.n;
-      const int32_t *rr = row + tx.first[i];
-      int64_t acc = 0;
-      for (int k = 0; k < tx.n; k++) acc += (int64_t)wx[k] * rr[k];
-      int v = (int)((acc + (1 << 21)) >> 22);
-      d[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+    if (tx.n == 2) {                      /* enlarging: two taps */
+      for (int i = 0; i < dw; i++) {
+        const int16_t *wx = tx.w + (size_t)i * 2;
+        const int32_t *rr = row + tx.first[i];
+        int32_t acc = wx[0] * rr[0] + wx[1] * rr[1];
+        d[i] = (uint8_t)((acc + (1 << 21)) >> 22);
+      }
+    } else {
+      for (int i = 0; i < dw; i++) {
+        const int16_t *wx = tx.w + (size_t)i * tx.n;
+        const int32_t *rr = row + tx.first[i];
+        int32_t acc = 0;
+        for (int k = 0; k < tx.n; k++) acc += wx[k] * rr[k];
+        int v = (acc + (1 << 21)) >> 22;
+        d[i] = (uint8_t)(v > 255 ? 255 : v);
+      }
     }
   }
   r = 0;

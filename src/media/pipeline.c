@@ -55,6 +55,8 @@ typedef struct pl {
   km_decoder *dec;
   int out_w, out_h;
   AVRational fps;
+  AVFrame **spare;              /* output frames to reuse (fresh pages cost a fault each) */
+  int nspare;
 } pl;
 
 static double now_s(void) {
@@ -81,7 +83,10 @@ static void run_slot(void *arg) {
   pl *p = s->pl;
   int r = 0;
   s->err.code = 0;
-  s->out = km_frame_new(p->out_w, p->out_h);
+  pthread_mutex_lock(&p->mu);
+  s->out = p->nspare > 0 ? p->spare[--p->nspare] : NULL;
+  pthread_mutex_unlock(&p->mu);
+  if (!s->out) s->out = km_frame_new(p->out_w, p->out_h);
   if (!s->out) r = kiln_fail(&s->err, KILN_ENOMEM, "out of memory");
   else if (p->c->kernel) r = p->c->kernel(p->c->kctx, &s->ki, s->in, s->out, &s->err);
   else if (s->in->width == p->out_w && s->in->height == p->out_h) av_frame_copy(s->out, s->in);
@@ -237,7 +242,8 @@ int km_pipeline_run(const km_pipeline_cfg *c, km_pipeline_stats *st, kiln_err *e
   if (!p.pool) { r = kiln_fail(e, KILN_ENOMEM, "cannot start threads"); goto done; }
   p.q = 2 * kp_pool_size(p.pool) + 4;
   p.slots = calloc((size_t)p.q, sizeof *p.slots);
-  if (!p.slots) { r = kiln_fail(e, KILN_ENOMEM, "out of memory"); goto done; }
+  p.spare = calloc((size_t)p.q, sizeof *p.spare);
+  if (!p.slots || !p.spare) { r = kiln_fail(e, KILN_ENOMEM, "out of memory"); goto done; }
   for (int i = 0; i < p.q; i++) p.slots[i].pl = &p;
   if (pthread_create(&th, NULL, decode_main, &p) != 0) { r = kiln_fail(e, KILN_EINTERNAL, "cannot start the decode thread"); goto done; }
   started = 1;
@@ -263,8 +269,9 @@ int km_pipeline_run(const km_pipeline_cfg *c, km_pipeline_stats *st, kiln_err *e
     kiln_err we = {0};
     r = km_writer_write(w, s->out, &we);
     av_frame_free(&s->in);
-    av_frame_free(&s->out);
     pthread_mutex_lock(&p.mu);
+    if (av_frame_is_writable(s->out) && p.nspare < p.q) { p.spare[p.nspare++] = s->out; s->out = NULL; }
+    else av_frame_free(&s->out);
     s->state = SLOT_FREE;
     pthread_cond_broadcast(&p.cv);
     pthread_mutex_unlock(&p.mu);
@@ -311,6 +318,8 @@ done:
     for (int i = 0; i < p.q; i++) { av_frame_free(&p.slots[i].in); av_frame_free(&p.slots[i].out); }
     free(p.slots);
   }
+  for (int i = 0; i < p.nspare; i++) av_frame_free(&p.spare[i]);
+  free(p.spare);
   km_writer_free(w);
   km_decoder_free(p.dec);
   if (r < 0) unlink(tmp);
