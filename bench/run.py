@@ -11,7 +11,7 @@ Prints markdown tables (paste them into bench/README.md):
   3. peak RSS of `kiln run reframe` on 1080p inputs of 1 and 5 minutes.
 Both sides of every comparison use the same x264 settings (crf 20, preset,
 yuv420p, +faststart) and the same thread count; each figure is the median
-of --runs runs. Inputs: a generated 1080p clip (kiln's coordinate pattern
+of --runs runs, the two sides run alternately. Inputs: a generated 1080p clip (kiln's coordinate pattern
 with a tone) and vtest.avi (opencv-doc) scaled to 1080p.
 
 usage: bench/run.py [--runs 5] [--threads 2] [--frames 200] [--skip-rss] [--kiln build/kiln]"""
@@ -48,9 +48,14 @@ def frames_of(kiln, path):
     return d["video"]["frames"]
 
 
-def median_fps(cmd, frames, runs):
-    ts = [timed(cmd) for _ in range(runs)]
-    return frames / statistics.median(ts), statistics.median(ts)
+def compare(base, kiln, frames, runs):
+    """Runs the two commands alternately (so drifting machine load hits both
+    alike) and returns (baseline fps, kiln fps) from the median times."""
+    tb, tk = [], []
+    for _ in range(runs):
+        tb.append(timed(base))
+        tk.append(timed(kiln))
+    return frames / statistics.median(tb), frames / statistics.median(tk)
 
 
 def main():
@@ -96,8 +101,7 @@ def main():
               "+faststart", os.path.join(tmp, "ff_reframe.mp4")]
         kl = [kiln, "run", "reframe", clip, "-o", os.path.join(tmp, "k_reframe.mp4"), "--params", params,
               "--threads", th, "-q"]
-        f_ff, _ = median_fps(ff, n, a.runs)
-        f_k, _ = median_fps(kl, n, a.runs)
+        f_ff, f_k = compare(ff, kl, n, a.runs)
         print(f"| {name} | {f_ff:.1f} | {f_k:.1f} | {f_k / f_ff:.2f}x |")
         sys.stdout.flush()
 
@@ -116,8 +120,7 @@ def main():
                   os.path.join(tmp, "py_overlay.mp4"), params, preset, th]
             kl = [kiln, "run", "overlay", clip, "-o", os.path.join(tmp, "k_overlay.mp4"), "--params", params,
                   "--param", f"preset={preset}", "--threads", th, "-q"]
-            f_py, _ = median_fps(py, n, a.runs)
-            f_k, _ = median_fps(kl, n, a.runs)
+            f_py, f_k = compare(py, kl, n, a.runs)
             print(f"| {name} | {preset} | {f_py:.1f} | {f_k:.1f} | {f_k / f_py:.2f}x |")
             sys.stdout.flush()
 

@@ -53,6 +53,20 @@ grep -q "wrote $T/reel.mp4" "$T/err" || { "$KILN" run overlay "$T/in.mp4" -o "$T
 echo '{"highlights":[{"frame":0,"x":100,"y":90,"rx":30,"ry":40}],"dim":0.2}' > "$T/p.json"
 "$KILN" run overlay "$T/in.mp4" -o "$T/spot2.mp4" --params "$T/p.json" --param dim=0.9 -q && [ -s "$T/spot2.mp4" ] && ok || bad "--params file with --param override"
 
+# variable frame rate: 30 fps for 1 s, then 10 fps; probe says so, and a
+# reframe to 30 fps gives round(duration x 30) evenly spaced frames
+ffmpeg -v error -nostdin -f lavfi -i testsrc=size=320x180:rate=30:duration=4 \
+  -vf "select='lt(n,30)+not(mod(n-30,3))',setpts='if(lt(N,30),N/30,1+(N-30)/10)/TB'" \
+  -fps_mode vfr -c:v libx264 -preset ultrafast -y "$T/vfr.mp4"
+"$KILN" probe --json "$T/vfr.mp4" > "$T/vfr.json"
+python3 -c '
+import json,sys; v=json.load(open(sys.argv[1]))["video"]
+assert v["vfr"] and v["frames_exact"] and v["frames"]==60, v' "$T/vfr.json" && ok || bad "probe detects variable frame rate: $(cat "$T/vfr.json")"
+"$KILN" run reframe "$T/vfr.mp4" -o "$T/cfr.mp4" --param width=160 --param height=90 --param fps=30 --json > "$T/cfr.json" 2>/dev/null
+python3 -c '
+import json,sys; d=json.load(open(sys.argv[1])); p=json.load(open(sys.argv[2]))
+assert d["frames"] == round(p["duration"] * 30) and d["frames"] >= 117, (d["frames"], p["duration"])' "$T/cfr.json" "$T/vfr.json" && ok || bad "VFR input to constant 30 fps: $(cat "$T/cfr.json")"
+
 # --- bad input ------------------------------------------------------------
 expect "missing file" 1 "cannot open input '.*nope.mp4': No such file" -- "$KILN" run reframe "$T/nope.mp4" -o "$T/out.mp4"
 printf 'just text, not a video at all; FFmpeg cannot make sense of this\n' > "$T/text.mp4"

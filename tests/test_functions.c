@@ -223,6 +223,14 @@ static void test_bad_params_at_run(void) {
   CHECK(r == KILN_EPARAM && strstr(e.msg, "even"), "%s", e.msg);
   r = run_fn("reframe", t_path("bad.mp4"), t_path("bad_out.mp4"), "{\"trim\":{\"start\":5}}", NULL, &e);
   CHECK(r == KILN_EPARAM && strstr(e.msg, "past the end"), "trim past the end: %s", e.msg);
+  /* a video stream that holds no frames */
+  km_enc_opts o = {.width = 64, .height = 64, .fps = {25, 1}, .crf = 20, .preset = "veryfast"};
+  km_writer *w = NULL;
+  CHECK(km_writer_open(&w, t_path("empty.mp4"), t_path("empty.mp4"), &o, NULL, &e) == 0, "%s", e.msg);
+  if (w) { km_writer_finish(w, &e); km_writer_free(w); }
+  r = run_fn("overlay", t_path("empty.mp4"), t_path("bad_out.mp4"),
+             "{\"highlights\":[{\"frame\":0,\"x\":1,\"y\":1,\"rx\":5,\"ry\":5}]}", NULL, &e);
+  CHECK(r == KILN_ENOFRAMES && (strstr(e.msg, "no frames") || strstr(e.msg, "no video stream")), "zero frames: %s", e.msg);
   CHECK(t_count_files("bad_out") == 0, "no output or partial file left");
 }
 

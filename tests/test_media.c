@@ -116,7 +116,7 @@ static void test_zero_frames_and_damage(void) {
   CHECK(km_writer_open(&w, t_path("zero.mp4"), t_path("zero.mp4"), &o, NULL, &e) == 0, "%s", e.msg);
   if (w) { km_writer_finish(w, &e); km_writer_free(w); }
   km_decoder *d = NULL;
-  int r = km_decoder_open(&d, t_path("zero.mp4"), 0, -1, &e);
+  int r = km_decoder_open(&d, t_path("zero.mp4"), NULL, 0, -1, 0, &e);
   if (r == 0) {
     AVFrame *f = NULL;
     km_frame_info fi;

@@ -46,7 +46,7 @@ int t_decode(const char *path, int64_t start, int64_t end, t_video *v) {
   memset(v, 0, sizeof *v);
   km_decoder *d = NULL;
   kiln_err e = {0};
-  int r = km_decoder_open(&d, path, start, end, &e);
+  int r = km_decoder_open(&d, path, NULL, start, end, 0, &e);
   if (r < 0) { fprintf(stderr, "  decode %s: %s\n", path, e.msg); return r; }
   int cap = 0;
   for (;;) {

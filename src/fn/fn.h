@@ -54,6 +54,7 @@ typedef struct kf_result {
 typedef struct kf_desc {
   const char *name;
   const char *summary;
+  const char *doc;              /* a paragraph for docs/functions.md (markdown) */
   const kf_param *params;       /* terminated by an entry with name == NULL */
   kf_resources res;
   int (*enter)(void **state, kiln_err *e);   /* once per worker (model load); may be NULL */
@@ -76,6 +77,8 @@ int kf_validate(const kf_desc *fn, const json_t *in, json_t **out, kiln_err *e);
 json_t *kf_describe(const kf_desc *fn);
 /* Writes the human description of fn's parameters to f. */
 void kf_print_help(const kf_desc *fn, void *file);
+/* Writes fn's section of docs/functions.md (markdown) to f. */
+void kf_print_markdown(const kf_desc *fn, void *file);
 
 /* Shared by video functions: encoder settings from validated params. */
 void kf_enc_from_params(const json_t *p, km_enc_opts *o);

@@ -75,6 +75,7 @@ static int overlay_run(void *state, const kf_task *t, kf_result *res, kiln_err *
 
   km_pipeline_cfg cfg;
   kf_pipeline_from_task(t, p, &cfg);
+  cfg.probe = &pr;
   cfg.kernel = overlay_kernel;
   cfg.kctx = &c;
   r = km_pipeline_run(&cfg, &res->stats, e);
@@ -85,6 +86,11 @@ static int overlay_run(void *state, const kf_task *t, kf_result *res, kiln_err *
 const kf_desc kf_overlay = {
     .name = "overlay",
     .summary = "highlight spotlight on a tracked player: dim around an ellipse, draw a ring",
+    .doc = "Between its first and last keyframe each frame gets the spotlight: the ellipse as it was, the rest\n"
+           "darkened towards black by `dim` (luma and chroma scaled by 1 - dim), and a ring of `ring_width`\n"
+           "pixels just outside the ellipse's edge. Edges are anti-aliased over one pixel. Positions are\n"
+           "interpolated linearly between keyframes; frames before the first keyframe and after the last\n"
+           "are copied untouched. Size, frame rate and audio do not change.",
     .params = overlay_params,
     .res = {.gpu = NULL, .memory_mb = 512, .timeout_s = 3600, .retries = 2, .idle_timeout_s = 60,
             .min_workers = 0, .max_workers = 8, .concurrency = 1},

@@ -227,3 +227,33 @@ void kf_enc_from_params(const json_t *p, km_enc_opts *o) {
   o->preset = kj_str(p, "preset", "veryfast");
   o->lossless = json_is_true(json_object_get(p, "lossless"));
 }
+
+static void md_rows(FILE *f, const kf_param *tab, const char *prefix) {
+  for (const kf_param *p = tab; p->name; p++) {
+    char name[128], range[96] = "";
+    snprintf(name, sizeof name, "%s%s", prefix, p->name);
+    if (p->ranged) snprintf(range, sizeof range, p->type == KF_ARR ? "%g–%g entries" : "%g – %g", p->min, p->max);
+    if (p->choices) {
+      size_t l = 0;
+      for (int i = 0; p->choices[i]; i++) l += (size_t)snprintf(range + l, sizeof range - l, "%s%s", i ? ", " : "", p->choices[i]);
+    }
+    fprintf(f, "| `%s` | %s | %s | %s | %s |\n", name, type_word(p->type), p->required ? "required" : p->def ? p->def : "—",
+            range, p->help);
+    if (p->fields) {
+      char sub[128];
+      snprintf(sub, sizeof sub, "%s%s%s.", prefix, p->name, p->type == KF_ARR ? "[]" : "");
+      md_rows(f, p->fields, sub);
+    }
+  }
+}
+
+void kf_print_markdown(const kf_desc *fn, void *file) {
+  FILE *f = file;
+  fprintf(f, "## %s\n\n%s.\n\n%s\n\n", fn->name, fn->summary, fn->doc ? fn->doc : "");
+  fprintf(f, "| parameter | type | default | range | meaning |\n| --- | --- | --- | --- | --- |\n");
+  md_rows(f, fn->params, "");
+  fprintf(f, "\nResources: %s, %d MB, timeout %d s, %d retries, idle timeout %d s, %d–%d workers%s.\n\n",
+          fn->res.gpu ? fn->res.gpu : "CPU", fn->res.memory_mb, fn->res.timeout_s, fn->res.retries,
+          fn->res.idle_timeout_s, fn->res.min_workers, fn->res.max_workers,
+          fn->chunkable ? "; chunkable (frame-parallel)" : "");
+}

@@ -127,6 +127,7 @@ static int reframe_run(void *state, const kf_task *t, kf_result *res, kiln_err *
     cfg.tl.seg[cfg.tl.nseg++] = (km_speed_seg){kj_num(s, "start", 0), kj_num(s, "end", 0), kj_num(s, "speed", 1)};
   }
   if ((r = km_timeline_check(&cfg.tl, e)) < 0) { kiln_err_prefix(e, "reframe"); goto out; }
+  cfg.probe = &pr;
   cfg.kernel = reframe_kernel;
   cfg.kctx = &c;
   r = km_pipeline_run(&cfg, &res->stats, e);
@@ -138,6 +139,14 @@ out:
 const kf_desc kf_reframe = {
     .name = "reframe",
     .summary = "animated crop to a new frame (9:16 by default), with trim, speed segments and frame rate",
+    .doc = "Crop keyframes are placed on the source timeline (`frame` / fps for frame keys), interpolated\n"
+           "linearly with sub-pixel precision, and held before the first and after the last. A keyframe\n"
+           "without `w`/`h` takes the full source height at the output's aspect ratio; with no `crop` at all\n"
+           "the crop is centred. The rectangle is resampled to `width` x `height` (a triangle filter that\n"
+           "interpolates when enlarging and averages when shrinking). `trim` and `speed` are in source\n"
+           "seconds; output frame n shows the source frame on screen at the middle of its output interval,\n"
+           "so frame counts are exact (`round(duration x fps)`), and the audio is cut and re-timed to match\n"
+           "with its pitch kept.",
     .params = reframe_params,
     .res = {.gpu = NULL, .memory_mb = 512, .timeout_s = 3600, .retries = 2, .idle_timeout_s = 60,
             .min_workers = 0, .max_workers = 8, .concurrency = 1},

@@ -15,6 +15,7 @@
 #include <libavutil/imgutils.h>
 #include <libswscale/swscale.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct km_decoder {
@@ -49,12 +50,14 @@ AVFrame *km_frame_new(int w, int h) {
 
 const km_probe *km_decoder_probe(const km_decoder *d) { return &d->probe; }
 
-int km_decoder_open(km_decoder **out, const char *path, int64_t start, int64_t end, kiln_err *e) {
+int km_decoder_open(km_decoder **out, const char *path, const km_probe *probe, int64_t start, int64_t end,
+                    int threads, kiln_err *e) {
   km_decoder *d = calloc(1, sizeof *d);
   if (!d) return kiln_fail(e, KILN_ENOMEM, "out of memory");
   char eb[128];
-  int r = km_probe_file(path, &d->probe, e);
-  if (r < 0) goto fail;
+  int r = 0;
+  if (probe) d->probe = *probe;
+  else if ((r = km_probe_file(path, &d->probe, e)) < 0) goto fail;
   if (!d->probe.has_video) {
     r = kiln_fail(e, KILN_ENOFRAMES, "input '%s' has no video stream (%s)", path,
                   d->probe.n_audio ? "it holds audio only" : "no streams FFmpeg can decode");
@@ -79,7 +82,7 @@ int km_decoder_open(km_decoder **out, const char *path, int64_t start, int64_t e
     goto fail;
   }
   d->cc->pkt_timebase = d->st->time_base;
-  d->cc->thread_count = 0;
+  d->cc->thread_count = threads > 0 ? threads : 0;
   d->cc->err_recognition |= AV_EF_EXPLODE;
   if ((r = avcodec_open2(d->cc, codec, NULL)) < 0) {
     r = kiln_fail(e, KILN_ECODEC, "input '%s': cannot open the %s decoder (%s)", path, codec->name,

@@ -93,9 +93,11 @@ typedef struct km_frame_info {
 
 /* Opens path and positions at frame `start`; frames [start, end) will be
  * returned (end < 0: until the end). Seeks to the keyframe before start and
- * decodes and drops, so the first frame returned is exactly `start`. */
-int km_decoder_open(km_decoder **out, const char *path, int64_t start, int64_t end,
-                    kiln_err *e);
+ * decodes and drops, so the first frame returned is exactly `start`.
+ * probe: the file's probe if the caller has it (saves reading the file
+ * again), else NULL. threads: decoder threads, 0 = FFmpeg's choice. */
+int km_decoder_open(km_decoder **out, const char *path, const km_probe *probe, int64_t start, int64_t end,
+                    int threads, kiln_err *e);
 /* Returns 1 and a new frame (caller frees) with its info, 0 at the end of the
  * range, or a negative code (KILN_ECORRUPT names the frame where it broke). */
 int km_decoder_read(km_decoder *d, AVFrame **frame, km_frame_info *info, kiln_err *e);
@@ -156,6 +158,7 @@ typedef void (*km_progress_fn)(void *arg, int64_t frames_done, int64_t frames_to
 
 typedef struct km_pipeline_cfg {
   const char *input, *output;   /* output is written to a temporary name, renamed at the end */
+  const km_probe *probe;        /* the input's probe, if the caller has one (else NULL) */
   int64_t start, end;           /* source frame range; end < 0: to the end */
   km_timeline tl;               /* trim and speed (source seconds) */
   AVRational out_fps;           /* 0/0: the source frame rate */

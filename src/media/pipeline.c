@@ -211,7 +211,7 @@ int km_pipeline_run(const km_pipeline_cfg *c, km_pipeline_stats *st, kiln_err *e
   double t0 = now_s();
 
   if ((r = km_timeline_check(&c->tl, e)) < 0) goto done;
-  if ((r = km_decoder_open(&p.dec, c->input, c->start, c->end, e)) < 0) goto done;
+  if ((r = km_decoder_open(&p.dec, c->input, c->probe, c->start, c->end, c->threads, e)) < 0) goto done;
   const km_probe *pr = km_decoder_probe(p.dec);
   p.fps = c->out_fps.num > 0 ? c->out_fps : pr->fps_q;
   p.out_w = c->out_w > 0 ? c->out_w : pr->width & ~1;
@@ -240,7 +240,7 @@ int km_pipeline_run(const km_pipeline_cfg *c, km_pipeline_stats *st, kiln_err *e
 
   p.pool = kp_pool_new(c->threads);
   if (!p.pool) { r = kiln_fail(e, KILN_ENOMEM, "cannot start threads"); goto done; }
-  p.q = 2 * kp_pool_size(p.pool) + 4;
+  p.q = 2 * kp_pool_size(p.pool) + 2;
   p.slots = calloc((size_t)p.q, sizeof *p.slots);
   p.spare = calloc((size_t)p.q, sizeof *p.spare);
   if (!p.slots || !p.spare) { r = kiln_fail(e, KILN_ENOMEM, "out of memory"); goto done; }
