@@ -291,7 +291,7 @@ int km_asrc_open(km_asrc **out, const char *path, const km_timeline *tl, double 
   char eb[128];
   km_asrc *a = calloc(1, sizeof *a);
   if (!a) return kiln_fail(e, KILN_ENOMEM, "out of memory");
-  int r = km_open_input(&a->ic, path, e);
+  int r = km_open_input2(&a->ic, path, 1, e);
   if (r < 0) goto fail;
   a->ai = av_find_best_stream(a->ic, AVMEDIA_TYPE_AUDIO, -1, -1, NULL, 0);
   if (a->ai < 0) { km_asrc_free(a); return 0; }

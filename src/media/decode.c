@@ -64,7 +64,7 @@ int km_decoder_open(km_decoder **out, const char *path, const km_probe *probe, i
     goto fail;
   }
   snprintf(d->path, sizeof d->path, "%s", path);
-  r = km_open_input(&d->fc, path, e);
+  r = km_open_input2(&d->fc, path, 1, e);
   if (r < 0) goto fail;
   d->vi = av_find_best_stream(d->fc, AVMEDIA_TYPE_VIDEO, -1, -1, NULL, 0);
   d->st = d->fc->streams[d->vi];
@@ -94,11 +94,11 @@ int km_decoder_open(km_decoder **out, const char *path, const km_probe *probe, i
   if (!d->pkt || !d->raw) { r = kiln_fail(e, KILN_ENOMEM, "out of memory"); goto fail; }
   d->start = start < 0 ? 0 : start;
   d->end = end;
-  d->stream_start = km_stream_start(d->st);
+  d->stream_start = d->probe.start_time;
   d->last_index = -1;
   if (d->start > 0 && !d->probe.vfr) {
     int64_t ts = (int64_t)llround((d->start / d->probe.fps) / av_q2d(d->st->time_base));
-    if (d->st->start_time != AV_NOPTS_VALUE) ts += d->st->start_time;
+    ts += llround(d->stream_start / av_q2d(d->st->time_base));
     if (av_seek_frame(d->fc, d->vi, ts, AVSEEK_FLAG_BACKWARD) >= 0) {
       avcodec_flush_buffers(d->cc);
       d->by_timestamp = 1;

@@ -165,7 +165,9 @@ typedef struct km_pipeline_cfg {
   int out_w, out_h;             /* 0: the source size */
   km_enc_opts enc;              /* width/height/fps filled in by the pipeline */
   int keep_audio;               /* mux the source's audio, cut like the video */
-  int threads;                  /* kernel threads, 0 = one per CPU */
+  int threads;                  /* decoder and encoder threads, 0 = one per CPU */
+  int kernel_threads;           /* kernel threads; 0 = half of `threads` (at least 1), enough
+                                   for a kernel much cheaper than the encoder */
   km_kernel_fn kernel;          /* NULL: copy frames */
   const void *kctx;
   km_progress_fn progress;

@@ -7,6 +7,10 @@
 
 /* Opens and reads stream info; errors name the file (ENOENT, ENOTMEDIA). */
 int km_open_input(AVFormatContext **out, const char *path, kiln_err *e);
+/* The same, but when quick and the container's header describes every
+ * stream (MP4/MOV, Matroska), skips avformat_find_stream_info (which decodes
+ * frames): for readers of a file that has already been probed. */
+int km_open_input2(AVFormatContext **out, const char *path, int quick, kiln_err *e);
 /* Clockwise degrees (0/90/180/270) that make the stream upright. */
 int km_stream_rotation(const AVStream *st);
 /* Seconds of the stream's first timestamp (0 if unknown). */

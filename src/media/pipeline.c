@@ -21,6 +21,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -238,7 +239,10 @@ int km_pipeline_run(const km_pipeline_cfg *c, km_pipeline_stats *st, kiln_err *e
   }
   if ((r = km_writer_open(&w, tmp, c->output, &eo, &ao, e)) < 0) goto done;
 
-  p.pool = kp_pool_new(c->threads);
+  /* The encoder already runs `threads` threads; a cheap kernel gets half as
+   * many so the CPUs are not oversubscribed (measured: bench/README.md). */
+  int kthreads = c->kernel_threads > 0 ? c->kernel_threads : (c->threads > 0 ? c->threads : kp_ncpu()) / 2;
+  p.pool = kp_pool_new(kthreads > 0 ? kthreads : 1);
   if (!p.pool) { r = kiln_fail(e, KILN_ENOMEM, "cannot start threads"); goto done; }
   p.q = 2 * kp_pool_size(p.pool) + 2;
   p.slots = calloc((size_t)p.q, sizeof *p.slots);

@@ -19,7 +19,25 @@
 
 #define KM_PROBE_SCAN_MAX (1024LL * 1024 * 1024)
 
+/* Containers whose header alone describes every stream fully (sizes, codec
+ * configuration, timestamps): reading on to guess stream info is wasted. */
+static int header_is_complete(const AVFormatContext *fc) {
+  const char *n = fc->iformat->name;
+  if (!strstr(n, "mp4") && !strstr(n, "matroska")) return 0;
+  for (unsigned i = 0; i < fc->nb_streams; i++) {
+    const AVCodecParameters *cp = fc->streams[i]->codecpar;
+    if (cp->codec_id == AV_CODEC_ID_NONE) return 0;
+    if (cp->codec_type == AVMEDIA_TYPE_VIDEO && (cp->width <= 0 || cp->height <= 0)) return 0;
+    if (cp->codec_type == AVMEDIA_TYPE_AUDIO && (cp->sample_rate <= 0 || cp->ch_layout.nb_channels <= 0)) return 0;
+  }
+  return 1;
+}
+
 int km_open_input(AVFormatContext **out, const char *path, kiln_err *e) {
+  return km_open_input2(out, path, 0, e);
+}
+
+int km_open_input2(AVFormatContext **out, const char *path, int quick, kiln_err *e) {
   struct stat sb;
   if (stat(path, &sb) != 0)
     return kiln_fail(e, errno == ENOENT ? KILN_ENOENT : KILN_EIO, "cannot open input '%s': %s", path,
@@ -32,7 +50,7 @@ int km_open_input(AVFormatContext **out, const char *path, kiln_err *e) {
   if (r < 0)
     return kiln_fail(e, KILN_ENOTMEDIA, "input '%s' is not a media file FFmpeg can read (%s)", path,
                      kiln_averr(r, eb, sizeof eb));
-  r = avformat_find_stream_info(fc, NULL);
+  r = quick && header_is_complete(fc) ? 0 : avformat_find_stream_info(fc, NULL);
   if (r < 0) {
     avformat_close_input(&fc);
     return kiln_fail(e, KILN_ENOTMEDIA, "input '%s' could not be read as media (%s)", path,
