@@ -58,32 +58,7 @@ def compare(base, kiln, frames, runs):
     return frames / statistics.median(tb), frames / statistics.median(tk)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--frames", type=int, default=200)
-    ap.add_argument("--skip-rss", action="store_true")
-    ap.add_argument("--kiln", default=os.path.join(ROOT, "build", "kiln"))
-    ap.add_argument("--samples", default=os.environ.get("KILN_SAMPLES_DIR",
-                                                        os.path.expanduser("~/.cache/kiln/samples")))
-    a = ap.parse_args()
-    kiln, th = a.kiln, str(a.threads)
-    tmp = tempfile.mkdtemp(prefix="kiln-bench-")
-    clips = {}
-    gen = os.path.join(tmp, "gen1080.mp4")
-    sh([kiln, "sample", "coords", gen, "--size", "1920x1080", "--fps", "30",
-        "--seconds", str(a.frames / 30), "--tone", "440"], stderr=subprocess.DEVNULL)
-    clips["generated 1080p30 (tone)"] = gen
-    vt = os.path.join(tmp, "vtest1080.mp4")
-    sh(["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", os.path.join(a.samples, "vtest.avi"), "-frames:v",
-        str(a.frames), "-vf", "scale=1920:1080", "-c:v", "libx264", "-crf", "16", "-preset", "veryfast",
-        "-pix_fmt", "yuv420p", vt])
-    clips["vtest.avi scaled to 1080p10"] = vt
-
-    print(f"kiln bench — {os.cpu_count()} CPUs, {a.threads} threads each side, median of {a.runs} runs, "
-          f"{a.frames} frames per clip\n")
-    # 1. reframe
+def reframe_table(a, kiln, th, tmp, clips):
     print("### reframe (animated crop 608x1080 -> 810x1440, crf 20, preset veryfast)\n")
     print("| clip | ffmpeg CLI fps | kiln fps | kiln / ffmpeg |")
     print("|---|---|---|---|")
@@ -105,7 +80,8 @@ def main():
         print(f"| {name} | {f_ff:.1f} | {f_k:.1f} | {f_k / f_ff:.2f}x |")
         sys.stdout.flush()
 
-    # 2. overlay
+
+def overlay_table(a, kiln, th, tmp, clips):
     print("\n### overlay (spotlight with ring, crf 20)\n")
     print("| clip | preset | python3-opencv + ffmpeg fps | kiln fps | kiln / script |")
     print("|---|---|---|---|---|")
@@ -124,22 +100,56 @@ def main():
             print(f"| {name} | {preset} | {f_py:.1f} | {f_k:.1f} | {f_k / f_py:.2f}x |")
             sys.stdout.flush()
 
-    # 3. RSS
-    if not a.skip_rss:
-        print("\n### peak RSS, `kiln run reframe` on 1080p30 input (preset veryfast)\n")
-        print("| input length | frames | peak RSS |")
-        print("|---|---|---|")
-        for minutes in (1, 5):
-            src = os.path.join(tmp, f"long{minutes}.mp4")
-            sh(["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i",
-                f"testsrc2=size=1920x1080:rate=30:duration={60 * minutes}", "-f", "lavfi", "-i",
-                f"sine=frequency=440:duration={60 * minutes}", "-c:v", "libx264", "-preset", "ultrafast",
-                "-crf", "23", "-pix_fmt", "yuv420p", "-c:a", "aac", src])
-            rss = peak_rss_mb([kiln, "run", "reframe", src, "-o", os.path.join(tmp, "rss.mp4"), "--threads", th,
-                               "--param", "trim.start=1", "-q"])
-            print(f"| {minutes} min | {frames_of(kiln, src)} | {rss:.0f} MB |")
-            sys.stdout.flush()
-            os.unlink(src)
+
+def rss_table(kiln, th, tmp):
+    print("\n### peak RSS, `kiln run reframe` on 1080p30 input (preset veryfast)\n")
+    print("| input length | frames | peak RSS |")
+    print("|---|---|---|")
+    for minutes in (1, 5):
+        src = os.path.join(tmp, f"long{minutes}.mp4")
+        sh(["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i",
+            f"testsrc2=size=1920x1080:rate=30:duration={60 * minutes}", "-f", "lavfi", "-i",
+            f"sine=frequency=440:duration={60 * minutes}", "-c:v", "libx264", "-preset", "ultrafast",
+            "-crf", "23", "-pix_fmt", "yuv420p", "-c:a", "aac", src])
+        rss = peak_rss_mb([kiln, "run", "reframe", src, "-o", os.path.join(tmp, "rss.mp4"), "--threads", th,
+                           "--param", "trim.start=1", "-q"])
+        print(f"| {minutes} min | {frames_of(kiln, src)} | {rss:.0f} MB |")
+        sys.stdout.flush()
+        os.unlink(src)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--frames", type=int, default=200)
+    ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument("--only", choices=["reframe", "overlay", "rss"], help="run one table")
+    ap.add_argument("--kiln", default=os.path.join(ROOT, "build", "kiln"))
+    ap.add_argument("--samples", default=os.environ.get("KILN_SAMPLES_DIR",
+                                                        os.path.expanduser("~/.cache/kiln/samples")))
+    a = ap.parse_args()
+    kiln, th = a.kiln, str(a.threads)
+    tmp = tempfile.mkdtemp(prefix="kiln-bench-")
+    clips = {}
+    gen = os.path.join(tmp, "gen1080.mp4")
+    sh([kiln, "sample", "coords", gen, "--size", "1920x1080", "--fps", "30",
+        "--seconds", str(a.frames / 30), "--tone", "440"], stderr=subprocess.DEVNULL)
+    clips["generated 1080p30 (tone)"] = gen
+    vt = os.path.join(tmp, "vtest1080.mp4")
+    sh(["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", os.path.join(a.samples, "vtest.avi"), "-frames:v",
+        str(a.frames), "-vf", "scale=1920:1080", "-c:v", "libx264", "-crf", "16", "-preset", "veryfast",
+        "-pix_fmt", "yuv420p", vt])
+    clips["vtest.avi scaled to 1080p10"] = vt
+
+    print(f"kiln bench — {os.cpu_count()} CPUs, {a.threads} threads each side, median of {a.runs} runs, "
+          f"{a.frames} frames per clip\n")
+    if a.only in (None, "reframe"):
+        reframe_table(a, kiln, th, tmp, clips)
+    if a.only in (None, "overlay"):
+        overlay_table(a, kiln, th, tmp, clips)
+    if a.only in (None, "rss") and not a.skip_rss:
+        rss_table(kiln, th, tmp)
     sh(["rm", "-rf", tmp])
 
 
