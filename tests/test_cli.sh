@@ -67,6 +67,20 @@ python3 -c '
 import json,sys; d=json.load(open(sys.argv[1])); p=json.load(open(sys.argv[2]))
 assert d["frames"] == round(p["duration"] * 30) and d["frames"] >= 117, (d["frames"], p["duration"])' "$T/cfr.json" "$T/vfr.json" && ok || bad "VFR input to constant 30 fps: $(cat "$T/cfr.json")"
 
+# odd size, 4:4:4, Matroska, MP3 audio that runs 0.5 s past the video: the probe reports the
+# video's duration, the output is even-sized 4:2:0 and its copied audio ends with the video
+ffmpeg -v error -nostdin -f lavfi -i testsrc=size=641x361:rate=24:duration=1 -f lavfi -i "sine=frequency=300:duration=1.5" \
+  -c:v libx264 -preset ultrafast -pix_fmt yuv444p -c:a libmp3lame -y "$T/odd.mkv"
+"$KILN" probe --json "$T/odd.mkv" > "$T/odd.json"
+"$KILN" run overlay "$T/odd.mkv" -o "$T/odd.mp4" -q --param 'highlights=[{"frame":0,"x":300,"y":180,"rx":50,"ry":50}]'
+"$KILN" probe --json "$T/odd.mp4" > "$T/odd_out.json"
+python3 -c '
+import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2]))
+assert abs(a["duration"] - 1.0) < 1e-6 and a["video"]["pix_fmt"] == "yuv444p", a
+v = b["video"]; assert (v["width"], v["height"], v["pix_fmt"], v["frames"]) == (640, 360, "yuv420p", 24), v
+assert b["audio"][0]["codec"] == "mp3" and abs(b["audio"][0]["duration"] - 1.0) <= 1/24, b["audio"]' "$T/odd.json" "$T/odd_out.json" \
+  && ok || bad "odd-sized 4:4:4 MKV with longer MP3 audio: $(cat "$T/odd_out.json" | tr -d '\n' | head -c 400)"
+
 # --- bad input ------------------------------------------------------------
 expect "missing file" 1 "cannot open input '.*nope.mp4': No such file" -- "$KILN" run reframe "$T/nope.mp4" -o "$T/out.mp4"
 printf 'just text, not a video at all; FFmpeg cannot make sense of this\n' > "$T/text.mp4"

@@ -162,9 +162,9 @@ int km_probe_file(const char *path, km_probe *p, kiln_err *e) {
       if (stat(path, &sb) == 0 && sb.st_size <= KM_PROBE_SCAN_MAX) scan_frames(fc, vi, p);
     }
     if (p->frames_exact && !p->vfr && p->frames > 0) {
-      /* constant rate: the exact count also gives the exact duration */
-      double d = p->frames / p->fps;
-      if (p->duration <= 0 || fabs(d - p->duration) < 2.0 / p->fps) p->duration = d;
+      /* constant rate: the exact count gives the video's exact duration (the
+       * file's may be longer, e.g. audio that runs on) */
+      p->duration = p->frames / p->fps;
     }
   }
   avformat_close_input(&fc);
