@@ -53,6 +53,16 @@ grep -q "wrote $T/reel.mp4" "$T/err" || { "$KILN" run overlay "$T/in.mp4" -o "$T
 echo '{"highlights":[{"frame":0,"x":100,"y":90,"rx":30,"ry":40}],"dim":0.2}' > "$T/p.json"
 "$KILN" run overlay "$T/in.mp4" -o "$T/spot2.mp4" --params "$T/p.json" --param dim=0.9 -q && [ -s "$T/spot2.mp4" ] && ok || bad "--params file with --param override"
 
+# --log-json: every line on stderr is a JSON record, progress and errors alike
+"$KILN" --log-json run reframe "$T/in.mp4" -o "$T/lj.mp4" --param width=90 --param height=160 2>"$T/lj.err" >/dev/null
+"$KILN" --log-json run reframe "$T/nope.mp4" -o "$T/lj2.mp4" 2>>"$T/lj.err" >/dev/null
+python3 -c '
+import json,sys
+recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+assert all(set(r) >= {"ts","level","msg"} for r in recs), recs
+assert any(r["level"] == "info" and "wrote" in r["msg"] for r in recs), recs
+assert any(r["level"] == "error" and "nope.mp4" in r["msg"] for r in recs), recs' "$T/lj.err" && ok || bad "--log-json lines: $(head -c 300 "$T/lj.err")"
+
 # variable frame rate: 30 fps for 1 s, then 10 fps; probe says so, and a
 # reframe to 30 fps gives round(duration x 30) evenly spaced frames
 ffmpeg -v error -nostdin -f lavfi -i testsrc=size=320x180:rate=30:duration=4 \

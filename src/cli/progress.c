@@ -1,8 +1,9 @@
 /* progress.c — progress for people: on a TTY one line redrawn in place
  * (bar, frames, fps, ETA) at most 10 times a second; on a pipe or file a
- * plain line every 2 seconds. Writes to stderr only, so stdout stays clean
- * for --json. */
+ * log line every 2 seconds (JSON with --log-json). Writes to stderr only, so
+ * stdout stays clean for --json. */
 #include "cli/cli.h"
+#include "util/log.h"
 
 #include <stdio.h>
 #include <time.h>
@@ -47,11 +48,11 @@ void kc_progress_cb(void *arg, int64_t done, int64_t total) {
     bar[30] = 0;
     fprintf(stderr, "\r%s [%s] %3.0f%%  %lld/%lld frames  %.1f fps  ETA %s   ", p->label, bar, pct,
             (long long)done, (long long)total, fps, eta);
+    fflush(stderr);
   } else {
-    fprintf(stderr, "kiln: %s: %lld/%lld frames (%.0f%%), %.1f fps, ETA %s\n", p->label, (long long)done,
-            (long long)total, pct, fps, eta);
+    klog(KLOG_INFO, "%s: %lld/%lld frames (%.0f%%), %.1f fps, ETA %s", p->label, (long long)done, (long long)total,
+         pct, fps, eta);
   }
-  fflush(stderr);
 }
 
 void kc_progress_end(kc_progress *p, int64_t frames, int ok) {

@@ -127,7 +127,7 @@ int kc_run(int argc, char **argv) {
     kj_print(o);
     json_decref(o);
   } else if (!quiet) {
-    fprintf(stderr, "kiln: %s: wrote %s: %lld frames, %dx%d at %.3g fps, %.2f s, audio %s (%.1f s, %.1f fps)\n",
+    klog(KLOG_INFO, "%s: wrote %s: %lld frames, %dx%d at %.3g fps, %.2f s, audio %s (%.1f s, %.1f fps)",
             fn->name, output, (long long)st->frames_out, st->out_w, st->out_h, av_q2d(st->out_fps),
             st->out_duration, st->audio, st->seconds, st->fps);
   }
