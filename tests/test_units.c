@@ -185,6 +185,49 @@ static void test_spotlight(void) {
   av_frame_free(&src); av_frame_free(&dst);
 }
 
+/* The spotlight's fast paths (copied interior, dimmed exterior) must agree
+ * with the plain per-pixel formula everywhere, for any ellipse. */
+static int ref_pixel(int v, int chroma, double px, double py, const ki_spot *s, uint8_t ring) {
+  double k = 1 - s->dim, mid = chroma ? 128 : 16, rmin = s->rx < s->ry ? s->rx : s->ry;
+  double nx = px / s->rx, ny = py / s->ry, d = sqrt(nx * nx + ny * ny);
+  double sd = d > 1e-9 ? sqrt(px * px + py * py) * (d - 1) / d : -rmin;
+  double a_in = sd < -0.5 ? 1 : sd > 0.5 ? 0 : 0.5 - sd;
+  double out = v * a_in + (mid + (v - mid) * k) * (1 - a_in);
+  double t = s->ring_width / 2 + 0.5 - fabs(sd - s->ring_width / 2);
+  double a_r = s->ring_width > 0 ? (t < 0 ? 0 : t > 1 ? 1 : t) : 0;
+  return (int)lrint(out * (1 - a_r) + ring * a_r);
+}
+
+static void test_spotlight_matches_reference(void) {
+  AVFrame *src = km_frame_new(320, 180), *dst = km_frame_new(320, 180);
+  for (int p = 0; p < 3; p++)
+    for (int y = 0; y < (p ? 90 : 180); y++)
+      for (int x = 0; x < (p ? 160 : 320); x++) src->data[p][y * src->linesize[p] + x] = (uint8_t)((x * 7 + y * 13 + p * 50) & 0xff);
+  const ki_spot cases[] = {
+      {160, 90, 40, 30, 0.6, 4, {200, 20, 150}},  {0, 0, 50, 80, 0.3, 0, {235, 128, 128}},
+      {310, 170, 100, 20, 1.0, 12, {16, 128, 128}}, {100.5, 60.25, 1, 1, 0.5, 2, {81, 90, 240}},
+      {-40, 90, 60, 60, 0.8, 6, {150, 44, 21}},     {160, 90, 400, 300, 0.6, 3, {200, 20, 150}},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    ki_spotlight(src, dst, &cases[c]);
+    int worst = 0;
+    for (int p = 0; p < 3; p++) {
+      int w = p ? 160 : 320, h = p ? 90 : 180;
+      double sc = p ? 2 : 1, off = p ? 0.5 : 0;
+      for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+          int want = ref_pixel(src->data[p][y * src->linesize[p] + x], p > 0, x * sc + off - cases[c].cx,
+                               y * sc + off - cases[c].cy, &cases[c], cases[c].ring_yuv[p]);
+          int diff = abs(dst->data[p][y * dst->linesize[p] + x] - want);
+          if (diff > worst) worst = diff;
+        }
+    }
+    CHECK(worst <= 1, "case %zu: differs from the per-pixel formula by %d", c, worst);
+  }
+  av_frame_free(&src);
+  av_frame_free(&dst);
+}
+
 int main(void) {
   T_RUN(test_errors);
   T_RUN(test_json_kv);
@@ -193,5 +236,6 @@ int main(void) {
   T_RUN(test_params);
   T_RUN(test_resample);
   T_RUN(test_spotlight);
+  T_RUN(test_spotlight_matches_reference);
   return t_done();
 }
