@@ -53,6 +53,24 @@ grep -q "wrote $T/reel.mp4" "$T/err" || { "$KILN" run overlay "$T/in.mp4" -o "$T
 echo '{"highlights":[{"frame":0,"x":100,"y":90,"rx":30,"ry":40}],"dim":0.2}' > "$T/p.json"
 "$KILN" run overlay "$T/in.mp4" -o "$T/spot2.mp4" --params "$T/p.json" --param dim=0.9 -q && [ -s "$T/spot2.mp4" ] && ok || bad "--params file with --param override"
 
+# a stream whose size changes mid-way (two clips joined) comes out at the first size
+ffmpeg -v error -nostdin -f lavfi -i testsrc=size=320x240:rate=25:duration=1 -c:v libx264 -preset ultrafast -y "$T/a.ts"
+ffmpeg -v error -nostdin -f lavfi -i testsrc=size=640x480:rate=25:duration=1 -c:v libx264 -preset ultrafast -output_ts_offset 1 -y "$T/b.ts"
+cat "$T/a.ts" "$T/b.ts" > "$T/ab.ts"
+"$KILN" run overlay "$T/ab.ts" -o "$T/ab.mp4" --json --param 'highlights=[{"frame":0,"x":100,"y":100,"rx":40,"ry":40},{"frame":49,"x":200,"y":100,"rx":40,"ry":40}]' > "$T/ab.json" 2>"$T/ab.err"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert (d["width"], d["height"], d["frames"]) == (320, 240, 50), d' "$T/ab.json" \
+  && ok || bad "size change mid-stream: $(cat "$T/ab.json" "$T/ab.err" | head -c 300)"
+
+# audio that starts 1 s after the video stays 1 s late through the AAC path (trim + speed)
+ffmpeg -v error -nostdin -f lavfi -i testsrc=size=160x90:rate=25:duration=4 -itsoffset 1 -f lavfi -i "sine=frequency=440:duration=3" \
+  -map 0:v -map 1:a -c:v libx264 -preset ultrafast -c:a aac -y "$T/late.mp4"
+"$KILN" run reframe "$T/late.mp4" -o "$T/late_out.mp4" -q --param width=90 --param height=160 --param trim.start=0.5 \
+  --param 'speed=[{"start":2,"end":3,"speed":2}]'
+vol() { ffmpeg -v info -nostdin -ss "$2" -t "$3" -i "$1" -af volumedetect -f null - 2>&1 | sed -n 's/.*max_volume: \(.*\) dB/\1/p'; }
+quiet=$(vol "$T/late_out.mp4" 0 0.4); loud=$(vol "$T/late_out.mp4" 0.7 0.6)
+python3 -c 'import sys; q, l = float(sys.argv[1]), float(sys.argv[2]); assert q < -50 and l > -20, (q, l)' "${quiet:--1}" "${loud:--99}" \
+  && ok || bad "late audio: first 0.4 s max ${quiet} dB (want silence), 0.7-1.3 s max ${loud} dB (want the tone)"
+
 # --log-json: every line on stderr is a JSON record, progress and errors alike
 "$KILN" --log-json run reframe "$T/in.mp4" -o "$T/lj.mp4" --param width=90 --param height=160 2>"$T/lj.err" >/dev/null
 "$KILN" --log-json run reframe "$T/nope.mp4" -o "$T/lj2.mp4" 2>>"$T/lj.err" >/dev/null

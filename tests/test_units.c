@@ -159,6 +159,17 @@ static void test_resample(void) {
   double mse = ki_mse(src->data[0], src->linesize[0], id->data[0], id->linesize[0], 200, 120);
   CHECK(mse == 0, "identity mse %g", mse);
   av_frame_free(&src); av_frame_free(&dst); av_frame_free(&up); av_frame_free(&id);
+
+  /* shrinking by any factor (here 180x and 480x) averages a flat frame to itself */
+  AVFrame *flat = km_frame_new(1920, 1080), *tiny = km_frame_new(4, 2);
+  for (int p = 0; p < 3; p++)
+    for (int y = 0; y < (p ? 540 : 1080); y++) memset(flat->data[p] + y * flat->linesize[p], p ? 128 : 100, p ? 960 : 1920);
+  CHECK(ki_crop_scale(flat, 0, 0, 1920, 1080, tiny) == 0, "480x shrink");
+  CHECK(tiny->data[0][0] == 100 && tiny->data[0][tiny->linesize[0] + 3] == 100 && tiny->data[1][0] == 128,
+        "flat stays flat: %d %d", tiny->data[0][0], tiny->data[1][0]);
+  AVFrame *two = km_frame_new(2, 2);
+  CHECK(ki_crop_scale(flat, 100.5, 3.25, 360, 360, two) == 0 && two->data[0][0] == 100, "180x shrink");
+  av_frame_free(&flat); av_frame_free(&tiny); av_frame_free(&two);
 }
 
 static void test_spotlight(void) {

@@ -40,7 +40,7 @@ static int overlay_kernel(const void *ctx, const km_kinfo *ki, const AVFrame *in
   const overlay_ctx *c = ctx;
   double f = (double)ki->src.src_index;
   if (f < c->keys[0].t || f > c->keys[c->nkeys - 1].t) {
-    av_frame_copy(out, in);
+    if (av_frame_copy(out, in) < 0) return kiln_fail(e, KILN_EINTERNAL, "frame %lld: copy failed", (long long)ki->src.src_index);
     return 0;
   }
   double v[KF_KEY_VALUES];

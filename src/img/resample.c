@@ -29,15 +29,13 @@ static int make_taps(taps *t, double x, double len, int out, int src_size) {
   t->first = malloc(sizeof(int) * (size_t)out);
   t->w = malloc(sizeof(int16_t) * (size_t)out * (size_t)t->n);
   if (!t->first || !t->w) return KILN_ENOMEM;
-  double wf[64];
   for (int i = 0; i < out; i++) {
     double c = x + (i + 0.5) * s - 0.5;
     int f = (int)floor(c - r) + 1;
-    double sum = 0;
+    double sum = 0;                 /* first pass: the total, so any shrink factor works */
     for (int k = 0; k < t->n; k++) {
       double d = fabs(f + k - c) / r;
-      wf[k] = d < 1 ? 1 - d : 0;
-      sum += wf[k];
+      sum += d < 1 ? 1 - d : 0;
     }
     /* clamp taps into the source, folding weight onto the edge samples */
     int16_t *w = t->w + (size_t)i * t->n;
@@ -53,7 +51,8 @@ static int make_taps(taps *t, double x, double len, int out, int src_size) {
       int j = si - lo;
       if (j < 0) j = 0;
       if (j > t->n - 1) j = t->n - 1;
-      int q = (int)lrint(wf[k] / sum * 16384.0);
+      double d = fabs(f + k - c) / r;
+      int q = (int)lrint((d < 1 ? 1 - d : 0) / sum * 16384.0);
       w[j] = (int16_t)(w[j] + q);
       acc += q;
     }

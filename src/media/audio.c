@@ -89,15 +89,21 @@ static int copy_until(km_asrc *a, AVFormatContext *oc, double t, double t_end, k
 
 /* ---- aac mode ---- */
 
-static int build_graph(km_asrc *a, const km_piece *pc, kiln_err *e) {
+static int build_graph(km_asrc *a, const km_piece *pc, const AVFrame *f, kiln_err *e) {
   char args[512], desc[1024], layout[128], eb[128];
   avfilter_graph_free(&a->graph);
   a->graph = avfilter_graph_alloc();
   if (!a->graph) return kiln_fail(e, KILN_ENOMEM, "out of memory");
-  av_channel_layout_describe(&a->dec->ch_layout, layout, sizeof layout);
+  /* from the frame itself: SBR or a mid-stream change may differ from the header */
+  AVChannelLayout cl;
+  memset(&cl, 0, sizeof cl);
+  if (f->ch_layout.nb_channels > 0 && f->ch_layout.order != AV_CHANNEL_ORDER_UNSPEC) av_channel_layout_copy(&cl, &f->ch_layout);
+  else av_channel_layout_default(&cl, f->ch_layout.nb_channels > 0 ? f->ch_layout.nb_channels : a->dec->ch_layout.nb_channels);
+  av_channel_layout_describe(&cl, layout, sizeof layout);
+  av_channel_layout_uninit(&cl);
   snprintf(args, sizeof args, "time_base=%d/%d:sample_rate=%d:sample_fmt=%s:channel_layout=%s",
-           a->ist->time_base.num, a->ist->time_base.den, a->dec->sample_rate,
-           av_get_sample_fmt_name(a->dec->sample_fmt), layout);
+           a->ist->time_base.num, a->ist->time_base.den, f->sample_rate,
+           av_get_sample_fmt_name((enum AVSampleFormat)f->format), layout);
   int r = avfilter_graph_create_filter(&a->bsrc, avfilter_get_by_name("abuffer"), "in", args, NULL, a->graph);
   if (r >= 0) r = avfilter_graph_create_filter(&a->bsink, avfilter_get_by_name("abuffersink"), "out", NULL, NULL, a->graph);
   if (r < 0) return kiln_fail(e, KILN_EINTERNAL, "audio filter set-up failed (%s)", kiln_averr(r, eb, sizeof eb));
@@ -105,6 +111,9 @@ static int build_graph(km_asrc *a, const km_piece *pc, kiln_err *e) {
   size_t n = 0;
   if (isfinite(pc->end)) n += (size_t)snprintf(desc + n, sizeof desc - n, "atrim=start=%.6f:end=%.6f", pc->start, pc->end);
   else n += (size_t)snprintf(desc + n, sizeof desc - n, "atrim=start=%.6f", pc->start);
+  /* the piece's time from 0; audio that starts late (or has a hole) gets
+   * silence in its place instead of sliding earlier */
+  n += (size_t)snprintf(desc + n, sizeof desc - n, ",asetpts=PTS-%.6f/TB,aresample=async=1:first_pts=0", pc->start);
   double s = pc->speed;
   while (s < 0.5 - 1e-9) { n += (size_t)snprintf(desc + n, sizeof desc - n, ",atempo=0.5"); s /= 0.5; }
   while (s > 2.0 + 1e-9) { n += (size_t)snprintf(desc + n, sizeof desc - n, ",atempo=2.0"); s /= 2.0; }
@@ -189,7 +198,7 @@ static int feed_frame(km_asrc *a, AVFrame *f, kiln_err *e) {
     const km_piece *pc = &a->pieces[a->cur];
     if (t1 <= pc->start) return 0;
     if (!a->graph) {
-      int r = build_graph(a, pc, e);
+      int r = build_graph(a, pc, f, e);
       if (r < 0) return r;
       open_piece(a, a->cur);
     }
@@ -219,6 +228,7 @@ static int decode_more(km_asrc *a, kiln_err *e) {
       if (!f) return kiln_fail(e, KILN_ENOMEM, "out of memory");
       r = feed_frame(a, f, e);
       av_frame_free(&f);
+      if (r >= 0 && a->cur >= a->npieces) a->in_eof = 1;   /* past the last piece: stop reading */
       return r < 0 ? r : 1;
     }
     if (r == AVERROR_EOF) {

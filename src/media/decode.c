@@ -114,7 +114,10 @@ fail:
 /* Converts the decoded frame to an upright, even-sized YUV420P frame. */
 static int to_output(km_decoder *d, AVFrame **res, kiln_err *e) {
   AVFrame *src = d->raw;
-  int w = src->width & ~1, h = src->height & ~1;
+  /* Always the probed size: a stream whose size changes mid-way (joined
+   * clips) is scaled back, so every frame matches what kernels expect. */
+  int w = (d->probe.coded_width > 0 ? d->probe.coded_width : src->width) & ~1;
+  int h = (d->probe.coded_height > 0 ? d->probe.coded_height : src->height) & ~1;
   AVFrame *conv = NULL;
   if (src->format == AV_PIX_FMT_YUV420P && w == src->width && h == src->height) {
     conv = av_frame_clone(src);

@@ -54,6 +54,7 @@ typedef struct pl {
   kiln_err err;
   kp_pool *pool;
   km_decoder *dec;
+  int in_w, in_h;               /* every input frame's size (the decoder guarantees it) */
   int out_w, out_h;
   AVRational fps;
   AVFrame **spare;              /* output frames to reuse (fresh pages cost a fault each) */
@@ -89,8 +90,11 @@ static void run_slot(void *arg) {
   pthread_mutex_unlock(&p->mu);
   if (!s->out) s->out = km_frame_new(p->out_w, p->out_h);
   if (!s->out) r = kiln_fail(&s->err, KILN_ENOMEM, "out of memory");
+  else if (s->in->width != p->in_w || s->in->height != p->in_h)
+    r = kiln_fail(&s->err, KILN_EINTERNAL, "frame %lld is %dx%d, expected %dx%d", (long long)s->ki.src.src_index,
+                  s->in->width, s->in->height, p->in_w, p->in_h);
   else if (p->c->kernel) r = p->c->kernel(p->c->kctx, &s->ki, s->in, s->out, &s->err);
-  else if (s->in->width == p->out_w && s->in->height == p->out_h) av_frame_copy(s->out, s->in);
+  else if (s->in->width == p->out_w && s->in->height == p->out_h && av_frame_copy(s->out, s->in) >= 0) ;
   else r = kiln_fail(&s->err, KILN_EINTERNAL, "no kernel to change the frame size");
   pthread_mutex_lock(&p->mu);
   s->state = r < 0 ? SLOT_FAILED : SLOT_DONE;
@@ -215,6 +219,8 @@ int km_pipeline_run(const km_pipeline_cfg *c, km_pipeline_stats *st, kiln_err *e
   if ((r = km_decoder_open(&p.dec, c->input, c->probe, c->start, c->end, c->threads, e)) < 0) goto done;
   const km_probe *pr = km_decoder_probe(p.dec);
   p.fps = c->out_fps.num > 0 ? c->out_fps : pr->fps_q;
+  p.in_w = pr->width & ~1;
+  p.in_h = pr->height & ~1;
   p.out_w = c->out_w > 0 ? c->out_w : pr->width & ~1;
   p.out_h = c->out_h > 0 ? c->out_h : pr->height & ~1;
   if (pr->frames_exact && pr->frames == 0) {
@@ -258,7 +264,7 @@ int km_pipeline_run(const km_pipeline_cfg *c, km_pipeline_stats *st, kiln_err *e
     pl_slot *s = &p.slots[n % p.q];
     pthread_mutex_lock(&p.mu);
     while (!p.abort && !(p.decode_done && n >= p.emitted) && s->state != SLOT_DONE && s->state != SLOT_FAILED) {
-      if (c->cancel && *c->cancel) { p.abort = 1; break; }
+      if (c->cancel && *c->cancel) { p.abort = 1; pthread_cond_broadcast(&p.cv); break; }
       struct timespec ts;
       clock_gettime(CLOCK_REALTIME, &ts);
       ts.tv_nsec += 100 * 1000 * 1000;
