@@ -109,6 +109,17 @@ v = b["video"]; assert (v["width"], v["height"], v["pix_fmt"], v["frames"]) == (
 assert b["audio"][0]["codec"] == "mp3" and abs(b["audio"][0]["duration"] - 1.0) <= 1/24, b["audio"]' "$T/odd.json" "$T/odd_out.json" \
   && ok || bad "odd-sized 4:4:4 MKV with longer MP3 audio: $(cat "$T/odd_out.json" | tr -d '\n' | head -c 400)"
 
+# frame counts: counted when cheap (Matroska has no index count), estimated and marked so when not
+python3 -c '
+import json,sys; v=json.load(open(sys.argv[1]))["video"]
+assert v["frames"] == 24 and v["frames_exact"], v' "$T/odd.json" && ok || bad "mkv frames counted exactly"
+KILN_PROBE_SCAN_MAX=0 "$KILN" probe --json "$T/odd.mkv" > "$T/odd_est.json"
+"$KILN" probe "$T/odd.mkv" > "$T/odd.txt"; KILN_PROBE_SCAN_MAX=0 "$KILN" probe "$T/odd.mkv" > "$T/odd_est.txt"
+python3 -c '
+import json,sys; v=json.load(open(sys.argv[1]))["video"]
+assert not v["frames_exact"] and abs(v["frames"] - 24) <= 13, v' "$T/odd_est.json" && grep -q "(estimated)" "$T/odd_est.txt" \
+  && ! grep -q "(estimated)" "$T/odd.txt" && ok || bad "estimated frame count marked: $(cat "$T/odd_est.json" | head -c 300)"
+
 # --- bad input ------------------------------------------------------------
 expect "missing file" 1 "cannot open input '.*nope.mp4': No such file" -- "$KILN" run reframe "$T/nope.mp4" -o "$T/out.mp4"
 printf 'just text, not a video at all; FFmpeg cannot make sense of this\n' > "$T/text.mp4"
