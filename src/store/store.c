@@ -1,0 +1,111 @@
+/* store.c — the backend-independent half of the store: key validation,
+ * dispatch to the backend vtable, and presigned URLs (HMAC-SHA256 from
+ * OpenSSL's libcrypto over "METHOD\nKEY\nEXPIRES"). */
+#include "store/store_int.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ks_key_check(const char *key, kiln_err *e) {
+  if (!key || !*key) return kiln_fail(e, KILN_EINVAL, "object key is empty");
+  size_t n = strlen(key);
+  if (n > KS_KEY_MAX) return kiln_fail(e, KILN_EINVAL, "object key is %zu bytes; the limit is %d", n, KS_KEY_MAX);
+  if (key[0] == '/') return kiln_fail(e, KILN_EINVAL, "object key '%.80s' must not start with '/'", key);
+  if (key[n - 1] == '/') return kiln_fail(e, KILN_EINVAL, "object key '%.80s' must not end with '/'", key);
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)key[i] < 0x20 || key[i] == 0x7f || key[i] == '\\')
+      return kiln_fail(e, KILN_EINVAL, "object key '%.80s' holds a control character or backslash at byte %zu", key, i);
+  const char *seg = key;
+  while (seg) {
+    const char *end = strchr(seg, '/');
+    size_t len = end ? (size_t)(end - seg) : strlen(seg);
+    if (len == 0) return kiln_fail(e, KILN_EINVAL, "object key '%.80s' has an empty segment ('//')", key);
+    if ((len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.'))
+      return kiln_fail(e, KILN_EINVAL, "object key '%.80s' must not contain '.' or '..' segments", key);
+    seg = end ? end + 1 : NULL;
+  }
+  return 0;
+}
+
+void ks_close(ks_store *s) {
+  if (!s) return;
+  s->be->close(s);
+  OPENSSL_cleanse(s->secret, sizeof s->secret);
+  free(s);
+}
+
+int ks_put_begin(ks_store *s, const char *key, ks_put **out, kiln_err *e) {
+  int r = ks_key_check(key, e);
+  return r < 0 ? r : s->be->put_begin(s, key, out, e);
+}
+int ks_put_write(ks_put *p, const void *buf, size_t n, kiln_err *e) { return p->s->be->put_write(p, buf, n, e); }
+int ks_put_commit(ks_put *p, kiln_err *e) { return p->s->be->put_commit(p, e); }
+void ks_put_abort(ks_put *p) { if (p) p->s->be->put_abort(p); }
+
+int ks_get_open(ks_store *s, const char *key, int64_t off, int64_t len, ks_get **out, kiln_err *e) {
+  int r = ks_key_check(key, e);
+  if (r < 0) return r;
+  if (off < 0) return kiln_fail(e, KILN_EINVAL, "range start %lld is negative", (long long)off);
+  return s->be->get_open(s, key, off, len, out, e);
+}
+ssize_t ks_get_read(ks_get *g, void *buf, size_t n, kiln_err *e) { return g->s->be->get_read(g, buf, n, e); }
+void ks_get_close(ks_get *g) { if (g) g->s->be->get_close(g); }
+
+int ks_stat_key(ks_store *s, const char *key, ks_stat *st, kiln_err *e) {
+  int r = ks_key_check(key, e);
+  return r < 0 ? r : s->be->stat(s, key, st, e);
+}
+int ks_delete(ks_store *s, const char *key, kiln_err *e) {
+  int r = ks_key_check(key, e);
+  return r < 0 ? r : s->be->del(s, key, e);
+}
+int ks_rename(ks_store *s, const char *from, const char *to, kiln_err *e) {
+  int r = ks_key_check(from, e);
+  if (r == 0) r = ks_key_check(to, e);
+  return r < 0 ? r : s->be->rename(s, from, to, e);
+}
+int ks_list(ks_store *s, const char *prefix, ks_list_cb cb, void *arg, kiln_err *e) {
+  return s->be->list(s, prefix ? prefix : "", cb, arg, e);
+}
+
+static int sign(ks_store *s, const char *method, const char *key, int64_t expires, char hex[65], kiln_err *e) {
+  char msg[KS_KEY_MAX + 64];
+  int n = snprintf(msg, sizeof msg, "%s\n%s\n%lld", method, key, (long long)expires);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int maclen = 0;
+  if (!HMAC(EVP_sha256(), s->secret, (int)s->secret_len, (const unsigned char *)msg, (size_t)n, mac, &maclen))
+    return kiln_fail(e, KILN_EINTERNAL, "HMAC-SHA256 failed");
+  for (unsigned i = 0; i < maclen && i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+  hex[64] = 0;
+  return 0;
+}
+
+static int method_ok(const char *m) { return !strcmp(m, "GET") || !strcmp(m, "PUT"); }
+
+int ks_presign(ks_store *s, const char *method, const char *key, int64_t expires, char *out, size_t n, kiln_err *e) {
+  if (!method_ok(method)) return kiln_fail(e, KILN_EINVAL, "presign method must be GET or PUT, got '%s'", method);
+  int r = ks_key_check(key, e);
+  if (r < 0) return r;
+  char hex[65];
+  if ((r = sign(s, method, key, expires, hex, e)) < 0) return r;
+  if ((size_t)snprintf(out, n, "/v1/objects/%s?method=%s&expires=%lld&sig=%s", key, method, (long long)expires, hex) >= n)
+    return kiln_fail(e, KILN_EINVAL, "presigned URL does not fit in %zu bytes", n);
+  return 0;
+}
+
+int ks_presign_verify(ks_store *s, const char *method, const char *key, int64_t expires, const char *sig,
+                      int64_t now, kiln_err *e) {
+  if (!method_ok(method)) return kiln_fail(e, KILN_EINVAL, "presigned URL method must be GET or PUT");
+  int r = ks_key_check(key, e);
+  if (r < 0) return r;
+  char hex[65];
+  if ((r = sign(s, method, key, expires, hex, e)) < 0) return r;
+  if (!sig || strlen(sig) != 64 || CRYPTO_memcmp(hex, sig, 64) != 0)
+    return kiln_fail(e, KILN_EINVAL, "presigned URL signature does not match (wrong key, method or expiry)");
+  if (now >= expires) return kiln_fail(e, KILN_EINVAL, "presigned URL expired %lld s ago", (long long)(now - expires));
+  return 0;
+}

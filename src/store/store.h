@@ -1,0 +1,70 @@
+/* store.h — object storage for inputs and outputs (DESIGN.md, "Store
+ * backend"): streaming put, streaming get with byte ranges, stat, delete,
+ * atomic rename, list, and presigned GET/PUT URLs. One vtable, one
+ * implementation per backend (local.c: a folder; an S3 backend later).
+ *
+ * Keys are validated by every call (ks_key_check): 1..1024 bytes of
+ * printable UTF-8 segments separated by '/', no leading or trailing '/', no
+ * empty, '.' or '..' segment. A put is invisible until committed: readers
+ * see the old object or the new one, never a half-written one. */
+#ifndef KILN_STORE_H
+#define KILN_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "util/err.h"
+
+#define KS_KEY_MAX 1024
+
+typedef struct ks_store ks_store;
+typedef struct ks_put ks_put;
+typedef struct ks_get ks_get;
+
+typedef struct ks_stat {
+  int64_t size;
+  int64_t mtime;                /* seconds since the epoch */
+} ks_stat;
+
+/* Called for each key under a prefix, in byte order; return non-zero to stop. */
+typedef int (*ks_list_cb)(void *arg, const char *key, const ks_stat *st);
+
+/* Opens a store on a local folder (created if missing). `secret` signs
+ * presigned URLs; the store keeps a copy. */
+int ks_open_local(ks_store **out, const char *root, const uint8_t *secret, size_t secret_len, kiln_err *e);
+void ks_close(ks_store *s);
+
+int ks_key_check(const char *key, kiln_err *e);
+
+/* Streaming put: begin, write any number of times, then commit (atomic) or
+ * abort (nothing is left). The ks_put is freed by commit and by abort. */
+int ks_put_begin(ks_store *s, const char *key, ks_put **out, kiln_err *e);
+int ks_put_write(ks_put *p, const void *buf, size_t n, kiln_err *e);
+int ks_put_commit(ks_put *p, kiln_err *e);
+void ks_put_abort(ks_put *p);
+
+/* Streaming get of bytes [off, off + len) (len < 0: to the end). An offset
+ * past the end is KILN_EINVAL (an HTTP server answers 416). */
+int ks_get_open(ks_store *s, const char *key, int64_t off, int64_t len, ks_get **out, kiln_err *e);
+/* Returns bytes read (0 at the end of the range) or a negative code. */
+ssize_t ks_get_read(ks_get *g, void *buf, size_t n, kiln_err *e);
+void ks_get_close(ks_get *g);
+
+int ks_stat_key(ks_store *s, const char *key, ks_stat *st, kiln_err *e);
+int ks_delete(ks_store *s, const char *key, kiln_err *e);
+/* Atomic: `to` is replaced if it exists. */
+int ks_rename(ks_store *s, const char *from, const char *to, kiln_err *e);
+int ks_list(ks_store *s, const char *prefix, ks_list_cb cb, void *arg, kiln_err *e);
+
+/* Presigned URLs: "/v1/objects/KEY?method=GET&expires=T&sig=HEX", where sig
+ * is HMAC-SHA256(secret, "METHOD\nKEY\nEXPIRES") in hex. Usable without a
+ * token until `expires` (unix seconds). */
+int ks_presign(ks_store *s, const char *method, const char *key, int64_t expires, char *out, size_t n,
+               kiln_err *e);
+/* 0 if sig is valid for (method, key, expires) and now < expires; else
+ * KILN_EINVAL with the reason (expired, bad signature). Constant-time compare. */
+int ks_presign_verify(ks_store *s, const char *method, const char *key, int64_t expires, const char *sig,
+                      int64_t now, kiln_err *e);
+
+#endif

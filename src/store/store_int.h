@@ -1,0 +1,34 @@
+/* store_int.h — the backend vtable behind store.h (like sqlite3_vfs). */
+#ifndef KILN_STORE_INT_H
+#define KILN_STORE_INT_H
+
+#include "store/store.h"
+
+typedef struct ks_backend {
+  const char *name;
+  int (*put_begin)(ks_store *s, const char *key, ks_put **out, kiln_err *e);
+  int (*put_write)(ks_put *p, const void *buf, size_t n, kiln_err *e);
+  int (*put_commit)(ks_put *p, kiln_err *e);
+  void (*put_abort)(ks_put *p);
+  int (*get_open)(ks_store *s, const char *key, int64_t off, int64_t len, ks_get **out, kiln_err *e);
+  ssize_t (*get_read)(ks_get *g, void *buf, size_t n, kiln_err *e);
+  void (*get_close)(ks_get *g);
+  int (*stat)(ks_store *s, const char *key, ks_stat *st, kiln_err *e);
+  int (*del)(ks_store *s, const char *key, kiln_err *e);
+  int (*rename)(ks_store *s, const char *from, const char *to, kiln_err *e);
+  int (*list)(ks_store *s, const char *prefix, ks_list_cb cb, void *arg, kiln_err *e);
+  void (*close)(ks_store *s);
+} ks_backend;
+
+struct ks_store {
+  const ks_backend *be;
+  uint8_t secret[64];
+  size_t secret_len;
+  void *impl;                   /* the backend's state */
+};
+
+/* Every ks_put / ks_get starts with its store so the front end can dispatch. */
+struct ks_put { ks_store *s; };
+struct ks_get { ks_store *s; };
+
+#endif
