@@ -1,0 +1,159 @@
+/* test_queue.c — the SQLite queue's state machine with a test-controlled
+ * clock: claim order, leases and heartbeats, completion, retries with
+ * exponential backoff (bad_input never retried), lease expiry, cancel,
+ * list filters, events, and that jobs survive closing and reopening. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "queue/queue.h"
+#include "t.h"
+#include "tutil.h"
+
+static kq *open_q(void) {
+  kq *q = NULL;
+  kiln_err e = {0};
+  kq_policy pol = {1000, 4000};
+  CHECK(kq_open_sqlite(&q, t_path("q.db"), &pol, &e) == 0, "%s", e.msg);
+  return q;
+}
+
+static kq_state state_of(kq *q, const char *id) {
+  kq_job j;
+  kiln_err e = {0};
+  if (kq_get(q, id, &j, &e) < 0) return (kq_state)-1;
+  kq_job_release(&j);
+  return j.state;
+}
+
+static void test_lifecycle(void) {
+  kq *q = open_q();
+  if (!q) return;
+  kiln_err e = {0};
+  char a[KQ_ID_LEN], b[KQ_ID_LEN], c[KQ_ID_LEN];
+  CHECK(kq_submit(q, "reframe", "{\"input\":\"x\"}", 2, 100, a, &e) == 0, "%s", e.msg);
+  CHECK(kq_submit(q, "reframe", "{}", 2, 200, b, &e) == 0 && kq_submit(q, "overlay", "{}", 0, 150, c, &e) == 0, "%s", e.msg);
+  CHECK(strlen(a) == 32 && strcmp(a, b) != 0, "ids");
+  kq_job j;
+  CHECK(kq_claim(q, "reframe", "w1", 5000, 300, &j, &e) == 1 && !strcmp(j.id, a), "oldest first");
+  CHECK(j.state == KQ_RUNNING && j.attempts == 1 && !strcmp(j.spec, "{\"input\":\"x\"}") && j.lease_until_ms == 5300, "claimed: state %d attempts %d spec %s lease %lld", j.state, j.attempts, j.spec, (long long)j.lease_until_ms);
+  kq_job_release(&j);
+  CHECK(kq_heartbeat(q, a, "w1", 10, 100, 5000, 1000, &e) == 0, "%s", e.msg);
+  CHECK(kq_heartbeat(q, a, "w2", 10, 100, 5000, 1000, &e) == KILN_EINVAL && strstr(e.msg, "lease"), "wrong worker: %s", e.msg);
+  CHECK(kq_get(q, a, &j, &e) == 0 && j.frames_done == 10 && j.frames_total == 100 && j.lease_until_ms == 6000, "progress");
+  kq_job_release(&j);
+  CHECK(kq_complete(q, a, "w1", "{\"outputs\":[]}", 2000, &e) == 0, "%s", e.msg);
+  CHECK(kq_get(q, a, &j, &e) == 0 && j.state == KQ_SUCCEEDED && !strcmp(j.result, "{\"outputs\":[]}") && j.finished_ms == 2000, "done");
+  kq_job_release(&j);
+  CHECK(kq_complete(q, a, "w1", "{}", 2100, &e) == KILN_EINVAL, "complete twice refused");
+  CHECK(kq_claim(q, "overlay", "w3", 1000, 2200, &j, &e) == 1 && !strcmp(j.id, c), "per-function claim");
+  kq_job_release(&j);
+  kq_close(q);
+}
+
+static void test_retries(void) {
+  kq *q = open_q();
+  if (!q) return;
+  kiln_err e = {0};
+  char id[KQ_ID_LEN];
+  kq_submit(q, "upscale", "{}", 2, 0, id, &e);
+  kq_job j;
+  int retrying = -1;
+  CHECK(kq_claim(q, "upscale", "w", 1000, 10, &j, &e) == 1, "claim 1");
+  kq_job_release(&j);
+  CHECK(kq_fail(q, id, "w", "internal", "boom", 20, &retrying, &e) == 0 && retrying == 1, "retry 1");
+  CHECK(kq_get(q, id, &j, &e) == 0 && j.state == KQ_RETRYING && j.run_after_ms == 1020 && !strcmp(j.err_msg, "boom"), "delay 1 s");
+  kq_job_release(&j);
+  CHECK(kq_claim(q, "upscale", "w", 1000, 1019, &j, &e) == 0, "not before its delay");
+  CHECK(kq_claim(q, "upscale", "w", 1000, 1020, &j, &e) == 1 && j.attempts == 2, "claim 2");
+  kq_job_release(&j);
+  CHECK(kq_fail(q, id, "w", "timeout", "slow", 1100, &retrying, &e) == 0 && retrying == 1, "retry 2");
+  CHECK(kq_get(q, id, &j, &e) == 0 && j.run_after_ms == 1100 + 2000, "delay doubles: %lld", (long long)j.run_after_ms);
+  kq_job_release(&j);
+  CHECK(kq_claim(q, "upscale", "w", 1000, 5000, &j, &e) == 1 && j.attempts == 3, "claim 3");
+  kq_job_release(&j);
+  CHECK(kq_fail(q, id, "w", "internal", "again", 5100, &retrying, &e) == 0 && retrying == 0, "retries used up");
+  CHECK(state_of(q, id) == KQ_FAILED, "failed");
+
+  char bad[KQ_ID_LEN];
+  kq_submit(q, "upscale", "{}", 5, 6000, bad, &e);
+  kq_claim(q, "upscale", "w", 1000, 6001, &j, &e);
+  kq_job_release(&j);
+  CHECK(kq_fail(q, bad, "w", "bad_input", "crop outside the frame", 6002, &retrying, &e) == 0 && retrying == 0,
+        "bad_input is never retried");
+  CHECK(kq_get(q, bad, &j, &e) == 0 && j.state == KQ_FAILED && !strcmp(j.err_class, "bad_input"), "class kept");
+  kq_job_release(&j);
+  kq_close(q);
+}
+
+static void test_lease_expiry_and_cancel(void) {
+  kq *q = open_q();
+  if (!q) return;
+  kiln_err e = {0};
+  char id[KQ_ID_LEN], id2[KQ_ID_LEN];
+  kq_submit(q, "overlay", "{}", 1, 0, id, &e);
+  kq_job j;
+  kq_claim(q, "overlay", "dead-worker", 1000, 0, &j, &e);
+  kq_job_release(&j);
+  int n = -1;
+  CHECK(kq_reclaim(q, 999, &n, &e) == 0 && n == 0, "lease still valid");
+  CHECK(kq_reclaim(q, 1001, &n, &e) == 0 && n == 1, "expired lease reclaimed");
+  CHECK(kq_get(q, id, &j, &e) == 0 && j.state == KQ_RETRYING && !strcmp(j.err_class, "worker_lost") &&
+            strstr(j.err_msg, "dead-worker"), "worker_lost: %s", j.err_msg);
+  kq_job_release(&j);
+  CHECK(kq_heartbeat(q, id, "dead-worker", 1, 1, 1000, 1002, &e) == KILN_EINVAL, "a lost worker's heartbeat is refused");
+
+  kq_submit(q, "overlay", "{}", 1, 10, id2, &e);
+  CHECK(kq_claim(q, "overlay", "w", 1000, 20, &j, &e) == 1 && !strcmp(j.id, id2), "claim");
+  kq_job_release(&j);
+  CHECK(kq_cancel(q, id2, 30, &e) == 0, "%s", e.msg);
+  CHECK(kq_heartbeat(q, id2, "w", 5, 10, 1000, 40, &e) == KILN_ECANCELLED, "worker learns of the cancel");
+  CHECK(kq_cancel(q, id2, 50, &e) == KILN_EINVAL && strstr(e.msg, "already cancelled"), "%s", e.msg);
+  CHECK(kq_cancel(q, "0123", 50, &e) == KILN_ENOENT, "unknown job");
+  CHECK(kq_cancel(q, id, 60, &e) == 0 && state_of(q, id) == KQ_CANCELLED, "cancel a retrying job");
+  kq_close(q);
+}
+
+static int count_cb(void *arg, const kq_job *j) { (*(int *)arg)++; (void)j; return 0; }
+
+typedef struct ev { int n; char kinds[256]; } ev;
+static int ev_cb(void *arg, int64_t seq, const char *kind, const char *data, int64_t ts) {
+  ev *v = arg;
+  size_t l = strlen(v->kinds);
+  snprintf(v->kinds + l, sizeof v->kinds - l, "%s%s:%s", v->n++ ? "," : "", kind, data ? data : "");
+  (void)seq; (void)ts;
+  return 0;
+}
+
+static void test_durable_list_events(void) {
+  kq *q = open_q();
+  if (!q) return;
+  kiln_err e = {0};
+  char id[KQ_ID_LEN];
+  kq_submit(q, "durable", "{\"n\":1}", 0, 7000, id, &e);
+  kq_job j;
+  kq_claim(q, "durable", "w", 1000, 7001, &j, &e);
+  kq_job_release(&j);
+  kq_heartbeat(q, id, "w", 3, 9, 1000, 7002, &e);
+  kq_close(q);
+  q = open_q();                                  /* a restarted server sees the same jobs */
+  if (!q) return;
+  CHECK(state_of(q, id) == KQ_RUNNING, "state survives a reopen");
+  int n = 0;
+  CHECK(kq_list(q, KQ_RUNNING, "durable", 10, count_cb, &n, &e) == 0 && n == 1, "list running durable: %d", n);
+  n = 0;
+  kq_list(q, -1, NULL, 1000, count_cb, &n, &e);
+  CHECK(n >= 8, "list all: %d", n);
+  ev v = {0};
+  CHECK(kq_events(q, id, 0, ev_cb, &v, &e) == 0 && !strcmp(v.kinds, "state:queued,state:running,progress:3/9"), "events: %s",
+        v.kinds);
+  kq_close(q);
+}
+
+int main(void) {
+  T_RUN(test_lifecycle);
+  T_RUN(test_retries);
+  T_RUN(test_lease_expiry_and_cancel);
+  T_RUN(test_durable_list_events);
+  t_cleanup();
+  return t_done();
+}
