@@ -33,6 +33,10 @@ static const kc_cmd commands[] = {
      "coords: smooth waves in Y, U a ramp in x and V a ramp in y, so pixels tell where they\n"
      "came from. bars: scrolling colour bars with the frame number in binary. --tone adds a\n"
      "sine tone; --rotate writes display-matrix rotation metadata.\n"},
+    {"token", kc_token, "kiln token create --name NAME | kiln token list | kiln token revoke NAME",
+     "manage API tokens for kiln serve",
+     "create prints a new token once on stdout; kiln stores only its SHA-256 in\n"
+     "$KILN_HOME/tokens.json (mode 0600). list shows names and dates, never tokens.\n"},
     {NULL, NULL, NULL, NULL, NULL, 0}};
 
 static const kc_cmd *find_cmd(const char *name) {

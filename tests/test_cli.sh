@@ -155,6 +155,20 @@ expect "output is input" 2 "is the input" -- "$KILN" run reframe "$T/in.mp4" -o 
 "$KILN" run overlay "$T/in.mp4" -o "$T/out.mp4" --json --param dim=2 --param 'highlights=[{"frame":0,"x":1,"y":1,"rx":5,"ry":5}]' >"$T/ej" 2>/dev/null
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["ok"] is False and d["error"]["code"]=="EPARAM" and d["error"]["class"]=="bad_input" and "dim" in d["error"]["message"], d' "$T/ej" && ok || bad "--json error body"
 
+# --- API tokens: shown once, stored hashed --------------------------------
+export KILN_HOME="$T/home"
+tok=$("$KILN" token create --name ci 2>"$T/tok.err")
+[[ "$tok" =~ ^kiln_[0-9a-f]{64}$ ]] && ok || bad "token format: '$tok'"
+if [ -f "$KILN_HOME/tokens.json" ] && ! grep -q "${tok#kiln_}" "$KILN_HOME/tokens.json" \
+   && grep -q "$(printf '%s' "$tok" | sha256sum | cut -c1-64)" "$KILN_HOME/tokens.json" \
+   && [ "$(stat -c %a "$KILN_HOME/tokens.json")" = 600 ] && ! grep -q "$tok" "$T/tok.err"; then ok
+else bad "token stored in the clear, not hashed, or file mode wrong"; fi
+expect "duplicate token name" 1 "token named 'ci' exists" -- "$KILN" token create --name ci
+"$KILN" token list | grep -q '^ci ' && ! "$KILN" token list | grep -q "$tok" && ok || bad "token list"
+"$KILN" token revoke ci && ! grep -q '"ci"' "$KILN_HOME/tokens.json" && ok || bad "token revoke"
+expect "revoke unknown" 1 "no token named 'nope'" -- "$KILN" token revoke nope
+unset KILN_HOME
+
 # --- cancelling: SIGINT mid-run removes the partial output ----------------
 "$KILN" run reframe "$T/long.mp4" -o "$T/out.mp4" --threads 1 --param preset=medium 2>"$T/cancel.err" &
 pid=$!

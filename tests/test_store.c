@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api/auth.h"
 #include "store/store.h"
 #include "t.h"
 #include "tutil.h"
@@ -146,11 +147,31 @@ static void test_presign(void) {
   ks_close(s);
 }
 
+static void test_tokens(void) {
+  kiln_err e = {0};
+  char home[1100], tok[KA_TOKEN_LEN], tok2[KA_TOKEN_LEN], name[80];
+  snprintf(home, sizeof home, "%s", t_dir());
+  CHECK(ka_token_create(home, "alice", tok, &e) == 0 && ka_token_create(home, "bob", tok2, &e) == 0, "%s", e.msg);
+  CHECK(strcmp(tok, tok2) != 0, "tokens differ");
+  CHECK(ka_token_verify(home, tok, name, sizeof name, &e) == 0 && !strcmp(name, "alice"), "alice verifies");
+  CHECK(ka_token_verify(home, tok2, name, sizeof name, &e) == 0 && !strcmp(name, "bob"), "bob verifies");
+  char wrong[KA_TOKEN_LEN];
+  memcpy(wrong, tok, sizeof wrong);
+  wrong[10] = wrong[10] == 'a' ? 'b' : 'a';
+  CHECK(ka_token_verify(home, wrong, name, sizeof name, &e) == KILN_EINVAL && !strstr(e.msg, wrong), "wrong token refused, not echoed");
+  CHECK(ka_token_verify(home, "", name, sizeof name, &e) == KILN_EINVAL, "empty token refused");
+  CHECK(ka_token_create(home, "bad name!", tok, &e) == KILN_EINVAL, "bad name");
+  CHECK(ka_token_revoke(home, "alice", &e) == 0, "%s", e.msg);
+  CHECK(ka_token_verify(home, tok, name, sizeof name, &e) == KILN_EINVAL, "revoked token refused");
+  CHECK(ka_token_verify(home, tok2, name, sizeof name, &e) == 0, "others still valid");
+}
+
 int main(void) {
   T_RUN(test_keys);
   T_RUN(test_put_get);
   T_RUN(test_rename_delete_list);
   T_RUN(test_presign);
+  T_RUN(test_tokens);
   /* t_cleanup removes only files directly in the folder; remove the tree */
   char cmd[1200];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", t_dir());
