@@ -33,6 +33,12 @@ static const kc_cmd commands[] = {
      "coords: smooth waves in Y, U a ramp in x and V a ramp in y, so pixels tell where they\n"
      "came from. bars: scrolling colour bars with the frame number in binary. --tone adds a\n"
      "sine tone; --rotate writes display-matrix rotation metadata.\n"},
+    {"serve", kc_serve, "kiln serve [--listen HOST:PORT] [--max-upload BYTES] [--threads N]",
+     "the HTTP API (so far: /health and objects)",
+     "Serves GET /health and PUT/GET/DELETE /v1/objects/{key} (streaming, Range) and\n"
+     "POST /v1/objects/{key}/presign over $KILN_HOME. Default 127.0.0.1:8420, uploads up to 10 GiB.\n"
+     "Routes other than /health need 'Authorization: Bearer TOKEN' (kiln token create) or a\n"
+     "presigned URL. Jobs, workers and the rest of the engine are not built yet.\n"},
     {"token", kc_token, "kiln token create --name NAME | kiln token list | kiln token revoke NAME",
      "manage API tokens for kiln serve",
      "create prints a new token once on stdout; kiln stores only its SHA-256 in\n"

@@ -1,0 +1,314 @@
+/* server.c — the HTTP front of `kiln serve` (libmicrohttpd, thread pool).
+ * So far: GET /health, and the object routes over the store:
+ *   PUT  /v1/objects/{key}            streaming upload (limit; atomic commit)
+ *   GET  /v1/objects/{key}            streaming download, Range: bytes=...
+ *   POST /v1/objects/{key}/presign    {"method":"GET"|"PUT","ttl":s} -> {"url","expires"}
+ * Every route but /health needs "Authorization: Bearer TOKEN", or a valid
+ * presigned query (?method=&expires=&sig=) for that key and method. Every
+ * error is JSON {"error":{"code","message"}} naming what is wrong; tokens
+ * are never logged. Jobs, workers and the rest of issue 3 come next. */
+#include "api/server.h"
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/auth.h"
+#include "util/log.h"
+
+#define PREFIX "/v1/objects/"
+
+typedef struct req {
+  int started;
+  ks_put *put;
+  int64_t received;
+  int status;                   /* set when the upload failed part-way */
+  char code[32], msg[512];
+  char body[65536];             /* small JSON bodies (presign) */
+  size_t body_len;
+} req;
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *o) {
+  char *s = json_dumps(o, JSON_COMPACT);
+  json_decref(o);
+  struct MHD_Response *r = MHD_create_response_from_buffer(s ? strlen(s) : 0, s ? s : (char *)"", MHD_RESPMEM_MUST_FREE);
+  MHD_add_response_header(r, "Content-Type", "application/json");
+  enum MHD_Result ret = MHD_queue_response(c, status, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *code, const char *msg) {
+  return send_json(c, status, json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg));
+}
+
+/* 0 if the request may touch `key` with `method`: a valid token, or a
+ * presigned query for exactly this key and method. */
+static int authorised(kiln_server *s, struct MHD_Connection *c, const char *key, const char *method, unsigned *status,
+                      char *msg, size_t n) {
+  const char *sig = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "sig");
+  if (sig && key) {
+    const char *m = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "method");
+    const char *ex = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "expires");
+    kiln_err e = {0};
+    if (!m || !ex || strcmp(m, method) != 0) {
+      *status = 403;
+      snprintf(msg, n, "presigned URL is for %s, not %s", m ? m : "?", method);
+      return -1;
+    }
+    if (ks_presign_verify(s->store, m, key, strtoll(ex, NULL, 10), sig, (int64_t)time(NULL), &e) < 0) {
+      *status = 403;
+      snprintf(msg, n, "%s", e.msg);
+      return -1;
+    }
+    return 0;
+  }
+  const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+  if (!h || strncmp(h, "Bearer ", 7) != 0) {
+    *status = 401;
+    snprintf(msg, n, "missing 'Authorization: Bearer TOKEN' header (create one with `kiln token create --name NAME`)");
+    return -1;
+  }
+  kiln_err e = {0};
+  if (ka_token_verify(s->home, h + 7, NULL, 0, &e) < 0) {
+    *status = 401;
+    snprintf(msg, n, "invalid token");
+    return -1;
+  }
+  return 0;
+}
+
+typedef struct get_ctx { ks_get *g; } get_ctx;
+
+static ssize_t get_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+  get_ctx *c = cls;
+  kiln_err e;
+  (void)pos;
+  ssize_t n = ks_get_read(c->g, buf, max, &e);
+  if (n == 0) return MHD_CONTENT_READER_END_OF_STREAM;
+  if (n < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+  return n;
+}
+
+static void get_free(void *cls) {
+  get_ctx *c = cls;
+  ks_get_close(c->g);
+  free(c);
+}
+
+/* Parses "bytes=a-b", "bytes=a-", "bytes=-n" against size. 0 ok, -1 unsatisfiable. */
+static int parse_range(const char *h, int64_t size, int64_t *off, int64_t *len) {
+  if (strncmp(h, "bytes=", 6) != 0 || strchr(h, ',')) return -1;
+  const char *p = h + 6;
+  char *end;
+  if (*p == '-') {
+    long long n = strtoll(p + 1, &end, 10);
+    if (*end || n <= 0) return -1;
+    if (n > size) n = size;
+    *off = size - n;
+    *len = n;
+    return size > 0 ? 0 : -1;
+  }
+  long long a = strtoll(p, &end, 10);
+  if (end == p || *end != '-' || a < 0 || a >= size) return -1;
+  const char *q = end + 1;
+  long long b = size - 1;
+  if (*q) {
+    b = strtoll(q, &end, 10);
+    if (*end || b < a) return -1;
+    if (b >= size) b = size - 1;
+  }
+  *off = a;
+  *len = b - a + 1;
+  return 0;
+}
+
+static enum MHD_Result do_get(kiln_server *s, struct MHD_Connection *c, const char *key) {
+  kiln_err e = {0};
+  ks_stat st;
+  if (ks_stat_key(s->store, key, &st, &e) < 0)
+    return send_error(c, e.code == KILN_ENOENT ? 404 : 400, e.code == KILN_ENOENT ? "not_found" : "bad_key", e.msg);
+  int64_t off = 0, len = st.size;
+  const char *range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Range");
+  unsigned status = 200;
+  char cr[96] = "";
+  if (range) {
+    if (parse_range(range, st.size, &off, &len) < 0) {
+      snprintf(cr, sizeof cr, "bytes */%lld", (long long)st.size);
+      char msg[160];
+      snprintf(msg, sizeof msg, "range '%.60s' cannot be satisfied: the object has %lld bytes", range, (long long)st.size);
+      json_t *o = json_pack("{s:{s:s, s:s}}", "error", "code", "bad_range", "message", msg);
+      char *body = json_dumps(o, JSON_COMPACT);
+      json_decref(o);
+      struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+      MHD_add_response_header(r, "Content-Range", cr);
+      MHD_add_response_header(r, "Content-Type", "application/json");
+      enum MHD_Result ret = MHD_queue_response(c, 416, r);
+      MHD_destroy_response(r);
+      return ret;
+    }
+    status = 206;
+    snprintf(cr, sizeof cr, "bytes %lld-%lld/%lld", (long long)off, (long long)(off + len - 1), (long long)st.size);
+  }
+  get_ctx *g = calloc(1, sizeof *g);
+  if (!g) return send_error(c, 500, "internal", "out of memory");
+  if (st.size > 0 && ks_get_open(s->store, key, off, len, &g->g, &e) < 0) {
+    free(g);
+    return send_error(c, 500, "internal", e.msg);
+  }
+  struct MHD_Response *r = st.size > 0 ? MHD_create_response_from_callback((uint64_t)len, 256 * 1024, get_reader, g, get_free)
+                                       : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+  if (st.size == 0) free(g);
+  MHD_add_response_header(r, "Content-Type", "application/octet-stream");
+  MHD_add_response_header(r, "Accept-Ranges", "bytes");
+  if (cr[0]) MHD_add_response_header(r, "Content-Range", cr);
+  enum MHD_Result ret = MHD_queue_response(c, status, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
+static enum MHD_Result do_presign(kiln_server *s, struct MHD_Connection *c, const char *key, req *rq) {
+  json_error_t je;
+  json_t *b = rq->body_len ? json_loadb(rq->body, rq->body_len, 0, &je) : json_object();
+  if (!b) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "request body is not valid JSON at line %d, column %d: %s", je.line, je.column, je.text);
+    return send_error(c, 400, "bad_json", msg);
+  }
+  const char *m = json_string_value(json_object_get(b, "method"));
+  json_t *ttlv = json_object_get(b, "ttl");
+  int ttl_bad = ttlv && !json_is_number(ttlv);
+  long long ttl = ttlv && !ttl_bad ? (long long)json_number_value(ttlv) : 3600;
+  char method[8];
+  snprintf(method, sizeof method, "%s", m ? m : "GET");
+  json_decref(b);                                 /* m and ttlv are gone from here on */
+  if (ttl_bad || ttl < 1 || ttl > 7 * 86400)
+    return send_error(c, 400, "bad_param", "'ttl' must be a number of seconds from 1 to 604800");
+  int64_t expires = (int64_t)time(NULL) + ttl;
+  char url[2200];
+  kiln_err e = {0};
+  if (ks_presign(s->store, method, key, expires, url, sizeof url, &e) < 0) return send_error(c, 400, "bad_param", e.msg);
+  return send_json(c, 200, json_pack("{s:s, s:s, s:I}", "url", url, "method", method, "expires", (json_int_t)expires));
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                               const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+  kiln_server *s = cls;
+  (void)version;
+  req *rq = *con_cls;
+  if (!rq) {
+    rq = calloc(1, sizeof *rq);
+    if (!rq) return MHD_NO;
+    *con_cls = rq;
+    return MHD_YES;
+  }
+  if (!strcmp(url, "/health")) {
+    if (strcmp(method, "GET") != 0) return send_error(c, 405, "method_not_allowed", "/health takes GET");
+    return send_json(c, 200, json_pack("{s:s, s:s, s:s}", "status", "ok", "service", "kiln", "version", KILN_VERSION));
+  }
+  if (strncmp(url, PREFIX, strlen(PREFIX)) != 0) {
+    char msg[300];
+    snprintf(msg, sizeof msg, "no route %s %.200s", method, url);
+    return send_error(c, 404, "not_found", msg);
+  }
+  char key[KS_KEY_MAX + 16];
+  snprintf(key, sizeof key, "%s", url + strlen(PREFIX));
+  int presign = 0;
+  size_t kl = strlen(key);
+  if (!strcmp(method, "POST") && kl > 8 && !strcmp(key + kl - 8, "/presign")) { key[kl - 8] = 0; presign = 1; }
+  kiln_err e = {0};
+  if (ks_key_check(key, &e) < 0) {
+    if (*upload_size) { *upload_size = 0; return MHD_YES; }   /* drain, then answer */
+    return send_error(c, 400, "bad_key", e.msg);
+  }
+  unsigned st;
+  char msg[512];
+  if (!rq->started) {
+    rq->started = 1;
+    /* presigned URLs grant GET or PUT of one key; presigning itself needs a token */
+    const char *need = presign ? "POST" : !strcmp(method, "HEAD") ? "GET" : method;
+    if (authorised(s, c, key, need, &st, msg, sizeof msg) < 0) {
+      rq->status = (int)st;
+      snprintf(rq->code, sizeof rq->code, "%s", st == 401 ? "unauthorized" : "forbidden");
+      snprintf(rq->msg, sizeof rq->msg, "%s", msg);
+    } else if (!strcmp(method, "PUT")) {
+      if (ks_put_begin(s->store, key, &rq->put, &e) < 0) {
+        rq->status = 500;
+        snprintf(rq->code, sizeof rq->code, "internal");
+        snprintf(rq->msg, sizeof rq->msg, "%s", e.msg);
+      }
+    }
+  }
+  if (*upload_size) {                           /* a chunk of the body */
+    if (!rq->status && rq->put) {
+      rq->received += (int64_t)*upload_size;
+      if (rq->received > s->max_upload) {
+        rq->status = 413;
+        snprintf(rq->code, sizeof rq->code, "too_large");
+        snprintf(rq->msg, sizeof rq->msg, "upload is larger than the limit of %lld bytes", (long long)s->max_upload);
+        ks_put_abort(rq->put);
+        rq->put = NULL;
+      } else if (ks_put_write(rq->put, upload, *upload_size, &e) < 0) {
+        rq->status = 500;
+        snprintf(rq->code, sizeof rq->code, "internal");
+        snprintf(rq->msg, sizeof rq->msg, "%s", e.msg);
+        ks_put_abort(rq->put);
+        rq->put = NULL;
+      }
+    } else if (!rq->status && presign) {
+      if (rq->body_len + *upload_size > sizeof rq->body) {
+        rq->status = 413;
+        snprintf(rq->code, sizeof rq->code, "too_large");
+        snprintf(rq->msg, sizeof rq->msg, "request body is larger than %zu bytes", sizeof rq->body);
+      } else {
+        memcpy(rq->body + rq->body_len, upload, *upload_size);
+        rq->body_len += *upload_size;
+      }
+    }
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  if (rq->status) return send_error(c, (unsigned)rq->status, rq->code, rq->msg);
+  if (presign) return do_presign(s, c, key, rq);
+  if (!strcmp(method, "GET") || !strcmp(method, "HEAD")) return do_get(s, c, key);
+  if (!strcmp(method, "PUT")) {
+    ks_put *p = rq->put;
+    rq->put = NULL;
+    if (!p || ks_put_commit(p, &e) < 0) return send_error(c, 500, "internal", p ? e.msg : "upload was not started");
+    return send_json(c, 201, json_pack("{s:s, s:I}", "key", key, "bytes", (json_int_t)rq->received));
+  }
+  if (!strcmp(method, "DELETE")) {
+    if (ks_delete(s->store, key, &e) < 0) return send_error(c, e.code == KILN_ENOENT ? 404 : 500, "not_found", e.msg);
+    return send_json(c, 200, json_pack("{s:s, s:b}", "key", key, "deleted", 1));
+  }
+  snprintf(msg, sizeof msg, "%s is not allowed on objects (GET, PUT, DELETE, POST .../presign)", method);
+  return send_error(c, 405, "method_not_allowed", msg);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+  (void)cls; (void)c; (void)toe;
+  req *rq = *con_cls;
+  if (!rq) return;
+  if (rq->put) ks_put_abort(rq->put);             /* a dropped upload leaves nothing */
+  free(rq);
+  *con_cls = NULL;
+}
+
+int kiln_server_start(kiln_server *s, const struct sockaddr *addr, int threads, kiln_err *e) {
+  s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, handler, s,
+                          MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(threads > 0 ? threads : 2),
+                          MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+                          MHD_OPTION_END);
+  if (!s->d) return kiln_fail(e, KILN_EIO, "cannot listen on the requested address (in use, or not allowed)");
+  const union MHD_DaemonInfo *i = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+  s->port = i ? i->port : 0;
+  return 0;
+}
+
+void kiln_server_stop(kiln_server *s) {
+  if (s->d) MHD_stop_daemon(s->d);
+  s->d = NULL;
+}
