@@ -149,6 +149,8 @@ expect "unknown function" 2 "unknown function 'crop' \(known: reframe, overlay\)
 expect "no output named" 2 "needs an output file" -- "$KILN" run reframe "$T/in.mp4"
 echo '{"dim": 0.5,' > "$T/broken.json"
 expect "bad params file" 2 "not valid JSON \(line" -- "$KILN" run overlay "$T/in.mp4" -o "$T/out.mp4" --params "$T/broken.json"
+expect "sample: odd size" 2 "--size must be WxH with even numbers, got '3x3'" -- "$KILN" sample coords "$T/out.mp4" --size 3x3
+expect "serve: bad listen address" 2 "--listen needs HOST:PORT, got 'nowhere'" -- "$KILN" serve --listen nowhere
 expect "output is input" 2 "is the input" -- "$KILN" run reframe "$T/in.mp4" -o "$T/in.mp4"
 
 # --json errors are machine-readable too

@@ -2,11 +2,14 @@
  * parameter validator, and the pixel kernels on synthetic frames. */
 #include <math.h>
 #include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "fn/fn.h"
 #include "img/img.h"
 #include "media/media.h"
 #include "t.h"
+#include "util/fs.h"
 #include "util/json.h"
 #include "util/pool.h"
 
@@ -239,10 +242,31 @@ static void test_spotlight_matches_reference(void) {
   av_frame_free(&dst);
 }
 
+static void test_fs_helpers(void) {
+  char hex[9];
+  kiln_hex((const uint8_t[]){0x00, 0x9f, 0xa0, 0xff}, 4, hex);
+  CHECK(!strcmp(hex, "009fa0ff"), "hex %s", hex);
+  char dir[256], path[300];
+  snprintf(dir, sizeof dir, "%s/kiln-mkdirs-%d", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
+  snprintf(path, sizeof path, "%s/a/b/file.txt", dir);
+  kiln_err e = {0};
+  CHECK(kiln_mkdirs(path, 0755, &e) == 0 && kiln_mkdirs(path, 0755, &e) == 0, "%s", e.msg);
+  struct stat sb;
+  snprintf(path, sizeof path, "%s/a/b", dir);
+  CHECK(stat(path, &sb) == 0 && S_ISDIR(sb.st_mode), "parents made, the file itself not");
+  snprintf(path, sizeof path, "%s/a/b/file.txt", dir);
+  CHECK(stat(path, &sb) != 0, "no file made");
+  CHECK(kiln_mkdirs("/proc/kiln-cannot/x", 0755, &e) == KILN_EIO && strstr(e.msg, "/proc/kiln-cannot"), "%s", e.msg);
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  CHECK(system(cmd) == 0, "cleanup");
+}
+
 int main(void) {
   T_RUN(test_errors);
   T_RUN(test_json_kv);
   T_RUN(test_pool);
+  T_RUN(test_fs_helpers);
   T_RUN(test_timeline);
   T_RUN(test_params);
   T_RUN(test_resample);

@@ -2,6 +2,7 @@
  * {"name", "sha256", "created"}; it is small and read on each check (the
  * HTTP server will cache it by mtime). */
 #include "api/auth.h"
+#include "util/fs.h"
 
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -19,8 +20,7 @@ static void sha256_hex(const char *s, char hex[65]) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_Digest(s, strlen(s), md, &len, EVP_sha256(), NULL);
-  for (unsigned i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
-  hex[64] = 0;
+  kiln_hex(md, 32, hex);
 }
 
 static int load(const char *home, json_t **out, kiln_err *e) {
@@ -51,6 +51,17 @@ static int save(const char *home, json_t *a, kiln_err *e) {
   return 0;
 }
 
+/* Index of the token named `name` in the array, or -1. */
+static long find_name(json_t *a, const char *name) {
+  size_t i;
+  json_t *t;
+  json_array_foreach(a, i, t) {
+    const char *nm = json_string_value(json_object_get(t, "name"));
+    if (nm && !strcmp(nm, name)) return (long)i;
+  }
+  return -1;
+}
+
 static int name_ok(const char *n) {
   size_t l = strlen(n);
   if (l == 0 || l > 64) return 0;
@@ -67,18 +78,14 @@ int ka_token_create(const char *home, const char *name, char token[KA_TOKEN_LEN]
   json_t *a;
   int r = load(home, &a, e);
   if (r < 0) return r;
-  size_t i;
-  json_t *t;
-  json_array_foreach(a, i, t) {
-    if (!strcmp(json_string_value(json_object_get(t, "name")) ? json_string_value(json_object_get(t, "name")) : "", name)) {
-      json_decref(a);
-      return kiln_fail(e, KILN_EINVAL, "a token named '%s' exists; revoke it first", name);
-    }
+  if (find_name(a, name) >= 0) {
+    json_decref(a);
+    return kiln_fail(e, KILN_EINVAL, "a token named '%s' exists; revoke it first", name);
   }
   unsigned char raw[32];
   if (RAND_bytes(raw, sizeof raw) != 1) { json_decref(a); return kiln_fail(e, KILN_EINTERNAL, "no randomness for a token"); }
   memcpy(token, "kiln_", 5);
-  for (int k = 0; k < 32; k++) snprintf(token + 5 + 2 * k, 3, "%02x", raw[k]);
+  kiln_hex(raw, sizeof raw, token + 5);
   OPENSSL_cleanse(raw, sizeof raw);
   char hex[65];
   sha256_hex(token, hex);
@@ -114,14 +121,9 @@ int ka_token_revoke(const char *home, const char *name, kiln_err *e) {
   json_t *a;
   int r = load(home, &a, e);
   if (r < 0) return r;
-  size_t i;
-  json_t *t;
-  int found = 0;
-  json_array_foreach(a, i, t) {
-    const char *nm = json_string_value(json_object_get(t, "name"));
-    if (nm && !strcmp(nm, name)) { json_array_remove(a, i); found = 1; break; }
-  }
-  r = found ? save(home, a, e) : kiln_fail(e, KILN_ENOENT, "no token named '%s'", name);
+  long i = find_name(a, name);
+  if (i >= 0) json_array_remove(a, (size_t)i);
+  r = i >= 0 ? save(home, a, e) : kiln_fail(e, KILN_ENOENT, "no token named '%s'", name);
   json_decref(a);
   return r;
 }

@@ -23,6 +23,13 @@ void kf_keys_at(const kf_key *k, int n, double t, double out[KF_KEY_VALUES]) {
   for (int j = 0; j < KF_KEY_VALUES; j++) out[j] = a->v[j] + (b->v[j] - a->v[j]) * u;
 }
 
+int kf_probe_video(const kf_task *t, km_probe *pr, kiln_err *e) {
+  int r = km_probe_file(t->input, pr, e);
+  if (r < 0) return r;
+  if (!pr->has_video) return kiln_fail(e, KILN_ENOFRAMES, "input '%s' has no video stream", t->input);
+  return 0;
+}
+
 void kf_pipeline_from_task(const kf_task *t, const json_t *params, km_pipeline_cfg *c) {
   memset(c, 0, sizeof *c);
   c->input = t->input;

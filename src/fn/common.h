@@ -15,6 +15,9 @@ void kf_keys_sort(kf_key *k, int n);
  * the last. n >= 1. */
 void kf_keys_at(const kf_key *k, int n, double t, double out[KF_KEY_VALUES]);
 
+/* Probes the task's input; KILN_ENOFRAMES (naming it) if it has no video. */
+int kf_probe_video(const kf_task *t, km_probe *pr, kiln_err *e);
+
 /* Fills the task-independent part of a pipeline configuration: input and
  * output, frame range, encoder settings, audio, threads, progress, cancel. */
 void kf_pipeline_from_task(const kf_task *t, const json_t *params, km_pipeline_cfg *c);

@@ -54,9 +54,8 @@ static int overlay_kernel(const void *ctx, const km_kinfo *ki, const AVFrame *in
 static int overlay_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) {
   const json_t *p = t->params;
   km_probe pr;
-  int r = km_probe_file(t->input, &pr, e);
+  int r = kf_probe_video(t, &pr, e);
   if (r < 0) return r;
-  if (!pr.has_video) return kiln_fail(e, KILN_ENOFRAMES, "input '%s' has no video stream", t->input);
   overlay_ctx c = {0};
   const json_t *hl = json_object_get(p, "highlights");
   c.nkeys = (int)json_array_size(hl);

@@ -97,9 +97,8 @@ static int reframe_run(void *state, const kf_task *t, kf_result *res, kiln_err *
   const json_t *p = t->params;
   reframe_ctx c = {0};
   km_probe pr;
-  int r = km_probe_file(t->input, &pr, e);
+  int r = kf_probe_video(t, &pr, e);
   if (r < 0) return r;
-  if (!pr.has_video) return kiln_fail(e, KILN_ENOFRAMES, "input '%s' has no video stream", t->input);
   int ow = (int)kj_num(p, "width", 810), oh = (int)kj_num(p, "height", 1440);
   if ((ow & 1) || (oh & 1))
     return kiln_fail(e, KILN_EPARAM, "reframe: width and height must be even for yuv420p, got %dx%d", ow, oh);

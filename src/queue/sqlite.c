@@ -25,6 +25,7 @@
  *                                                       +-----------+
  */
 #include "queue/queue.h"
+#include "util/fs.h"
 
 #include <openssl/rand.h>
 #include <sqlite3.h>
@@ -160,7 +161,7 @@ static void row_to_job(sqlite3_stmt *st, kq_job *j) {
 int kq_submit(kq *q, const char *fn, const char *spec, int max_retries, int64_t now, char id[KQ_ID_LEN], kiln_err *e) {
   unsigned char raw[16];
   if (RAND_bytes(raw, sizeof raw) != 1) return kiln_fail(e, KILN_EINTERNAL, "no randomness for a job id");
-  for (int i = 0; i < 16; i++) snprintf(id + 2 * i, 3, "%02x", raw[i]);
+  kiln_hex(raw, sizeof raw, id);
   int r = exec(q, "BEGIN IMMEDIATE", e);
   if (r < 0) return r;
   sqlite3_stmt *st = prep(q, "INSERT INTO jobs(id, fn, state, spec, max_retries, created_ms) VALUES(?,?,0,?,?,?)",

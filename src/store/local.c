@@ -5,6 +5,7 @@
  * it over objects/KEY, so readers never see a partial object and a crash
  * leaves only a temporary file. Parent folders are made on demand. */
 #include "store/store_int.h"
+#include "util/fs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -31,18 +32,6 @@ typedef struct lget {
 
 static void obj_path(ks_store *s, const char *key, char *out, size_t n) {
   snprintf(out, n, "%s/objects/%s", ((local *)s->impl)->root, key);
-}
-
-static int mkdirs(char *path, kiln_err *e) {   /* path is a file path; makes its parents */
-  for (char *p = path + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = 0;
-    int r = mkdir(path, 0755);
-    int err = errno;
-    *p = '/';
-    if (r != 0 && err != EEXIST) return kiln_fail(e, KILN_EIO, "cannot create folder for '%s': %s", path, strerror(err));
-  }
-  return 0;
 }
 
 static int l_put_begin(ks_store *s, const char *key, ks_put **out, kiln_err *e) {
@@ -87,7 +76,7 @@ static int l_put_commit(ks_put *bp, kiln_err *e) {
   int r = 0;
   if (fsync(p->fd) != 0 || close(p->fd) != 0) r = kiln_fail(e, KILN_EIO, "saving object '%s' failed: %s", p->key, strerror(errno));
   p->fd = -1;
-  if (r == 0) r = mkdirs(p->dst, e);
+  if (r == 0) r = kiln_mkdirs(p->dst, 0755, e);
   if (r == 0 && rename(p->tmp, p->dst) != 0)
     r = kiln_fail(e, KILN_EIO, "cannot store object '%s': %s", p->key, strerror(errno));
   if (r < 0) unlink(p->tmp);
@@ -160,7 +149,7 @@ static int l_rename(ks_store *s, const char *from, const char *to, kiln_err *e) 
   obj_path(s, to, b, sizeof b);
   struct stat sb;
   if (stat(a, &sb) != 0 || !S_ISREG(sb.st_mode)) return kiln_fail(e, KILN_ENOENT, "no object '%s'", from);
-  int r = mkdirs(b, e);
+  int r = kiln_mkdirs(b, 0755, e);
   if (r < 0) return r;
   if (rename(a, b) != 0) return kiln_fail(e, KILN_EIO, "cannot rename '%s' to '%s': %s", from, to, strerror(errno));
   return 0;
@@ -235,9 +224,9 @@ int ks_open_local(ks_store **out, const char *root, const uint8_t *secret, size_
   char p[1024];
   int r = 0;
   snprintf(p, sizeof p, "%s/objects/x", root);
-  if (r == 0) r = mkdirs(p, e);
+  if (r == 0) r = kiln_mkdirs(p, 0755, e);
   snprintf(p, sizeof p, "%s/tmp/x", root);
-  if (r == 0) r = mkdirs(p, e);
+  if (r == 0) r = kiln_mkdirs(p, 0755, e);
   if (r < 0) { free(s); free(l); return r; }
   s->be = &local_backend;
   s->impl = l;

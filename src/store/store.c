@@ -2,6 +2,7 @@
  * dispatch to the backend vtable, and presigned URLs (HMAC-SHA256 from
  * OpenSSL's libcrypto over "METHOD\nKEY\nEXPIRES"). */
 #include "store/store_int.h"
+#include "util/fs.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -79,8 +80,7 @@ static int sign(ks_store *s, const char *method, const char *key, int64_t expire
   unsigned int maclen = 0;
   if (!HMAC(EVP_sha256(), s->secret, (int)s->secret_len, (const unsigned char *)msg, (size_t)n, mac, &maclen))
     return kiln_fail(e, KILN_EINTERNAL, "HMAC-SHA256 failed");
-  for (unsigned i = 0; i < maclen && i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", mac[i]);
-  hex[64] = 0;
+  kiln_hex(mac, maclen < 32 ? maclen : 32, hex);
   return 0;
 }
 
