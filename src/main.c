@@ -34,12 +34,21 @@ static const kc_cmd commands[] = {
      "coords: smooth waves in Y, U a ramp in x and V a ramp in y, so pixels tell where they\n"
      "came from. bars: scrolling colour bars with the frame number in binary. --tone adds a\n"
      "sine tone; --rotate writes display-matrix rotation metadata.\n"},
-    {"serve", kc_serve, "kiln serve [--listen HOST:PORT] [--max-upload BYTES] [--threads N]",
-     "the HTTP API (so far: /health and objects)",
-     "Serves GET /health and PUT/GET/DELETE /v1/objects/{key} (streaming, Range) and\n"
-     "POST /v1/objects/{key}/presign over $KILN_HOME. Default 127.0.0.1:8420, uploads up to 10 GiB.\n"
-     "Routes other than /health need 'Authorization: Bearer TOKEN' (kiln token create) or a\n"
-     "presigned URL. Jobs, workers and the rest of the engine are not built yet.\n"},
+    {"serve", kc_serve, "kiln serve [--listen HOST:PORT] [--config FILE] [--max-upload BYTES] [--no-workers]",
+     "the engine: HTTP API, autoscaled workers, durable jobs, webhooks",
+     "Serves the HTTP API (docs/http.md) on 127.0.0.1:8420 unless told otherwise, over\n"
+     "$KILN_HOME (queue.db, store/, tokens.json). Starts `kiln worker` processes while tasks\n"
+     "wait (up to each function's max_workers and the machine's slots), keeps min_workers\n"
+     "warm, lets idle workers leave after idle_timeout, retries tasks whose worker died, and\n"
+     "stops tasks past their timeout. Settings come from $KILN_HOME/config.yaml or --config\n"
+     "(docs/operations.md). Routes other than /health need 'Authorization: Bearer TOKEN'\n"
+     "(kiln token create) or a presigned URL. --no-workers: the API only (workers started\n"
+     "by hand with `kiln worker`).\n"},
+    {"worker", kc_worker, "kiln worker --fn NAME [--config FILE] [--idle-timeout S] [--max-tasks N]",
+     "serve one function's tasks from the queue (the autoscaler starts these)",
+     "Loads the function once (its cold start is recorded), claims tasks from the queue in\n"
+     "$KILN_HOME, reports progress and heartbeats, and leaves after --idle-timeout seconds\n"
+     "without work (default: the function's idle_timeout_s).\n"},
     {"token", kc_token, "kiln token create --name NAME | kiln token list | kiln token revoke NAME",
      "manage API tokens for kiln serve",
      "create prints a new token once on stdout; kiln stores only its SHA-256 in\n"

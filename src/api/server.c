@@ -1,16 +1,16 @@
-/* server.c — the HTTP front of `kiln serve` (libmicrohttpd, thread pool).
- * So far: GET /health, and the object routes over the store:
+/* server.c — the HTTP front of `kiln serve` (libmicrohttpd, a thread per
+ * connection). GET /health, the object routes over the store, and the
+ * dispatch to jobs.c for the rest (every route there needs a token):
  *   PUT  /v1/objects/{key}            streaming upload (limit; atomic commit)
  *   GET  /v1/objects/{key}            streaming download, Range: bytes=...
  *   POST /v1/objects/{key}/presign    {"method":"GET"|"PUT","ttl":s} -> {"url","expires"}
  * Every route but /health needs "Authorization: Bearer TOKEN", or a valid
  * presigned query (?method=&expires=&sig=) for that key and method. Every
  * error is JSON {"error":{"code","message"}} naming what is wrong; tokens
- * are never logged. Jobs, workers and the rest of issue 3 come next. */
-#include "api/server.h"
+ * are never logged. */
+#include "api/http.h"
 
-#include <jansson.h>
-#include <microhttpd.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,28 +21,73 @@
 
 #define PREFIX "/v1/objects/"
 
-typedef struct req {
-  int started;
-  ks_put *put;
-  int64_t received;
-  int status;                   /* set when the upload failed part-way */
-  char code[32], msg[512];
-  char body[65536];             /* small JSON bodies (presign) */
-  size_t body_len;
-} req;
+static void count_status(kiln_server *s, unsigned status) {
+  unsigned k = status / 100;
+  __atomic_fetch_add(&s->requests[k < 6 ? k : 0], 1, __ATOMIC_RELAXED);
+}
 
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *o) {
-  char *s = json_dumps(o, JSON_COMPACT);
+enum MHD_Result kh_json(kiln_server *s, struct MHD_Connection *c, unsigned status, json_t *o) {
+  char *t = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
   json_decref(o);
-  struct MHD_Response *r = MHD_create_response_from_buffer(s ? strlen(s) : 0, s ? s : (char *)"", MHD_RESPMEM_MUST_FREE);
+  struct MHD_Response *r = MHD_create_response_from_buffer(t ? strlen(t) : 0, t ? t : (char *)"", MHD_RESPMEM_MUST_FREE);
   MHD_add_response_header(r, "Content-Type", "application/json");
   enum MHD_Result ret = MHD_queue_response(c, status, r);
   MHD_destroy_response(r);
+  count_status(s, status);
   return ret;
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *code, const char *msg) {
-  return send_json(c, status, json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg));
+enum MHD_Result kh_error(kiln_server *s, struct MHD_Connection *c, unsigned status, const char *code, const char *fmt,
+                         ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return kh_json(s, c, status, json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg));
+}
+
+#define send_json(c, st, o) kh_json(s, c, st, o)
+#define send_error(c, st, code, msg) kh_error(s, c, st, code, "%s", msg)
+
+int kh_token_ok(kiln_server *s, struct MHD_Connection *c, unsigned *status, char *msg, size_t n) {
+  const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+  if (!h || strncmp(h, "Bearer ", 7) != 0) {
+    *status = 401;
+    snprintf(msg, n, "missing 'Authorization: Bearer TOKEN' header (create one with `kiln token create --name NAME`)");
+    return -1;
+  }
+  kiln_err e = {0};
+  if (ka_token_verify(s->home, h + 7, NULL, 0, &e) < 0) {
+    *status = 401;
+    snprintf(msg, n, "invalid token");
+    return -1;
+  }
+  return 0;
+}
+
+void kh_base_url(kiln_server *s, struct MHD_Connection *c, char *out, size_t n) {
+  if (s->cfg && s->cfg->public_url[0]) { snprintf(out, n, "%s", s->cfg->public_url); return; }
+  const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+  if (h && strlen(h) < 200 && !strpbrk(h, "/ \r\n")) snprintf(out, n, "http://%s", h);
+  else snprintf(out, n, "http://127.0.0.1:%u", s->port);
+}
+
+struct kq *kh_q_get(kiln_server *s, kiln_err *e) {
+  kq *q = NULL;
+  pthread_mutex_lock(&s->qmu);
+  if (s->nqfree > 0) q = s->qfree[--s->nqfree];
+  pthread_mutex_unlock(&s->qmu);
+  if (!q && ke_open_queue(s->cfg, &q, e) < 0) return NULL;
+  return q;
+}
+
+void kh_q_put(kiln_server *s, struct kq *q) {
+  if (!q) return;
+  pthread_mutex_lock(&s->qmu);
+  if (s->nqfree < 64) { s->qfree[s->nqfree++] = q; q = NULL; }
+  pthread_mutex_unlock(&s->qmu);
+  kq_close(q);
 }
 
 /* 0 if the request may touch `key` with `method`: a valid token, or a
@@ -66,19 +111,7 @@ static int authorised(kiln_server *s, struct MHD_Connection *c, const char *key,
     }
     return 0;
   }
-  const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-  if (!h || strncmp(h, "Bearer ", 7) != 0) {
-    *status = 401;
-    snprintf(msg, n, "missing 'Authorization: Bearer TOKEN' header (create one with `kiln token create --name NAME`)");
-    return -1;
-  }
-  kiln_err e = {0};
-  if (ka_token_verify(s->home, h + 7, NULL, 0, &e) < 0) {
-    *status = 401;
-    snprintf(msg, n, "invalid token");
-    return -1;
-  }
-  return 0;
+  return kh_token_ok(s, c, status, msg, n);
 }
 
 typedef struct get_ctx { ks_get *g; } get_ctx;
@@ -141,13 +174,14 @@ static enum MHD_Result do_get(kiln_server *s, struct MHD_Connection *c, const ch
       char msg[160];
       snprintf(msg, sizeof msg, "range '%.60s' cannot be satisfied: the object has %lld bytes", range, (long long)st.size);
       json_t *o = json_pack("{s:{s:s, s:s}}", "error", "code", "bad_range", "message", msg);
-      char *body = json_dumps(o, JSON_COMPACT);
+      char *body = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
       json_decref(o);
       struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
       MHD_add_response_header(r, "Content-Range", cr);
       MHD_add_response_header(r, "Content-Type", "application/json");
       enum MHD_Result ret = MHD_queue_response(c, 416, r);
       MHD_destroy_response(r);
+      count_status(s, 416);
       return ret;
     }
     status = 206;
@@ -167,6 +201,7 @@ static enum MHD_Result do_get(kiln_server *s, struct MHD_Connection *c, const ch
   if (cr[0]) MHD_add_response_header(r, "Content-Range", cr);
   enum MHD_Result ret = MHD_queue_response(c, status, r);
   MHD_destroy_response(r);
+  count_status(s, status);
   return ret;
 }
 
@@ -194,6 +229,17 @@ static enum MHD_Result do_presign(kiln_server *s, struct MHD_Connection *c, cons
   return send_json(c, 200, json_pack("{s:s, s:s, s:I}", "url", url, "method", method, "expires", (json_int_t)expires));
 }
 
+/* JSON bodies: inline base64 input of inline_max bytes, plus the rest. */
+static long long body_limit(kiln_server *s) { return s->inline_max / 3 * 4 + 4 + (1 << 20); }
+
+static void too_big(kiln_server *s, req *rq, long long n) {
+  rq->status = 413;
+  snprintf(rq->code, sizeof rq->code, "too_large");
+  snprintf(rq->msg, sizeof rq->msg,
+           "request body of %lld bytes is over the limit for JSON bodies (inline base64 input up to %lld bytes);"
+           " upload the file with PUT /v1/objects/{key} and pass its key as \"input\"", n, (long long)s->inline_max);
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                const char *version, const char *upload, size_t *upload_size, void **con_cls) {
   kiln_server *s = cls;
@@ -210,9 +256,40 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     return send_json(c, 200, json_pack("{s:s, s:s, s:s}", "status", "ok", "service", "kiln", "version", KILN_VERSION));
   }
   if (strncmp(url, PREFIX, strlen(PREFIX)) != 0) {
-    char msg[300];
-    snprintf(msg, sizeof msg, "no route %s %.200s", method, url);
-    return send_error(c, 404, "not_found", msg);
+    if (!rq->started) {
+      rq->started = 1;
+      unsigned st;
+      char msg[512];
+      if (kh_token_ok(s, c, &st, msg, sizeof msg) < 0) {
+        rq->status = (int)st;
+        snprintf(rq->code, sizeof rq->code, "unauthorized");
+        snprintf(rq->msg, sizeof rq->msg, "%s", msg);
+      }
+      const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+      if (!rq->status && cl && strtoll(cl, NULL, 10) > body_limit(s)) too_big(s, rq, strtoll(cl, NULL, 10));
+    }
+    if (*upload_size) {
+      if (!rq->status && rq->body_len + *upload_size > (size_t)body_limit(s)) too_big(s, rq, (long long)(rq->body_len + *upload_size));
+      if (!rq->status) {
+        if (rq->body_len + *upload_size + 1 > rq->body_cap) {
+          size_t cap = (rq->body_len + *upload_size + 1) * 2;
+          char *nb = realloc(rq->body, cap);
+          if (!nb) { rq->status = 500; snprintf(rq->code, sizeof rq->code, "internal"); snprintf(rq->msg, sizeof rq->msg, "out of memory"); }
+          else { rq->body = nb; rq->body_cap = cap; }
+        }
+        if (!rq->status) {
+          memcpy(rq->body + rq->body_len, upload, *upload_size);
+          rq->body_len += *upload_size;
+          rq->body[rq->body_len] = 0;
+        }
+      }
+      *upload_size = 0;
+      return MHD_YES;
+    }
+    if (rq->status) return kh_error(s, c, (unsigned)rq->status, rq->code, "%s", rq->msg);
+    int r = kh_jobs_route(s, c, url, method, rq);
+    if (r >= 0) return (enum MHD_Result)r;
+    return kh_error(s, c, 404, "not_found", "no route %s %.200s (see docs/http.md)", method, url);
   }
   char key[KS_KEY_MAX + 16];
   snprintf(key, sizeof key, "%s", url + strlen(PREFIX));
@@ -259,11 +336,12 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         rq->put = NULL;
       }
     } else if (!rq->status && presign) {
-      if (rq->body_len + *upload_size > sizeof rq->body) {
+      if (rq->body_len + *upload_size > 65536) {
         rq->status = 413;
         snprintf(rq->code, sizeof rq->code, "too_large");
-        snprintf(rq->msg, sizeof rq->msg, "request body is larger than %zu bytes", sizeof rq->body);
+        snprintf(rq->msg, sizeof rq->msg, "request body is larger than 65536 bytes");
       } else {
+        if (!rq->body && !(rq->body = malloc(65537))) { *upload_size = 0; return MHD_NO; }
         memcpy(rq->body + rq->body_len, upload, *upload_size);
         rq->body_len += *upload_size;
       }
@@ -293,15 +371,20 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
   req *rq = *con_cls;
   if (!rq) return;
   if (rq->put) ks_put_abort(rq->put);             /* a dropped upload leaves nothing */
+  free(rq->body);
   free(rq);
   *con_cls = NULL;
 }
 
 int kiln_server_start(kiln_server *s, const struct sockaddr *addr, int threads, kiln_err *e) {
-  s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, handler, s,
-                          MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(threads > 0 ? threads : 2),
-                          MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-                          MHD_OPTION_END);
+  /* a thread per connection: event streams and `call` wait inside their handlers */
+  (void)threads;
+  pthread_mutex_init(&s->qmu, NULL);
+  s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+                              MHD_USE_ERROR_LOG,
+                          0, NULL, NULL, handler, s, MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_NOTIFY_COMPLETED, completed,
+                          s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
+                          MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
   if (!s->d) return kiln_fail(e, KILN_EIO, "cannot listen on the requested address (in use, or not allowed)");
   const union MHD_DaemonInfo *i = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
   s->port = i ? i->port : 0;
@@ -311,4 +394,5 @@ int kiln_server_start(kiln_server *s, const struct sockaddr *addr, int threads, 
 void kiln_server_stop(kiln_server *s) {
   if (s->d) MHD_stop_daemon(s->d);
   s->d = NULL;
+  while (s->nqfree > 0) kq_close(s->qfree[--s->nqfree]);
 }

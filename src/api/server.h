@@ -1,10 +1,13 @@
-/* server.h — the HTTP server of `kiln serve` (see server.c for the routes). */
+/* server.h — the HTTP server of `kiln serve` (routes: server.c for the
+ * core and objects, jobs.c for functions, jobs, events, usage, metrics). */
 #ifndef KILN_SERVER_H
 #define KILN_SERVER_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "engine/engine.h"
 #include "store/store.h"
 #include "util/err.h"
 
@@ -12,10 +15,20 @@ struct MHD_Daemon;
 
 typedef struct kiln_server {
   char home[4096];              /* $KILN_HOME: tokens */
+  const ke_config *cfg;         /* borrowed */
   ks_store *store;              /* borrowed */
+  ke_scaler *scaler;            /* borrowed; NULL: no workers are started */
+  ke_hooks *hooks;              /* borrowed; may be NULL */
   int64_t max_upload;           /* bytes */
+  int64_t inline_max;           /* decoded bytes of base64 input */
   struct MHD_Daemon *d;
   unsigned port;                /* the port actually bound (for :0) */
+  /* queue connections for request threads (one thread uses one at a time) */
+  pthread_mutex_t qmu;
+  struct kq *qfree[64];
+  int nqfree;
+  /* counters for /metrics */
+  uint64_t requests[6];         /* by status class: 1xx..5xx, [0] other */
 } kiln_server;
 
 int kiln_server_start(kiln_server *s, const struct sockaddr *addr, int threads, kiln_err *e);

@@ -24,6 +24,7 @@ int kc_functions(int argc, char **argv);
 int kc_sample(int argc, char **argv);
 int kc_token(int argc, char **argv);
 int kc_serve(int argc, char **argv);
+int kc_worker(int argc, char **argv);
 
 /* Exit status for a kiln error code. */
 int kc_exit_code(int code);

@@ -35,6 +35,7 @@ typedef struct kf_resources {
   int idle_timeout_s;
   int min_workers, max_workers;
   int concurrency;
+  int cpus;                     /* CPU cores one worker uses (its threads; billed as such); 0 = 1 */
 } kf_resources;
 
 typedef struct kf_task {
@@ -61,6 +62,8 @@ typedef struct kf_desc {
   void (*exit)(void *state);
   int (*run)(void *state, const kf_task *t, kf_result *res, kiln_err *e);
   int chunkable;                /* frame-parallel: may be split into frame ranges */
+  int no_input;                 /* takes no input file (synthetic functions) */
+  const char *out_ext;          /* extension of the output object ("mp4" when NULL) */
   double cost_ms_per_mpixel;    /* planner hint: kernel time per output megapixel on one CPU core */
 } kf_desc;
 
@@ -75,6 +78,7 @@ int kf_validate(const kf_desc *fn, const json_t *in, json_t **out, kiln_err *e);
 
 /* The parameter table as JSON (for `kiln functions --json` and the docs). */
 json_t *kf_describe(const kf_desc *fn);
+json_t *kf_resources_json(const kf_resources *r);
 /* Writes the human description of fn's parameters to f. */
 void kf_print_help(const kf_desc *fn, void *file);
 /* Writes fn's section of docs/functions.md (markdown) to f. */

@@ -197,12 +197,17 @@ json_t *kf_describe(const kf_desc *fn) {
   json_t *o = json_pack("{s:s, s:s, s:b, s:f}", "name", fn->name, "summary", fn->summary, "chunkable", fn->chunkable,
                         "cost_ms_per_mpixel", fn->cost_ms_per_mpixel);
   json_object_set_new(o, "params", describe_table(fn->params));
-  json_object_set_new(o, "resources",
-                      json_pack("{s:s?, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "gpu", fn->res.gpu, "memory_mb",
-                                fn->res.memory_mb, "timeout_s", fn->res.timeout_s, "retries", fn->res.retries,
-                                "idle_timeout_s", fn->res.idle_timeout_s, "min_workers", fn->res.min_workers,
-                                "max_workers", fn->res.max_workers, "concurrency", fn->res.concurrency));
+  json_object_set_new(o, "input", json_boolean(!fn->no_input));
+  json_object_set_new(o, "output", json_string(fn->out_ext ? fn->out_ext : "mp4"));
+  json_object_set_new(o, "resources", kf_resources_json(&fn->res));
   return o;
+}
+
+json_t *kf_resources_json(const kf_resources *r) {
+  return json_pack("{s:s?, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "gpu", r->gpu, "cpus", r->cpus > 0 ? r->cpus : 1,
+                   "memory_mb", r->memory_mb, "timeout_s", r->timeout_s, "retries", r->retries, "idle_timeout_s",
+                   r->idle_timeout_s, "min_workers", r->min_workers, "max_workers", r->max_workers, "concurrency",
+                   r->concurrency);
 }
 
 static void print_table(FILE *f, const kf_param *tab, int indent) {
@@ -252,8 +257,11 @@ void kf_print_markdown(const kf_desc *fn, void *file) {
   fprintf(f, "## %s\n\n%s.\n\n%s\n\n", fn->name, fn->summary, fn->doc ? fn->doc : "");
   fprintf(f, "| parameter | type | default | range | meaning |\n| --- | --- | --- | --- | --- |\n");
   md_rows(f, fn->params, "");
+  char cls[64];
+  if (fn->res.gpu) snprintf(cls, sizeof cls, "GPU %s", fn->res.gpu);
+  else snprintf(cls, sizeof cls, "%d CPU core%s", fn->res.cpus > 1 ? fn->res.cpus : 1, fn->res.cpus > 1 ? "s" : "");
   fprintf(f, "\nResources: %s, %d MB, timeout %d s, %d retries, idle timeout %d s, %d–%d workers%s.\n\n",
-          fn->res.gpu ? fn->res.gpu : "CPU", fn->res.memory_mb, fn->res.timeout_s, fn->res.retries,
+          cls, fn->res.memory_mb, fn->res.timeout_s, fn->res.retries,
           fn->res.idle_timeout_s, fn->res.min_workers, fn->res.max_workers,
           fn->chunkable ? "; chunkable (frame-parallel)" : "");
 }

@@ -148,7 +148,7 @@ const kf_desc kf_reframe = {
            "with its pitch kept.",
     .params = reframe_params,
     .res = {.gpu = NULL, .memory_mb = 512, .timeout_s = 3600, .retries = 2, .idle_timeout_s = 60,
-            .min_workers = 0, .max_workers = 8, .concurrency = 1},
+            .min_workers = 0, .max_workers = 8, .concurrency = 1, .cpus = 2},
     .run = reframe_run,
     .chunkable = 1,
     .cost_ms_per_mpixel = 2.0,

@@ -6,8 +6,9 @@
 
 extern const kf_desc kf_reframe;
 extern const kf_desc kf_overlay;
+extern const kf_desc kf_noop;
 
-static const kf_desc *const registry[] = {&kf_reframe, &kf_overlay, NULL};
+static const kf_desc *const registry[] = {&kf_reframe, &kf_overlay, &kf_noop, NULL};
 
 const kf_desc *const *kf_registry(void) { return registry; }
 

@@ -22,6 +22,9 @@ const char *kq_state_name(kq_state s);
 
 #define KQ_ID_LEN 33            /* 32 hex characters + NUL */
 
+/* Webhook delivery of a finished job. */
+typedef enum { KQ_HOOK_NONE = 0, KQ_HOOK_PENDING, KQ_HOOK_DELIVERED, KQ_HOOK_FAILED } kq_hook_state;
+
 typedef struct kq_job {
   char id[KQ_ID_LEN];
   char fn[64];
@@ -29,13 +32,36 @@ typedef struct kq_job {
   int attempts;                 /* runs started */
   int max_retries;
   int64_t created_ms, started_ms, finished_ms, run_after_ms, lease_until_ms;
+  int64_t claimed_ms;           /* start of the latest run */
   char worker[64];
-  int64_t frames_done, frames_total;
+  int64_t frames_done, frames_total, eta_ms;  /* eta_ms < 0: unknown */
+  char phase[16];               /* queued, starting, processing, saving, done */
+  int64_t cold_start_ms;        /* the cold start charged to this job (its worker's first task) */
+  int64_t resource_ms;          /* resource-milliseconds over every run */
+  double usd;
   char err_class[16];
   char err_msg[512];
   char *spec;                   /* JSON, owned: kq_job_release() */
   char *result;                 /* JSON or NULL, owned */
+  char *webhook;                /* URL or NULL, owned */
+  kq_hook_state hook_state;
+  int hook_attempts;
+  int64_t hook_next_ms;
 } kq_job;
+
+/* What a heartbeat reports. phase may be NULL (unchanged). */
+typedef struct kq_progress {
+  int64_t frames_done, frames_total;
+  int64_t eta_ms;               /* < 0: unknown */
+  const char *phase;
+} kq_progress;
+
+/* What one run cost; added to the job's totals by kq_complete / kq_fail. */
+typedef struct kq_cost {
+  int64_t cold_start_ms;
+  int64_t resource_ms;
+  double usd;
+} kq_cost;
 
 void kq_job_release(kq_job *j);
 
@@ -50,7 +76,9 @@ typedef struct kq kq;
 int kq_open_sqlite(kq **out, const char *path, const kq_policy *policy, kiln_err *e);
 void kq_close(kq *q);
 
-int kq_submit(kq *q, const char *fn, const char *spec, int max_retries, int64_t now, char id[KQ_ID_LEN], kiln_err *e);
+/* webhook: URL to POST the job to when it ends, or NULL. */
+int kq_submit(kq *q, const char *fn, const char *spec, int max_retries, const char *webhook, int64_t now,
+              char id[KQ_ID_LEN], kiln_err *e);
 /* Claims the oldest runnable job of fn (queued, or retrying whose delay has
  * passed) for `worker` until now + lease_ms. Returns 1 with *job filled, 0
  * when there is none. */
@@ -58,14 +86,20 @@ int kq_claim(kq *q, const char *fn, const char *worker, int64_t lease_ms, int64_
 /* Extends the lease and records progress. KILN_ECANCELLED if the job was
  * cancelled (the worker must stop), KILN_EINVAL if the lease is not this
  * worker's any more. */
-int kq_heartbeat(kq *q, const char *id, const char *worker, int64_t frames_done, int64_t frames_total,
-                 int64_t lease_ms, int64_t now, kiln_err *e);
-int kq_complete(kq *q, const char *id, const char *worker, const char *result, int64_t now, kiln_err *e);
+int kq_heartbeat(kq *q, const char *id, const char *worker, const kq_progress *p, int64_t lease_ms, int64_t now,
+                 kiln_err *e);
+/* cost may be NULL. */
+int kq_complete(kq *q, const char *id, const char *worker, const char *result, const kq_cost *cost, int64_t now,
+                kiln_err *e);
 /* Fails the run with err_class ("bad_input", "timeout", "worker_lost",
  * "internal"): retried after delay·2^(n-1) (capped) while attempts remain,
  * except bad_input, which fails the job at once. *retrying tells which. */
-int kq_fail(kq *q, const char *id, const char *worker, const char *err_class, const char *msg, int64_t now,
-            int *retrying, kiln_err *e);
+int kq_fail(kq *q, const char *id, const char *worker, const char *err_class, const char *msg, const kq_cost *cost,
+            int64_t now, int *retrying, kiln_err *e);
+/* Fails whatever job `worker` holds (it died: class worker_lost, or
+ * timeout when the server killed it) with msg. *n = jobs failed (0 or 1). */
+int kq_fail_worker(kq *q, const char *worker, const char *err_class, const char *msg, int64_t now, int *n,
+                   kiln_err *e);
 /* Running jobs whose lease ran out are failed as worker_lost (and so
  * retried or failed). *n = how many. */
 int kq_reclaim(kq *q, int64_t now, int *n, kiln_err *e);
@@ -76,8 +110,54 @@ int kq_get(kq *q, const char *id, kq_job *job, kiln_err *e);
 typedef int (*kq_job_cb)(void *arg, const kq_job *job);
 int kq_list(kq *q, int state, const char *fn, int limit, kq_job_cb cb, void *arg, kiln_err *e);
 
-/* Every state change and progress report is an event with a growing seq. */
+/* Every state change and progress report is an event with a growing seq;
+ * data is JSON: {"state":...} or {"frames_done","frames_total","phase","eta_ms"}. */
 typedef int (*kq_event_cb)(void *arg, int64_t seq, const char *kind, const char *data, int64_t ts_ms);
 int kq_events(kq *q, const char *id, int64_t after_seq, kq_event_cb cb, void *arg, kiln_err *e);
+
+/* Jobs of fn that a worker could claim now (*n), and the earliest time a
+ * retrying one becomes claimable (*next_ms, 0 if none waits). */
+int kq_runnable(kq *q, const char *fn, int64_t now, int64_t *n, int64_t *next_ms, kiln_err *e);
+
+/* Jobs per state for fn (NULL: all). counts[KQ_CANCELLED + 1]. */
+int kq_counts(kq *q, const char *fn, int64_t counts[6], kiln_err *e);
+
+/* Recent succeeded runs of fn (newest first, at most limit): run time
+ * (finished - claimed) and frames. For p50 run times and ms per frame. */
+typedef int (*kq_run_cb)(void *arg, int64_t run_ms, int64_t frames);
+int kq_recent_runs(kq *q, const char *fn, int limit, kq_run_cb cb, void *arg, kiln_err *e);
+
+/* Cost of finished jobs since since_ms, per UTC day and function. */
+typedef int (*kq_usage_cb)(void *arg, const char *day, const char *fn, int64_t jobs, double resource_s, double usd);
+int kq_usage(kq *q, int64_t since_ms, kq_usage_cb cb, void *arg, kiln_err *e);
+
+/* Webhooks: finished jobs whose delivery is pending and due, oldest first;
+ * then the outcome of one attempt (delivered, or next try at next_ms, or
+ * given up when next_ms < 0). */
+int kq_hooks_due(kq *q, int64_t now, int limit, kq_job_cb cb, void *arg, kiln_err *e);
+int kq_hook_result(kq *q, const char *id, int delivered, int64_t next_ms, kiln_err *e);
+
+/* Workers register themselves so the server (and GET /v1/functions) can
+ * see them: one row each, replaced on every change. */
+typedef enum { KQ_W_STARTING = 0, KQ_W_IDLE, KQ_W_BUSY, KQ_W_EXITED } kq_wstate;
+const char *kq_wstate_name(kq_wstate s);
+typedef struct kq_worker {
+  char id[64];
+  char fn[64];
+  char host[64];
+  int pid;
+  kq_wstate state;
+  char job[KQ_ID_LEN];          /* the job it runs, when busy */
+  int64_t started_ms;           /* process start */
+  int64_t ready_ms;             /* enter done (cold start = ready - started); 0 while starting */
+  int64_t last_ms;              /* last change or heartbeat */
+  int64_t tasks;
+} kq_worker;
+int kq_worker_put(kq *q, const kq_worker *w, kiln_err *e);
+/* Workers of fn (NULL: all); live_only skips exited ones. */
+typedef int (*kq_worker_cb)(void *arg, const kq_worker *w);
+int kq_worker_list(kq *q, const char *fn, int live_only, kq_worker_cb cb, void *arg, kiln_err *e);
+/* Removes exited workers whose last change is older than before_ms. */
+int kq_worker_prune(kq *q, int64_t before_ms, kiln_err *e);
 
 #endif

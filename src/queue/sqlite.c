@@ -23,10 +23,20 @@
  *         kq_cancel from queued, running or retrying -> +-----------+
  *                                                       | cancelled |
  *                                                       +-----------+
+ *
+ * Within running, the worker reports a phase with each kq_heartbeat:
+ * starting (claimed; model load, probe) -> processing (frames) -> saving
+ * (muxing, storing the output); every end state has phase done. kq_fail_worker
+ * is kq_reclaim for one worker the server saw die (or killed for its
+ * timeout). A job's cost adds up over its runs (kq_complete / kq_fail take
+ * what the run cost); webhooks of ended jobs wait in hook_state until
+ * delivered (kq_hooks_due, kq_hook_result). A second table, workers, holds
+ * one row per worker process (kq_worker_put) for the autoscaler and stats.
  */
 #include "queue/queue.h"
 #include "util/fs.h"
 
+#include <jansson.h>
 #include <openssl/rand.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -46,7 +56,8 @@ void kq_job_release(kq_job *j) {
   if (!j) return;
   free(j->spec);
   free(j->result);
-  j->spec = j->result = NULL;
+  free(j->webhook);
+  j->spec = j->result = j->webhook = NULL;
 }
 
 static int dberr(kq *q, kiln_err *e, const char *what) {
@@ -106,12 +117,30 @@ int kq_open_sqlite(kq **out, const char *path, const kq_policy *policy, kiln_err
                " created_ms INTEGER NOT NULL, started_ms INTEGER, finished_ms INTEGER,"
                " run_after_ms INTEGER NOT NULL DEFAULT 0, lease_until_ms INTEGER, worker TEXT,"
                " frames_done INTEGER NOT NULL DEFAULT 0, frames_total INTEGER NOT NULL DEFAULT 0,"
-               " err_class TEXT, err_msg TEXT);"
+               " err_class TEXT, err_msg TEXT, claimed_ms INTEGER, phase TEXT NOT NULL DEFAULT 'queued',"
+               " eta_ms INTEGER NOT NULL DEFAULT -1, cold_start_ms INTEGER NOT NULL DEFAULT 0,"
+               " resource_ms INTEGER NOT NULL DEFAULT 0, usd REAL NOT NULL DEFAULT 0, webhook TEXT,"
+               " hook_state INTEGER NOT NULL DEFAULT 0, hook_attempts INTEGER NOT NULL DEFAULT 0,"
+               " hook_next_ms INTEGER NOT NULL DEFAULT 0);"
                "CREATE INDEX IF NOT EXISTS jobs_runnable ON jobs(fn, state, run_after_ms, created_ms);"
+               "CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_ms);"
+               "CREATE INDEX IF NOT EXISTS jobs_hooks ON jobs(hook_state, hook_next_ms);"
                "CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL,"
                " kind TEXT NOT NULL, data TEXT, ts_ms INTEGER NOT NULL);"
-               "CREATE INDEX IF NOT EXISTS events_job ON events(job_id, seq);",
+               "CREATE INDEX IF NOT EXISTS events_job ON events(job_id, seq);"
+               "CREATE TABLE IF NOT EXISTS workers(id TEXT PRIMARY KEY, fn TEXT NOT NULL, host TEXT, pid INTEGER,"
+               " state INTEGER NOT NULL, job TEXT, started_ms INTEGER, ready_ms INTEGER, last_ms INTEGER,"
+               " tasks INTEGER NOT NULL DEFAULT 0);",
                e);
+  if (r == 0) {
+    /* schema versions: 2 = jobs with progress, cost, webhooks; workers */
+    sqlite3_stmt *st = prep(q, "PRAGMA user_version", "");
+    int v = st && sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    sqlite3_finalize(st);
+    if (v == 0) r = exec(q, "PRAGMA user_version=2", e);
+    else if (v != 2)
+      r = kiln_fail(e, KILN_EIO, "queue database has schema version %d, this kiln needs 2; move it aside to start afresh", v);
+  }
   if (r < 0) { kiln_err_prefix(e, "%s", path); kq_close(q); return r; }
   *out = q;
   return 0;
@@ -135,7 +164,9 @@ static void copy_col(sqlite3_stmt *st, int i, char *out, size_t n) {
 
 #define JOB_COLS                                                                                            \
   "id, fn, state, attempts, max_retries, created_ms, IFNULL(started_ms,0), IFNULL(finished_ms,0), run_after_ms," \
-  " IFNULL(lease_until_ms,0), worker, frames_done, frames_total, err_class, err_msg, spec, result"
+  " IFNULL(lease_until_ms,0), worker, frames_done, frames_total, err_class, err_msg, spec, result,"             \
+  " IFNULL(claimed_ms,0), phase, eta_ms, cold_start_ms, resource_ms, usd, webhook, hook_state, hook_attempts,"  \
+  " hook_next_ms"
 
 static void row_to_job(sqlite3_stmt *st, kq_job *j) {
   memset(j, 0, sizeof *j);
@@ -156,19 +187,32 @@ static void row_to_job(sqlite3_stmt *st, kq_job *j) {
   copy_col(st, 14, j->err_msg, sizeof j->err_msg);
   j->spec = dup_col(st, 15);
   j->result = dup_col(st, 16);
+  j->claimed_ms = sqlite3_column_int64(st, 17);
+  copy_col(st, 18, j->phase, sizeof j->phase);
+  j->eta_ms = sqlite3_column_int64(st, 19);
+  j->cold_start_ms = sqlite3_column_int64(st, 20);
+  j->resource_ms = sqlite3_column_int64(st, 21);
+  j->usd = sqlite3_column_double(st, 22);
+  j->webhook = dup_col(st, 23);
+  j->hook_state = (kq_hook_state)sqlite3_column_int(st, 24);
+  j->hook_attempts = sqlite3_column_int(st, 25);
+  j->hook_next_ms = sqlite3_column_int64(st, 26);
 }
 
-int kq_submit(kq *q, const char *fn, const char *spec, int max_retries, int64_t now, char id[KQ_ID_LEN], kiln_err *e) {
+int kq_submit(kq *q, const char *fn, const char *spec, int max_retries, const char *webhook, int64_t now,
+              char id[KQ_ID_LEN], kiln_err *e) {
   unsigned char raw[16];
   if (RAND_bytes(raw, sizeof raw) != 1) return kiln_fail(e, KILN_EINTERNAL, "no randomness for a job id");
   kiln_hex(raw, sizeof raw, id);
   int r = exec(q, "BEGIN IMMEDIATE", e);
   if (r < 0) return r;
-  sqlite3_stmt *st = prep(q, "INSERT INTO jobs(id, fn, state, spec, max_retries, created_ms) VALUES(?,?,0,?,?,?)",
-                          "tttii", id, fn, spec ? spec : "{}", (int64_t)max_retries, now);
+  sqlite3_stmt *st = prep(q, "INSERT INTO jobs(id, fn, state, spec, max_retries, created_ms, webhook, hook_state)"
+                             " VALUES(?,?,0,?,?,?,?,?)",
+                          "tttiiti", id, fn, spec ? spec : "{}", (int64_t)max_retries, now, webhook,
+                          (int64_t)(webhook ? KQ_HOOK_PENDING : KQ_HOOK_NONE));
   int ok = st && sqlite3_step(st) == SQLITE_DONE;
   sqlite3_finalize(st);
-  if (ok) ok = event(q, id, "state", "queued", now) == 0;
+  if (ok) ok = event(q, id, "state", "{\"state\":\"queued\"}", now) == 0;
   if (!ok) { r = dberr(q, e, "submit"); exec(q, "ROLLBACK", NULL); return r; }
   return exec(q, "COMMIT", e);
 }
@@ -198,12 +242,12 @@ int kq_claim(kq *q, const char *fn, const char *worker, int64_t lease_ms, int64_
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) { r = dberr(q, e, "claim"); exec(q, "ROLLBACK", NULL); return r; }
   if (!id[0]) { exec(q, "COMMIT", NULL); return 0; }
   st = prep(q,
-            "UPDATE jobs SET state=1, attempts=attempts+1, worker=?, lease_until_ms=?,"
-            " started_ms=IFNULL(started_ms, ?) WHERE id=?",
-            "tiit", worker, now + lease_ms, now, id);
+            "UPDATE jobs SET state=1, attempts=attempts+1, worker=?, lease_until_ms=?, claimed_ms=?,"
+            " started_ms=IFNULL(started_ms, ?), phase='starting', frames_done=0, eta_ms=-1 WHERE id=?",
+            "tiiit", worker, now + lease_ms, now, now, id);
   int ok = st && sqlite3_step(st) == SQLITE_DONE;
   sqlite3_finalize(st);
-  if (ok) ok = event(q, id, "state", "running", now) == 0;
+  if (ok) ok = event(q, id, "state", "{\"state\":\"running\",\"phase\":\"starting\"}", now) == 0;
   if (!ok) { r = dberr(q, e, "claim"); exec(q, "ROLLBACK", NULL); return r; }
   if ((r = exec(q, "COMMIT", e)) < 0) return r;
   if ((r = kq_get(q, id, job, e)) < 0) return r;
@@ -229,31 +273,62 @@ static int step_update(kq *q, sqlite3_stmt *st, const char *what, kiln_err *e) {
   return ok ? 0 : dberr(q, e, what);
 }
 
-int kq_heartbeat(kq *q, const char *id, const char *worker, int64_t frames_done, int64_t frames_total,
-                 int64_t lease_ms, int64_t now, kiln_err *e) {
-  int r = exec(q, "BEGIN IMMEDIATE", e);
+/* Runs body (one of the transition helpers below) in an IMMEDIATE transaction. */
+#define TXN(q, e, body)                            \
+  do {                                             \
+    int r_ = exec(q, "BEGIN IMMEDIATE", e);        \
+    if (r_ < 0) return r_;                         \
+    r_ = (body);                                   \
+    if (r_ < 0) { exec(q, "ROLLBACK", NULL); return r_; } \
+    return exec(q, "COMMIT", e);                   \
+  } while (0)
+
+static int heartbeat_locked(kq *q, const char *id, const char *worker, const kq_progress *p, int64_t lease_ms,
+                            int64_t now, kiln_err *e) {
+  int r = check_run(q, id, worker, e);
   if (r < 0) return r;
-  if ((r = check_run(q, id, worker, e)) == 0)
-    r = step_update(q, prep(q, "UPDATE jobs SET lease_until_ms=?, frames_done=?, frames_total=? WHERE id=?", "iiit",
-                            now + lease_ms, frames_done, frames_total, id), "heartbeat", e);
-  if (r == 0) {
-    char data[64];
-    snprintf(data, sizeof data, "%lld/%lld", (long long)frames_done, (long long)frames_total);
-    if (event(q, id, "progress", data, now) < 0) r = dberr(q, e, "heartbeat");
-  }
-  if (r < 0) { exec(q, "ROLLBACK", NULL); return r; }
-  return exec(q, "COMMIT", e);
+  r = step_update(q, prep(q, "UPDATE jobs SET lease_until_ms=?, frames_done=?, frames_total=?, eta_ms=?,"
+                             " phase=IFNULL(?, phase) WHERE id=?", "iiiitt",
+                          now + lease_ms, p->frames_done, p->frames_total, p->eta_ms, p->phase, id), "heartbeat", e);
+  if (r < 0) return r;
+  kq_job j;
+  if ((r = kq_get(q, id, &j, e)) < 0) return r;
+  kq_job_release(&j);
+  char data[192];
+  snprintf(data, sizeof data, "{\"frames_done\":%lld,\"frames_total\":%lld,\"phase\":\"%s\",\"eta_ms\":%lld}",
+           (long long)p->frames_done, (long long)p->frames_total, j.phase, (long long)p->eta_ms);
+  return event(q, id, "progress", data, now) < 0 ? dberr(q, e, "heartbeat") : 0;
 }
 
-int kq_complete(kq *q, const char *id, const char *worker, const char *result, int64_t now, kiln_err *e) {
-  int r = exec(q, "BEGIN IMMEDIATE", e);
-  if (r < 0) return r;
-  if ((r = check_run(q, id, worker, e)) == 0)
-    r = step_update(q, prep(q, "UPDATE jobs SET state=3, result=?, finished_ms=?, lease_until_ms=NULL WHERE id=?", "tit",
-                            result, now, id), "complete", e);
-  if (r == 0 && event(q, id, "state", "succeeded", now) < 0) r = dberr(q, e, "complete");
-  if (r < 0) { exec(q, "ROLLBACK", NULL); return r; }
-  return exec(q, "COMMIT", e);
+int kq_heartbeat(kq *q, const char *id, const char *worker, const kq_progress *p, int64_t lease_ms, int64_t now,
+                 kiln_err *e) {
+  TXN(q, e, heartbeat_locked(q, id, worker, p, lease_ms, now, e));
+}
+
+/* Adds one run's cost to the job's totals (usd bound as a double). */
+static int account(kq *q, const char *id, const kq_cost *c, kiln_err *e) {
+  if (!c) return 0;
+  sqlite3_stmt *st = prep(q, "UPDATE jobs SET cold_start_ms=cold_start_ms+?1, resource_ms=resource_ms+?2,"
+                             " usd=usd+?4 WHERE id=?3", "iit", c->cold_start_ms, c->resource_ms, id);
+  if (st) sqlite3_bind_double(st, 4, c->usd);
+  return step_update(q, st, "cost", e);
+}
+
+static int complete_locked(kq *q, const char *id, const char *worker, const char *result, const kq_cost *c,
+                           int64_t now, kiln_err *e) {
+  int r = check_run(q, id, worker, e);
+  if (r == 0) r = account(q, id, c, e);
+  if (r == 0)
+    r = step_update(q, prep(q, "UPDATE jobs SET state=3, result=?, finished_ms=?, lease_until_ms=NULL, phase='done',"
+                               " eta_ms=0, frames_done=frames_total, hook_next_ms=? WHERE id=?", "tiit",
+                            result, now, now, id), "complete", e);
+  if (r == 0 && event(q, id, "state", "{\"state\":\"succeeded\",\"phase\":\"done\"}", now) < 0) r = dberr(q, e, "complete");
+  return r;
+}
+
+int kq_complete(kq *q, const char *id, const char *worker, const char *result, const kq_cost *cost, int64_t now,
+                kiln_err *e) {
+  TXN(q, e, complete_locked(q, id, worker, result, cost, now, e));
 }
 
 /* Within a transaction: the failure transition for a running job. */
@@ -270,31 +345,43 @@ static int fail_locked(kq *q, const char *id, const char *err_class, const char 
     for (int k = 1; k < j.attempts && delay < q->pol.retry_max_delay_ms; k++) delay *= 2;
     if (delay > q->pol.retry_max_delay_ms) delay = q->pol.retry_max_delay_ms;
     r = step_update(q, prep(q, "UPDATE jobs SET state=2, run_after_ms=?, err_class=?, err_msg=?, worker=NULL,"
-                               " lease_until_ms=NULL WHERE id=?", "ittt", now + delay, err_class, msg, id), "fail", e);
+                               " lease_until_ms=NULL, phase='queued', eta_ms=-1 WHERE id=?",
+                            "ittt", now + delay, err_class, msg, id), "fail", e);
   } else {
-    r = step_update(q, prep(q, "UPDATE jobs SET state=4, finished_ms=?, err_class=?, err_msg=?, lease_until_ms=NULL"
-                               " WHERE id=?", "ittt", now, err_class, msg, id), "fail", e);
+    r = step_update(q, prep(q, "UPDATE jobs SET state=4, finished_ms=?, err_class=?, err_msg=?, lease_until_ms=NULL,"
+                               " phase='done', eta_ms=0, hook_next_ms=? WHERE id=?", "ittit", now, err_class, msg, now, id),
+                    "fail", e);
   }
-  if (r == 0 && event(q, id, "state", retry ? "retrying" : "failed", now) < 0) r = dberr(q, e, "fail");
+  if (r == 0) {
+    json_t *o = json_pack("{s:s, s:s, s:s}", "state", retry ? "retrying" : "failed", "class", err_class, "message", msg);
+    char *d = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (event(q, id, "state", d, now) < 0) r = dberr(q, e, "fail");
+    free(d);
+  }
   return r;
 }
 
-int kq_fail(kq *q, const char *id, const char *worker, const char *err_class, const char *msg, int64_t now,
-            int *retrying, kiln_err *e) {
-  int r = exec(q, "BEGIN IMMEDIATE", e);
-  if (r < 0) return r;
-  if ((r = check_run(q, id, worker, e)) == 0) r = fail_locked(q, id, err_class, msg, now, retrying, e);
-  if (r < 0) { exec(q, "ROLLBACK", NULL); return r; }
-  return exec(q, "COMMIT", e);
+static int fail_run_locked(kq *q, const char *id, const char *worker, const char *err_class, const char *msg,
+                           const kq_cost *c, int64_t now, int *retrying, kiln_err *e) {
+  int r = check_run(q, id, worker, e);
+  if (r == 0) r = account(q, id, c, e);
+  if (r == 0) r = fail_locked(q, id, err_class, msg, now, retrying, e);
+  return r;
 }
 
-int kq_reclaim(kq *q, int64_t now, int *n, kiln_err *e) {
-  *n = 0;
-  int r = exec(q, "BEGIN IMMEDIATE", e);
-  if (r < 0) return r;
-  sqlite3_stmt *st = prep(q, "SELECT id, IFNULL(worker,'') FROM jobs WHERE state=1 AND lease_until_ms < ?", "i", now);
+int kq_fail(kq *q, const char *id, const char *worker, const char *err_class, const char *msg, const kq_cost *cost,
+            int64_t now, int *retrying, kiln_err *e) {
+  TXN(q, e, fail_run_locked(q, id, worker, err_class, msg, cost, now, retrying, e));
+}
+
+/* Within a transaction: fails every running job selected by sql (one text
+ * or integer argument), as err_class with msg (NULL: a worker_lost message). */
+static int fail_where(kq *q, const char *sql, const char *targ, int64_t iarg, const char *err_class,
+                      const char *msg, int64_t now, int *n, kiln_err *e) {
+  sqlite3_stmt *st = targ ? prep(q, sql, "t", targ) : prep(q, sql, "i", iarg);
   char ids[256][KQ_ID_LEN], workers[256][64];
-  int k = 0;
+  int k = 0, r = 0;
   while (st && k < 256 && sqlite3_step(st) == SQLITE_ROW) {
     copy_col(st, 0, ids[k], sizeof ids[k]);
     copy_col(st, 1, workers[k], sizeof workers[k]);
@@ -302,32 +389,44 @@ int kq_reclaim(kq *q, int64_t now, int *n, kiln_err *e) {
   }
   sqlite3_finalize(st);
   for (int i = 0; i < k && r == 0; i++) {
-    char msg[160];
-    snprintf(msg, sizeof msg, "worker '%s' stopped sending heartbeats; its lease expired", workers[i]);
-    r = fail_locked(q, ids[i], "worker_lost", msg, now, NULL, e);
+    char m[600];
+    if (msg) snprintf(m, sizeof m, "%s", msg);
+    else snprintf(m, sizeof m, "worker '%s' stopped sending heartbeats; its lease expired", workers[i]);
+    r = fail_locked(q, ids[i], err_class, m, now, NULL, e);
   }
-  if (r < 0) { exec(q, "ROLLBACK", NULL); return r; }
-  *n = k;
-  return exec(q, "COMMIT", e);
+  *n = r == 0 ? k : 0;
+  return r;
 }
 
-int kq_cancel(kq *q, const char *id, int64_t now, kiln_err *e) {
-  int r = exec(q, "BEGIN IMMEDIATE", e);
-  if (r < 0) return r;
-  kq_job j;
-  if ((r = kq_get(q, id, &j, e)) == 0) {
-    kq_job_release(&j);
-    if (j.state >= KQ_SUCCEEDED)
-      r = kiln_fail(e, KILN_EINVAL, "job %s already %s; nothing to cancel", id, kq_state_name(j.state));
-    else
-      r = step_update(q, prep(q, "UPDATE jobs SET state=5, finished_ms=?, err_class='cancelled',"
-                                 " err_msg='cancelled by request', lease_until_ms=NULL WHERE id=?", "it", now, id),
-                      "cancel", e);
-  }
-  if (r == 0 && event(q, id, "state", "cancelled", now) < 0) r = dberr(q, e, "cancel");
-  if (r < 0) { exec(q, "ROLLBACK", NULL); return r; }
-  return exec(q, "COMMIT", e);
+int kq_reclaim(kq *q, int64_t now, int *n, kiln_err *e) {
+  *n = 0;
+  TXN(q, e, fail_where(q, "SELECT id, IFNULL(worker,'') FROM jobs WHERE state=1 AND lease_until_ms < ?", NULL, now,
+                       "worker_lost", NULL, now, n, e));
 }
+
+int kq_fail_worker(kq *q, const char *worker, const char *err_class, const char *msg, int64_t now, int *n,
+                   kiln_err *e) {
+  *n = 0;
+  TXN(q, e, fail_where(q, "SELECT id, IFNULL(worker,'') FROM jobs WHERE state=1 AND worker=?", worker, 0, err_class,
+                       msg, now, n, e));
+}
+
+static int cancel_locked(kq *q, const char *id, int64_t now, kiln_err *e) {
+  kq_job j;
+  int r = kq_get(q, id, &j, e);
+  if (r < 0) return r;
+  kq_job_release(&j);
+  if (j.state >= KQ_SUCCEEDED)
+    return kiln_fail(e, KILN_EINVAL, "job %s already %s; nothing to cancel", id, kq_state_name(j.state));
+  r = step_update(q, prep(q, "UPDATE jobs SET state=5, finished_ms=?, err_class='cancelled',"
+                             " err_msg='cancelled by request', lease_until_ms=NULL, phase='done', eta_ms=0,"
+                             " hook_next_ms=? WHERE id=?", "iit", now, now, id),
+                  "cancel", e);
+  if (r == 0 && event(q, id, "state", "{\"state\":\"cancelled\",\"phase\":\"done\"}", now) < 0) r = dberr(q, e, "cancel");
+  return r;
+}
+
+int kq_cancel(kq *q, const char *id, int64_t now, kiln_err *e) { TXN(q, e, cancel_locked(q, id, now, e)); }
 
 int kq_list(kq *q, int state, const char *fn, int limit, kq_job_cb cb, void *arg, kiln_err *e) {
   sqlite3_stmt *st = prep(q,
@@ -359,4 +458,111 @@ int kq_events(kq *q, const char *id, int64_t after_seq, kq_event_cb cb, void *ar
   }
   sqlite3_finalize(st);
   return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : dberr(q, e, "events");
+}
+
+int kq_runnable(kq *q, const char *fn, int64_t now, int64_t *n, int64_t *next_ms, kiln_err *e) {
+  sqlite3_stmt *st = prep(q,
+                          "SELECT COUNT(*) FILTER (WHERE state=0 OR run_after_ms<=?2),"
+                          " IFNULL(MIN(run_after_ms) FILTER (WHERE state=2 AND run_after_ms>?2), 0)"
+                          " FROM jobs WHERE fn=?1 AND state IN (0,2)", "ti", fn, now);
+  if (!st || sqlite3_step(st) != SQLITE_ROW) { sqlite3_finalize(st); return dberr(q, e, "runnable"); }
+  *n = sqlite3_column_int64(st, 0);
+  if (next_ms) *next_ms = sqlite3_column_int64(st, 1);
+  sqlite3_finalize(st);
+  return 0;
+}
+
+int kq_counts(kq *q, const char *fn, int64_t counts[6], kiln_err *e) {
+  memset(counts, 0, 6 * sizeof counts[0]);
+  sqlite3_stmt *st = prep(q, "SELECT state, COUNT(*) FROM jobs WHERE (?1 IS NULL OR fn=?1) GROUP BY state", "t", fn);
+  if (!st) return dberr(q, e, "counts");
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    int s = sqlite3_column_int(st, 0);
+    if (s >= 0 && s < 6) counts[s] = sqlite3_column_int64(st, 1);
+  }
+  sqlite3_finalize(st);
+  return 0;
+}
+
+int kq_recent_runs(kq *q, const char *fn, int limit, kq_run_cb cb, void *arg, kiln_err *e) {
+  sqlite3_stmt *st = prep(q, "SELECT finished_ms - claimed_ms, frames_total FROM jobs WHERE fn=? AND state=3"
+                             " ORDER BY finished_ms DESC LIMIT ?", "ti", fn, (int64_t)limit);
+  if (!st) return dberr(q, e, "recent runs");
+  while (sqlite3_step(st) == SQLITE_ROW)
+    if (cb(arg, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1))) break;
+  sqlite3_finalize(st);
+  return 0;
+}
+
+int kq_usage(kq *q, int64_t since_ms, kq_usage_cb cb, void *arg, kiln_err *e) {
+  sqlite3_stmt *st = prep(q,
+                          "SELECT date(finished_ms/1000, 'unixepoch') AS day, fn, COUNT(*), SUM(resource_ms)/1000.0,"
+                          " SUM(usd) FROM jobs WHERE state>=3 AND finished_ms>=? GROUP BY day, fn ORDER BY day, fn",
+                          "i", since_ms);
+  if (!st) return dberr(q, e, "usage");
+  while (sqlite3_step(st) == SQLITE_ROW)
+    if (cb(arg, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+           sqlite3_column_int64(st, 2), sqlite3_column_double(st, 3), sqlite3_column_double(st, 4)))
+      break;
+  sqlite3_finalize(st);
+  return 0;
+}
+
+int kq_hooks_due(kq *q, int64_t now, int limit, kq_job_cb cb, void *arg, kiln_err *e) {
+  sqlite3_stmt *st = prep(q, "SELECT " JOB_COLS " FROM jobs WHERE hook_state=1 AND state>=3 AND hook_next_ms<=?"
+                             " ORDER BY hook_next_ms LIMIT ?", "ii", now, (int64_t)limit);
+  if (!st) return dberr(q, e, "webhooks");
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    kq_job j;
+    row_to_job(st, &j);
+    int stop = cb(arg, &j);
+    kq_job_release(&j);
+    if (stop) break;
+  }
+  sqlite3_finalize(st);
+  return 0;
+}
+
+int kq_hook_result(kq *q, const char *id, int delivered, int64_t next_ms, kiln_err *e) {
+  int64_t state = delivered ? KQ_HOOK_DELIVERED : next_ms < 0 ? KQ_HOOK_FAILED : KQ_HOOK_PENDING;
+  return step_update(q, prep(q, "UPDATE jobs SET hook_state=?, hook_attempts=hook_attempts+1, hook_next_ms=? WHERE id=?",
+                             "iit", state, next_ms < 0 ? 0 : next_ms, id), "webhook", e);
+}
+
+static const char *const wstate_names[] = {"starting", "idle", "busy", "exited"};
+const char *kq_wstate_name(kq_wstate s) { return (unsigned)s < 4 ? wstate_names[s] : "unknown"; }
+
+int kq_worker_put(kq *q, const kq_worker *w, kiln_err *e) {
+  return step_update(q, prep(q, "INSERT OR REPLACE INTO workers(id, fn, host, pid, state, job, started_ms, ready_ms,"
+                                " last_ms, tasks) VALUES(?,?,?,?,?,?,?,?,?,?)", "tttiitiiii",
+                             w->id, w->fn, w->host, (int64_t)w->pid, (int64_t)w->state, w->job[0] ? w->job : NULL,
+                             w->started_ms, w->ready_ms, w->last_ms, w->tasks), "worker", e);
+}
+
+int kq_worker_list(kq *q, const char *fn, int live_only, kq_worker_cb cb, void *arg, kiln_err *e) {
+  sqlite3_stmt *st = prep(q, "SELECT id, fn, IFNULL(host,''), pid, state, IFNULL(job,''), started_ms, ready_ms, last_ms,"
+                             " tasks FROM workers WHERE (?1 IS NULL OR fn=?1) AND (?2=0 OR state<3) ORDER BY started_ms",
+                          "ti", fn, (int64_t)live_only);
+  if (!st) return dberr(q, e, "workers");
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    kq_worker w;
+    memset(&w, 0, sizeof w);
+    copy_col(st, 0, w.id, sizeof w.id);
+    copy_col(st, 1, w.fn, sizeof w.fn);
+    copy_col(st, 2, w.host, sizeof w.host);
+    w.pid = sqlite3_column_int(st, 3);
+    w.state = (kq_wstate)sqlite3_column_int(st, 4);
+    copy_col(st, 5, w.job, sizeof w.job);
+    w.started_ms = sqlite3_column_int64(st, 6);
+    w.ready_ms = sqlite3_column_int64(st, 7);
+    w.last_ms = sqlite3_column_int64(st, 8);
+    w.tasks = sqlite3_column_int64(st, 9);
+    if (cb(arg, &w)) break;
+  }
+  sqlite3_finalize(st);
+  return 0;
+}
+
+int kq_worker_prune(kq *q, int64_t before_ms, kiln_err *e) {
+  return step_update(q, prep(q, "DELETE FROM workers WHERE state=3 AND last_ms<?", "i", before_ms), "workers", e);
 }

@@ -210,9 +210,32 @@ static int l_list(ks_store *s, const char *prefix, ks_list_cb cb, void *arg, kil
 
 static void l_close(ks_store *s) { free(s->impl); }
 
+static int l_local_path(ks_store *s, const char *key, char *out, size_t n, kiln_err *e) {
+  obj_path(s, key, out, n);
+  struct stat sb;
+  if (stat(out, &sb) != 0 || !S_ISREG(sb.st_mode)) return kiln_fail(e, KILN_ENOENT, "no object '%s'", key);
+  return 0;
+}
+
+static int l_put_file(ks_store *s, const char *key, const char *path, kiln_err *e) {
+  char dst[2048];
+  obj_path(s, key, dst, sizeof dst);
+  int r = kiln_mkdirs(dst, 0755, e);
+  if (r < 0) return r;
+  if (rename(path, dst) == 0) return 0;
+  if (errno != EXDEV) return kiln_fail(e, KILN_EIO, "cannot store '%s' as object '%s': %s", path, key, strerror(errno));
+  return KILN_EINVAL;                            /* another file system: the front end copies */
+}
+
+static int l_scratch_dir(ks_store *s, char *out, size_t n, kiln_err *e) {
+  snprintf(out, n, "%s/tmp", ((local *)s->impl)->root);
+  (void)e;
+  return 0;
+}
+
 static const ks_backend local_backend = {
     "local", l_put_begin, l_put_write, l_put_commit, l_put_abort, l_get_open, l_get_read, l_get_close,
-    l_stat,  l_del,       l_rename,    l_list,       l_close};
+    l_stat,  l_del,       l_rename,    l_list,       l_close,      l_local_path, l_put_file, l_scratch_dir};
 
 int ks_open_local(ks_store **out, const char *root, const uint8_t *secret, size_t secret_len, kiln_err *e) {
   if (secret_len == 0 || secret_len > 64) return kiln_fail(e, KILN_EINVAL, "store secret must be 1 to 64 bytes");

@@ -69,6 +69,38 @@ int ks_rename(ks_store *s, const char *from, const char *to, kiln_err *e) {
   if (r == 0) r = ks_key_check(to, e);
   return r < 0 ? r : s->be->rename(s, from, to, e);
 }
+int ks_local_path(ks_store *s, const char *key, char *out, size_t n, kiln_err *e) {
+  int r = ks_key_check(key, e);
+  if (r < 0) return r;
+  if (!s->be->local_path) return kiln_fail(e, KILN_EINVAL, "the %s store has no local files", s->be->name);
+  return s->be->local_path(s, key, out, n, e);
+}
+
+int ks_put_file(ks_store *s, const char *key, const char *path, kiln_err *e) {
+  int r = ks_key_check(key, e);
+  if (r < 0) return r;
+  if (s->be->put_file && (r = s->be->put_file(s, key, path, e)) != KILN_EINVAL) return r;
+  FILE *f = fopen(path, "rb");
+  if (!f) return kiln_fail(e, KILN_EIO, "cannot read '%s'", path);
+  ks_put *p = NULL;
+  if ((r = ks_put_begin(s, key, &p, e)) < 0) { fclose(f); return r; }
+  char buf[65536];
+  size_t got;
+  while (r == 0 && (got = fread(buf, 1, sizeof buf, f)) > 0) r = ks_put_write(p, buf, got, e);
+  if (r == 0 && ferror(f)) r = kiln_fail(e, KILN_EIO, "reading '%s' failed", path);
+  fclose(f);
+  if (r < 0) { ks_put_abort(p); return r; }
+  if ((r = ks_put_commit(p, e)) == 0) remove(path);
+  return r;
+}
+
+int ks_scratch_dir(ks_store *s, char *out, size_t n, kiln_err *e) {
+  if (s->be->scratch_dir) return s->be->scratch_dir(s, out, n, e);
+  const char *t = getenv("TMPDIR");
+  snprintf(out, n, "%s", t && *t ? t : "/tmp");
+  return 0;
+}
+
 int ks_list(ks_store *s, const char *prefix, ks_list_cb cb, void *arg, kiln_err *e) {
   return s->be->list(s, prefix ? prefix : "", cb, arg, e);
 }

@@ -57,6 +57,18 @@ int ks_delete(ks_store *s, const char *key, kiln_err *e);
 int ks_rename(ks_store *s, const char *from, const char *to, kiln_err *e);
 int ks_list(ks_store *s, const char *prefix, ks_list_cb cb, void *arg, kiln_err *e);
 
+/* For workers. ks_local_path: a file holding the object that can be read
+ * in place (KILN_ENOENT when the object is missing; KILN_EINVAL when the
+ * backend has no local files: download it with ks_get instead).
+ * ks_put_file: the file at path becomes object key atomically (moved when
+ * it can be, else copied; path is gone or left as it was either way).
+ * ks_scratch_dir: a folder for a worker's temporary files, on the same
+ * file system as the objects when the backend has one (else the system's
+ * temporary folder). */
+int ks_local_path(ks_store *s, const char *key, char *out, size_t n, kiln_err *e);
+int ks_put_file(ks_store *s, const char *key, const char *path, kiln_err *e);
+int ks_scratch_dir(ks_store *s, char *out, size_t n, kiln_err *e);
+
 /* Presigned URLs: "/v1/objects/KEY?method=GET&expires=T&sig=HEX", where sig
  * is HMAC-SHA256(secret, "METHOD\nKEY\nEXPIRES") in hex. Usable without a
  * token until `expires` (unix seconds). */

@@ -18,6 +18,11 @@ typedef struct ks_backend {
   int (*rename)(ks_store *s, const char *from, const char *to, kiln_err *e);
   int (*list)(ks_store *s, const char *prefix, ks_list_cb cb, void *arg, kiln_err *e);
   void (*close)(ks_store *s);
+  /* optional: a local file holding the object; a local file moved in as an object */
+  int (*local_path)(ks_store *s, const char *key, char *out, size_t n, kiln_err *e);
+  int (*put_file)(ks_store *s, const char *key, const char *path, kiln_err *e);
+  /* optional: a folder for a worker's scratch files (same file system as the objects) */
+  int (*scratch_dir)(ks_store *s, char *out, size_t n, kiln_err *e);
 } ks_backend;
 
 struct ks_store {

@@ -9,6 +9,8 @@
 
 /* Reads and parses a JSON file; on failure writes "FILE:LINE:COL: reason". */
 int kj_load_file(const char *path, json_t **out, kiln_err *e);
+/* Reads a YAML file into a JSON tree (plain scalars typed, quoted ones strings). */
+int kj_load_yaml(const char *path, json_t **out, kiln_err *e);
 /* Parses "k=v" where v is JSON if it parses as JSON, else a string; k may be
  * dotted ("trim.start=2") to set a nested member. Sets into obj. */
 int kj_set_kv(json_t *obj, const char *kv, kiln_err *e);

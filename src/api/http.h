@@ -1,0 +1,36 @@
+/* http.h — what the route files of the server share: the per-request
+ * state, JSON replies and errors, auth, and queue connections. */
+#ifndef KILN_HTTP_H
+#define KILN_HTTP_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "api/server.h"
+
+typedef struct req {
+  int started;
+  ks_put *put;
+  int64_t received;
+  int status;                   /* set when the request failed while its body came in */
+  char code[32], msg[600];
+  char *body;                   /* JSON request bodies */
+  size_t body_len, body_cap;
+} req;
+
+enum MHD_Result kh_json(kiln_server *s, struct MHD_Connection *c, unsigned status, json_t *o);
+enum MHD_Result kh_error(kiln_server *s, struct MHD_Connection *c, unsigned status, const char *code, const char *fmt,
+                         ...) __attribute__((format(printf, 5, 6)));
+/* 0 if the request carries a valid bearer token; else fills status and msg. */
+int kh_token_ok(kiln_server *s, struct MHD_Connection *c, unsigned *status, char *msg, size_t n);
+/* "http://HOST" of this request, for URLs handed back. */
+void kh_base_url(kiln_server *s, struct MHD_Connection *c, char *out, size_t n);
+
+struct kq *kh_q_get(kiln_server *s, kiln_err *e);
+void kh_q_put(kiln_server *s, struct kq *q);
+
+/* jobs.c: the routes under /v1/functions, /v1/jobs, /v1/usage and /metrics.
+ * Returns MHD_YES/NO having answered, or -1 when the URL is not theirs. */
+int kh_jobs_route(kiln_server *s, struct MHD_Connection *c, const char *url, const char *method, req *rq);
+
+#endif

@@ -1,0 +1,621 @@
+/* jobs.c — the engine's routes (docs/http.md has the shapes):
+ *   GET    /v1/functions                 contracts, resources, live stats
+ *   GET    /v1/functions/{name}
+ *   POST   /v1/functions/{name}/spawn    202 {"job_id"}
+ *   POST   /v1/functions/{name}/call     200 the ended job, or 303 to it after ?wait=S (default 150)
+ *   GET    /v1/jobs?state=&fn=&limit=
+ *   GET    /v1/jobs/{id}
+ *   DELETE /v1/jobs/{id}                 cancel
+ *   GET    /v1/jobs/{id}/events          Server-Sent Events until the end
+ *   GET    /v1/usage?since=YYYY-MM-DD    cost per function per day
+ *   GET    /metrics                      Prometheus text
+ * A job body is {"input": KEY | {"base64": ...}, "params": {...},
+ * "webhook": URL}; everything in it is checked before anything is queued,
+ * and every refusal names what is wrong. */
+#include "api/http.h"
+
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util/fs.h"
+#include "util/log.h"
+
+static int64_t p50(int64_t *v, int n) {
+  if (n <= 0) return -1;
+  for (int i = 1; i < n; i++)                    /* n <= 100: insertion sort */
+    for (int k = i; k > 0 && v[k - 1] > v[k]; k--) { int64_t t = v[k]; v[k] = v[k - 1]; v[k - 1] = t; }
+  return v[n / 2];
+}
+
+typedef struct runs { int64_t ms[100], mspf[100]; int n, nf; } runs;
+static int runs_cb(void *arg, int64_t run_ms, int64_t frames) {
+  runs *r = arg;
+  if (r->n < 100) r->ms[r->n++] = run_ms;
+  if (frames > 0 && r->nf < 100) r->mspf[r->nf++] = run_ms * 1000 / frames;   /* microseconds per frame */
+  return 0;
+}
+
+typedef struct wstats { int starting, idle, busy, cold; int64_t cold_ms[100]; int ncold; } wstats;
+static int wstats_cb(void *arg, const kq_worker *w) {
+  wstats *s = arg;
+  if (w->state == KQ_W_STARTING) s->starting++;
+  else if (w->state == KQ_W_IDLE) s->idle++;
+  else if (w->state == KQ_W_BUSY) s->busy++;
+  if (w->ready_ms > 0) {
+    s->cold++;
+    if (s->ncold < 100) s->cold_ms[s->ncold++] = w->ready_ms - w->started_ms;
+  }
+  return 0;
+}
+
+static json_t *fn_json(kiln_server *s, kq *q, const ke_fnconf *fc) {
+  json_t *o = kf_describe(fc->fn);
+  json_object_set_new(o, "resources", kf_resources_json(&fc->res));
+  int units = 1;
+  json_object_set_new(o, "usd_per_second", json_real(ke_price_per_s(s->cfg, &fc->res, &units)));
+  kiln_err e = {0};
+  runs r;
+  memset(&r, 0, sizeof r);
+  kq_recent_runs(q, fc->fn->name, 100, runs_cb, &r, &e);
+  wstats w;
+  memset(&w, 0, sizeof w);
+  kq_worker_list(q, fc->fn->name, 0, wstats_cb, &w, &e);
+  int64_t counts[6];
+  kq_counts(q, fc->fn->name, counts, &e);
+  int64_t run50 = p50(r.ms, r.n), mspf = p50(r.mspf, r.nf), cold50 = p50(w.cold_ms, w.ncold);
+  json_t *jobs = json_object();
+  for (int i = 0; i < 6; i++) json_object_set_new(jobs, kq_state_name((kq_state)i), json_integer(counts[i]));
+  json_object_set_new(o, "stats",
+                      json_pack("{s:{s:i, s:i, s:i}, s:i, s:o, s:o, s:o, s:o}", "workers", "starting", w.starting,
+                                "warm", w.idle, "busy", w.busy, "cold_starts", w.cold, "cold_start_ms_p50",
+                                cold50 >= 0 ? json_integer(cold50) : json_null(), "run_ms_p50",
+                                run50 >= 0 ? json_integer(run50) : json_null(), "ms_per_frame",
+                                mspf >= 0 ? json_real((double)mspf / 1000) : json_null(), "jobs", jobs));
+  return o;
+}
+
+/* Decodes standard base64 (padding optional, whitespace refused). */
+static int b64_decode(const char *in, size_t n, unsigned char **out, size_t *outn) {
+  while (n > 0 && in[n - 1] == '=') n--;
+  size_t full = (n + 3) / 4 * 4;
+  char *pad = malloc(full + 1);
+  unsigned char *buf = malloc(full / 4 * 3 + 1);
+  if (!pad || !buf) { free(pad); free(buf); return -1; }
+  memcpy(pad, in, n);
+  memset(pad + n, '=', full - n);
+  int len = full ? EVP_DecodeBlock(buf, (unsigned char *)pad, (int)full) : 0;
+  free(pad);
+  if (len < 0 || n % 4 == 1) { free(buf); return -1; }
+  *outn = (size_t)len - (full - n);               /* EVP_DecodeBlock counts the padding as zero bytes */
+  *out = buf;
+  return 0;
+}
+
+/* Checks a job body and submits it. Returns MHD result having answered. */
+static enum MHD_Result submit(kiln_server *s, struct MHD_Connection *c, kq *q, const ke_fnconf *fc, req *rq,
+                              int call) {
+  const kf_desc *fn = fc->fn;
+  json_error_t je;
+  json_t *b = rq->body_len ? json_loadb(rq->body, rq->body_len, 0, &je) : json_object();
+  if (!b)
+    return kh_error(s, c, 400, "bad_json", "request body is not valid JSON at line %d, column %d (byte %d): %s",
+                    je.line, je.column, je.position, je.text);
+  enum MHD_Result ret;
+  json_t *params = NULL;
+  char *spec_s = NULL;
+  char in_key[KS_KEY_MAX + 1] = "";
+  int stored_inline = 0;
+  kiln_err e = {0};
+  if (!json_is_object(b)) { ret = kh_error(s, c, 400, "bad_json", "request body must be a JSON object"); goto out; }
+  const char *k;
+  json_t *v;
+  json_object_foreach(b, k, v) {
+    if (strcmp(k, "input") && strcmp(k, "params") && strcmp(k, "webhook")) {
+      ret = kh_error(s, c, 400, "bad_request", "unknown member '%s' in the request body (known: input, params, webhook)", k);
+      goto out;
+    }
+  }
+  json_t *in = json_object_get(b, "input");
+  if (fn->no_input && in && !json_is_null(in)) {
+    ret = kh_error(s, c, 400, "bad_request", "%s takes no input; leave \"input\" out", fn->name);
+    goto out;
+  }
+  if (!fn->no_input && (!in || json_is_null(in))) {
+    ret = kh_error(s, c, 400, "bad_request",
+                   "\"input\" is required: the key of an uploaded object (PUT /v1/objects/{key}) or {\"base64\": \"...\"}");
+    goto out;
+  }
+  const char *hook = NULL;
+  json_t *hv = json_object_get(b, "webhook");
+  if (hv && !json_is_null(hv)) {
+    hook = json_string_value(hv);
+    if (!hook || (strncmp(hook, "http://", 7) && strncmp(hook, "https://", 8)) || strlen(hook) > 2000) {
+      ret = kh_error(s, c, 400, "bad_request", "\"webhook\" must be an http:// or https:// URL");
+      goto out;
+    }
+  }
+  json_t *pv = json_object_get(b, "params");
+  if (pv && !json_is_object(pv) && !json_is_null(pv)) {
+    ret = kh_error(s, c, 400, "bad_param", "\"params\" must be a JSON object");
+    goto out;
+  }
+  if (kf_validate(fn, json_is_object(pv) ? pv : NULL, &params, &e) < 0) {
+    ret = kh_error(s, c, 400, "bad_param", "%s: %s", fn->name, e.msg);
+    goto out;
+  }
+  if (json_is_string(in)) {
+    snprintf(in_key, sizeof in_key, "%s", json_string_value(in));
+    ks_stat st;
+    if (ks_key_check(in_key, &e) < 0) { ret = kh_error(s, c, 400, "bad_key", "\"input\": %s", e.msg); goto out; }
+    if (ks_stat_key(s->store, in_key, &st, &e) < 0) {
+      ret = kh_error(s, c, 400, "bad_input", "input object '%s' does not exist; upload it first with PUT /v1/objects/%s",
+                     in_key, in_key);
+      goto out;
+    }
+  } else if (json_is_object(in)) {
+    const char *b64 = json_string_value(json_object_get(in, "base64"));
+    if (!b64 || json_object_size(in) != 1) {
+      ret = kh_error(s, c, 400, "bad_request", "\"input\" as an object must be {\"base64\": \"...\"}");
+      goto out;
+    }
+    size_t n = strlen(b64);
+    if ((long long)(n / 4 * 3) > s->inline_max) {
+      ret = kh_error(s, c, 413, "too_large",
+                     "inline base64 input of about %zu bytes is over the limit of %lld bytes; upload the file with"
+                     " PUT /v1/objects/{key} and pass its key as \"input\"", n / 4 * 3, (long long)s->inline_max);
+      goto out;
+    }
+    unsigned char *raw = NULL;
+    size_t rawn = 0;
+    if (b64_decode(b64, n, &raw, &rawn) < 0) {
+      ret = kh_error(s, c, 400, "bad_request", "\"input.base64\" is not valid base64");
+      goto out;
+    }
+    unsigned char rnd[8];
+    char hex[17];
+    RAND_bytes(rnd, sizeof rnd);
+    kiln_hex(rnd, sizeof rnd, hex);
+    snprintf(in_key, sizeof in_key, "uploads/%s/input", hex);
+    ks_put *p = NULL;
+    int r = ks_put_begin(s->store, in_key, &p, &e);
+    if (r == 0) r = ks_put_write(p, raw, rawn, &e);
+    if (r == 0) { r = ks_put_commit(p, &e); p = NULL; }
+    if (p) ks_put_abort(p);
+    free(raw);
+    if (r < 0) { ret = kh_error(s, c, 500, "internal", "storing the inline input failed: %s", e.msg); goto out; }
+    stored_inline = 1;
+  } else if (in && !json_is_null(in)) {
+    ret = kh_error(s, c, 400, "bad_request", "\"input\" must be an object key (a string) or {\"base64\": \"...\"}");
+    goto out;
+  }
+  json_t *spec = json_pack("{s:o, s:O}", "input", in_key[0] ? json_string(in_key) : json_null(), "params", params);
+  spec_s = json_dumps(spec, JSON_COMPACT);
+  json_decref(spec);
+  char id[KQ_ID_LEN];
+  if (kq_submit(q, fn->name, spec_s, fc->res.retries, hook, ke_now_ms(), id, &e) < 0) {
+    if (stored_inline) ks_delete(s->store, in_key, &e);
+    ret = kh_error(s, c, 503, "unavailable", "the job could not be queued: %s", e.msg);
+    goto out;
+  }
+  ke_scaler_kick(s->scaler, fn->name);
+  char loc[64];
+  snprintf(loc, sizeof loc, "/v1/jobs/%s", id);
+  if (call) {
+    const char *w = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
+    char *end = NULL;
+    double wait = w ? strtod(w, &end) : 150;
+    if (w && (*end || wait < 0 || wait > 3600)) wait = 150;
+    int64_t deadline = ke_now_ms() + (int64_t)(wait * 1000);
+    for (;;) {                                     /* the worker is another process: watch the job's row */
+      kq_job j;
+      if (kq_get(q, id, &j, &e) == 0) {
+        if (j.state >= KQ_SUCCEEDED) {
+          char base[300];
+          kh_base_url(s, c, base, sizeof base);
+          json_t *o = ke_job_json(&j, s->store, base, ke_now_ms());
+          kq_job_release(&j);
+          ret = kh_json(s, c, 200, o);
+          goto out;
+        }
+        kq_job_release(&j);
+      }
+      if (ke_now_ms() >= deadline) break;
+      struct timespec ts = {0, 10 * 1000000L};
+      nanosleep(&ts, NULL);
+    }
+    json_t *o = json_pack("{s:s, s:s, s:s}", "job_id", id, "state", "running", "url", loc);
+    char *t = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    json_decref(o);
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(t), t, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Location", loc);
+    ret = MHD_queue_response(c, 303, r);
+    MHD_destroy_response(r);
+    __atomic_fetch_add(&s->requests[3], 1, __ATOMIC_RELAXED);
+    goto out;
+  }
+  {
+    json_t *o = json_pack("{s:s, s:s, s:s}", "job_id", id, "state", "queued", "url", loc);
+    char *t = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    json_decref(o);
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(t), t, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Location", loc);
+    ret = MHD_queue_response(c, 202, r);
+    MHD_destroy_response(r);
+    __atomic_fetch_add(&s->requests[2], 1, __ATOMIC_RELAXED);
+  }
+out:
+  free(spec_s);
+  json_decref(params);
+  json_decref(b);
+  return ret;
+}
+
+/* ---- Server-Sent Events ---- */
+
+typedef struct sse {
+  kiln_server *s;
+  kq *q;
+  char id[KQ_ID_LEN];
+  char base[300];
+  int64_t seq;
+  char *buf;                    /* pending bytes */
+  size_t len, off;
+  int ended;                    /* the end event is in buf */
+} sse;
+
+static void sse_append(sse *x, const char *t) {
+  size_t n = strlen(t);
+  char *nb = realloc(x->buf, x->len + n + 1);
+  if (!nb) return;
+  x->buf = nb;
+  memcpy(x->buf + x->len, t, n + 1);
+  x->len += n;
+}
+
+static int sse_event_cb(void *arg, int64_t seq, const char *kind, const char *data, int64_t ts) {
+  sse *x = arg;
+  json_error_t je;
+  json_t *d = data ? json_loads(data, 0, &je) : NULL;
+  if (!d) d = json_object();
+  json_object_set_new(d, "job_id", json_string(x->id));
+  json_t *eta = json_object_get(d, "eta_ms");
+  if (eta) {
+    json_int_t v = json_integer_value(eta);
+    json_object_set_new(d, "eta_s", v >= 0 ? json_real((double)v / 1000) : json_null());
+    json_object_del(d, "eta_ms");
+  }
+  json_int_t done = json_integer_value(json_object_get(d, "frames_done"));
+  json_int_t total = json_integer_value(json_object_get(d, "frames_total"));
+  if (json_object_get(d, "frames_total"))
+    json_object_set_new(d, "percent", json_real(total > 0 ? (double)(int64_t)(1000.0 * (double)done / (double)total) / 10 : 0));
+  char *t = json_dumps(d, JSON_COMPACT | JSON_REAL_PRECISION(10));
+  json_decref(d);
+  char head[128];
+  snprintf(head, sizeof head, "id: %lld\nevent: %s\ndata: ", (long long)seq, kind);
+  sse_append(x, head);
+  sse_append(x, t ? t : "{}");
+  sse_append(x, "\n\n");
+  free(t);
+  x->seq = seq;
+  (void)ts;
+  return 0;
+}
+
+static ssize_t sse_reader(void *cls, uint64_t pos, char *out, size_t max) {
+  sse *x = cls;
+  (void)pos;
+  int64_t start = ke_now_ms();
+  while (x->off >= x->len) {
+    if (x->ended) return MHD_CONTENT_READER_END_OF_STREAM;
+    free(x->buf);
+    x->buf = NULL;
+    x->len = x->off = 0;
+    kiln_err e = {0};
+    kq_job j;
+    int have = kq_get(x->q, x->id, &j, &e) == 0;       /* read the state before the events: no end is missed */
+    if (kq_events(x->q, x->id, x->seq, sse_event_cb, x, &e) < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (have && j.state >= KQ_SUCCEEDED) {
+      json_t *o = ke_job_json(&j, x->s->store, x->base, ke_now_ms());
+      char *t = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
+      json_decref(o);
+      sse_append(x, "event: end\ndata: ");
+      sse_append(x, t ? t : "{}");
+      sse_append(x, "\n\n");
+      free(t);
+      x->ended = 1;
+    }
+    if (have) kq_job_release(&j);
+    if (x->len == 0) {
+      if (ke_now_ms() - start >= 15000) { sse_append(x, ": keep-alive\n\n"); break; }
+      struct timespec ts = {0, 50 * 1000000L};    /* workers are other processes: look again shortly */
+      nanosleep(&ts, NULL);
+    }
+  }
+  size_t n = x->len - x->off;
+  if (n > max) n = max;
+  memcpy(out, x->buf + x->off, n);
+  x->off += n;
+  return (ssize_t)n;
+}
+
+static void sse_free(void *cls) {
+  sse *x = cls;
+  kh_q_put(x->s, x->q);
+  free(x->buf);
+  free(x);
+}
+
+static enum MHD_Result events(kiln_server *s, struct MHD_Connection *c, const char *id, kq *q_probe) {
+  kq_job j;
+  kiln_err e = {0};
+  if (kq_get(q_probe, id, &j, &e) < 0) return kh_error(s, c, 404, "not_found", "no job '%.40s'", id);
+  kq_job_release(&j);
+  sse *x = calloc(1, sizeof *x);
+  if (!x) return kh_error(s, c, 500, "internal", "out of memory");
+  x->s = s;
+  snprintf(x->id, sizeof x->id, "%s", id);
+  kh_base_url(s, c, x->base, sizeof x->base);
+  const char *last = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+  if (last) x->seq = strtoll(last, NULL, 10);
+  if (!(x->q = kh_q_get(s, &e))) { free(x); return kh_error(s, c, 503, "unavailable", "%s", e.msg); }
+  struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_reader, x, sse_free);
+  MHD_add_response_header(r, "Content-Type", "text/event-stream");
+  MHD_add_response_header(r, "Cache-Control", "no-cache");
+  enum MHD_Result ret = MHD_queue_response(c, 200, r);
+  MHD_destroy_response(r);
+  __atomic_fetch_add(&s->requests[2], 1, __ATOMIC_RELAXED);
+  return ret;
+}
+
+/* ---- lists, usage, metrics ---- */
+
+typedef struct listctx { json_t *arr; kiln_server *s; const char *base; } listctx;
+static int list_cb(void *arg, const kq_job *j) {
+  listctx *l = arg;
+  json_array_append_new(l->arr, ke_job_json(j, l->s->store, l->base, ke_now_ms()));
+  return 0;
+}
+
+typedef struct usage { json_t *rows; double rs, usd; int64_t jobs; } usage;
+static int usage_cb(void *arg, const char *day, const char *fn, int64_t jobs, double rs, double usd) {
+  usage *u = arg;
+  json_array_append_new(u->rows, json_pack("{s:s, s:s, s:I, s:f, s:f}", "day", day, "fn", fn, "jobs", (json_int_t)jobs,
+                                           "resource_seconds", rs, "usd", usd));
+  u->rs += rs;
+  u->usd += usd;
+  u->jobs += jobs;
+  return 0;
+}
+
+static int64_t month_start_ms(int64_t now) {
+  time_t t = (time_t)(now / 1000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  tm.tm_mday = 1;
+  tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+  return (int64_t)timegm(&tm) * 1000;
+}
+
+static enum MHD_Result do_usage(kiln_server *s, struct MHD_Connection *c, kq *q) {
+  const char *since = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
+  int64_t now = ke_now_ms(), from = month_start_ms(now);
+  if (since) {
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *end = strptime(since, "%Y-%m-%d", &tm);
+    if (!end || *end) return kh_error(s, c, 400, "bad_param", "'since' must be a date YYYY-MM-DD, got '%.40s'", since);
+    from = (int64_t)timegm(&tm) * 1000;
+  }
+  char day[16];
+  time_t ft = (time_t)(from / 1000);
+  struct tm ftm;
+  gmtime_r(&ft, &ftm);
+  strftime(day, sizeof day, "%Y-%m-%d", &ftm);
+  usage u = {json_array(), 0, 0, 0};
+  kiln_err e = {0};
+  if (kq_usage(q, from, usage_cb, &u, &e) < 0) { json_decref(u.rows); return kh_error(s, c, 500, "internal", "%s", e.msg); }
+  usage m = {json_array(), 0, 0, 0};
+  kq_usage(q, month_start_ms(now), usage_cb, &m, &e);
+  json_decref(m.rows);
+  json_t *o = json_pack("{s:s, s:o, s:{s:I, s:f, s:f}, s:f}", "since", day, "usage", u.rows, "total", "jobs",
+                        (json_int_t)u.jobs, "resource_seconds", u.rs, "usd", u.usd, "month_usd", m.usd);
+  json_object_set_new(o, "budget_usd_month", s->cfg->budget_usd_month > 0 ? json_real(s->cfg->budget_usd_month) : json_null());
+  return kh_json(s, c, 200, o);
+}
+
+typedef struct mbuf { char *p; size_t n, cap; } mbuf;
+static void mprintf(mbuf *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void mprintf(mbuf *m, const char *fmt, ...) {
+  va_list ap;
+  for (;;) {
+    va_start(ap, fmt);
+    int w = vsnprintf(m->p ? m->p + m->n : NULL, m->p ? m->cap - m->n : 0, fmt, ap);
+    va_end(ap);
+    if (w < 0) return;
+    if (m->p && m->n + (size_t)w < m->cap) { m->n += (size_t)w; return; }
+    size_t cap = (m->cap + (size_t)w + 1) * 2;
+    char *np = realloc(m->p, cap);
+    if (!np) return;
+    m->p = np;
+    m->cap = cap;
+  }
+}
+
+static enum MHD_Result do_metrics(kiln_server *s, struct MHD_Connection *c, kq *q) {
+  mbuf m = {0};
+  kiln_err e = {0};
+  mprintf(&m, "# HELP kiln_up The server answers.\n# TYPE kiln_up gauge\nkiln_up 1\n");
+  mprintf(&m, "# HELP kiln_jobs Jobs in the queue by function and state.\n# TYPE kiln_jobs gauge\n");
+  for (int f = 0; f < s->cfg->nfn; f++) {
+    int64_t counts[6];
+    kq_counts(q, s->cfg->fns[f].fn->name, counts, &e);
+    for (int i = 0; i < 6; i++)
+      mprintf(&m, "kiln_jobs{fn=\"%s\",state=\"%s\"} %lld\n", s->cfg->fns[f].fn->name, kq_state_name((kq_state)i),
+              (long long)counts[i]);
+  }
+  mprintf(&m, "# HELP kiln_workers Worker processes by function and state.\n# TYPE kiln_workers gauge\n");
+  mprintf(&m, "# HELP kiln_cold_starts Workers started (model loaded) in the last day.\n# TYPE kiln_cold_starts gauge\n");
+  for (int f = 0; f < s->cfg->nfn; f++) {
+    wstats w;
+    memset(&w, 0, sizeof w);
+    const char *name = s->cfg->fns[f].fn->name;
+    kq_worker_list(q, name, 0, wstats_cb, &w, &e);
+    mprintf(&m, "kiln_workers{fn=\"%s\",state=\"starting\"} %d\nkiln_workers{fn=\"%s\",state=\"warm\"} %d\n"
+                "kiln_workers{fn=\"%s\",state=\"busy\"} %d\nkiln_cold_starts{fn=\"%s\"} %d\n",
+            name, w.starting, name, w.idle, name, w.busy, name, w.cold);
+  }
+  usage u = {json_array(), 0, 0, 0};
+  kq_usage(q, 0, usage_cb, &u, &e);
+  mprintf(&m, "# HELP kiln_cost_usd_total Cost of ended jobs.\n# TYPE kiln_cost_usd_total counter\n");
+  json_t *sum = json_object();
+  size_t i;
+  json_t *row;
+  json_array_foreach(u.rows, i, row) {
+    const char *fn = json_string_value(json_object_get(row, "fn"));
+    json_t *acc = json_object_get(sum, fn);
+    if (!acc) { acc = json_pack("[f, f]", 0.0, 0.0); json_object_set_new(sum, fn, acc); }
+    json_array_set_new(acc, 0, json_real(json_real_value(json_array_get(acc, 0)) + json_number_value(json_object_get(row, "usd"))));
+    json_array_set_new(acc, 1, json_real(json_real_value(json_array_get(acc, 1)) +
+                                         json_number_value(json_object_get(row, "resource_seconds"))));
+  }
+  const char *fn;
+  json_t *acc;
+  json_object_foreach(sum, fn, acc) mprintf(&m, "kiln_cost_usd_total{fn=\"%s\"} %.9f\n", fn, json_real_value(json_array_get(acc, 0)));
+  mprintf(&m, "# HELP kiln_resource_seconds_total Resource-seconds of ended jobs.\n# TYPE kiln_resource_seconds_total counter\n");
+  json_object_foreach(sum, fn, acc)
+    mprintf(&m, "kiln_resource_seconds_total{fn=\"%s\"} %.3f\n", fn, json_real_value(json_array_get(acc, 1)));
+  json_decref(sum);
+  json_decref(u.rows);
+  mprintf(&m, "# HELP kiln_http_responses_total Responses by status class.\n# TYPE kiln_http_responses_total counter\n");
+  for (int k = 1; k < 6; k++)
+    mprintf(&m, "kiln_http_responses_total{code=\"%dxx\"} %llu\n", k,
+            (unsigned long long)__atomic_load_n(&s->requests[k], __ATOMIC_RELAXED));
+  struct MHD_Response *r = MHD_create_response_from_buffer(m.n, m.p ? m.p : (char *)"", m.p ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+  MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4");
+  enum MHD_Result ret = MHD_queue_response(c, 200, r);
+  MHD_destroy_response(r);
+  __atomic_fetch_add(&s->requests[2], 1, __ATOMIC_RELAXED);
+  return ret;
+}
+
+static int valid_id(const char *id) {
+  if (strlen(id) != 32) return 0;
+  for (const char *p = id; *p; p++)
+    if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return 0;
+  return 1;
+}
+
+static enum MHD_Result route(kiln_server *s, struct MHD_Connection *c, const char *url, const char *method, req *rq,
+                             kq *q) {
+  char base[300];
+  kh_base_url(s, c, base, sizeof base);
+  int get = !strcmp(method, "GET"), post = !strcmp(method, "POST"), del = !strcmp(method, "DELETE");
+  kiln_err e = {0};
+  if (!strcmp(url, "/metrics")) {
+    if (!get) return kh_error(s, c, 405, "method_not_allowed", "/metrics takes GET");
+    return do_metrics(s, c, q);
+  }
+  if (!strcmp(url, "/v1/usage")) {
+    if (!get) return kh_error(s, c, 405, "method_not_allowed", "/v1/usage takes GET");
+    return do_usage(s, c, q);
+  }
+  if (!strcmp(url, "/v1/functions")) {
+    if (!get) return kh_error(s, c, 405, "method_not_allowed", "/v1/functions takes GET");
+    json_t *arr = json_array();
+    for (int i = 0; i < s->cfg->nfn; i++) json_array_append_new(arr, fn_json(s, q, &s->cfg->fns[i]));
+    return kh_json(s, c, 200, json_pack("{s:o}", "functions", arr));
+  }
+  if (!strncmp(url, "/v1/functions/", 14)) {
+    char name[96];
+    const char *rest = url + 14, *slash = strchr(rest, '/');
+    snprintf(name, sizeof name, "%.*s", (int)(slash ? (size_t)(slash - rest) : strlen(rest)), rest);
+    const ke_fnconf *fc = ke_fn(s->cfg, name);
+    if (!fc) {
+      char list[256] = "";
+      for (int i = 0; i < s->cfg->nfn; i++) {
+        size_t l = strlen(list);
+        snprintf(list + l, sizeof list - l, "%s%s", i ? ", " : "", s->cfg->fns[i].fn->name);
+      }
+      return kh_error(s, c, 404, "unknown_function", "no function '%.60s' (known: %s)", name, list);
+    }
+    if (!slash) {
+      if (!get) return kh_error(s, c, 405, "method_not_allowed", "GET /v1/functions/%s, or POST .../spawn or .../call", name);
+      return kh_json(s, c, 200, fn_json(s, q, fc));
+    }
+    int call = !strcmp(slash, "/call");
+    if (!call && strcmp(slash, "/spawn") != 0)
+      return kh_error(s, c, 404, "not_found", "no route %s %.200s (POST .../spawn or .../call)", method, url);
+    if (!post) return kh_error(s, c, 405, "method_not_allowed", "%s takes POST", url);
+    return submit(s, c, q, fc, rq, call);
+  }
+  if (!strcmp(url, "/v1/jobs")) {
+    if (!get) return kh_error(s, c, 405, "method_not_allowed", "/v1/jobs takes GET");
+    const char *st = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "state");
+    const char *fn = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "fn");
+    const char *lim = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+    int state = -1;
+    if (st && *st) {
+      for (int i = 0; i < 6; i++)
+        if (!strcmp(st, kq_state_name((kq_state)i))) state = i;
+      if (state < 0)
+        return kh_error(s, c, 400, "bad_param",
+                        "'state' must be queued, running, retrying, succeeded, failed or cancelled, got '%.40s'", st);
+    }
+    char *end = NULL;
+    long limit = lim ? strtol(lim, &end, 10) : 100;
+    if (lim && (*end || limit < 1 || limit > 1000)) return kh_error(s, c, 400, "bad_param", "'limit' must be 1 to 1000");
+    listctx l = {json_array(), s, base};
+    if (kq_list(q, state, fn && *fn ? fn : NULL, (int)limit, list_cb, &l, &e) < 0) {
+      json_decref(l.arr);
+      return kh_error(s, c, 500, "internal", "%s", e.msg);
+    }
+    return kh_json(s, c, 200, json_pack("{s:o}", "jobs", l.arr));
+  }
+  if (!strncmp(url, "/v1/jobs/", 9)) {
+    char id[64];
+    const char *rest = url + 9, *slash = strchr(rest, '/');
+    snprintf(id, sizeof id, "%.*s", (int)(slash ? (size_t)(slash - rest) : strlen(rest)), rest);
+    if (!valid_id(id)) return kh_error(s, c, 404, "not_found", "no job '%.40s' (job ids are 32 hex characters)", id);
+    if (slash) {
+      if (strcmp(slash, "/events") != 0) return kh_error(s, c, 404, "not_found", "no route %s %.200s", method, url);
+      if (!get) return kh_error(s, c, 405, "method_not_allowed", "%s takes GET", url);
+      return events(s, c, id, q);
+    }
+    if (del) {
+      int r = kq_cancel(q, id, ke_now_ms(), &e);
+      if (r == KILN_ENOENT) return kh_error(s, c, 404, "not_found", "no job '%s'", id);
+      if (r == KILN_EINVAL) return kh_error(s, c, 409, "conflict", "%s", e.msg);
+      if (r < 0) return kh_error(s, c, 500, "internal", "%s", e.msg);
+      ke_hooks_kick(s->hooks);
+    } else if (!get) {
+      return kh_error(s, c, 405, "method_not_allowed", "/v1/jobs/{id} takes GET or DELETE");
+    }
+    kq_job j;
+    int r = kq_get(q, id, &j, &e);
+    if (r == KILN_ENOENT) return kh_error(s, c, 404, "not_found", "no job '%s'", id);
+    if (r < 0) return kh_error(s, c, 500, "internal", "%s", e.msg);
+    json_t *o = ke_job_json(&j, s->store, base, ke_now_ms());
+    kq_job_release(&j);
+    return kh_json(s, c, 200, o);
+  }
+  return (enum MHD_Result)-1;
+}
+
+int kh_jobs_route(kiln_server *s, struct MHD_Connection *c, const char *url, const char *method, req *rq) {
+  if (strcmp(url, "/metrics") && strncmp(url, "/v1/functions", 13) && strncmp(url, "/v1/jobs", 8) &&
+      strcmp(url, "/v1/usage"))
+    return -1;
+  kiln_err e = {0};
+  kq *q = kh_q_get(s, &e);
+  if (!q) return kh_error(s, c, 503, "unavailable", "the queue database cannot be opened: %s", e.msg);
+  int r = (int)route(s, c, url, method, rq, q);
+  kh_q_put(s, q);
+  return r;
+}

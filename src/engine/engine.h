@@ -1,0 +1,89 @@
+/* engine.h — what `kiln serve` and `kiln worker` share: the configuration
+ * (config.c), the state under $KILN_HOME (queue database, object store,
+ * signing secrets), the price table and cost meter (cost.c), the job as
+ * JSON (job.c), the autoscaler (scaler.c) and webhook delivery
+ * (webhook.c). The engine knows jobs and workers; it knows nothing of
+ * HTTP (api/) or of pixels (fn/, media/). */
+#ifndef KILN_ENGINE_H
+#define KILN_ENGINE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "fn/fn.h"
+#include "queue/queue.h"
+#include "store/store.h"
+#include "util/err.h"
+
+#define KE_MAX_FNS 32
+
+typedef struct ke_fnconf {
+  const kf_desc *fn;
+  kf_resources res;             /* the descriptor's, with the config file's overrides */
+  char gpu[32];                 /* storage for res.gpu when overridden */
+} ke_fnconf;
+
+typedef struct ke_config {
+  char home[4096];
+  char path[4200];              /* the config file read, or "" for none */
+  char listen[128];             /* HOST:PORT */
+  char public_url[256];         /* base of URLs handed out (webhooks); "" = from the listen address */
+  int64_t max_upload;           /* bytes, PUT /v1/objects */
+  int64_t inline_max;           /* bytes of decoded base64 input in a JSON body */
+  int64_t lease_ms;             /* a worker's lease; heartbeats every third of it */
+  int64_t retry_delay_ms, retry_max_delay_ms;
+  int cpu_slots, gpu_slots;     /* what workers may use at once */
+  double budget_usd_month;      /* 0: none */
+  int webhook_attempts;
+  int64_t webhook_delay_ms;     /* first retry; doubles */
+  json_t *prices;               /* resource class -> USD per second (owned) */
+  int nfn;
+  ke_fnconf fns[KE_MAX_FNS];
+} ke_config;
+
+/* Defaults, then `path` (or $KILN_HOME/config.yaml when path is NULL and it
+ * exists). Unknown keys and ill-typed values are errors naming them. */
+int ke_config_load(ke_config *c, const char *path, kiln_err *e);
+void ke_config_release(ke_config *c);
+const ke_fnconf *ke_fn(const ke_config *c, const char *name);
+
+/* USD per second for one worker of a function: its GPU class's price, or
+ * cpus x the CPU core price. *units: resource units it holds (GPUs or cores). */
+double ke_price_per_s(const ke_config *c, const kf_resources *r, int *units);
+
+/* The state under $KILN_HOME: queue.db, store/, secret (signs presigned
+ * URLs) and webhook.key (signs webhooks), made on first use (0600). */
+int ke_open_queue(const ke_config *c, kq **q, kiln_err *e);
+int ke_open_store(const ke_config *c, ks_store **s, kiln_err *e);
+int ke_webhook_key(const ke_config *c, char hex[65], kiln_err *e);
+
+/* Wall-clock milliseconds since the epoch. */
+int64_t ke_now_ms(void);
+
+/* A job as the HTTP API shows it (see docs/http.md). Output URLs are
+ * presigned GET URLs under base_url, valid for a day. */
+json_t *ke_job_json(const kq_job *j, ks_store *s, const char *base_url, int64_t now_ms);
+
+/* The autoscaler: a thread of `kiln serve` that reclaims expired leases,
+ * spawns `kiln worker` processes while tasks wait (within max_workers and
+ * the slots), keeps min_workers warm, wakes idle workers when work comes,
+ * reaps workers that died (their task is retried), kills a worker whose
+ * task ran past its timeout, and warns at 80% and 100% of the monthly
+ * budget. */
+typedef struct ke_scaler ke_scaler;
+int ke_scaler_start(ke_scaler **out, const ke_config *c, const char *exe, kiln_err *e);
+/* Work arrived for fn (NULL: anything): wake a worker or spawn one now. */
+void ke_scaler_kick(ke_scaler *s, const char *fn);
+/* Stops the thread and every worker it started (SIGTERM: a busy worker
+ * puts its task back in the queue). */
+void ke_scaler_stop(ke_scaler *s);
+
+/* Webhooks: a thread that POSTs each ended job with a webhook to its URL,
+ * signed (X-Kiln-Signature: t=UNIX,v1=HEX of HMAC-SHA256(key, "t.body")),
+ * retried with exponential backoff until webhook_attempts. */
+typedef struct ke_hooks ke_hooks;
+int ke_hooks_start(ke_hooks **out, const ke_config *c, const char *base_url, kiln_err *e);
+void ke_hooks_kick(ke_hooks *h);
+void ke_hooks_stop(ke_hooks *h);
+
+#endif

@@ -1,0 +1,402 @@
+/* scaler.c — the autoscaler, a thread of `kiln serve` (see engine.h).
+ *
+ * Every 100 ms, and at once when work arrives (ke_scaler_kick):
+ *   reap    children that exited; one that died with a task has it failed
+ *           as worker_lost (retried); the row is marked exited
+ *   reclaim expired leases (once a second): workers on other machines, or
+ *           that hung, lose their task to a retry
+ *   timeout a running task past its function's timeout_s: SIGKILL its worker
+ *           (when on this machine), fail the task as timeout
+ *   scale   per function: runnable tasks n, workers live and idle; spawn
+ *           max(n - idle, min_workers - live) more, within max_workers and
+ *           the free slots (a worker takes `cpus` CPU slots, or one GPU
+ *           slot); when slots are full, an idle worker of another function
+ *           above its min_workers is asked to leave (SIGTERM)
+ *   budget  warn at 80% and 100% of budget_usd_month (once each per month)
+ *
+ * A child gets the read end of a pipe as fd 3: one byte = "work came".
+ * The workers table in the queue is the truth about workers (a worker
+ * writes its own row); the children list only knows pids and pipes. */
+#include "engine/engine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/log.h"
+
+#define MAX_KIDS 256
+#define MAX_ROWS 512
+
+typedef struct kid {
+  pid_t pid;
+  int wake_fd;
+  char fn[64];
+  char id[64];                  /* the worker id it will register as */
+  int64_t spawned_ms;
+  int timed_out;                /* killed for a timeout: its task is already failed */
+} kid;
+
+struct ke_scaler {
+  const ke_config *c;
+  char exe[4096];
+  char host[64];
+  kq *q;
+  pthread_t th;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int stop, kicked;
+  kid kids[MAX_KIDS];
+  int nkids;
+  int64_t last_reclaim, last_budget;
+  int warned_month, warned_level;
+};
+
+typedef struct rows { kq_worker w[MAX_ROWS]; int n; } rows;
+
+static int row_cb(void *arg, const kq_worker *w) {
+  rows *r = arg;
+  if (r->n < MAX_ROWS) r->w[r->n++] = *w;
+  return 0;
+}
+
+static kid *find_kid(ke_scaler *s, const char *id) {
+  for (int i = 0; i < s->nkids; i++)
+    if (!strcmp(s->kids[i].id, id)) return &s->kids[i];
+  return NULL;
+}
+
+static void mark_exited(ke_scaler *s, const char *id) {
+  rows *r = calloc(1, sizeof *r);
+  kiln_err e = {0};
+  if (!r) return;
+  kq_worker_list(s->q, NULL, 1, row_cb, r, &e);
+  for (int i = 0; i < r->n; i++)
+    if (!strcmp(r->w[i].id, id)) {
+      r->w[i].state = KQ_W_EXITED;
+      r->w[i].last_ms = ke_now_ms();
+      r->w[i].job[0] = 0;
+      kq_worker_put(s->q, &r->w[i], &e);
+    }
+  free(r);
+}
+
+/* A worker that is gone: its task (if any) fails as worker_lost, its row is closed. */
+static void worker_gone(ke_scaler *s, const char *id, const char *why) {
+  kiln_err e = {0};
+  int n = 0;
+  char msg[300];
+  snprintf(msg, sizeof msg, "worker %s %s while running the task", id, why);
+  if (kq_fail_worker(s->q, id, "worker_lost", msg, ke_now_ms(), &n, &e) < 0) klog(KLOG_WARN, "autoscaler: %s", e.msg);
+  if (n) klog(KLOG_WARN, "autoscaler: worker %s %s; its task will be retried if it has retries left", id, why);
+  mark_exited(s, id);
+}
+
+static void reap(ke_scaler *s) {
+  int st;
+  pid_t pid;
+  while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+    for (int i = 0; i < s->nkids; i++) {
+      if (s->kids[i].pid != pid) continue;
+      kid k = s->kids[i];
+      close(k.wake_fd);
+      s->kids[i] = s->kids[--s->nkids];
+      char why[96];
+      if (WIFSIGNALED(st)) snprintf(why, sizeof why, "died (killed by signal %d)", WTERMSIG(st));
+      else snprintf(why, sizeof why, "exited with status %d", WEXITSTATUS(st));
+      if (!k.timed_out && (WIFSIGNALED(st) || WEXITSTATUS(st) != 0)) worker_gone(s, k.id, why);
+      else mark_exited(s, k.id);                  /* a clean exit wrote its row already; make sure */
+      break;
+    }
+  }
+}
+
+static int spawn(ke_scaler *s, const ke_fnconf *fc) {
+  if (s->nkids >= MAX_KIDS) return -1;
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return -1;
+  char spawned[32], level[16];
+  int64_t now = ke_now_ms();
+  snprintf(spawned, sizeof spawned, "%lld", (long long)now);
+  static const char *const levels[] = {"debug", "info", "warn", "error", "quiet"};
+  snprintf(level, sizeof level, "%s", levels[klog_min_level() <= KLOG_QUIET ? klog_min_level() : KLOG_INFO]);
+  const char *argv[16];
+  int n = 0;
+  argv[n++] = s->exe;
+  argv[n++] = "--log-level";
+  argv[n++] = level;
+  argv[n++] = "worker";
+  argv[n++] = "--fn";
+  argv[n++] = fc->fn->name;
+  argv[n++] = "--wake-fd";
+  argv[n++] = "3";
+  argv[n++] = "--spawned-at";
+  argv[n++] = spawned;
+  if (s->c->path[0]) { argv[n++] = "--config"; argv[n++] = s->c->path; }
+  argv[n] = NULL;
+  pid_t pid = fork();
+  if (pid < 0) { close(p[0]); close(p[1]); return -1; }
+  if (pid == 0) {                                /* async-signal-safe calls only until exec */
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, NULL);
+    if (dup2(p[0], 3) < 0) _exit(127);
+    execv(s->exe, (char *const *)argv);
+    _exit(127);
+  }
+  close(p[0]);
+  fcntl(p[1], F_SETFL, O_NONBLOCK);
+  kid *k = &s->kids[s->nkids++];
+  memset(k, 0, sizeof *k);
+  k->pid = pid;
+  k->wake_fd = p[1];
+  k->spawned_ms = now;
+  snprintf(k->fn, sizeof k->fn, "%s", fc->fn->name);
+  snprintf(k->id, sizeof k->id, "%s-%d", fc->fn->name, (int)pid);
+  klog(KLOG_INFO, "autoscaler: started worker %s", k->id);
+  return 0;
+}
+
+static void wake(ke_scaler *s, const char *fn) {
+  for (int i = 0; i < s->nkids; i++)
+    if (!fn || !strcmp(s->kids[i].fn, fn)) {
+      ssize_t w = write(s->kids[i].wake_fd, "w", 1);   /* a full pipe already says "work" */
+      (void)w;
+    }
+}
+
+static int usd_sum(void *arg, const char *d, const char *f, int64_t jobs, double rs, double u) {
+  *(double *)arg += u;
+  (void)d; (void)f; (void)jobs; (void)rs;
+  return 0;
+}
+
+static void check_budget(ke_scaler *s, int64_t now) {
+  if (s->c->budget_usd_month <= 0 || now - s->last_budget < 10000) return;
+  s->last_budget = now;
+  time_t t = (time_t)(now / 1000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  int month = (tm.tm_year + 1900) * 12 + tm.tm_mon;
+  tm.tm_mday = 1;
+  tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+  int64_t since = (int64_t)timegm(&tm) * 1000;
+  double usd = 0;
+  kiln_err e = {0};
+  kq_usage(s->q, since, usd_sum, &usd, &e);
+  if (month != s->warned_month) { s->warned_month = month; s->warned_level = 0; }
+  int level = usd >= s->c->budget_usd_month ? 100 : usd >= 0.8 * s->c->budget_usd_month ? 80 : 0;
+  if (level > s->warned_level) {
+    s->warned_level = level;
+    klog(KLOG_WARN, "budget: this month's cost is $%.4f, %d%% of the monthly budget of $%.2f", usd,
+         (int)(100 * usd / s->c->budget_usd_month), s->c->budget_usd_month);
+  }
+}
+
+static int running_cb(void *arg, const kq_job *j) {
+  kq_job *out = arg;
+  for (int i = 0; i < 64; i++)
+    if (!out[i].id[0]) {
+      memcpy(out[i].id, j->id, sizeof j->id);
+      memcpy(out[i].fn, j->fn, sizeof j->fn);
+      memcpy(out[i].worker, j->worker, sizeof j->worker);
+      out[i].claimed_ms = j->claimed_ms;
+      return 0;
+    }
+  return 1;
+}
+
+static void timeouts(ke_scaler *s, const rows *r, int64_t now) {
+  kq_job run[64];
+  memset(run, 0, sizeof run);
+  kiln_err e = {0};
+  kq_list(s->q, KQ_RUNNING, NULL, 64, running_cb, run, &e);
+  for (int i = 0; i < 64 && run[i].id[0]; i++) {
+    const ke_fnconf *fc = ke_fn(s->c, run[i].fn);
+    if (!fc || now - run[i].claimed_ms <= (int64_t)fc->res.timeout_s * 1000) continue;
+    for (int k = 0; k < r->n; k++) {
+      const kq_worker *w = &r->w[k];
+      if (strcmp(w->id, run[i].worker) != 0) continue;
+      kid *kd = find_kid(s, w->id);
+      if (kd) kd->timed_out = 1;
+      if (!strcmp(w->host, s->host) && w->pid > 0) kill(w->pid, SIGKILL);
+    }
+    char msg[200];
+    snprintf(msg, sizeof msg, "the task ran past %s's timeout of %d s; its worker was stopped", run[i].fn,
+             fc->res.timeout_s);
+    int n = 0;
+    kq_fail_worker(s->q, run[i].worker, "timeout", msg, now, &n, &e);
+    klog(KLOG_WARN, "autoscaler: job %s: %s", run[i].id, msg);
+  }
+}
+
+static void tick(ke_scaler *s) {
+  int64_t now = ke_now_ms();
+  kiln_err e = {0};
+  reap(s);
+  if (now - s->last_reclaim >= 1000) {
+    int n = 0;
+    s->last_reclaim = now;
+    if (kq_reclaim(s->q, now, &n, &e) < 0) klog(KLOG_WARN, "autoscaler: %s", e.msg);
+    else if (n) klog(KLOG_WARN, "autoscaler: %d task(s) lost their worker (lease expired); retrying", n);
+  }
+  rows *r = calloc(1, sizeof *r);
+  if (!r) return;
+  kq_worker_list(s->q, NULL, 1, row_cb, r, &e);
+  /* rows of this machine whose process is gone (a worker of a previous server that died) */
+  for (int i = 0; i < r->n; i++) {
+    kq_worker *w = &r->w[i];
+    if (strcmp(w->host, s->host) != 0 || find_kid(s, w->id) || w->pid <= 0) continue;
+    if (kill(w->pid, 0) != 0 && errno == ESRCH) {
+      worker_gone(s, w->id, "is gone");
+      w->state = KQ_W_EXITED;
+    }
+  }
+  timeouts(s, r, now);
+  int cpu_used = 0, gpu_used = 0;
+  for (int i = 0; i < r->n; i++) {
+    const ke_fnconf *fc = ke_fn(s->c, r->w[i].fn);
+    if (!fc || r->w[i].state == KQ_W_EXITED) continue;
+    if (fc->res.gpu && s->c->gpu_slots > 0) gpu_used++;
+    else cpu_used += fc->res.cpus;
+  }
+  for (int i = 0; i < s->nkids; i++) {            /* started, not registered yet */
+    int seen = 0;
+    for (int k = 0; k < r->n && !seen; k++) seen = !strcmp(r->w[k].id, s->kids[i].id);
+    const ke_fnconf *fc = ke_fn(s->c, s->kids[i].fn);
+    if (!seen && fc) {
+      if (fc->res.gpu && s->c->gpu_slots > 0) gpu_used++;
+      else cpu_used += fc->res.cpus;
+    }
+  }
+  for (int f = 0; f < s->c->nfn; f++) {
+    const ke_fnconf *fc = &s->c->fns[f];
+    const char *name = fc->fn->name;
+    int64_t n = 0;
+    if (kq_runnable(s->q, name, now, &n, NULL, &e) < 0) continue;
+    int live = 0, idle = 0;
+    for (int i = 0; i < r->n; i++)
+      if (!strcmp(r->w[i].fn, name) && r->w[i].state != KQ_W_EXITED) {
+        live++;
+        if (r->w[i].state != KQ_W_BUSY) idle++;
+      }
+    for (int i = 0; i < s->nkids; i++) {
+      int seen = 0;
+      for (int k = 0; k < r->n && !seen; k++) seen = !strcmp(r->w[k].id, s->kids[i].id);
+      if (!seen && !strcmp(s->kids[i].fn, name)) { live++; idle++; }
+    }
+    if (n > 0) wake(s, name);
+    int64_t want = n - idle;
+    if (fc->res.min_workers - live > want) want = fc->res.min_workers - live;
+    if (want > fc->res.max_workers - live) want = fc->res.max_workers - live;
+    int gpu = fc->res.gpu && s->c->gpu_slots > 0;
+    int need = gpu ? 1 : fc->res.cpus > s->c->cpu_slots ? s->c->cpu_slots : fc->res.cpus;
+    for (; want > 0; want--) {
+      int fits = gpu ? gpu_used + 1 <= s->c->gpu_slots : cpu_used + need <= s->c->cpu_slots;
+      if (!fits) {
+        /* make room: ask an idle worker of another function, above its minimum, to leave */
+        for (int i = 0; i < r->n; i++) {
+          const kq_worker *w = &r->w[i];
+          const ke_fnconf *oc = ke_fn(s->c, w->fn);
+          kid *kd = find_kid(s, w->id);
+          if (!oc || !kd || !strcmp(w->fn, name) || w->state != KQ_W_IDLE) continue;
+          int others = 0;
+          for (int k = 0; k < r->n; k++) others += !strcmp(r->w[k].fn, w->fn) && r->w[k].state != KQ_W_EXITED;
+          if (others <= oc->res.min_workers) continue;
+          klog(KLOG_INFO, "autoscaler: asking idle worker %s to leave to make room for %s", w->id, name);
+          kill(kd->pid, SIGTERM);
+          r->w[i].state = KQ_W_EXITED;
+          break;
+        }
+        break;
+      }
+      if (spawn(s, fc) < 0) { klog(KLOG_ERROR, "autoscaler: cannot start a %s worker: %s", name, strerror(errno)); break; }
+      if (gpu) gpu_used++;
+      else cpu_used += need;
+    }
+  }
+  free(r);
+  check_budget(s, now);
+}
+
+static void *scaler_main(void *arg) {
+  ke_scaler *s = arg;
+  pthread_mutex_lock(&s->mu);
+  while (!s->stop) {
+    pthread_mutex_unlock(&s->mu);
+    tick(s);
+    pthread_mutex_lock(&s->mu);
+    if (s->kicked) { s->kicked = 0; continue; }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+    while (!s->stop && !s->kicked && pthread_cond_timedwait(&s->cv, &s->mu, &ts) == 0) {}
+    s->kicked = 0;
+  }
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+int ke_scaler_start(ke_scaler **out, const ke_config *c, const char *exe, kiln_err *e) {
+  ke_scaler *s = calloc(1, sizeof *s);
+  if (!s) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+  s->c = c;
+  snprintf(s->exe, sizeof s->exe, "%s", exe);
+  gethostname(s->host, sizeof s->host);
+  s->host[sizeof s->host - 1] = 0;
+  int r = ke_open_queue(c, &s->q, e);
+  if (r < 0) { free(s); return r; }
+  kq_worker_prune(s->q, ke_now_ms() - 86400000LL, e);
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  if (pthread_create(&s->th, NULL, scaler_main, s) != 0) {
+    kq_close(s->q);
+    free(s);
+    return kiln_fail(e, KILN_EINTERNAL, "cannot start the autoscaler thread");
+  }
+  *out = s;
+  return 0;
+}
+
+void ke_scaler_kick(ke_scaler *s, const char *fn) {
+  if (!s) return;
+  pthread_mutex_lock(&s->mu);
+  if (fn) wake(s, fn);                            /* an idle worker claims it now */
+  s->kicked = 1;
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+}
+
+void ke_scaler_stop(ke_scaler *s) {
+  if (!s) return;
+  pthread_mutex_lock(&s->mu);
+  s->stop = 1;
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  pthread_join(s->th, NULL);
+  for (int i = 0; i < s->nkids; i++) kill(s->kids[i].pid, SIGTERM);
+  for (int waited = 0; s->nkids > 0 && waited < 150; waited++) {   /* up to 15 s, then SIGKILL */
+    reap(s);
+    if (s->nkids > 0) {
+      struct timespec ts = {0, 100 * 1000000L};
+      nanosleep(&ts, NULL);
+    }
+  }
+  for (int i = 0; i < s->nkids; i++) {
+    kill(s->kids[i].pid, SIGKILL);
+    waitpid(s->kids[i].pid, NULL, 0);
+    close(s->kids[i].wake_fd);
+  }
+  kq_close(s->q);
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->cv);
+  free(s);
+}

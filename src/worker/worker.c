@@ -1,0 +1,343 @@
+/* worker.c — one worker process serving one function.
+ *
+ *   start ──enter (model load; cold start = ready - spawned)──> idle
+ *   idle ──kq_claim──> busy ──run──> kq_complete | kq_fail ──> idle
+ *   idle for idle_timeout (and not needed for min_workers) ──exit──> gone
+ *
+ * A heartbeat thread (its own queue connection) extends the lease every
+ * third of it and reports progress (frames done, phase, ETA) at most every
+ * 250 ms; if the job was cancelled or the lease lost, it sets the cancel
+ * flag and the function stops. The output is written to a scratch file on
+ * the store's file system and becomes the object only when complete
+ * (ks_put_file): a retried task overwrites, never half-writes. The worker
+ * registers itself in the queue's workers table so the autoscaler and
+ * GET /v1/functions see it; SIGTERM puts a running task back in the queue.
+ * Waiting for work: poll() on the wake pipe from the server (a byte per
+ * arrival), else every 200 ms (a worker the server did not start, or whose
+ * server died). */
+#include "worker/worker.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/log.h"
+
+static volatile sig_atomic_t g_stop;
+static void on_term(int sig) { (void)sig; g_stop = 1; }
+
+typedef struct run {
+  const kw_opts *o;
+  const char *worker_id;
+  char job[KQ_ID_LEN];
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int done;                     /* the task ended: the heartbeat thread leaves */
+  volatile int cancel;          /* read by the function */
+  int64_t frames_done, frames_total, eta_ms;
+  const char *phase;
+  int dirty;                    /* progress changed since the last heartbeat */
+  int64_t first_frame_ms;
+  int lost;                     /* KILN_ECANCELLED or KILN_EINVAL from a heartbeat */
+} run;
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_progress(void *arg, int64_t done, int64_t total) {
+  run *r = arg;
+  int64_t now = mono_ms();
+  pthread_mutex_lock(&r->mu);
+  if (!r->first_frame_ms) r->first_frame_ms = now;
+  r->frames_done = done;
+  r->frames_total = total;
+  r->phase = total > 0 && done >= total ? "saving" : "processing";
+  double el = (double)(now - r->first_frame_ms);
+  r->eta_ms = done > 0 && total >= done ? (int64_t)(el / (double)done * (double)(total - done)) : -1;
+  r->dirty = 1;
+  pthread_mutex_unlock(&r->mu);
+}
+
+static void set_phase(run *r, const char *phase) {
+  pthread_mutex_lock(&r->mu);
+  r->phase = phase;
+  r->dirty = 1;
+  pthread_cond_signal(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+}
+
+static void *heartbeat_main(void *arg) {
+  run *r = arg;
+  kq *q = NULL;
+  kiln_err e = {0};
+  if (ke_open_queue(r->o->cfg, &q, &e) < 0) {
+    klog(KLOG_ERROR, "worker %s: heartbeats stopped: %s", r->worker_id, e.msg);
+    return NULL;
+  }
+  int64_t lease = r->o->cfg->lease_ms, last = 0;
+  pthread_mutex_lock(&r->mu);
+  while (!r->done) {
+    int64_t now = mono_ms();
+    if ((r->dirty && now - last >= 250) || now - last >= lease / 3) {
+      kq_progress p = {r->frames_done, r->frames_total, r->eta_ms, r->phase};
+      r->dirty = 0;
+      pthread_mutex_unlock(&r->mu);
+      int rc = kq_heartbeat(q, r->job, r->worker_id, &p, lease, ke_now_ms(), &e);
+      pthread_mutex_lock(&r->mu);
+      last = now;
+      if (rc == KILN_ECANCELLED || rc == KILN_EINVAL) {
+        r->lost = rc;
+        r->cancel = 1;
+        klog(KLOG_INFO, "worker %s: stopping job %s: %s", r->worker_id, r->job, e.msg);
+      } else if (rc < 0) {
+        klog(KLOG_WARN, "worker %s: heartbeat failed: %s", r->worker_id, e.msg);
+      }
+    }
+    if (g_stop) r->cancel = 1;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 50 * 1000000L;                 /* a signal (SIGTERM) is noticed within 50 ms */
+    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+    pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+  }
+  pthread_mutex_unlock(&r->mu);
+  kq_close(q);
+  return NULL;
+}
+
+typedef struct worker {
+  const kw_opts *o;
+  const ke_fnconf *fc;
+  kq *q;
+  ks_store *store;
+  void *state;
+  kq_worker row;
+  int64_t cold_ms;              /* charged to the first task */
+  int charged;
+} worker;
+
+static void put_row(worker *w, kq_wstate st, const char *job) {
+  kiln_err e = {0};
+  w->row.state = st;
+  snprintf(w->row.job, sizeof w->row.job, "%s", job ? job : "");
+  w->row.last_ms = ke_now_ms();
+  if (kq_worker_put(w->q, &w->row, &e) < 0) klog(KLOG_WARN, "worker %s: %s", w->row.id, e.msg);
+}
+
+/* Runs one claimed job to its end (complete, fail, or back to the queue). */
+static void run_job(worker *w, kq_job *j) {
+  kiln_err e = {0};
+  int64_t t0 = ke_now_ms();
+  const kf_desc *fn = w->fc->fn;
+  run r;
+  memset(&r, 0, sizeof r);
+  r.o = w->o;
+  r.worker_id = w->row.id;
+  r.phase = "starting";
+  snprintf(r.job, sizeof r.job, "%s", j->id);
+  pthread_mutex_init(&r.mu, NULL);
+  pthread_cond_init(&r.cv, NULL);
+  pthread_t hb;
+  int hb_ok = pthread_create(&hb, NULL, heartbeat_main, &r) == 0;
+
+  json_error_t je;
+  json_t *spec = json_loads(j->spec, 0, &je), *params = NULL;
+  const char *in_key = json_string_value(json_object_get(spec, "input"));
+  char out_key[KS_KEY_MAX + 1];
+  snprintf(out_key, sizeof out_key, "jobs/%s/output.%s", j->id, fn->out_ext ? fn->out_ext : "mp4");
+  char in_path[4200] = "", scratch[4200] = "", out_path[4400] = "";
+  int rc = 0;
+  if (!spec) rc = kiln_fail(&e, KILN_EINTERNAL, "job %s has a damaged spec", j->id);
+  if (rc == 0 && (rc = kf_validate(fn, json_object_get(spec, "params"), &params, &e)) < 0) {}
+  if (rc == 0 && in_key && (rc = ks_local_path(w->store, in_key, in_path, sizeof in_path, &e)) < 0) {
+    if (rc == KILN_ENOENT) kiln_fail(&e, KILN_ENOENT, "input object '%s' does not exist (upload it first)", in_key);
+  }
+  if (rc == 0 && (rc = ks_scratch_dir(w->store, scratch, sizeof scratch, &e)) == 0)
+    snprintf(out_path, sizeof out_path, "%s/%s-%s.%s", scratch, j->id, w->row.id, fn->out_ext ? fn->out_ext : "mp4");
+  kf_result res;
+  memset(&res, 0, sizeof res);
+  if (rc == 0) {
+    kf_task t = {.input = in_key ? in_path : NULL, .output = out_path, .params = params, .start = 0, .end = -1,
+                 .threads = w->fc->res.cpus, .progress = on_progress, .progress_arg = &r, .cancel = &r.cancel};
+    rc = fn->run(w->state, &t, &res, &e);
+  }
+  struct stat sb;
+  int64_t bytes = 0;
+  if (rc == 0) {
+    set_phase(&r, "saving");
+    if (stat(out_path, &sb) == 0) bytes = sb.st_size;
+    rc = ks_put_file(w->store, out_key, out_path, &e);
+  }
+  remove(out_path);                               /* whatever is left of a failed or cancelled run */
+
+  pthread_mutex_lock(&r.mu);
+  r.done = 1;
+  pthread_cond_signal(&r.cv);
+  pthread_mutex_unlock(&r.mu);
+  if (hb_ok) pthread_join(hb, NULL);
+
+  if (rc == 0) {                                  /* the final count, also for runs too short for a heartbeat */
+    kq_progress fin = {res.stats.frames_out, res.stats.frames_out, 0, "saving"};
+    kiln_err he = {0};
+    kq_heartbeat(w->q, j->id, w->row.id, &fin, w->o->cfg->lease_ms, ke_now_ms(), &he);
+  }
+  int64_t now = ke_now_ms();
+  int units = 1;
+  double price = ke_price_per_s(w->o->cfg, &w->fc->res, &units);
+  kq_cost cost = {0, 0, 0};
+  int64_t billed = now - t0;
+  if (!w->charged) { cost.cold_start_ms = w->cold_ms; billed += w->cold_ms; w->charged = 1; }
+  cost.resource_ms = billed * units;
+  cost.usd = (double)billed / 1000 * price;
+
+  kiln_err e2 = {0};
+  if (rc == 0) {
+    const km_pipeline_stats *st = &res.stats;
+    json_t *stats = json_pack("{s:I, s:I, s:f}", "frames", (json_int_t)st->frames_out, "frames_in",
+                              (json_int_t)st->frames_in, "seconds", (double)(now - t0) / 1000);
+    if (st->out_w > 0) {
+      json_object_set_new(stats, "width", json_integer(st->out_w));
+      json_object_set_new(stats, "height", json_integer(st->out_h));
+      json_object_set_new(stats, "fps", json_real(av_q2d(st->out_fps)));
+      json_object_set_new(stats, "duration", json_real(st->out_duration));
+      json_object_set_new(stats, "audio", json_string(st->audio));
+    }
+    if (st->frames_out > 0)
+      json_object_set_new(stats, "ms_per_frame", json_real((double)(now - t0) / (double)st->frames_out));
+    json_t *result = json_pack("{s:[{s:s, s:I}], s:o}", "outputs", "key", out_key, "bytes", (json_int_t)bytes, "stats", stats);
+    char *rs = json_dumps(result, JSON_COMPACT);
+    json_decref(result);
+    if (kq_complete(w->q, j->id, w->row.id, rs, &cost, now, &e2) < 0) {
+      klog(KLOG_WARN, "worker %s: job %s finished but could not be recorded: %s", w->row.id, j->id, e2.msg);
+      if (e2.code == KILN_ECANCELLED) ks_delete(w->store, out_key, &e2);   /* cancelled meanwhile: its output goes */
+    } else {
+      klog(KLOG_INFO, "worker %s: job %s succeeded in %lld ms", w->row.id, j->id, (long long)(now - t0));
+    }
+    free(rs);
+  } else if (r.lost) {
+    /* cancelled (nothing more to record) or the lease went to another worker */
+  } else if (rc == KILN_ECANCELLED && g_stop) {
+    int n = 0;
+    kq_fail_worker(w->q, w->row.id, "worker_lost", "the worker was stopped (server shutdown); the task runs again",
+                   now, &n, &e2);
+  } else {
+    const char *cls = kiln_errclass(rc);
+    int retrying = 0;
+    if (kq_fail(w->q, j->id, w->row.id, cls, e.msg, &cost, now, &retrying, &e2) < 0)
+      klog(KLOG_WARN, "worker %s: could not record the failure of job %s: %s", w->row.id, j->id, e2.msg);
+    klog(KLOG_INFO, "worker %s: job %s failed (%s%s): %s", w->row.id, j->id, cls, retrying ? ", will retry" : "", e.msg);
+  }
+  json_decref(params);
+  json_decref(spec);
+  pthread_mutex_destroy(&r.mu);
+  pthread_cond_destroy(&r.cv);
+}
+
+/* Waits up to ms for a wake byte (or polls). Returns 1 when woken. */
+static int wait_work(worker *w, int *wake_fd, int64_t ms) {
+  if (ms <= 0) return 0;
+  struct pollfd p = {*wake_fd, POLLIN, 0};
+  int timeout = *wake_fd >= 0 ? (int)(ms > 1000 ? 1000 : ms) : (int)(ms > 200 ? 200 : ms);
+  int n = poll(*wake_fd >= 0 ? &p : NULL, *wake_fd >= 0 ? 1 : 0, timeout);
+  if (n > 0) {
+    char buf[64];
+    ssize_t got = read(*wake_fd, buf, sizeof buf);
+    if (got == 0) { close(*wake_fd); *wake_fd = -1; }   /* the server went away: poll from now on */
+    return got > 0;
+  }
+  (void)w;
+  return 0;
+}
+
+static int count_live(void *arg, const kq_worker *kw) {
+  (*(int *)arg)++;
+  (void)kw;
+  return 0;
+}
+
+int kw_main(const kw_opts *o, kiln_err *e) {
+  worker w;
+  memset(&w, 0, sizeof w);
+  w.o = o;
+  w.fc = ke_fn(o->cfg, o->fn);
+  if (!w.fc) return kiln_fail(e, KILN_EUSAGE, "no function '%s' (see `kiln functions`)", o->fn);
+  int r = ke_open_queue(o->cfg, &w.q, e);
+  if (r == 0) r = ke_open_store(o->cfg, &w.store, e);
+  if (r < 0) { kq_close(w.q); return r; }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_term;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  char host[64] = "local";
+  gethostname(host, sizeof host);
+  host[sizeof host - 1] = 0;
+  snprintf(w.row.id, sizeof w.row.id, "%s-%d", o->fn, (int)getpid());
+  snprintf(w.row.fn, sizeof w.row.fn, "%s", o->fn);
+  snprintf(w.row.host, sizeof w.row.host, "%s", host);
+  w.row.pid = (int)getpid();
+  w.row.started_ms = o->spawned_ms > 0 ? o->spawned_ms : ke_now_ms();
+  put_row(&w, KQ_W_STARTING, NULL);
+
+  const kf_desc *fn = w.fc->fn;
+  if (fn->enter && (r = fn->enter(&w.state, e)) < 0) {
+    kiln_err_prefix(e, "%s: loading the function failed", fn->name);
+    put_row(&w, KQ_W_EXITED, NULL);
+    ks_close(w.store);
+    kq_close(w.q);
+    return r;
+  }
+  w.row.ready_ms = ke_now_ms();
+  w.cold_ms = w.row.ready_ms - w.row.started_ms;
+  put_row(&w, KQ_W_IDLE, NULL);
+  klog(KLOG_INFO, "worker %s: ready (cold start %lld ms)", w.row.id, (long long)w.cold_ms);
+
+  int wake_fd = o->wake_fd;
+  int idle_s = o->idle_timeout_s >= 0 ? o->idle_timeout_s : w.fc->res.idle_timeout_s;
+  int64_t idle_since = mono_ms();
+  while (!g_stop) {
+    kq_job j;
+    kiln_err ce = {0};
+    int got = kq_claim(w.q, fn->name, w.row.id, o->cfg->lease_ms, ke_now_ms(), &j, &ce);
+    if (got < 0) klog(KLOG_WARN, "worker %s: claim failed: %s", w.row.id, ce.msg);
+    if (got == 1) {
+      w.row.tasks++;
+      put_row(&w, KQ_W_BUSY, j.id);
+      run_job(&w, &j);
+      kq_job_release(&j);
+      put_row(&w, KQ_W_IDLE, NULL);
+      idle_since = mono_ms();
+      if (o->max_tasks > 0 && w.row.tasks >= o->max_tasks) break;
+      continue;
+    }
+    int64_t left = (int64_t)idle_s * 1000 - (mono_ms() - idle_since);
+    if (left <= 0) {
+      int live = 0;
+      kq_worker_list(w.q, fn->name, 1, count_live, &live, &ce);
+      if (live <= w.fc->res.min_workers) {      /* one of the min_workers kept warm: stay */
+        idle_since = mono_ms();
+        continue;
+      }
+      klog(KLOG_INFO, "worker %s: idle for %d s, leaving", w.row.id, idle_s);
+      break;
+    }
+    wait_work(&w, &wake_fd, left);
+  }
+  if (fn->exit) fn->exit(w.state);
+  put_row(&w, KQ_W_EXITED, NULL);
+  ks_close(w.store);
+  kq_close(w.q);
+  return 0;
+}
