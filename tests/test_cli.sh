@@ -124,6 +124,8 @@ assert not v["frames_exact"] and abs(v["frames"] - 24) <= 13, v' "$T/odd_est.jso
 expect "missing file" 1 "cannot open input '.*nope.mp4': No such file" -- "$KILN" run reframe "$T/nope.mp4" -o "$T/out.mp4"
 printf 'just text, not a video at all; FFmpeg cannot make sense of this\n' > "$T/text.mp4"
 expect "not media" 1 "is not a media file" -- "$KILN" run reframe "$T/text.mp4" -o "$T/out.mp4"
+yes "a text file that FFmpeg would play as ANSI art" | head -40 > "$T/notes.txt"
+expect "text file" 1 "is a text file, not a media file" -- "$KILN" run reframe "$T/notes.txt" -o "$T/out.mp4"
 : > "$T/empty.mp4"
 expect "empty file" 1 "is empty" -- "$KILN" run overlay "$T/empty.mp4" -o "$T/out.mp4" --param 'highlights=[{"frame":0,"x":1,"y":1,"rx":5,"ry":5}]'
 cp "$T/long.mp4" "$T/trunc.mp4"; truncate -s $(( $(stat -c %s "$T/long.mp4") / 2 )) "$T/trunc.mp4"

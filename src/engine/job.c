@@ -64,6 +64,7 @@ json_t *ke_job_json(const kq_job *j, ks_store *s, const char *base_url, int64_t 
     json_object_set(o, "params", json_object_get(spec, "params") ? json_object_get(spec, "params") : json_object());
     json_decref(spec);
   }
+  json_object_set_new(o, "worker", j->worker[0] && j->state == KQ_RUNNING ? json_string(j->worker) : json_null());
   if (j->err_class[0] && j->state != KQ_SUCCEEDED)
     json_object_set_new(o, "error", json_pack("{s:s, s:s}", "class", j->err_class, "message", j->err_msg));
   else json_object_set_new(o, "error", json_null());

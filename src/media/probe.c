@@ -52,6 +52,10 @@ int km_open_input2(AVFormatContext **out, const char *path, int quick, kiln_err 
   if (r < 0)
     return kiln_fail(e, KILN_ENOTMEDIA, "input '%s' is not a media file FFmpeg can read (%s)", path,
                      kiln_averr(r, eb, sizeof eb));
+  if (!strcmp(fc->iformat->name, "tty")) {        /* FFmpeg renders any text file as "ANSI art" video */
+    avformat_close_input(&fc);
+    return kiln_fail(e, KILN_ENOTMEDIA, "input '%s' is a text file, not a media file", path);
+  }
   r = quick && header_is_complete(fc) ? 0 : avformat_find_stream_info(fc, NULL);
   if (r < 0) {
     avformat_close_input(&fc);

@@ -13,8 +13,9 @@
  * registers itself in the queue's workers table so the autoscaler and
  * GET /v1/functions see it; SIGTERM puts a running task back in the queue.
  * Waiting for work: poll() on the wake pipe from the server (a byte per
- * arrival), else every 200 ms (a worker the server did not start, or whose
- * server died). */
+ * arrival), else every 200 ms (a worker started by hand). When the pipe
+ * closes, the server that started the worker died: it finishes the task
+ * it has (so a job survives a server crash) and leaves. */
 #include "worker/worker.h"
 
 #include <errno.h>
@@ -252,7 +253,7 @@ static int wait_work(worker *w, int *wake_fd, int64_t ms) {
   if (n > 0) {
     char buf[64];
     ssize_t got = read(*wake_fd, buf, sizeof buf);
-    if (got == 0) { close(*wake_fd); *wake_fd = -1; }   /* the server went away: poll from now on */
+    if (got == 0) { close(*wake_fd); *wake_fd = -2; }   /* the server went away */
     return got > 0;
   }
   (void)w;
@@ -334,6 +335,10 @@ int kw_main(const kw_opts *o, kiln_err *e) {
       break;
     }
     wait_work(&w, &wake_fd, left);
+    if (wake_fd == -2) {                          /* a restarted server starts workers of its own */
+      klog(KLOG_INFO, "worker %s: the server that started it is gone; leaving", w.row.id);
+      break;
+    }
   }
   if (fn->exit) fn->exit(w.state);
   put_row(&w, KQ_W_EXITED, NULL);
