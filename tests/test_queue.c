@@ -42,10 +42,10 @@ static void test_lifecycle(void) {
   CHECK(kq_heartbeat(q, a, "w2", &(kq_progress){10, 100, -1, NULL}, 5000, 1000, &e) == KILN_EINVAL && strstr(e.msg, "lease"), "wrong worker: %s", e.msg);
   CHECK(kq_get(q, a, &j, &e) == 0 && j.frames_done == 10 && j.frames_total == 100 && j.lease_until_ms == 6000, "progress");
   kq_job_release(&j);
-  CHECK(kq_complete(q, a, "w1", "{\"outputs\":[]}", NULL, 2000, &e) == 0, "%s", e.msg);
+  CHECK(kq_complete(q, a, "w1", "{\"outputs\":[]}", NULL, -1, 2000, &e) == 0, "%s", e.msg);
   CHECK(kq_get(q, a, &j, &e) == 0 && j.state == KQ_SUCCEEDED && !strcmp(j.result, "{\"outputs\":[]}") && j.finished_ms == 2000, "done");
   kq_job_release(&j);
-  CHECK(kq_complete(q, a, "w1", "{}", NULL, 2100, &e) == KILN_EINVAL, "complete twice refused");
+  CHECK(kq_complete(q, a, "w1", "{}", NULL, -1, 2100, &e) == KILN_EINVAL, "complete twice refused");
   CHECK(kq_claim(q, "overlay", "w3", 1000, 2200, &j, &e) == 1 && !strcmp(j.id, c), "per-function claim");
   kq_job_release(&j);
   kq_close(q);
@@ -162,6 +162,7 @@ static int usage_cb(void *arg, const char *d, const char *fn, int64_t jobs, doub
   return 0;
 }
 static int wcount_cb(void *arg, const kq_worker *w) { (*(int *)arg)++; (void)w; return 0; }
+static int wcopy_cb(void *arg, const kq_worker *w) { *(kq_worker *)arg = *w; return 0; }
 
 static void test_cost_hooks_workers(void) {
   kq *q = open_q();
@@ -187,7 +188,7 @@ static void test_cost_hooks_workers(void) {
   int hooks = 0;
   CHECK(kq_hooks_due(q, day + 5000, 10, count_cb, &hooks, &e) == 0 && hooks == 0, "no webhook before the end");
   kq_cost c2 = {0, 2500, 0.02};
-  CHECK(kq_complete(q, id, "w2", "{}", &c2, day + 1300, &e) == 0, "%s", e.msg);
+  CHECK(kq_complete(q, id, "w2", "{}", &c2, -1, day + 1300, &e) == 0, "%s", e.msg);
   CHECK(kq_get(q, id, &j, &e) == 0 && j.resource_ms == 4000 && j.cold_start_ms == 200 && j.usd > 0.0299 && j.usd < 0.0301 &&
             !strcmp(j.phase, "done") && j.frames_done == 10 && j.hook_state == KQ_HOOK_PENDING && j.webhook &&
             !strcmp(j.webhook, "http://127.0.0.1:9/hook"), "cost adds up: %lld ms %f usd", (long long)j.resource_ms, j.usd);
@@ -207,11 +208,15 @@ static void test_cost_hooks_workers(void) {
   CHECK(kq_usage(q, day, usage_cb, &u, &e) == 0 && u.rows == 1 && !strcmp(u.day, "2026-11-23") && u.rs > 3.99 && u.rs < 4.01,
         "usage: rows %d day %s rs %f", u.rows, u.day, u.rs);
 
-  kq_worker w = {.id = "w9", .fn = "noop", .host = "h", .pid = 42, .state = KQ_W_BUSY, .started_ms = day, .ready_ms = day + 30};
+  kq_worker w = {.id = "w9", .fn = "noop", .host = "h", .pid = 42, .state = KQ_W_IDLE, .started_ms = day, .ready_ms = day + 30};
   CHECK(kq_worker_put(q, &w, &e) == 0, "%s", e.msg);
   kq_submit(q, "noop", "{}", 0, NULL, day + 10000, id2, &e);
   kq_claim(q, "noop", "w9", 60000, day + 10001, &j, &e);
   kq_job_release(&j);
+  kq_worker seen = {0};
+  kq_worker_list(q, "noop", 1, wcopy_cb, &seen, &e);
+  CHECK(seen.state == KQ_W_BUSY && !strcmp(seen.job, id2), "a worker holding a running job is listed busy with it: %s %s",
+        kq_wstate_name(seen.state), seen.job);
   int nf = 0;
   CHECK(kq_fail_worker(q, "w9", "worker_lost", "worker w9 died (signal 9)", day + 10002, &nf, &e) == 0 && nf == 1, "fail worker");
   CHECK(kq_get(q, id2, &j, &e) == 0 && j.state == KQ_FAILED && !strcmp(j.err_class, "worker_lost") && strstr(j.err_msg, "signal 9"),

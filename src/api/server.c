@@ -78,7 +78,7 @@ struct kq *kh_q_get(kiln_server *s, kiln_err *e) {
   pthread_mutex_lock(&s->qmu);
   if (s->nqfree > 0) q = s->qfree[--s->nqfree];
   pthread_mutex_unlock(&s->qmu);
-  if (!q && ke_open_queue(s->cfg, &q, e) < 0) return NULL;
+  if (!q && ke_open_queue(s->cfg, 0, &q, e) < 0) return NULL;
   return q;
 }
 

@@ -70,7 +70,7 @@ int kc_serve(int argc, char **argv) {
   s.inline_max = cfg.inline_max;
   int rc = 0;
   kq *q = NULL;
-  if (ke_open_store(&cfg, &s.store, &e) < 0 || ke_open_queue(&cfg, &q, &e) < 0) {   /* makes the schema once */
+  if (ke_open_store(&cfg, &s.store, &e) < 0 || ke_open_queue(&cfg, 0, &q, &e) < 0) {   /* makes the schema once */
     if (s.store) ks_close(s.store);
     ke_config_release(&cfg);
     return kc_report(&e, USAGE);

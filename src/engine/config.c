@@ -277,10 +277,10 @@ static int secret_file(const ke_config *c, const char *name, uint8_t *buf, size_
   return kiln_fail(e, KILN_EIO, "cannot read secret '%s'", p);
 }
 
-int ke_open_queue(const ke_config *c, kq **q, kiln_err *e) {
+int ke_open_queue(const ke_config *c, int relaxed, kq **q, kiln_err *e) {
   char p[4300];
   snprintf(p, sizeof p, "%s/queue.db", c->home);
-  kq_policy pol = {c->retry_delay_ms, c->retry_max_delay_ms};
+  kq_policy pol = {c->retry_delay_ms, c->retry_max_delay_ms, relaxed};
   return kq_open_sqlite(q, p, &pol, e);
 }
 

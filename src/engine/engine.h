@@ -53,7 +53,8 @@ double ke_price_per_s(const ke_config *c, const kf_resources *r, int *units);
 
 /* The state under $KILN_HOME: queue.db, store/, secret (signs presigned
  * URLs) and webhook.key (signs webhooks), made on first use (0600). */
-int ke_open_queue(const ke_config *c, kq **q, kiln_err *e);
+/* relaxed: for workers, commits not fsynced (see kq_policy). */
+int ke_open_queue(const ke_config *c, int relaxed, kq **q, kiln_err *e);
 int ke_open_store(const ke_config *c, ks_store **s, kiln_err *e);
 int ke_webhook_key(const ke_config *c, char hex[65], kiln_err *e);
 

@@ -352,7 +352,7 @@ int ke_scaler_start(ke_scaler **out, const ke_config *c, const char *exe, kiln_e
   snprintf(s->exe, sizeof s->exe, "%s", exe);
   gethostname(s->host, sizeof s->host);
   s->host[sizeof s->host - 1] = 0;
-  int r = ke_open_queue(c, &s->q, e);
+  int r = ke_open_queue(c, 0, &s->q, e);
   if (r < 0) { free(s); return r; }
   kq_worker_prune(s->q, ke_now_ms() - 86400000LL, e);
   pthread_mutex_init(&s->mu, NULL);

@@ -150,7 +150,7 @@ int ke_hooks_start(ke_hooks **out, const ke_config *c, const char *base_url, kil
   h->c = c;
   snprintf(h->base, sizeof h->base, "%s", base_url);
   int r = ke_webhook_key(c, h->key, e);
-  if (r == 0) r = ke_open_queue(c, &h->q, e);
+  if (r == 0) r = ke_open_queue(c, 0, &h->q, e);
   if (r == 0) r = ke_open_store(c, &h->store, e);
   if (r < 0) { kq_close(h->q); free(h); return r; }
   curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -50,6 +50,7 @@ typedef struct kf_task {
 
 typedef struct kf_result {
   km_pipeline_stats stats;
+  int no_output;                /* the run wrote no output file (its stats are the result) */
 } kf_result;
 
 typedef struct kf_desc {

@@ -68,6 +68,11 @@ void kq_job_release(kq_job *j);
 typedef struct kq_policy {
   int64_t retry_delay_ms;       /* first retry after this; doubles each time */
   int64_t retry_max_delay_ms;   /* cap */
+  /* 0: every commit is fsynced (what the API writes: a submitted job
+   * survives a power cut). 1: commits survive a crash of any process but
+   * not a power cut (workers: a lost claim or completion only makes the
+   * task run again, and task outputs are idempotent). */
+  int relaxed;
 } kq_policy;
 
 typedef struct kq kq;
@@ -88,9 +93,9 @@ int kq_claim(kq *q, const char *fn, const char *worker, int64_t lease_ms, int64_
  * worker's any more. */
 int kq_heartbeat(kq *q, const char *id, const char *worker, const kq_progress *p, int64_t lease_ms, int64_t now,
                  kiln_err *e);
-/* cost may be NULL. */
-int kq_complete(kq *q, const char *id, const char *worker, const char *result, const kq_cost *cost, int64_t now,
-                kiln_err *e);
+/* cost may be NULL; frames >= 0 sets the final frames done and total. */
+int kq_complete(kq *q, const char *id, const char *worker, const char *result, const kq_cost *cost, int64_t frames,
+                int64_t now, kiln_err *e);
 /* Fails the run with err_class ("bad_input", "timeout", "worker_lost",
  * "internal"): retried after delay·2^(n-1) (capped) while attempts remain,
  * except bad_input, which fails the job at once. *retrying tells which. */
@@ -146,13 +151,15 @@ typedef struct kq_worker {
   char fn[64];
   char host[64];
   int pid;
-  kq_wstate state;
-  char job[KQ_ID_LEN];          /* the job it runs, when busy */
+  kq_wstate state;              /* as listed, busy when it holds a running job */
+  char job[KQ_ID_LEN];          /* the job it runs, when busy (listed from the jobs table) */
   int64_t started_ms;           /* process start */
   int64_t ready_ms;             /* enter done (cold start = ready - started); 0 while starting */
   int64_t last_ms;              /* last change or heartbeat */
   int64_t tasks;
 } kq_worker;
+/* Writes the row (state starting, idle or exited; busy is not stored:
+ * kq_worker_list derives it from the running job a worker holds). */
 int kq_worker_put(kq *q, const kq_worker *w, kiln_err *e);
 /* Workers of fn (NULL: all); live_only skips exited ones. */
 typedef int (*kq_worker_cb)(void *arg, const kq_worker *w);

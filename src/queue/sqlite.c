@@ -44,9 +44,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Prepared statements are kept per connection, keyed by their SQL text's
+ * address (every statement is a string literal), and reset after use. */
+#define KQ_STMT_CACHE 64
 struct kq {
   sqlite3 *db;
   kq_policy pol;
+  struct { const char *sql; sqlite3_stmt *st; } cache[KQ_STMT_CACHE];
+  int ncache;
 };
 
 static const char *const state_names[] = {"queued", "running", "retrying", "succeeded", "failed", "cancelled"};
@@ -64,7 +69,7 @@ static int dberr(kq *q, kiln_err *e, const char *what) {
   return kiln_fail(e, KILN_EIO, "queue database: %s failed: %s", what, sqlite3_errmsg(q->db));
 }
 
-static int exec(kq *q, const char *sql, kiln_err *e) {
+static int exec_script(kq *q, const char *sql, kiln_err *e) {
   char *msg = NULL;
   if (sqlite3_exec(q->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
     int r = kiln_fail(e, KILN_EIO, "queue database: %s", msg ? msg : "error");
@@ -74,16 +79,31 @@ static int exec(kq *q, const char *sql, kiln_err *e) {
   return 0;
 }
 
-/* Prepares sql and binds the arguments described by fmt: 't' text, 'i' int64. */
+/* Returns the cached statement for sql (or a new one; an uncached one when
+ * the cached one is in use) with the arguments described by fmt bound:
+ * 't' text, 'i' int64. Give it back with unprep(). */
 static sqlite3_stmt *prep(kq *q, const char *sql, const char *fmt, ...) {
   sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK) return NULL;
+  int slot = -1;
+  for (int i = 0; i < q->ncache; i++)
+    if (q->cache[i].sql == sql) {
+      if (!sqlite3_stmt_busy(q->cache[i].st)) st = q->cache[i].st;
+      slot = i;
+      break;
+    }
+  if (!st) {
+    if (sqlite3_prepare_v3(q->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) return NULL;
+    if (slot < 0 && q->ncache < KQ_STMT_CACHE) {
+      q->cache[q->ncache].sql = sql;
+      q->cache[q->ncache++].st = st;
+    }
+  }
   va_list ap;
   va_start(ap, fmt);
   for (int i = 0; fmt[i]; i++) {
     if (fmt[i] == 't') {
-      const char *s = va_arg(ap, const char *);
-      if (s) sqlite3_bind_text(st, i + 1, s, -1, SQLITE_TRANSIENT);
+      const char *t = va_arg(ap, const char *);
+      if (t) sqlite3_bind_text(st, i + 1, t, -1, SQLITE_TRANSIENT);
       else sqlite3_bind_null(st, i + 1);
     } else {
       sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
@@ -93,25 +113,51 @@ static sqlite3_stmt *prep(kq *q, const char *sql, const char *fmt, ...) {
   return st;
 }
 
+static void unprep(kq *q, sqlite3_stmt *st) {
+  if (!st) return;
+  for (int i = 0; i < q->ncache; i++)
+    if (q->cache[i].st == st) {
+      sqlite3_reset(st);
+      sqlite3_clear_bindings(st);
+      return;
+    }
+  unprep(q, st);
+}
+
+/* One statement without results (BEGIN, COMMIT, ...), from the cache. */
+static int exec(kq *q, const char *sql, kiln_err *e) {
+  sqlite3_stmt *st = prep(q, sql, "");
+  int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+  unprep(q, st);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return kiln_fail(e, KILN_EIO, "queue database: %s", sqlite3_errmsg(q->db));
+  return 0;
+}
+
 static int event(kq *q, const char *id, const char *kind, const char *data, int64_t now) {
   sqlite3_stmt *st = prep(q, "INSERT INTO events(job_id, kind, data, ts_ms) VALUES(?,?,?,?)", "ttti", id, kind, data, now);
   int ok = st && sqlite3_step(st) == SQLITE_DONE;
-  sqlite3_finalize(st);
+  unprep(q, st);
   return ok ? 0 : -1;
 }
 
 int kq_open_sqlite(kq **out, const char *path, const kq_policy *policy, kiln_err *e) {
   kq *q = calloc(1, sizeof *q);
   if (!q) return kiln_fail(e, KILN_ENOMEM, "out of memory");
-  q->pol = policy ? *policy : (kq_policy){1000, 60000};
+  q->pol = policy ? *policy : (kq_policy){1000, 60000, 0};
   if (sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
     int r = kiln_fail(e, KILN_EIO, "cannot open queue database '%s': %s", path, q->db ? sqlite3_errmsg(q->db) : "out of memory");
     kq_close(q);
     return r;
   }
   sqlite3_busy_timeout(q->db, 5000);
-  int r = exec(q,
-               "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+  int r = exec_script(q, q->pol.relaxed ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", e);
+  if (r < 0) { kiln_err_prefix(e, "%s", path); kq_close(q); return r; }
+  sqlite3_stmt *vs = prep(q, "PRAGMA user_version", "");
+  int have = vs && sqlite3_step(vs) == SQLITE_ROW ? sqlite3_column_int(vs, 0) : -1;
+  unprep(q, vs);
+  if (have == 2) { *out = q; return 0; }        /* made before: WAL mode and tables persist */
+  r = exec_script(q,
+               "PRAGMA journal_mode=WAL;"
                "CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, fn TEXT NOT NULL, state INTEGER NOT NULL,"
                " spec TEXT NOT NULL, result TEXT, attempts INTEGER NOT NULL DEFAULT 0, max_retries INTEGER NOT NULL,"
                " created_ms INTEGER NOT NULL, started_ms INTEGER, finished_ms INTEGER,"
@@ -124,7 +170,12 @@ int kq_open_sqlite(kq **out, const char *path, const kq_policy *policy, kiln_err
                " hook_next_ms INTEGER NOT NULL DEFAULT 0);"
                "CREATE INDEX IF NOT EXISTS jobs_runnable ON jobs(fn, state, run_after_ms, created_ms);"
                "CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_ms);"
+               "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, created_ms);"
+               "CREATE INDEX IF NOT EXISTS jobs_fn ON jobs(fn, created_ms);"
+               "CREATE INDEX IF NOT EXISTS jobs_done ON jobs(fn, state, finished_ms);"
+               "CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_ms) WHERE state>=3;"
                "CREATE INDEX IF NOT EXISTS jobs_hooks ON jobs(hook_state, hook_next_ms);"
+               "CREATE INDEX IF NOT EXISTS jobs_worker ON jobs(worker) WHERE state=1;"
                "CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL,"
                " kind TEXT NOT NULL, data TEXT, ts_ms INTEGER NOT NULL);"
                "CREATE INDEX IF NOT EXISTS events_job ON events(job_id, seq);"
@@ -136,7 +187,7 @@ int kq_open_sqlite(kq **out, const char *path, const kq_policy *policy, kiln_err
     /* schema versions: 2 = jobs with progress, cost, webhooks; workers */
     sqlite3_stmt *st = prep(q, "PRAGMA user_version", "");
     int v = st && sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-    sqlite3_finalize(st);
+    unprep(q, st);
     if (v == 0) r = exec(q, "PRAGMA user_version=2", e);
     else if (v != 2)
       r = kiln_fail(e, KILN_EIO, "queue database has schema version %d, this kiln needs 2; move it aside to start afresh", v);
@@ -148,6 +199,7 @@ int kq_open_sqlite(kq **out, const char *path, const kq_policy *policy, kiln_err
 
 void kq_close(kq *q) {
   if (!q) return;
+  for (int i = 0; i < q->ncache; i++) sqlite3_finalize(q->cache[i].st);
   sqlite3_close(q->db);
   free(q);
 }
@@ -211,7 +263,7 @@ int kq_submit(kq *q, const char *fn, const char *spec, int max_retries, const ch
                           "tttiiti", id, fn, spec ? spec : "{}", (int64_t)max_retries, now, webhook,
                           (int64_t)(webhook ? KQ_HOOK_PENDING : KQ_HOOK_NONE));
   int ok = st && sqlite3_step(st) == SQLITE_DONE;
-  sqlite3_finalize(st);
+  unprep(q, st);
   if (ok) ok = event(q, id, "state", "{\"state\":\"queued\"}", now) == 0;
   if (!ok) { r = dberr(q, e, "submit"); exec(q, "ROLLBACK", NULL); return r; }
   return exec(q, "COMMIT", e);
@@ -224,7 +276,7 @@ int kq_get(kq *q, const char *id, kq_job *job, kiln_err *e) {
   int r = 0;
   if (rc == SQLITE_ROW) row_to_job(st, job);
   else r = rc == SQLITE_DONE ? kiln_fail(e, KILN_ENOENT, "no job '%s'", id) : dberr(q, e, "get");
-  sqlite3_finalize(st);
+  unprep(q, st);
   return r;
 }
 
@@ -232,13 +284,13 @@ int kq_claim(kq *q, const char *fn, const char *worker, int64_t lease_ms, int64_
   int r = exec(q, "BEGIN IMMEDIATE", e);
   if (r < 0) return r;
   sqlite3_stmt *st = prep(q,
-                          "SELECT id FROM jobs WHERE fn=? AND (state=0 OR (state=2 AND run_after_ms<=?))"
+                          "SELECT id FROM jobs INDEXED BY jobs_runnable WHERE fn=?1 AND state IN (0,2) AND (state=0 OR run_after_ms<=?2)"
                           " ORDER BY created_ms, rowid LIMIT 1",
                           "ti", fn, now);
   char id[KQ_ID_LEN] = "";
   int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
   if (rc == SQLITE_ROW) copy_col(st, 0, id, sizeof id);
-  sqlite3_finalize(st);
+  unprep(q, st);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) { r = dberr(q, e, "claim"); exec(q, "ROLLBACK", NULL); return r; }
   if (!id[0]) { exec(q, "COMMIT", NULL); return 0; }
   st = prep(q,
@@ -246,7 +298,7 @@ int kq_claim(kq *q, const char *fn, const char *worker, int64_t lease_ms, int64_
             " started_ms=IFNULL(started_ms, ?), phase='starting', frames_done=0, eta_ms=-1 WHERE id=?",
             "tiiit", worker, now + lease_ms, now, now, id);
   int ok = st && sqlite3_step(st) == SQLITE_DONE;
-  sqlite3_finalize(st);
+  unprep(q, st);
   if (ok) ok = event(q, id, "state", "{\"state\":\"running\",\"phase\":\"starting\"}", now) == 0;
   if (!ok) { r = dberr(q, e, "claim"); exec(q, "ROLLBACK", NULL); return r; }
   if ((r = exec(q, "COMMIT", e)) < 0) return r;
@@ -269,7 +321,7 @@ static int check_run(kq *q, const char *id, const char *worker, kiln_err *e) {
 
 static int step_update(kq *q, sqlite3_stmt *st, const char *what, kiln_err *e) {
   int ok = st && sqlite3_step(st) == SQLITE_DONE;
-  sqlite3_finalize(st);
+  unprep(q, st);
   return ok ? 0 : dberr(q, e, what);
 }
 
@@ -315,9 +367,11 @@ static int account(kq *q, const char *id, const kq_cost *c, kiln_err *e) {
 }
 
 static int complete_locked(kq *q, const char *id, const char *worker, const char *result, const kq_cost *c,
-                           int64_t now, kiln_err *e) {
+                           int64_t frames, int64_t now, kiln_err *e) {
   int r = check_run(q, id, worker, e);
   if (r == 0) r = account(q, id, c, e);
+  if (r == 0 && frames >= 0)
+    r = step_update(q, prep(q, "UPDATE jobs SET frames_total=? WHERE id=?", "it", frames, id), "complete", e);
   if (r == 0)
     r = step_update(q, prep(q, "UPDATE jobs SET state=3, result=?, finished_ms=?, lease_until_ms=NULL, phase='done',"
                                " eta_ms=0, frames_done=frames_total, hook_next_ms=? WHERE id=?", "tiit",
@@ -326,9 +380,9 @@ static int complete_locked(kq *q, const char *id, const char *worker, const char
   return r;
 }
 
-int kq_complete(kq *q, const char *id, const char *worker, const char *result, const kq_cost *cost, int64_t now,
-                kiln_err *e) {
-  TXN(q, e, complete_locked(q, id, worker, result, cost, now, e));
+int kq_complete(kq *q, const char *id, const char *worker, const char *result, const kq_cost *cost, int64_t frames,
+                int64_t now, kiln_err *e) {
+  TXN(q, e, complete_locked(q, id, worker, result, cost, frames, now, e));
 }
 
 /* Within a transaction: the failure transition for a running job. */
@@ -387,7 +441,7 @@ static int fail_where(kq *q, const char *sql, const char *targ, int64_t iarg, co
     copy_col(st, 1, workers[k], sizeof workers[k]);
     k++;
   }
-  sqlite3_finalize(st);
+  unprep(q, st);
   for (int i = 0; i < k && r == 0; i++) {
     char m[600];
     if (msg) snprintf(m, sizeof m, "%s", msg);
@@ -429,10 +483,14 @@ static int cancel_locked(kq *q, const char *id, int64_t now, kiln_err *e) {
 int kq_cancel(kq *q, const char *id, int64_t now, kiln_err *e) { TXN(q, e, cancel_locked(q, id, now, e)); }
 
 int kq_list(kq *q, int state, const char *fn, int limit, kq_job_cb cb, void *arg, kiln_err *e) {
-  sqlite3_stmt *st = prep(q,
-                          "SELECT " JOB_COLS " FROM jobs WHERE (?1 < 0 OR state=?1) AND (?2 IS NULL OR fn=?2)"
-                          " ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
-                          "iti", (int64_t)state, fn, (int64_t)(limit > 0 ? limit : 100));
+  /* one statement per filter combination, so that each can use its index */
+  static const char *const sql[4] = {
+      "SELECT " JOB_COLS " FROM jobs WHERE ?1 < 0 AND ?2 IS NULL ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
+      "SELECT " JOB_COLS " FROM jobs WHERE state=?1 AND ?2 IS NULL ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
+      "SELECT " JOB_COLS " FROM jobs WHERE ?1 < 0 AND fn=?2 ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
+      "SELECT " JOB_COLS " FROM jobs WHERE state=?1 AND fn=?2 ORDER BY created_ms DESC, rowid DESC LIMIT ?3"};
+  sqlite3_stmt *st = prep(q, sql[(state >= 0) + 2 * (fn != NULL)], "iti", (int64_t)state, fn,
+                          (int64_t)(limit > 0 ? limit : 100));
   if (!st) return dberr(q, e, "list");
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -442,7 +500,7 @@ int kq_list(kq *q, int state, const char *fn, int limit, kq_job_cb cb, void *arg
     kq_job_release(&j);
     if (stop) break;
   }
-  sqlite3_finalize(st);
+  unprep(q, st);
   return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : dberr(q, e, "list");
 }
 
@@ -456,7 +514,7 @@ int kq_events(kq *q, const char *id, int64_t after_seq, kq_event_cb cb, void *ar
            (const char *)sqlite3_column_text(st, 2), sqlite3_column_int64(st, 3)))
       break;
   }
-  sqlite3_finalize(st);
+  unprep(q, st);
   return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : dberr(q, e, "events");
 }
 
@@ -465,10 +523,10 @@ int kq_runnable(kq *q, const char *fn, int64_t now, int64_t *n, int64_t *next_ms
                           "SELECT COUNT(*) FILTER (WHERE state=0 OR run_after_ms<=?2),"
                           " IFNULL(MIN(run_after_ms) FILTER (WHERE state=2 AND run_after_ms>?2), 0)"
                           " FROM jobs WHERE fn=?1 AND state IN (0,2)", "ti", fn, now);
-  if (!st || sqlite3_step(st) != SQLITE_ROW) { sqlite3_finalize(st); return dberr(q, e, "runnable"); }
+  if (!st || sqlite3_step(st) != SQLITE_ROW) { unprep(q, st); return dberr(q, e, "runnable"); }
   *n = sqlite3_column_int64(st, 0);
   if (next_ms) *next_ms = sqlite3_column_int64(st, 1);
-  sqlite3_finalize(st);
+  unprep(q, st);
   return 0;
 }
 
@@ -480,7 +538,7 @@ int kq_counts(kq *q, const char *fn, int64_t counts[6], kiln_err *e) {
     int s = sqlite3_column_int(st, 0);
     if (s >= 0 && s < 6) counts[s] = sqlite3_column_int64(st, 1);
   }
-  sqlite3_finalize(st);
+  unprep(q, st);
   return 0;
 }
 
@@ -490,7 +548,7 @@ int kq_recent_runs(kq *q, const char *fn, int limit, kq_run_cb cb, void *arg, ki
   if (!st) return dberr(q, e, "recent runs");
   while (sqlite3_step(st) == SQLITE_ROW)
     if (cb(arg, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1))) break;
-  sqlite3_finalize(st);
+  unprep(q, st);
   return 0;
 }
 
@@ -504,7 +562,7 @@ int kq_usage(kq *q, int64_t since_ms, kq_usage_cb cb, void *arg, kiln_err *e) {
     if (cb(arg, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
            sqlite3_column_int64(st, 2), sqlite3_column_double(st, 3), sqlite3_column_double(st, 4)))
       break;
-  sqlite3_finalize(st);
+  unprep(q, st);
   return 0;
 }
 
@@ -519,7 +577,7 @@ int kq_hooks_due(kq *q, int64_t now, int limit, kq_job_cb cb, void *arg, kiln_er
     kq_job_release(&j);
     if (stop) break;
   }
-  sqlite3_finalize(st);
+  unprep(q, st);
   return 0;
 }
 
@@ -535,13 +593,17 @@ const char *kq_wstate_name(kq_wstate s) { return (unsigned)s < 4 ? wstate_names[
 int kq_worker_put(kq *q, const kq_worker *w, kiln_err *e) {
   return step_update(q, prep(q, "INSERT OR REPLACE INTO workers(id, fn, host, pid, state, job, started_ms, ready_ms,"
                                 " last_ms, tasks) VALUES(?,?,?,?,?,?,?,?,?,?)", "tttiitiiii",
-                             w->id, w->fn, w->host, (int64_t)w->pid, (int64_t)w->state, w->job[0] ? w->job : NULL,
+                             w->id, w->fn, w->host, (int64_t)w->pid,
+                             (int64_t)(w->state == KQ_W_BUSY ? KQ_W_IDLE : w->state), (const char *)NULL,
                              w->started_ms, w->ready_ms, w->last_ms, w->tasks), "worker", e);
 }
 
 int kq_worker_list(kq *q, const char *fn, int live_only, kq_worker_cb cb, void *arg, kiln_err *e) {
-  sqlite3_stmt *st = prep(q, "SELECT id, fn, IFNULL(host,''), pid, state, IFNULL(job,''), started_ms, ready_ms, last_ms,"
-                             " tasks FROM workers WHERE (?1 IS NULL OR fn=?1) AND (?2=0 OR state<3) ORDER BY started_ms",
+  sqlite3_stmt *st = prep(q, "SELECT w.id, w.fn, IFNULL(w.host,''), w.pid,"
+                             " CASE WHEN w.state=1 AND j.id IS NOT NULL THEN 2 ELSE w.state END, IFNULL(j.id,''),"
+                             " w.started_ms, w.ready_ms, w.last_ms, w.tasks FROM workers w"
+                             " LEFT JOIN jobs j ON j.state=1 AND j.worker=w.id"
+                             " WHERE (?1 IS NULL OR w.fn=?1) AND (?2=0 OR w.state<3) GROUP BY w.id ORDER BY w.started_ms",
                           "ti", fn, (int64_t)live_only);
   if (!st) return dberr(q, e, "workers");
   while (sqlite3_step(st) == SQLITE_ROW) {
@@ -559,7 +621,7 @@ int kq_worker_list(kq *q, const char *fn, int live_only, kq_worker_cb cb, void *
     w.tasks = sqlite3_column_int64(st, 9);
     if (cb(arg, &w)) break;
   }
-  sqlite3_finalize(st);
+  unprep(q, st);
   return 0;
 }
 

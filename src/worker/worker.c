@@ -36,6 +36,7 @@ static void on_term(int sig) { (void)sig; g_stop = 1; }
 
 typedef struct run {
   const kw_opts *o;
+  kq *q;                        /* the heartbeat connection (the worker's second) */
   const char *worker_id;
   char job[KQ_ID_LEN];
   pthread_mutex_t mu;
@@ -79,13 +80,9 @@ static void set_phase(run *r, const char *phase) {
 
 static void *heartbeat_main(void *arg) {
   run *r = arg;
-  kq *q = NULL;
+  kq *q = r->q;
   kiln_err e = {0};
-  if (ke_open_queue(r->o->cfg, &q, &e) < 0) {
-    klog(KLOG_ERROR, "worker %s: heartbeats stopped: %s", r->worker_id, e.msg);
-    return NULL;
-  }
-  int64_t lease = r->o->cfg->lease_ms, last = 0;
+  int64_t lease = r->o->cfg->lease_ms, last = mono_ms();   /* the claim set the lease */
   pthread_mutex_lock(&r->mu);
   while (!r->done) {
     int64_t now = mono_ms();
@@ -112,14 +109,13 @@ static void *heartbeat_main(void *arg) {
     pthread_cond_timedwait(&r->cv, &r->mu, &ts);
   }
   pthread_mutex_unlock(&r->mu);
-  kq_close(q);
   return NULL;
 }
 
 typedef struct worker {
   const kw_opts *o;
   const ke_fnconf *fc;
-  kq *q;
+  kq *q, *hbq;                  /* claims and results; heartbeats (another thread) */
   ks_store *store;
   void *state;
   kq_worker row;
@@ -143,6 +139,7 @@ static void run_job(worker *w, kq_job *j) {
   run r;
   memset(&r, 0, sizeof r);
   r.o = w->o;
+  r.q = w->hbq;
   r.worker_id = w->row.id;
   r.phase = "starting";
   snprintf(r.job, sizeof r.job, "%s", j->id);
@@ -174,12 +171,12 @@ static void run_job(worker *w, kq_job *j) {
   }
   struct stat sb;
   int64_t bytes = 0;
-  if (rc == 0) {
+  if (rc == 0 && !res.no_output) {
     set_phase(&r, "saving");
     if (stat(out_path, &sb) == 0) bytes = sb.st_size;
     rc = ks_put_file(w->store, out_key, out_path, &e);
   }
-  remove(out_path);                               /* whatever is left of a failed or cancelled run */
+  if (out_path[0]) remove(out_path);              /* whatever is left of a failed or cancelled run */
 
   pthread_mutex_lock(&r.mu);
   r.done = 1;
@@ -187,11 +184,6 @@ static void run_job(worker *w, kq_job *j) {
   pthread_mutex_unlock(&r.mu);
   if (hb_ok) pthread_join(hb, NULL);
 
-  if (rc == 0) {                                  /* the final count, also for runs too short for a heartbeat */
-    kq_progress fin = {res.stats.frames_out, res.stats.frames_out, 0, "saving"};
-    kiln_err he = {0};
-    kq_heartbeat(w->q, j->id, w->row.id, &fin, w->o->cfg->lease_ms, ke_now_ms(), &he);
-  }
   int64_t now = ke_now_ms();
   int units = 1;
   double price = ke_price_per_s(w->o->cfg, &w->fc->res, &units);
@@ -215,10 +207,12 @@ static void run_job(worker *w, kq_job *j) {
     }
     if (st->frames_out > 0)
       json_object_set_new(stats, "ms_per_frame", json_real((double)(now - t0) / (double)st->frames_out));
-    json_t *result = json_pack("{s:[{s:s, s:I}], s:o}", "outputs", "key", out_key, "bytes", (json_int_t)bytes, "stats", stats);
+    json_t *result = res.no_output ? json_pack("{s:[], s:o}", "outputs", "stats", stats)
+                                   : json_pack("{s:[{s:s, s:I}], s:o}", "outputs", "key", out_key, "bytes",
+                                               (json_int_t)bytes, "stats", stats);
     char *rs = json_dumps(result, JSON_COMPACT);
     json_decref(result);
-    if (kq_complete(w->q, j->id, w->row.id, rs, &cost, now, &e2) < 0) {
+    if (kq_complete(w->q, j->id, w->row.id, rs, &cost, st->frames_out, now, &e2) < 0) {
       klog(KLOG_WARN, "worker %s: job %s finished but could not be recorded: %s", w->row.id, j->id, e2.msg);
       if (e2.code == KILN_ECANCELLED) ks_delete(w->store, out_key, &e2);   /* cancelled meanwhile: its output goes */
     } else {
@@ -272,9 +266,10 @@ int kw_main(const kw_opts *o, kiln_err *e) {
   w.o = o;
   w.fc = ke_fn(o->cfg, o->fn);
   if (!w.fc) return kiln_fail(e, KILN_EUSAGE, "no function '%s' (see `kiln functions`)", o->fn);
-  int r = ke_open_queue(o->cfg, &w.q, e);
+  int r = ke_open_queue(o->cfg, 1, &w.q, e);
+  if (r == 0) r = ke_open_queue(o->cfg, 1, &w.hbq, e);
   if (r == 0) r = ke_open_store(o->cfg, &w.store, e);
-  if (r < 0) { kq_close(w.q); return r; }
+  if (r < 0) { kq_close(w.q); kq_close(w.hbq); return r; }
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_term;
@@ -298,6 +293,7 @@ int kw_main(const kw_opts *o, kiln_err *e) {
     put_row(&w, KQ_W_EXITED, NULL);
     ks_close(w.store);
     kq_close(w.q);
+    kq_close(w.hbq);
     return r;
   }
   w.row.ready_ms = ke_now_ms();
@@ -314,11 +310,9 @@ int kw_main(const kw_opts *o, kiln_err *e) {
     int got = kq_claim(w.q, fn->name, w.row.id, o->cfg->lease_ms, ke_now_ms(), &j, &ce);
     if (got < 0) klog(KLOG_WARN, "worker %s: claim failed: %s", w.row.id, ce.msg);
     if (got == 1) {
-      w.row.tasks++;
-      put_row(&w, KQ_W_BUSY, j.id);
+      w.row.tasks++;                             /* listed busy while it holds the job: no write here */
       run_job(&w, &j);
       kq_job_release(&j);
-      put_row(&w, KQ_W_IDLE, NULL);
       idle_since = mono_ms();
       if (o->max_tasks > 0 && w.row.tasks >= o->max_tasks) break;
       continue;
@@ -344,5 +338,6 @@ int kw_main(const kw_opts *o, kiln_err *e) {
   put_row(&w, KQ_W_EXITED, NULL);
   ks_close(w.store);
   kq_close(w.q);
+  kq_close(w.hbq);
   return 0;
 }

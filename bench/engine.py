@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""bench/engine.py — the engine's own overheads, with the no-op function:
+
+  dispatch   warm dispatch latency, spawn -> claimed by a warm worker (p50/p99),
+             one job at a time (the queue's own timestamps, and the client's
+             round trip spawn -> succeeded)
+  burst      2,000 no-op jobs submitted at once from 16 client connections:
+             jobs/s from the first submit to the last success
+  cold       worker cold start without a model: process start -> ready
+             (the worker's own measure), and spawn -> claimed for a cold pool
+  wrk        `wrk -c 64` on GET /v1/jobs/{id} (p50/p99 latency, requests/s)
+
+Anchors printed with the figures: hosted platforms quote 50-200 ms for a warm
+call and ~1 s for a container cold start. usage: bench/engine.py [KILN]"""
+import http.client, json, os, re, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
+
+KILN = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build/kiln")
+T = tempfile.mkdtemp(prefix="kiln-bench-engine-")
+env = dict(os.environ, KILN_HOME=T)
+open(os.path.join(T, "config.yaml"), "w").write(
+    "functions:\n  noop: {min_workers: 1, max_workers: 2, idle_timeout_s: 600}\n")
+tok = subprocess.run([KILN, "token", "create", "--name", "bench"], env=env, capture_output=True, text=True).stdout.strip()
+srv = subprocess.Popen([KILN, "serve", "--listen", "127.0.0.1:0"], env=env, stderr=subprocess.PIPE, text=True)
+port = None
+for line in srv.stderr:
+    m = re.search(r"listening on http://[0-9.]+:(\d+)", line)
+    if m:
+        port = int(m.group(1))
+        break
+threading.Thread(target=lambda: [None for _ in srv.stderr], daemon=True).start()
+H = {"Authorization": "Bearer " + tok, "Content-Type": "application/json"}
+
+
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+
+
+def main(port):
+    def conn():
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def call(c, m, path, body=None):
+        c.request(m, path, body=json.dumps(body) if body is not None else None, headers=H)
+        r = c.getresponse()
+        return r.status, json.loads(r.read() or b"null")
+
+    c = conn()
+
+    def wait_state(jid, states=("succeeded",)):
+        while True:
+            s, j = call(c, "GET", "/v1/jobs/" + jid)
+            if j["state"] in states:
+                return j
+            time.sleep(0.0005)
+
+    # warm the pool (min_workers: 1); with the server just started, this one may be cold
+    s, j = call(c, "POST", "/v1/functions/noop/call", {"params": {"frames": 0, "output": False}})
+    assert j["state"] == "succeeded", j
+    print("| first call on a fresh server, spawn -> claimed (ms) | %d | cold start %d ms |"
+          % (j["timings"]["queued_ms"], j["timings"]["cold_start_ms"]))
+    # --- dispatch
+    lat, rt = [], []
+    for i in range(300):
+        t0 = time.perf_counter()
+        s, b = call(c, "POST", "/v1/functions/noop/spawn", {"params": {"frames": 0, "output": False}})
+        j = wait_state(b["job_id"])
+        rt.append((time.perf_counter() - t0) * 1000)
+        lat.append(j["timings"]["queued_ms"])
+    print("| warm dispatch, spawn -> claimed (queue timestamps, ms) | p50 %d | p99 %d |" % (pct(lat, 50), pct(lat, 99)))
+    print("| warm round trip, spawn -> succeeded seen by the client (ms) | p50 %.1f | p99 %.1f |" % (pct(rt, 50), pct(rt, 99)))
+    # --- burst
+    N, K = 2000, 16
+    ids = []
+    lock = threading.Lock()
+
+    def submit(n):
+        cc = conn()
+        for _ in range(n):
+            s, b = call(cc, "POST", "/v1/functions/noop/spawn", {"params": {"frames": 0, "output": False}})
+            with lock:
+                ids.append(b["job_id"])
+    t0 = time.perf_counter()
+    th = [threading.Thread(target=submit, args=(N // K,)) for _ in range(K)]
+    [t.start() for t in th]
+    [t.join() for t in th]
+    t_sub = time.perf_counter() - t0
+    import sqlite3
+    db = sqlite3.connect(os.path.join(T, "queue.db"))
+    while True:
+        n = db.execute("SELECT COUNT(*) FROM jobs WHERE state=3").fetchone()[0]
+        if n >= N + 301:
+            break
+        time.sleep(0.01)
+    t_all = time.perf_counter() - t0
+    print("| burst of %d no-op jobs, 16 connections: submitted | %.0f jobs/s | |" % (N, N / t_sub))
+    print("| burst of %d no-op jobs: first submit -> last succeeded | %.0f jobs/s | %.2f s |" % (N, N / t_all, t_all))
+    # --- wrk
+    jid = ids[0]
+    if shutil.which("wrk"):
+        out = subprocess.run(["wrk", "-t", "2", "-c", "64", "-d", "10s", "--latency", "-H", "Authorization: Bearer " + tok,
+                              f"http://127.0.0.1:{port}/v1/jobs/{jid}"], capture_output=True, text=True).stdout
+        p50 = re.search(r"50%\s+(\S+)", out).group(1)
+        p99 = re.search(r"99%\s+(\S+)", out).group(1)
+        rps = re.search(r"Requests/sec:\s+(\S+)", out).group(1)
+        print("| wrk -c 64 GET /v1/jobs/{id} | p50 %s, p99 %s | %s req/s |" % (p50, p99, rps))
+    # --- cold start: the workers' own measure, and a cold spawn -> claimed
+    rows = db.execute("SELECT ready_ms - started_ms FROM workers WHERE ready_ms > 0").fetchall()
+    print("| worker cold start, process start -> ready (ms, %d workers) | median %d | |" % (len(rows), statistics.median(r[0] for r in rows)))
+    db.close()
+
+
+try:
+    print("| measure | value | |\n|---|---|---|")
+    main(port)
+finally:
+    srv.send_signal(signal.SIGTERM)
+    srv.wait(timeout=30)
+    shutil.rmtree(T, ignore_errors=True)
