@@ -49,6 +49,48 @@ static const kc_cmd commands[] = {
      "Loads the function once (its cold start is recorded), claims tasks from the queue in\n"
      "$KILN_HOME, reports progress and heartbeats, and leaves after --idle-timeout seconds\n"
      "without work (default: the function's idle_timeout_s).\n"},
+    {"submit", kc_submit,
+     "kiln submit FN [FILE] [--param KEY=VALUE]... [--params FILE.json] [-o OUT] [--webhook URL] [--no-wait] [--json] [--quiet] [--url URL] [--token TOKEN]",
+     "run a function on a kiln server: upload, spawn, follow progress, download",
+     "Uploads FILE (streamed) to the server, starts a job of FN on it, follows its events\n"
+     "with a progress bar (reconnecting if the stream drops) and, with -o, downloads the\n"
+     "first output to OUT (written as OUT.part, renamed when complete). Without -o it prints\n"
+     "each output's key and URL. Functions without input (noop) take no FILE.\n\n"
+     "  --param KEY=VALUE   set a parameter, as in `kiln run` (the server validates them)\n"
+     "  --params FILE.json  read parameters from a JSON object (--param wins)\n"
+     "  -o OUT              download the first output to OUT\n"
+     "  --webhook URL       the server POSTs the ended job to URL\n"
+     "  --no-wait           print the job id and exit once the job is queued\n"
+     "  --json              print the ended job (or with --no-wait the spawn answer) as JSON\n"
+     "  --quiet             no progress and no summary\n"
+     "  --url URL           the server (default $KILN_URL, else http://127.0.0.1:8420)\n"
+     "  --token TOKEN       the API token (default $KILN_TOKEN; prefer the variable: flags\n"
+     "                      show in the process list)\n\n"
+     "Ctrl-C stops waiting; the job keeps running (kiln cancel JOB stops it).\n"
+     "Exit status: 0 done, 1 the job failed or was cancelled, or the server could not be\n"
+     "reached or refused the request, 2 bad usage or parameters (unknown function included).\n"
+     "Examples:\n"
+     "  kiln submit reframe in.mp4 -o reel.mp4 --param width=720 --param height=1280\n"
+     "  id=$(kiln submit noop --param frames=100 --no-wait)\n"},
+    {"status", kc_status, "kiln status JOB [--json] [--url URL] [--token TOKEN]", "show a job of a kiln server",
+     "State and phase, frames done of total with percent, ETA, cost, timings, the error of a\n"
+     "failed job and the outputs (keys and presigned URLs). --json prints the job as the API\n"
+     "returns it. Exit status: 0 shown, 1 no such job or the server failed, 2 bad usage.\n"},
+    {"jobs", kc_jobs, "kiln jobs [--state S] [--fn F] [--limit N] [--json] [--url URL] [--token TOKEN]",
+     "list the jobs of a kiln server, newest first",
+     "One line per job: id, function, state, percent, creation time (UTC), cost in USD.\n"
+     "  --state S    queued, running, retrying, succeeded, failed or cancelled\n"
+     "  --fn F       one function's jobs\n"
+     "  --limit N    at most N jobs (1 to 1000, default 100)\n"
+     "  --json       the API's {\"jobs\": [...]}\n"},
+    {"cancel", kc_cancel, "kiln cancel JOB [--json] [--url URL] [--token TOKEN]", "cancel a job of a kiln server",
+     "Cancels a queued or running job and prints its resulting state. Exit status: 0\n"
+     "cancelled, 1 the job had already ended, no such job, or the server failed.\n"},
+    {"usage", kc_usage, "kiln usage [--since YYYY-MM-DD] [--json] [--url URL] [--token TOKEN]",
+     "cost of a kiln server's jobs per day and function",
+     "A table per UTC day and function of jobs, resource-seconds and USD since the date\n"
+     "(default: the first of this month), the total, this month's spend and the monthly\n"
+     "budget when one is set. --json prints the API's answer.\n"},
     {"token", kc_token, "kiln token create --name NAME | kiln token list | kiln token revoke NAME",
      "manage API tokens for kiln serve",
      "create prints a new token once on stdout; kiln stores only its SHA-256 in\n"

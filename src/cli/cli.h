@@ -25,6 +25,13 @@ int kc_sample(int argc, char **argv);
 int kc_token(int argc, char **argv);
 int kc_serve(int argc, char **argv);
 int kc_worker(int argc, char **argv);
+/* client.c: commands that talk to a running `kiln serve` over HTTP
+ * (--url / KILN_URL, --token / KILN_TOKEN). */
+int kc_submit(int argc, char **argv);
+int kc_status(int argc, char **argv);
+int kc_jobs(int argc, char **argv);
+int kc_cancel(int argc, char **argv);
+int kc_usage(int argc, char **argv);
 
 /* Exit status for a kiln error code. */
 int kc_exit_code(int code);
