@@ -145,7 +145,7 @@ static enum MHD_Result submit(kiln_server *s, struct MHD_Connection *c, kq *q, c
     goto out;
   }
   if (kf_validate(fn, json_is_object(pv) ? pv : NULL, &params, &e) < 0) {
-    ret = kh_error(s, c, 400, "bad_param", "%s: %s", fn->name, e.msg);
+    ret = kh_error(s, c, 400, "bad_param", "%s", e.msg);
     goto out;
   }
   if (json_is_string(in)) {

@@ -101,6 +101,9 @@ int kq_complete(kq *q, const char *id, const char *worker, const char *result, c
  * except bad_input, which fails the job at once. *retrying tells which. */
 int kq_fail(kq *q, const char *id, const char *worker, const char *err_class, const char *msg, const kq_cost *cost,
             int64_t now, int *retrying, kiln_err *e);
+/* Adds a run's cost to a job whatever its state (a run that ended because
+ * the job was cancelled still used its resources). */
+int kq_account(kq *q, const char *id, const kq_cost *cost, kiln_err *e);
 /* Fails whatever job `worker` holds (it died: class worker_lost, or
  * timeout when the server killed it) with msg. *n = jobs failed (0 or 1). */
 int kq_fail_worker(kq *q, const char *worker, const char *err_class, const char *msg, int64_t now, int *n,

@@ -366,6 +366,8 @@ static int account(kq *q, const char *id, const kq_cost *c, kiln_err *e) {
   return step_update(q, st, "cost", e);
 }
 
+int kq_account(kq *q, const char *id, const kq_cost *cost, kiln_err *e) { return account(q, id, cost, e); }
+
 static int complete_locked(kq *q, const char *id, const char *worker, const char *result, const kq_cost *c,
                            int64_t frames, int64_t now, kiln_err *e) {
   int r = check_run(q, id, worker, e);
@@ -376,6 +378,12 @@ static int complete_locked(kq *q, const char *id, const char *worker, const char
     r = step_update(q, prep(q, "UPDATE jobs SET state=3, result=?, finished_ms=?, lease_until_ms=NULL, phase='done',"
                                " eta_ms=0, frames_done=frames_total, hook_next_ms=? WHERE id=?", "tiit",
                             result, now, now, id), "complete", e);
+  if (r == 0 && frames >= 0) {                   /* the final count, also for runs too short for a heartbeat */
+    char data[160];
+    snprintf(data, sizeof data, "{\"frames_done\":%lld,\"frames_total\":%lld,\"phase\":\"done\",\"eta_ms\":0}",
+             (long long)frames, (long long)frames);
+    if (event(q, id, "progress", data, now) < 0) r = dberr(q, e, "complete");
+  }
   if (r == 0 && event(q, id, "state", "{\"state\":\"succeeded\",\"phase\":\"done\"}", now) < 0) r = dberr(q, e, "complete");
   return r;
 }

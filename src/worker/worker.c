@@ -131,6 +131,29 @@ static void put_row(worker *w, kq_wstate st, const char *job) {
   if (kq_worker_put(w->q, &w->row, &e) < 0) klog(KLOG_WARN, "worker %s: %s", w->row.id, e.msg);
 }
 
+/* Error messages name the object, not the server's files: the input's
+ * path becomes its key, the scratch folder goes. */
+static void redact(char *msg, size_t n, const char *path, const char *key, const char *scratch) {
+  char out[sizeof(((kiln_err *)0)->msg)];
+  size_t o = 0;
+  const char *p = msg;
+  size_t pl = path && *path ? strlen(path) : 0, sl = scratch && *scratch ? strlen(scratch) : 0;
+  while (*p && o + 1 < sizeof out) {
+    if (pl && !strncmp(p, path, pl)) {
+      o += (size_t)snprintf(out + o, sizeof out - o, "%s", key ? key : "input");
+      p += pl;
+    } else if (sl && !strncmp(p, scratch, sl)) {
+      p += sl;
+      if (*p == '/') p++;
+    } else {
+      out[o++] = *p++;
+    }
+    if (o >= sizeof out) o = sizeof out - 1;
+  }
+  out[o] = 0;
+  snprintf(msg, n, "%s", out);
+}
+
 /* Runs one claimed job to its end (complete, fail, or back to the queue). */
 static void run_job(worker *w, kq_job *j) {
   kiln_err e = {0};
@@ -142,6 +165,7 @@ static void run_job(worker *w, kq_job *j) {
   r.q = w->hbq;
   r.worker_id = w->row.id;
   r.phase = "starting";
+  r.eta_ms = -1;
   snprintf(r.job, sizeof r.job, "%s", j->id);
   pthread_mutex_init(&r.mu, NULL);
   pthread_cond_init(&r.cv, NULL);
@@ -220,13 +244,16 @@ static void run_job(worker *w, kq_job *j) {
     }
     free(rs);
   } else if (r.lost) {
-    /* cancelled (nothing more to record) or the lease went to another worker */
+    /* cancelled: the run still cost what it cost; a lost lease is another worker's now */
+    if (r.lost == KILN_ECANCELLED && kq_account(w->q, j->id, &cost, &e2) < 0)
+      klog(KLOG_WARN, "worker %s: could not record the cost of cancelled job %s: %s", w->row.id, j->id, e2.msg);
   } else if (rc == KILN_ECANCELLED && g_stop) {
     int n = 0;
     kq_fail_worker(w->q, w->row.id, "worker_lost", "the worker was stopped (server shutdown); the task runs again",
                    now, &n, &e2);
   } else {
     const char *cls = kiln_errclass(rc);
+    redact(e.msg, sizeof e.msg, in_path, in_key, scratch);
     int retrying = 0;
     if (kq_fail(w->q, j->id, w->row.id, cls, e.msg, &cost, now, &retrying, &e2) < 0)
       klog(KLOG_WARN, "worker %s: could not record the failure of job %s: %s", w->row.id, j->id, e2.msg);
