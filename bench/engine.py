@@ -6,8 +6,9 @@
              round trip spawn -> succeeded)
   burst      2,000 no-op jobs submitted at once from 16 client connections:
              jobs/s from the first submit to the last success
-  cold       worker cold start without a model: process start -> ready
-             (the worker's own measure), and spawn -> claimed for a cold pool
+  cold       worker cold start without a model: process start -> ready (the
+             worker's own measure) and spawn -> claimed, for workers forked by
+             the zygote and, as the baseline in the same run, by fork + exec
   wrk        `wrk -c 64` on GET /v1/jobs/{id} (p50/p99 latency, requests/s)
 
 Anchors printed with the figures: hosted platforms quote 50-200 ms for a warm
@@ -15,19 +16,28 @@ call and ~1 s for a container cold start. usage: bench/engine.py [KILN]"""
 import http.client, json, os, re, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
 
 KILN = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build/kiln")
-T = tempfile.mkdtemp(prefix="kiln-bench-engine-")
-env = dict(os.environ, KILN_HOME=T)
-open(os.path.join(T, "config.yaml"), "w").write(
-    "functions:\n  noop: {min_workers: 1, max_workers: 2, idle_timeout_s: 600}\n")
-tok = subprocess.run([KILN, "token", "create", "--name", "bench"], env=env, capture_output=True, text=True).stdout.strip()
-srv = subprocess.Popen([KILN, "serve", "--listen", "127.0.0.1:0"], env=env, stderr=subprocess.PIPE, text=True)
-port = None
-for line in srv.stderr:
-    m = re.search(r"listening on http://[0-9.]+:(\d+)", line)
-    if m:
-        port = int(m.group(1))
-        break
-threading.Thread(target=lambda: [None for _ in srv.stderr], daemon=True).start()
+TMP = []
+
+
+def start(config, extra_env=None):
+    """A kiln serve on a free port with its own KILN_HOME; returns (proc, port, token, home)."""
+    home = tempfile.mkdtemp(prefix="kiln-bench-engine-")
+    TMP.append(home)
+    env = dict(os.environ, KILN_HOME=home, **(extra_env or {}))
+    open(os.path.join(home, "config.yaml"), "w").write(config)
+    tok = subprocess.run([KILN, "token", "create", "--name", "bench"], env=env, capture_output=True, text=True).stdout.strip()
+    srv = subprocess.Popen([KILN, "serve", "--listen", "127.0.0.1:0"], env=env, stderr=subprocess.PIPE, text=True)
+    port = None
+    for line in srv.stderr:
+        m = re.search(r"listening on http://[0-9.]+:(\d+)", line)
+        if m:
+            port = int(m.group(1))
+            break
+    threading.Thread(target=lambda: [None for _ in srv.stderr], daemon=True).start()
+    return srv, port, tok, home
+
+
+srv, port, tok, T = start("functions:\n  noop: {min_workers: 1, max_workers: 2, idle_timeout_s: 600}\n")
 H = {"Authorization": "Bearer " + tok, "Content-Type": "application/json"}
 
 
@@ -57,8 +67,7 @@ def main(port):
     # warm the pool (min_workers: 1); with the server just started, this one may be cold
     s, j = call(c, "POST", "/v1/functions/noop/call", {"params": {"frames": 0, "output": False}})
     assert j["state"] == "succeeded", j
-    print("| first call on a fresh server, spawn -> claimed (ms) | %d | cold start %d ms |"
-          % (j["timings"]["queued_ms"], j["timings"]["cold_start_ms"]))
+
     # --- dispatch
     lat, rt = [], []
     for i in range(300):
@@ -104,16 +113,42 @@ def main(port):
         p99 = re.search(r"99%\s+(\S+)", out).group(1)
         rps = re.search(r"Requests/sec:\s+(\S+)", out).group(1)
         print("| wrk -c 64 GET /v1/jobs/{id} | p50 %s, p99 %s | %s req/s |" % (p50, p99, rps))
-    # --- cold start: the workers' own measure, and a cold spawn -> claimed
-    rows = db.execute("SELECT ready_ms - started_ms FROM workers WHERE ready_ms > 0").fetchall()
-    print("| worker cold start, process start -> ready (ms, %d workers) | median %d | |" % (len(rows), statistics.median(r[0] for r in rows)))
     db.close()
+
+
+def cold(label, extra_env):
+    """Cold starts one after another: max_workers 1 and idle_timeout 0, so every call starts a worker."""
+    sv, pt, tk, home = start("functions:\n  noop: {max_workers: 1, idle_timeout_s: 0}\n", extra_env)
+    import sqlite3
+    c = http.client.HTTPConnection("127.0.0.1", pt, timeout=60)
+    db = sqlite3.connect(os.path.join(home, "queue.db"))
+    cs, q = [], []
+    time.sleep(0.5)                                # let the server (and its zygote) finish starting
+    for i in range(31):
+        c.request("POST", "/v1/functions/noop/call", body=json.dumps({"params": {"frames": 0, "output": False}}),
+                  headers={"Authorization": "Bearer " + tk})
+        j = json.loads(c.getresponse().read())
+        if i:                                      # the first may race the server's own start
+            cs.append(j["timings"]["cold_start_ms"])
+            q.append(j["timings"]["queued_ms"])
+        while db.execute("SELECT COUNT(*) FROM workers WHERE state<3").fetchone()[0] > 0:
+            time.sleep(0.002)
+    db.close()
+    print("| cold start, %s: process start -> ready (ms, 30 workers) | p50 %d | p99 %d |" % (label, pct(cs, 50), pct(cs, 99)))
+    print("| cold call, %s: spawn -> claimed (ms) | p50 %d | p99 %d |" % (label, pct(q, 50), pct(q, 99)))
+    sv.send_signal(signal.SIGTERM)
+    sv.wait(timeout=30)
 
 
 try:
     print("| measure | value | |\n|---|---|---|")
     main(port)
-finally:
     srv.send_signal(signal.SIGTERM)
     srv.wait(timeout=30)
-    shutil.rmtree(T, ignore_errors=True)
+    cold("forked by the zygote", None)
+    cold("fork + exec (KILN_NO_ZYGOTE=1, the baseline)", {"KILN_NO_ZYGOTE": "1"})
+finally:
+    if srv.poll() is None:
+        srv.kill()
+    for h in TMP:
+        shutil.rmtree(h, ignore_errors=True)

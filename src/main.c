@@ -91,6 +91,8 @@ static const kc_cmd commands[] = {
      "A table per UTC day and function of jobs, resource-seconds and USD since the date\n"
      "(default: the first of this month), the total, this month's spend and the monthly\n"
      "budget when one is set. --json prints the API's answer.\n"},
+    {"zygote", kc_zygote, "kiln zygote [--config FILE]", "(internal) forks workers for kiln serve",
+     "Started by `kiln serve` with a socket as fd 3; not for use by hand.\n", 1},
     {"token", kc_token, "kiln token create --name NAME | kiln token list | kiln token revoke NAME",
      "manage API tokens for kiln serve",
      "create prints a new token once on stdout; kiln stores only its SHA-256 in\n"

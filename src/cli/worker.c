@@ -4,6 +4,7 @@
 #include "cli/cli.h"
 #include "util/log.h"
 #include "worker/worker.h"
+#include "worker/zygote.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -37,4 +38,13 @@ int kc_worker(int argc, char **argv) {
   int r = kw_main(&o, &e);
   ke_config_release(&cfg);
   return r < 0 ? kc_report(&e, USAGE) : 0;
+}
+
+/* `kiln zygote [--config FILE]` (hidden): started by `kiln serve` with a
+ * socket as fd 3; forks workers on request (worker/zygote.c). */
+int kc_zygote(int argc, char **argv) {
+  const char *config = NULL;
+  for (int i = 1; i + 1 < argc; i += 2)
+    if (!strcmp(argv[i], "--config")) config = argv[i + 1];
+  return kz_main(3, config);
 }

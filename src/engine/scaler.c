@@ -14,13 +14,19 @@
  *           above its min_workers is asked to leave (SIGTERM)
  *   budget  warn at 80% and 100% of budget_usd_month (once each per month)
  *
- * A child gets the read end of a pipe as fd 3: one byte = "work came".
+ * Workers are forked by the zygote (worker/zygote.c), a kiln process
+ * started once that has the binary loaded, so a cold start costs a fork,
+ * not an exec; it reports their exits. Without it (it died), workers are
+ * started by fork + exec. A worker gets the read end of a pipe as fd 3:
+ * one byte = "work came".
  * The workers table in the queue is the truth about workers (a worker
  * writes its own row); the children list only knows pids and pipes. */
 #include "engine/engine.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -31,6 +37,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "worker/zygote.h"
 
 #define MAX_KIDS 256
 #define MAX_ROWS 512
@@ -42,6 +49,7 @@ typedef struct kid {
   char id[64];                  /* the worker id it will register as */
   int64_t spawned_ms;
   int timed_out;                /* killed for a timeout: its task is already failed */
+  int registered;               /* its row was seen: when the row is gone from the live list, it is leaving */
 } kid;
 
 struct ke_scaler {
@@ -57,6 +65,8 @@ struct ke_scaler {
   int nkids;
   int64_t last_reclaim, last_budget;
   int warned_month, warned_level;
+  int zsock;                    /* to the zygote; -1: none */
+  pid_t zpid;
 };
 
 typedef struct rows { kq_worker w[MAX_ROWS]; int n; } rows;
@@ -99,22 +109,118 @@ static void worker_gone(ke_scaler *s, const char *id, const char *why) {
   mark_exited(s, id);
 }
 
+/* A worker process ended with status st (as from waitpid). */
+static void kid_exited(ke_scaler *s, pid_t pid, int st) {
+  for (int i = 0; i < s->nkids; i++) {
+    if (s->kids[i].pid != pid) continue;
+    kid k = s->kids[i];
+    close(k.wake_fd);
+    s->kids[i] = s->kids[--s->nkids];
+    char why[96];
+    if (WIFSIGNALED(st)) snprintf(why, sizeof why, "died (killed by signal %d)", WTERMSIG(st));
+    else snprintf(why, sizeof why, "exited with status %d", WEXITSTATUS(st));
+    if (!k.timed_out && (WIFSIGNALED(st) || WEXITSTATUS(st) != 0)) worker_gone(s, k.id, why);
+    else mark_exited(s, k.id);                    /* a clean exit wrote its row already; make sure */
+    return;
+  }
+}
+
+/* Handles one message from the zygote; returns the pid of a "pid N" answer, else 0. */
+static pid_t zygote_msg(ke_scaler *s, const char *m) {
+  int pid = 0, st = 0;
+  if (sscanf(m, "exit %d %d", &pid, &st) == 2) { kid_exited(s, pid, st); return 0; }
+  if (sscanf(m, "pid %d", &pid) == 1) return pid;
+  klog(KLOG_WARN, "autoscaler: the zygote says: %s", m);
+  return -1;
+}
+
+static void zygote_lost(ke_scaler *s) {
+  if (s->zsock < 0) return;
+  klog(KLOG_WARN, "autoscaler: the zygote is gone; starting workers by exec from now on");
+  close(s->zsock);
+  s->zsock = -1;
+}
+
 static void reap(ke_scaler *s) {
   int st;
   pid_t pid;
+  while (s->zsock >= 0) {
+    char m[128];
+    ssize_t n = kz_recv(s->zsock, m, sizeof m, NULL, MSG_DONTWAIT);
+    if (n > 0) { zygote_msg(s, m); continue; }
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) zygote_lost(s);
+    break;
+  }
   while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-    for (int i = 0; i < s->nkids; i++) {
-      if (s->kids[i].pid != pid) continue;
-      kid k = s->kids[i];
-      close(k.wake_fd);
-      s->kids[i] = s->kids[--s->nkids];
-      char why[96];
-      if (WIFSIGNALED(st)) snprintf(why, sizeof why, "died (killed by signal %d)", WTERMSIG(st));
-      else snprintf(why, sizeof why, "exited with status %d", WEXITSTATUS(st));
-      if (!k.timed_out && (WIFSIGNALED(st) || WEXITSTATUS(st) != 0)) worker_gone(s, k.id, why);
-      else mark_exited(s, k.id);                  /* a clean exit wrote its row already; make sure */
-      break;
-    }
+    if (pid == s->zpid) { s->zpid = 0; zygote_lost(s); continue; }
+    kid_exited(s, pid, st);
+  }
+  if (s->zsock < 0)                                /* workers of a dead zygote: no one reports them */
+    for (int i = 0; i < s->nkids; i++)
+      if (kill(s->kids[i].pid, 0) != 0 && errno == ESRCH) kid_exited(s, s->kids[i].pid, 0x100 /* status 1 */);
+}
+
+static void worker_argv(ke_scaler *s, const char *cmd, const char *fn, const char *spawned, char *level,
+                        const char *argv[16]) {
+  static const char *const levels[] = {"debug", "info", "warn", "error", "quiet"};
+  snprintf(level, 16, "%s", levels[klog_min_level() <= KLOG_QUIET ? klog_min_level() : KLOG_INFO]);
+  int n = 0;
+  argv[n++] = s->exe;
+  argv[n++] = "--log-level";
+  argv[n++] = level;
+  argv[n++] = cmd;
+  if (fn) {
+    argv[n++] = "--fn";
+    argv[n++] = fn;
+    argv[n++] = "--wake-fd";
+    argv[n++] = "3";
+    argv[n++] = "--spawned-at";
+    argv[n++] = spawned;
+  }
+  if (s->c->path[0]) { argv[n++] = "--config"; argv[n++] = s->c->path; }
+  argv[n] = NULL;
+}
+
+/* fork + exec of `kiln ARGV` with fd as its fd 3. */
+static pid_t fork_exec(const char *const argv[], int fd) {
+  pid_t pid = fork();
+  if (pid == 0) {                                /* async-signal-safe calls only until exec */
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, NULL);
+    if (dup2(fd, 3) < 0) _exit(127);
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  return pid;
+}
+
+static void zygote_start(ke_scaler *s) {
+  int sv[2];
+  s->zsock = -1;
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return;
+  char level[16];
+  const char *argv[16];
+  worker_argv(s, "zygote", NULL, NULL, level, argv);
+  pid_t pid = fork_exec(argv, sv[1]);
+  close(sv[1]);
+  if (pid < 0) { close(sv[0]); return; }
+  s->zsock = sv[0];
+  s->zpid = pid;
+}
+
+/* Asks the zygote for a worker; returns its pid, or -1 (then exec). */
+static pid_t zygote_spawn(ke_scaler *s, const char *fn, const char *spawned, int fd) {
+  char m[128];
+  snprintf(m, sizeof m, "spawn %s %s", fn, spawned);
+  if (kz_send(s->zsock, m, fd) < 0) { zygote_lost(s); return -1; }
+  for (;;) {
+    struct pollfd p = {s->zsock, POLLIN, 0};
+    if (poll(&p, 1, 5000) <= 0) { zygote_lost(s); return -1; }
+    ssize_t n = kz_recv(s->zsock, m, sizeof m, NULL, 0);
+    if (n <= 0) { zygote_lost(s); return -1; }
+    pid_t pid = zygote_msg(s, m);
+    if (pid != 0) return pid;
   }
 }
 
@@ -125,33 +231,14 @@ static int spawn(ke_scaler *s, const ke_fnconf *fc) {
   char spawned[32], level[16];
   int64_t now = ke_now_ms();
   snprintf(spawned, sizeof spawned, "%lld", (long long)now);
-  static const char *const levels[] = {"debug", "info", "warn", "error", "quiet"};
-  snprintf(level, sizeof level, "%s", levels[klog_min_level() <= KLOG_QUIET ? klog_min_level() : KLOG_INFO]);
-  const char *argv[16];
-  int n = 0;
-  argv[n++] = s->exe;
-  argv[n++] = "--log-level";
-  argv[n++] = level;
-  argv[n++] = "worker";
-  argv[n++] = "--fn";
-  argv[n++] = fc->fn->name;
-  argv[n++] = "--wake-fd";
-  argv[n++] = "3";
-  argv[n++] = "--spawned-at";
-  argv[n++] = spawned;
-  if (s->c->path[0]) { argv[n++] = "--config"; argv[n++] = s->c->path; }
-  argv[n] = NULL;
-  pid_t pid = fork();
-  if (pid < 0) { close(p[0]); close(p[1]); return -1; }
-  if (pid == 0) {                                /* async-signal-safe calls only until exec */
-    sigset_t none;
-    sigemptyset(&none);
-    pthread_sigmask(SIG_SETMASK, &none, NULL);
-    if (dup2(p[0], 3) < 0) _exit(127);
-    execv(s->exe, (char *const *)argv);
-    _exit(127);
+  pid_t pid = s->zsock >= 0 ? zygote_spawn(s, fc->fn->name, spawned, p[0]) : -1;
+  if (pid < 0) {
+    const char *argv[16];
+    worker_argv(s, "worker", fc->fn->name, spawned, level, argv);
+    pid = fork_exec(argv, p[0]);
   }
   close(p[0]);
+  if (pid < 0) { close(p[1]); return -1; }
   fcntl(p[1], F_SETFL, O_NONBLOCK);
   kid *k = &s->kids[s->nkids++];
   memset(k, 0, sizeof *k);
@@ -270,8 +357,9 @@ static void tick(ke_scaler *s) {
   for (int i = 0; i < s->nkids; i++) {            /* started, not registered yet */
     int seen = 0;
     for (int k = 0; k < r->n && !seen; k++) seen = !strcmp(r->w[k].id, s->kids[i].id);
+    if (seen) s->kids[i].registered = 1;
     const ke_fnconf *fc = ke_fn(s->c, s->kids[i].fn);
-    if (!seen && fc) {
+    if (!seen && !s->kids[i].registered && fc) {
       if (fc->res.gpu && s->c->gpu_slots > 0) gpu_used++;
       else cpu_used += fc->res.cpus;
     }
@@ -290,7 +378,7 @@ static void tick(ke_scaler *s) {
     for (int i = 0; i < s->nkids; i++) {
       int seen = 0;
       for (int k = 0; k < r->n && !seen; k++) seen = !strcmp(r->w[k].id, s->kids[i].id);
-      if (!seen && !strcmp(s->kids[i].fn, name)) { live++; idle++; }
+      if (!seen && !s->kids[i].registered && !strcmp(s->kids[i].fn, name)) { live++; idle++; }
     }
     if (n > 0) wake(s, name);
     int64_t want = n - idle;
@@ -355,6 +443,9 @@ int ke_scaler_start(ke_scaler **out, const ke_config *c, const char *exe, kiln_e
   int r = ke_open_queue(c, 0, &s->q, e);
   if (r < 0) { free(s); return r; }
   kq_worker_prune(s->q, ke_now_ms() - 86400000LL, e);
+  s->zsock = -1;
+  const char *nz = getenv("KILN_NO_ZYGOTE");       /* start workers by exec (a baseline, or to debug) */
+  if (!nz || !*nz || !strcmp(nz, "0")) zygote_start(s);
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   if (pthread_create(&s->th, NULL, scaler_main, s) != 0) {
@@ -392,9 +483,11 @@ void ke_scaler_stop(ke_scaler *s) {
   }
   for (int i = 0; i < s->nkids; i++) {
     kill(s->kids[i].pid, SIGKILL);
-    waitpid(s->kids[i].pid, NULL, 0);
     close(s->kids[i].wake_fd);
   }
+  if (s->zsock >= 0) close(s->zsock);           /* the zygote leaves at EOF */
+  if (s->zpid > 0) waitpid(s->zpid, NULL, 0);
+  while (waitpid(-1, NULL, WNOHANG) > 0) {}
   kq_close(s->q);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);

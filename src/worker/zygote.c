@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <time.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +81,9 @@ ssize_t kz_recv(int sock, char *buf, size_t n, int *fd, int flags) {
 /* The child: becomes the worker. Never returns. */
 static void run_worker(const char *config, const char *fn, long long spawned, int wake) {
   signal(SIGCHLD, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
   if (wake != 3) {
     if (dup2(wake, 3) < 0) _exit(127);
     close(wake);
@@ -96,12 +100,24 @@ static void run_worker(const char *config, const char *fn, long long spawned, in
   exit(r < 0 ? 1 : 0);
 }
 
+static void on_chld(int sig) { (void)sig; }
+
 int kz_main(int sock, const char *config) {
   signal(SIGPIPE, SIG_IGN);
   signal(SIGTERM, SIG_DFL);
+  /* SIGCHLD is blocked except inside ppoll: a worker's exit wakes the loop at once, without a race */
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_chld;
+  sigaction(SIGCHLD, &sa, NULL);
+  sigset_t chld, wait_mask;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, &wait_mask);
+  sigdelset(&wait_mask, SIGCHLD);
   for (;;) {
     struct pollfd p = {sock, POLLIN, 0};
-    int n = poll(&p, 1, 100);                    /* also the pace at which exits are reported */
+    int n = ppoll(&p, 1, NULL, &wait_mask);
     int st;
     pid_t pid;
     while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
