@@ -197,7 +197,8 @@ static enum MHD_Result submit(kiln_server *s, struct MHD_Connection *c, kq *q, c
   spec_s = json_dumps(spec, JSON_COMPACT);
   json_decref(spec);
   char id[KQ_ID_LEN];
-  if (kq_submit(q, fn->name, spec_s, fc->res.retries, hook, ke_now_ms(), id, &e) < 0) {
+  if ((s->submitter ? ke_submit(s->submitter, fn->name, spec_s, fc->res.retries, hook, id, &e)
+                    : kq_submit(q, fn->name, spec_s, fc->res.retries, hook, ke_now_ms(), id, &e)) < 0) {
     if (stored_inline) ks_delete(s->store, in_key, &e);
     ret = kh_error(s, c, 503, "unavailable", "the job could not be queued: %s", e.msg);
     goto out;

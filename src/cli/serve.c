@@ -83,6 +83,10 @@ int kc_serve(int argc, char **argv) {
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, NULL);       /* threads inherit it; we sigwait below */
   signal(SIGPIPE, SIG_IGN);
+  if (ke_submitter_start(&s.submitter, &cfg, &e) < 0) {
+    rc = kc_report(&e, USAGE);
+    goto out;
+  }
   if (kiln_server_start(&s, (struct sockaddr *)&sa, (int)threads, &e) < 0) {
     kiln_err_prefix(&e, "%s", listen);
     rc = kc_report(&e, USAGE);
@@ -105,6 +109,7 @@ int kc_serve(int argc, char **argv) {
   klog(KLOG_INFO, "stopping (signal %d)", sig);
 out:
   kiln_server_stop(&s);
+  ke_submitter_stop(s.submitter);
   ke_scaler_stop(s.scaler);
   ke_hooks_stop(s.hooks);
   ks_close(s.store);

@@ -65,6 +65,15 @@ int64_t ke_now_ms(void);
  * presigned GET URLs under base_url, valid for a day. */
 json_t *ke_job_json(const kq_job *j, ks_store *s, const char *base_url, int64_t now_ms);
 
+/* Durable submission with group commit (submit.c): ke_submit returns once
+ * the job is fsynced, sharing one transaction with concurrent callers. */
+typedef struct ke_submitter ke_submitter;
+int ke_submitter_start(ke_submitter **out, const ke_config *c, kiln_err *e);
+int ke_submit(ke_submitter *s, const char *fn, const char *spec, int retries, const char *webhook, char id[KQ_ID_LEN],
+              kiln_err *e);
+/* After the HTTP server has stopped (no caller may be waiting). */
+void ke_submitter_stop(ke_submitter *s);
+
 /* The autoscaler: a thread of `kiln serve` that reclaims expired leases,
  * spawns `kiln worker` processes while tasks wait (within max_workers and
  * the slots), keeps min_workers warm, wakes idle workers when work comes,

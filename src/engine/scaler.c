@@ -414,19 +414,30 @@ static void tick(ke_scaler *s) {
   check_budget(s, now);
 }
 
+static int64_t rt_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Ticks every 100 ms, and on a kick; kicks closer than 5 ms to the last
+ * tick wait for the rest (under a burst of submissions the workers are
+ * woken by the kick itself, and one tick covers the whole burst). */
 static void *scaler_main(void *arg) {
   ke_scaler *s = arg;
   pthread_mutex_lock(&s->mu);
   while (!s->stop) {
     pthread_mutex_unlock(&s->mu);
+    int64_t last = rt_us();
     tick(s);
     pthread_mutex_lock(&s->mu);
-    if (s->kicked) { s->kicked = 0; continue; }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 100 * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-    while (!s->stop && !s->kicked && pthread_cond_timedwait(&s->cv, &s->mu, &ts) == 0) {}
+    for (;;) {
+      int64_t now = rt_us();
+      if (s->stop || (s->kicked && now - last >= 5000) || now - last >= 100000) break;
+      int64_t until = last + (s->kicked ? 5000 : 100000);
+      struct timespec ts = {(time_t)(until / 1000000), (long)(until % 1000000) * 1000};
+      pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    }
     s->kicked = 0;
   }
   pthread_mutex_unlock(&s->mu);

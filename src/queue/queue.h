@@ -84,6 +84,15 @@ void kq_close(kq *q);
 /* webhook: URL to POST the job to when it ends, or NULL. */
 int kq_submit(kq *q, const char *fn, const char *spec, int max_retries, const char *webhook, int64_t now,
               char id[KQ_ID_LEN], kiln_err *e);
+/* Several submissions in one transaction (one fsync: group commit); all
+ * or none. Each request's id is filled. */
+typedef struct kq_submit_req {
+  const char *fn, *spec;
+  int max_retries;
+  const char *webhook;
+  char id[KQ_ID_LEN];
+} kq_submit_req;
+int kq_submit_many(kq *q, kq_submit_req *reqs, int n, int64_t now, kiln_err *e);
 /* Claims the oldest runnable job of fn (queued, or retrying whose delay has
  * passed) for `worker` until now + lease_ms. Returns 1 with *job filled, 0
  * when there is none. */

@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Prepared statements are kept per connection, keyed by their SQL text's
  * address (every statement is a string literal), and reset after use. */
@@ -140,6 +141,22 @@ static int event(kq *q, const char *id, const char *kind, const char *data, int6
   return ok ? 0 : -1;
 }
 
+/* Another connection holds the write lock (for well under a millisecond:
+ * one transition). SQLite's own busy timeout sleeps 1, 2, 5, 10 ... 100 ms
+ * between tries, which under many writers turns a 0.3 ms wait into tens of
+ * milliseconds; this waits 50 us, growing to 1 ms, and gives up after 5 s. */
+static int busy_wait(void *arg, int count) {
+  (void)arg;
+  long us = count < 20 ? 50L * (count + 1) : 1000L;
+  static const long total_us = 5000000L;
+  /* tries so far have waited at most: sum of 50..1000 for the first 20, then 1000 each */
+  long waited = count < 20 ? 25L * count * (count + 1) : 10500L + 1000L * (count - 20);
+  if (waited >= total_us) return 0;
+  struct timespec ts = {0, us * 1000L};
+  nanosleep(&ts, NULL);
+  return 1;
+}
+
 int kq_open_sqlite(kq **out, const char *path, const kq_policy *policy, kiln_err *e) {
   kq *q = calloc(1, sizeof *q);
   if (!q) return kiln_fail(e, KILN_ENOMEM, "out of memory");
@@ -149,7 +166,7 @@ int kq_open_sqlite(kq **out, const char *path, const kq_policy *policy, kiln_err
     kq_close(q);
     return r;
   }
-  sqlite3_busy_timeout(q->db, 5000);
+  sqlite3_busy_handler(q->db, busy_wait, q);
   int r = exec_script(q, q->pol.relaxed ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", e);
   if (r < 0) { kiln_err_prefix(e, "%s", path); kq_close(q); return r; }
   sqlite3_stmt *vs = prep(q, "PRAGMA user_version", "");
@@ -251,22 +268,35 @@ static void row_to_job(sqlite3_stmt *st, kq_job *j) {
   j->hook_next_ms = sqlite3_column_int64(st, 26);
 }
 
-int kq_submit(kq *q, const char *fn, const char *spec, int max_retries, const char *webhook, int64_t now,
-              char id[KQ_ID_LEN], kiln_err *e) {
-  unsigned char raw[16];
-  if (RAND_bytes(raw, sizeof raw) != 1) return kiln_fail(e, KILN_EINTERNAL, "no randomness for a job id");
-  kiln_hex(raw, sizeof raw, id);
+int kq_submit_many(kq *q, kq_submit_req *reqs, int n, int64_t now, kiln_err *e) {
+  for (int i = 0; i < n; i++) {
+    unsigned char raw[16];
+    if (RAND_bytes(raw, sizeof raw) != 1) return kiln_fail(e, KILN_EINTERNAL, "no randomness for a job id");
+    kiln_hex(raw, sizeof raw, reqs[i].id);
+  }
   int r = exec(q, "BEGIN IMMEDIATE", e);
   if (r < 0) return r;
-  sqlite3_stmt *st = prep(q, "INSERT INTO jobs(id, fn, state, spec, max_retries, created_ms, webhook, hook_state)"
-                             " VALUES(?,?,0,?,?,?,?,?)",
-                          "tttiiti", id, fn, spec ? spec : "{}", (int64_t)max_retries, now, webhook,
-                          (int64_t)(webhook ? KQ_HOOK_PENDING : KQ_HOOK_NONE));
-  int ok = st && sqlite3_step(st) == SQLITE_DONE;
-  unprep(q, st);
-  if (ok) ok = event(q, id, "state", "{\"state\":\"queued\"}", now) == 0;
+  int ok = 1;
+  for (int i = 0; i < n && ok; i++) {
+    const kq_submit_req *q_ = &reqs[i];
+    sqlite3_stmt *st = prep(q, "INSERT INTO jobs(id, fn, state, spec, max_retries, created_ms, webhook, hook_state)"
+                               " VALUES(?,?,0,?,?,?,?,?)",
+                            "tttiiti", q_->id, q_->fn, q_->spec ? q_->spec : "{}", (int64_t)q_->max_retries, now,
+                            q_->webhook, (int64_t)(q_->webhook ? KQ_HOOK_PENDING : KQ_HOOK_NONE));
+    ok = st && sqlite3_step(st) == SQLITE_DONE;
+    unprep(q, st);
+    if (ok) ok = event(q, q_->id, "state", "{\"state\":\"queued\"}", now) == 0;
+  }
   if (!ok) { r = dberr(q, e, "submit"); exec(q, "ROLLBACK", NULL); return r; }
   return exec(q, "COMMIT", e);
+}
+
+int kq_submit(kq *q, const char *fn, const char *spec, int max_retries, const char *webhook, int64_t now,
+              char id[KQ_ID_LEN], kiln_err *e) {
+  kq_submit_req rq = {fn, spec, max_retries, webhook, ""};
+  int r = kq_submit_many(q, &rq, 1, now, e);
+  if (r == 0) memcpy(id, rq.id, KQ_ID_LEN);
+  return r;
 }
 
 int kq_get(kq *q, const char *id, kq_job *job, kiln_err *e) {
@@ -281,41 +311,58 @@ int kq_get(kq *q, const char *id, kq_job *job, kiln_err *e) {
 }
 
 int kq_claim(kq *q, const char *fn, const char *worker, int64_t lease_ms, int64_t now, kq_job *job, kiln_err *e) {
+  /* a read first: an idle worker looking for work does not take the write lock */
+  sqlite3_stmt *chk = prep(q, "SELECT 1 FROM jobs INDEXED BY jobs_runnable WHERE fn=?1 AND state IN (0,2)"
+                              " AND (state=0 OR run_after_ms<=?2) LIMIT 1", "ti", fn, now);
+  int any = chk && sqlite3_step(chk) == SQLITE_ROW;
+  unprep(q, chk);
+  if (!any) return 0;
   int r = exec(q, "BEGIN IMMEDIATE", e);
   if (r < 0) return r;
+  /* one statement picks the oldest runnable job, takes it, and returns it */
   sqlite3_stmt *st = prep(q,
-                          "SELECT id FROM jobs INDEXED BY jobs_runnable WHERE fn=?1 AND state IN (0,2) AND (state=0 OR run_after_ms<=?2)"
-                          " ORDER BY created_ms, rowid LIMIT 1",
-                          "ti", fn, now);
-  char id[KQ_ID_LEN] = "";
+                          "UPDATE jobs SET state=1, attempts=attempts+1, worker=?3, lease_until_ms=?4, claimed_ms=?2,"
+                          " started_ms=IFNULL(started_ms, ?2), phase='starting', frames_done=0, eta_ms=-1"
+                          " WHERE id=(SELECT id FROM jobs INDEXED BY jobs_runnable WHERE fn=?1 AND state IN (0,2)"
+                          " AND (state=0 OR run_after_ms<=?2) ORDER BY created_ms, rowid LIMIT 1)"
+                          " RETURNING " JOB_COLS,
+                          "titi", fn, now, worker, now + lease_ms);
   int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
-  if (rc == SQLITE_ROW) copy_col(st, 0, id, sizeof id);
+  if (rc == SQLITE_ROW) {
+    row_to_job(st, job);
+    while (sqlite3_step(st) == SQLITE_ROW) {}
+  }
   unprep(q, st);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) { r = dberr(q, e, "claim"); exec(q, "ROLLBACK", NULL); return r; }
-  if (!id[0]) { exec(q, "COMMIT", NULL); return 0; }
-  st = prep(q,
-            "UPDATE jobs SET state=1, attempts=attempts+1, worker=?, lease_until_ms=?, claimed_ms=?,"
-            " started_ms=IFNULL(started_ms, ?), phase='starting', frames_done=0, eta_ms=-1 WHERE id=?",
-            "tiiit", worker, now + lease_ms, now, now, id);
-  int ok = st && sqlite3_step(st) == SQLITE_DONE;
-  unprep(q, st);
-  if (ok) ok = event(q, id, "state", "{\"state\":\"running\",\"phase\":\"starting\"}", now) == 0;
-  if (!ok) { r = dberr(q, e, "claim"); exec(q, "ROLLBACK", NULL); return r; }
-  if ((r = exec(q, "COMMIT", e)) < 0) return r;
-  if ((r = kq_get(q, id, job, e)) < 0) return r;
+  if (rc == SQLITE_DONE) { exec(q, "COMMIT", NULL); return 0; }
+  if (event(q, job->id, "state", "{\"state\":\"running\",\"phase\":\"starting\"}", now) < 0) {
+    r = dberr(q, e, "claim");
+    exec(q, "ROLLBACK", NULL);
+    kq_job_release(job);
+    return r;
+  }
+  if ((r = exec(q, "COMMIT", e)) < 0) { kq_job_release(job); return r; }
   return 1;
 }
 
 /* Within a transaction: the job's state and worker, checked against a run. */
 static int check_run(kq *q, const char *id, const char *worker, kiln_err *e) {
-  kq_job j;
-  int r = kq_get(q, id, &j, e);
-  if (r < 0) return r;
-  kq_job_release(&j);
-  if (j.state == KQ_CANCELLED) return kiln_fail(e, KILN_ECANCELLED, "job %s was cancelled", id);
-  if (j.state != KQ_RUNNING || (worker && strcmp(j.worker, worker) != 0))
-    return kiln_fail(e, KILN_EINVAL, "job %s is %s and not leased to worker '%s' (lease lost)", id,
-                     kq_state_name(j.state), worker ? worker : "");
+  sqlite3_stmt *st = prep(q, "SELECT state, IFNULL(worker,'') FROM jobs WHERE id=?", "t", id);
+  if (!st) return dberr(q, e, "check");
+  int rc = sqlite3_step(st);
+  kq_state state = KQ_QUEUED;
+  char holder[64] = "";
+  if (rc == SQLITE_ROW) {
+    state = (kq_state)sqlite3_column_int(st, 0);
+    copy_col(st, 1, holder, sizeof holder);
+  }
+  unprep(q, st);
+  if (rc == SQLITE_DONE) return kiln_fail(e, KILN_ENOENT, "no job '%s'", id);
+  if (rc != SQLITE_ROW) return dberr(q, e, "check");
+  if (state == KQ_CANCELLED) return kiln_fail(e, KILN_ECANCELLED, "job %s was cancelled", id);
+  if (state != KQ_RUNNING || (worker && strcmp(holder, worker) != 0))
+    return kiln_fail(e, KILN_EINVAL, "job %s is %s and not leased to worker '%s' (lease lost)", id, kq_state_name(state),
+                     worker ? worker : "");
   return 0;
 }
 
@@ -371,13 +418,17 @@ int kq_account(kq *q, const char *id, const kq_cost *cost, kiln_err *e) { return
 static int complete_locked(kq *q, const char *id, const char *worker, const char *result, const kq_cost *c,
                            int64_t frames, int64_t now, kiln_err *e) {
   int r = check_run(q, id, worker, e);
-  if (r == 0) r = account(q, id, c, e);
-  if (r == 0 && frames >= 0)
-    r = step_update(q, prep(q, "UPDATE jobs SET frames_total=? WHERE id=?", "it", frames, id), "complete", e);
-  if (r == 0)
-    r = step_update(q, prep(q, "UPDATE jobs SET state=3, result=?, finished_ms=?, lease_until_ms=NULL, phase='done',"
-                               " eta_ms=0, frames_done=frames_total, hook_next_ms=? WHERE id=?", "tiit",
-                            result, now, now, id), "complete", e);
+  kq_cost none = {0, 0, 0};
+  if (!c) c = &none;
+  if (r == 0) {
+    sqlite3_stmt *st = prep(q, "UPDATE jobs SET state=3, result=?2, finished_ms=?3, lease_until_ms=NULL, phase='done',"
+                               " eta_ms=0, frames_total=IIF(?4 >= 0, ?4, frames_total), frames_done=IIF(?4 >= 0, ?4,"
+                               " frames_total), hook_next_ms=?3, cold_start_ms=cold_start_ms+?5,"
+                               " resource_ms=resource_ms+?6, usd=usd+?7 WHERE id=?1",
+                            "ttiiii", id, result, now, frames, c->cold_start_ms, c->resource_ms);
+    if (st) sqlite3_bind_double(st, 7, c->usd);
+    r = step_update(q, st, "complete", e);
+  }
   if (r == 0 && frames >= 0) {                   /* the final count, also for runs too short for a heartbeat */
     char data[160];
     snprintf(data, sizeof data, "{\"frames_done\":%lld,\"frames_total\":%lld,\"phase\":\"done\",\"eta_ms\":0}",

@@ -36,12 +36,12 @@ static void on_term(int sig) { (void)sig; g_stop = 1; }
 
 typedef struct run {
   const kw_opts *o;
-  kq *q;                        /* the heartbeat connection (the worker's second) */
   const char *worker_id;
   char job[KQ_ID_LEN];
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int done;                     /* the task ended: the heartbeat thread leaves */
+  pthread_mutex_t *mu;          /* the beat's */
+  pthread_cond_t *cv;
+  int done;                     /* the task ended: the heartbeat thread lets go of it */
+  int64_t last_beat;
   volatile int cancel;          /* read by the function */
   int64_t frames_done, frames_total, eta_ms;
   const char *phase;
@@ -59,7 +59,7 @@ static int64_t mono_ms(void) {
 static void on_progress(void *arg, int64_t done, int64_t total) {
   run *r = arg;
   int64_t now = mono_ms();
-  pthread_mutex_lock(&r->mu);
+  pthread_mutex_lock(r->mu);
   if (!r->first_frame_ms) r->first_frame_ms = now;
   r->frames_done = done;
   r->frames_total = total;
@@ -67,32 +67,44 @@ static void on_progress(void *arg, int64_t done, int64_t total) {
   double el = (double)(now - r->first_frame_ms);
   r->eta_ms = done > 0 && total >= done ? (int64_t)(el / (double)done * (double)(total - done)) : -1;
   r->dirty = 1;
-  pthread_mutex_unlock(&r->mu);
+  pthread_mutex_unlock(r->mu);
 }
 
 static void set_phase(run *r, const char *phase) {
-  pthread_mutex_lock(&r->mu);
+  pthread_mutex_lock(r->mu);
   r->phase = phase;
   r->dirty = 1;
-  pthread_cond_signal(&r->cv);
-  pthread_mutex_unlock(&r->mu);
+  pthread_cond_signal(r->cv);
+  pthread_mutex_unlock(r->mu);
 }
 
+/* The heartbeat thread, one per worker: it follows whichever run is
+ * current (beat.cur) with its own queue connection. */
+typedef struct beat {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  run *cur;
+  int quit;
+  kq *q;
+  int64_t lease;
+} beat;
+
 static void *heartbeat_main(void *arg) {
-  run *r = arg;
-  kq *q = r->q;
+  beat *b = arg;
   kiln_err e = {0};
-  int64_t lease = r->o->cfg->lease_ms, last = mono_ms();   /* the claim set the lease */
-  pthread_mutex_lock(&r->mu);
-  while (!r->done) {
+  pthread_mutex_lock(&b->mu);
+  while (!b->quit) {
+    run *r = b->cur;
+    if (!r) { pthread_cond_wait(&b->cv, &b->mu); continue; }
+    if (r->done) { b->cur = NULL; pthread_cond_broadcast(&b->cv); continue; }
     int64_t now = mono_ms();
-    if ((r->dirty && now - last >= 250) || now - last >= lease / 3) {
+    if ((r->dirty && now - r->last_beat >= 250) || now - r->last_beat >= b->lease / 3) {
       kq_progress p = {r->frames_done, r->frames_total, r->eta_ms, r->phase};
       r->dirty = 0;
-      pthread_mutex_unlock(&r->mu);
-      int rc = kq_heartbeat(q, r->job, r->worker_id, &p, lease, ke_now_ms(), &e);
-      pthread_mutex_lock(&r->mu);
-      last = now;
+      r->last_beat = now;
+      pthread_mutex_unlock(&b->mu);              /* the run stays current until we let go of it */
+      int rc = kq_heartbeat(b->q, r->job, r->worker_id, &p, b->lease, ke_now_ms(), &e);
+      pthread_mutex_lock(&b->mu);
       if (rc == KILN_ECANCELLED || rc == KILN_EINVAL) {
         r->lost = rc;
         r->cancel = 1;
@@ -106,9 +118,9 @@ static void *heartbeat_main(void *arg) {
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_nsec += 50 * 1000000L;                 /* a signal (SIGTERM) is noticed within 50 ms */
     if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-    pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+    pthread_cond_timedwait(&b->cv, &b->mu, &ts);
   }
-  pthread_mutex_unlock(&r->mu);
+  pthread_mutex_unlock(&b->mu);
   return NULL;
 }
 
@@ -116,6 +128,7 @@ typedef struct worker {
   const kw_opts *o;
   const ke_fnconf *fc;
   kq *q, *hbq;                  /* claims and results; heartbeats (another thread) */
+  beat beat;
   ks_store *store;
   void *state;
   kq_worker row;
@@ -162,15 +175,17 @@ static void run_job(worker *w, kq_job *j) {
   run r;
   memset(&r, 0, sizeof r);
   r.o = w->o;
-  r.q = w->hbq;
   r.worker_id = w->row.id;
   r.phase = "starting";
   r.eta_ms = -1;
   snprintf(r.job, sizeof r.job, "%s", j->id);
-  pthread_mutex_init(&r.mu, NULL);
-  pthread_cond_init(&r.cv, NULL);
-  pthread_t hb;
-  int hb_ok = pthread_create(&hb, NULL, heartbeat_main, &r) == 0;
+  r.mu = &w->beat.mu;
+  r.cv = &w->beat.cv;
+  pthread_mutex_lock(r.mu);
+  r.last_beat = mono_ms();                        /* the claim set the lease */
+  w->beat.cur = &r;
+  pthread_cond_broadcast(r.cv);
+  pthread_mutex_unlock(r.mu);
 
   json_error_t je;
   json_t *spec = json_loads(j->spec, 0, &je), *params = NULL;
@@ -202,11 +217,11 @@ static void run_job(worker *w, kq_job *j) {
   }
   if (out_path[0]) remove(out_path);              /* whatever is left of a failed or cancelled run */
 
-  pthread_mutex_lock(&r.mu);
+  pthread_mutex_lock(r.mu);
   r.done = 1;
-  pthread_cond_signal(&r.cv);
-  pthread_mutex_unlock(&r.mu);
-  if (hb_ok) pthread_join(hb, NULL);
+  pthread_cond_broadcast(r.cv);
+  while (w->beat.cur == &r) pthread_cond_wait(r.cv, r.mu);
+  pthread_mutex_unlock(r.mu);
 
   int64_t now = ke_now_ms();
   int units = 1;
@@ -261,8 +276,6 @@ static void run_job(worker *w, kq_job *j) {
   }
   json_decref(params);
   json_decref(spec);
-  pthread_mutex_destroy(&r.mu);
-  pthread_cond_destroy(&r.cv);
 }
 
 /* Waits up to ms for a wake byte (or polls). Returns 1 when woken. */
@@ -279,6 +292,16 @@ static int wait_work(worker *w, int *wake_fd, int64_t ms) {
   }
   (void)w;
   return 0;
+}
+
+static void stop_beat(beat *b, pthread_t th) {
+  pthread_mutex_lock(&b->mu);
+  b->quit = 1;
+  pthread_cond_broadcast(&b->cv);
+  pthread_mutex_unlock(&b->mu);
+  pthread_join(th, NULL);
+  pthread_mutex_destroy(&b->mu);
+  pthread_cond_destroy(&b->cv);
 }
 
 static int count_live(void *arg, const kq_worker *kw) {
@@ -313,10 +336,23 @@ int kw_main(const kw_opts *o, kiln_err *e) {
   w.row.pid = (int)getpid();
   w.row.started_ms = o->spawned_ms > 0 ? o->spawned_ms : ke_now_ms();
   put_row(&w, KQ_W_STARTING, NULL);
+  pthread_mutex_init(&w.beat.mu, NULL);
+  pthread_cond_init(&w.beat.cv, NULL);
+  w.beat.q = w.hbq;
+  w.beat.lease = o->cfg->lease_ms;
+  pthread_t hb;
+  if (pthread_create(&hb, NULL, heartbeat_main, &w.beat) != 0) {
+    put_row(&w, KQ_W_EXITED, NULL);
+    ks_close(w.store);
+    kq_close(w.q);
+    kq_close(w.hbq);
+    return kiln_fail(e, KILN_EINTERNAL, "cannot start the heartbeat thread");
+  }
 
   const kf_desc *fn = w.fc->fn;
   if (fn->enter && (r = fn->enter(&w.state, e)) < 0) {
     kiln_err_prefix(e, "%s: loading the function failed", fn->name);
+    stop_beat(&w.beat, hb);
     put_row(&w, KQ_W_EXITED, NULL);
     ks_close(w.store);
     kq_close(w.q);
@@ -362,6 +398,7 @@ int kw_main(const kw_opts *o, kiln_err *e) {
     }
   }
   if (fn->exit) fn->exit(w.state);
+  stop_beat(&w.beat, hb);
   put_row(&w, KQ_W_EXITED, NULL);
   ks_close(w.store);
   kq_close(w.q);
