@@ -231,6 +231,7 @@ static void test_cost_hooks_workers(void) {
   nw = 0;
   kq_worker_list(q, "noop", 1, wcount_cb, &nw, &e);
   CHECK(nw == 0, "exited is not live");
+  CHECK(kq_worker_known(q, "w9", &e) == 1 && kq_worker_known(q, "w10", &e) == 0, "a closed row is still known");
   nw = 0;
   kq_worker_prune(q, day + 6, &e);
   kq_worker_list(q, NULL, 0, wcount_cb, &nw, &e);

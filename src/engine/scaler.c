@@ -357,7 +357,8 @@ static void tick(ke_scaler *s) {
   for (int i = 0; i < s->nkids; i++) {            /* started, not registered yet */
     int seen = 0;
     for (int k = 0; k < r->n && !seen; k++) seen = !strcmp(r->w[k].id, s->kids[i].id);
-    if (seen) s->kids[i].registered = 1;
+    /* a row seen once, or one already closed (a worker that lived less than a tick) */
+    if (seen || (!s->kids[i].registered && kq_worker_known(s->q, s->kids[i].id, &e) == 1)) s->kids[i].registered = 1;
     const ke_fnconf *fc = ke_fn(s->c, s->kids[i].fn);
     if (!seen && !s->kids[i].registered && fc) {
       if (fc->res.gpu && s->c->gpu_slots > 0) gpu_used++;

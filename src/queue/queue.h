@@ -176,6 +176,8 @@ int kq_worker_put(kq *q, const kq_worker *w, kiln_err *e);
 /* Workers of fn (NULL: all); live_only skips exited ones. */
 typedef int (*kq_worker_cb)(void *arg, const kq_worker *w);
 int kq_worker_list(kq *q, const char *fn, int live_only, kq_worker_cb cb, void *arg, kiln_err *e);
+/* 1 if a row for worker id exists (live or exited), 0 if not. */
+int kq_worker_known(kq *q, const char *id, kiln_err *e);
 /* Removes exited workers whose last change is older than before_ms. */
 int kq_worker_prune(kq *q, int64_t before_ms, kiln_err *e);
 

@@ -684,6 +684,14 @@ int kq_worker_list(kq *q, const char *fn, int live_only, kq_worker_cb cb, void *
   return 0;
 }
 
+int kq_worker_known(kq *q, const char *id, kiln_err *e) {
+  sqlite3_stmt *st = prep(q, "SELECT 1 FROM workers WHERE id=?", "t", id);
+  if (!st) return dberr(q, e, "workers");
+  int rc = sqlite3_step(st);
+  unprep(q, st);
+  return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : dberr(q, e, "workers");
+}
+
 int kq_worker_prune(kq *q, int64_t before_ms, kiln_err *e) {
   return step_update(q, prep(q, "DELETE FROM workers WHERE state=3 AND last_ms<?", "i", before_ms), "workers", e);
 }
