@@ -120,6 +120,12 @@ import json,sys; v=json.load(open(sys.argv[1]))["video"]
 assert not v["frames_exact"] and abs(v["frames"] - 24) <= 13, v' "$T/odd_est.json" && grep -q "(estimated)" "$T/odd_est.txt" \
   && ! grep -q "(estimated)" "$T/odd.txt" && ok || bad "estimated frame count marked: $(cat "$T/odd_est.json" | head -c 300)"
 
+# --- a function without input (noop) --------------------------------------
+"$KILN" run noop -o "$T/noop.json" --param frames=7 --json > "$T/noop.out" 2>/dev/null \
+  && python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); o=json.load(open(sys.argv[2])); assert r["ok"] and r["frames"]==7 and o=={"frames":7}, (r,o)' "$T/noop.out" "$T/noop.json" \
+  && ok || bad "kiln run noop -o OUT writes its JSON output: $(cat "$T/noop.out")"
+expect "noop with an input" 2 "noop takes no input file" -- "$KILN" run noop "$T/in.mp4" -o "$T/noop2.json"
+
 # --- bad input ------------------------------------------------------------
 expect "missing file" 1 "cannot open input '.*nope.mp4': No such file" -- "$KILN" run reframe "$T/nope.mp4" -o "$T/out.mp4"
 printf 'just text, not a video at all; FFmpeg cannot make sense of this\n' > "$T/text.mp4"

@@ -362,11 +362,15 @@ try:
     check("...and every worker has left (the min_workers one, those orphaned by the kill -9 too)", left, worker_rows())
 
     # --- a task past its timeout: failed `timeout`
-    B = Server(os.path.join(T, "b"), "lease_s: 2\nfunctions:\n  noop: {timeout_s: 1, retries: 0}\n")
+    B = Server(os.path.join(T, "b"), "lease_s: 2\nbudget_usd_month: 0.00000001\nfunctions:\n  noop: {timeout_s: 1, retries: 0}\n")
     s, b, _ = B.req("POST", "/v1/functions/noop/spawn", {"params": {"frames": 200, "ms_per_frame": 50}})
     j = B.wait_end(b["job_id"], 30)
     check("timeout: failed with class timeout", j["state"] == "failed" and j["error"]["class"] == "timeout"
           and "timeout of 1 s" in j["error"]["message"], (j["state"], j["error"]))
+    check("timeout: the killed run is charged", j["cost"]["resource_seconds"] >= 1 and j["cost"]["usd"] > 0, j["cost"])
+    log = os.path.join(B.home, "serve.log")
+    warned = until(lambda: "100% of the monthly budget" in open(log).read(), 10)
+    check("budget: a warning at 100% of the month's budget", warned, open(log).read()[-500:])
     B.stop()
 
     # --- a config with a typo is refused with its name

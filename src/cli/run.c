@@ -93,10 +93,12 @@ int kc_run(int argc, char **argv) {
     r = kiln_fail(&e, KILN_EUSAGE, "unknown function '%s' (known: %s)", fname, list);
     goto done;
   }
-  if (!input) { r = kiln_fail(&e, KILN_EUSAGE, "%s needs an INPUT file", fname); goto done; }
+  if (fn->no_input && input && !output) { output = input; input = NULL; }   /* kiln run noop OUT.json */
+  if (fn->no_input && input) { r = kiln_fail(&e, KILN_EUSAGE, "%s takes no input file", fname); goto done; }
+  if (!input && !fn->no_input) { r = kiln_fail(&e, KILN_EUSAGE, "%s needs an INPUT file", fname); goto done; }
   if (!output) { r = kiln_fail(&e, KILN_EUSAGE, "%s needs an output file: -o OUTPUT", fname); goto done; }
   struct stat si, so;
-  if (stat(input, &si) == 0 && stat(output, &so) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino) {
+  if (input && stat(input, &si) == 0 && stat(output, &so) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino) {
     r = kiln_fail(&e, KILN_EUSAGE, "the output '%s' is the input; choose another name", output);
     goto done;
   }
@@ -118,14 +120,21 @@ int kc_run(int argc, char **argv) {
   if (fn->exit) fn->exit(state);
   if (r < 0) goto done;
   const km_pipeline_stats *st = &res.stats;
-  if (as_json) {
-    json_t *o = json_pack("{s:b, s:s, s:s, s:s, s:I, s:I, s:f, s:f, s:i, s:i, s:f, s:f, s:s}", "ok", 1, "function",
+  if (as_json && st->out_w == 0) {                /* not a video (noop's JSON) */
+    json_t *o = json_pack("{s:b, s:s, s:s, s:I, s:f}", "ok", 1, "function", fn->name, "output", output, "frames",
+                          (json_int_t)st->frames_out, "seconds", st->seconds);
+    kj_print(o);
+    json_decref(o);
+  } else if (as_json) {
+    json_t *o = json_pack("{s:b, s:s, s:s?, s:s, s:I, s:I, s:f, s:f, s:i, s:i, s:f, s:f, s:s}", "ok", 1, "function",
                           fn->name, "input", input, "output", output, "frames", (json_int_t)st->frames_out,
                           "frames_in", (json_int_t)st->frames_in, "seconds", st->seconds, "fps", st->fps, "width",
                           st->out_w, "height", st->out_h, "out_fps", av_q2d(st->out_fps), "duration",
                           st->out_duration, "audio", st->audio);
     kj_print(o);
     json_decref(o);
+  } else if (!quiet && st->out_w == 0) {
+    klog(KLOG_INFO, "%s: wrote %s: %lld frames (%.2f s)", fn->name, output, (long long)st->frames_out, st->seconds);
   } else if (!quiet) {
     klog(KLOG_INFO, "%s: wrote %s: %lld frames, %dx%d at %.3g fps, %.2f s, audio %s (%.1f s, %.1f fps)",
             fn->name, output, (long long)st->frames_out, st->out_w, st->out_h, av_q2d(st->out_fps),

@@ -12,7 +12,9 @@
  *           the free slots (a worker takes `cpus` CPU slots, or one GPU
  *           slot); when slots are full, an idle worker of another function
  *           above its min_workers is asked to leave (SIGTERM)
- *   budget  warn at 80% and 100% of budget_usd_month (once each per month)
+ *   budget  warn at 80% and 100% of budget_usd_month (once each per month;
+ *           checked every second)
+ * A run whose worker died or was killed is charged from its claim to then.
  *
  * Workers are forked by the zygote (worker/zygote.c), a kiln process
  * started once that has the binary loaded, so a cold start costs a fork,
@@ -98,10 +100,38 @@ static void mark_exited(ke_scaler *s, const char *id) {
   free(r);
 }
 
+typedef struct held { const char *worker; kq_job job; int found; } held;
+static int held_cb(void *arg, const kq_job *j) {
+  held *h = arg;
+  if (strcmp(j->worker, h->worker) != 0) return 0;
+  memcpy(h->job.id, j->id, sizeof j->id);
+  memcpy(h->job.fn, j->fn, sizeof j->fn);
+  h->job.claimed_ms = j->claimed_ms;
+  h->found = 1;
+  return 1;
+}
+
+/* The run of a worker that died or was killed still used its resources:
+ * charge them (claim to now) to its job before the job is failed. */
+static void charge_lost_run(ke_scaler *s, const char *worker, int64_t now) {
+  held h;
+  memset(&h, 0, sizeof h);
+  h.worker = worker;
+  kiln_err e = {0};
+  kq_list(s->q, KQ_RUNNING, NULL, 1000, held_cb, &h, &e);
+  const ke_fnconf *fc = h.found ? ke_fn(s->c, h.job.fn) : NULL;
+  if (!fc || h.job.claimed_ms <= 0 || now <= h.job.claimed_ms) return;
+  int units = 1;
+  double price = ke_price_per_s(s->c, &fc->res, &units);
+  kq_cost c = {0, (now - h.job.claimed_ms) * units, (double)(now - h.job.claimed_ms) / 1000 * price};
+  kq_account(s->q, h.job.id, &c, &e);
+}
+
 /* A worker that is gone: its task (if any) fails as worker_lost, its row is closed. */
 static void worker_gone(ke_scaler *s, const char *id, const char *why) {
   kiln_err e = {0};
   int n = 0;
+  charge_lost_run(s, id, ke_now_ms());
   char msg[300];
   snprintf(msg, sizeof msg, "worker %s %s while running the task", id, why);
   if (kq_fail_worker(s->q, id, "worker_lost", msg, ke_now_ms(), &n, &e) < 0) klog(KLOG_WARN, "autoscaler: %s", e.msg);
@@ -266,7 +296,7 @@ static int usd_sum(void *arg, const char *d, const char *f, int64_t jobs, double
 }
 
 static void check_budget(ke_scaler *s, int64_t now) {
-  if (s->c->budget_usd_month <= 0 || now - s->last_budget < 10000) return;
+  if (s->c->budget_usd_month <= 0 || now - s->last_budget < 1000) return;
   s->last_budget = now;
   time_t t = (time_t)(now / 1000);
   struct tm tm;
@@ -282,7 +312,7 @@ static void check_budget(ke_scaler *s, int64_t now) {
   int level = usd >= s->c->budget_usd_month ? 100 : usd >= 0.8 * s->c->budget_usd_month ? 80 : 0;
   if (level > s->warned_level) {
     s->warned_level = level;
-    klog(KLOG_WARN, "budget: this month's cost is $%.4f, %d%% of the monthly budget of $%.2f", usd,
+    klog(KLOG_WARN, "budget: this month's cost is $%.6g, %d%% of the monthly budget of $%.6g", usd,
          (int)(100 * usd / s->c->budget_usd_month), s->c->budget_usd_month);
   }
 }
@@ -319,6 +349,7 @@ static void timeouts(ke_scaler *s, const rows *r, int64_t now) {
     snprintf(msg, sizeof msg, "the task ran past %s's timeout of %d s; its worker was stopped", run[i].fn,
              fc->res.timeout_s);
     int n = 0;
+    charge_lost_run(s, run[i].worker, now);
     kq_fail_worker(s->q, run[i].worker, "timeout", msg, now, &n, &e);
     klog(KLOG_WARN, "autoscaler: job %s: %s", run[i].id, msg);
   }
