@@ -369,7 +369,7 @@ try:
           and "timeout of 1 s" in j["error"]["message"], (j["state"], j["error"]))
     check("timeout: the killed run is charged", j["cost"]["resource_seconds"] >= 1 and j["cost"]["usd"] > 0, j["cost"])
     log = os.path.join(B.home, "serve.log")
-    warned = until(lambda: "100% of the monthly budget" in open(log).read(), 10)
+    warned = until(lambda: re.search(r"warning: budget: this month's cost is \$[0-9.e-]+, \d{3,}% of the monthly budget", open(log).read()), 10)
     check("budget: a warning at 100% of the month's budget", warned, open(log).read()[-500:])
     B.stop()
 

@@ -96,6 +96,21 @@ static int b64_decode(const char *in, size_t n, unsigned char **out, size_t *out
   return 0;
 }
 
+/* {"job_id","state","url"} with a Location header: 202 after a spawn, 303 from a call. */
+static enum MHD_Result job_ref(kiln_server *s, struct MHD_Connection *c, unsigned status, const char *id,
+                               const char *state, const char *loc) {
+  json_t *o = json_pack("{s:s, s:s, s:s}", "job_id", id, "state", state, "url", loc);
+  char *t = json_dumps(o, JSON_COMPACT);
+  json_decref(o);
+  struct MHD_Response *r = MHD_create_response_from_buffer(strlen(t), t, MHD_RESPMEM_MUST_FREE);
+  MHD_add_response_header(r, "Content-Type", "application/json");
+  MHD_add_response_header(r, "Location", loc);
+  enum MHD_Result ret = MHD_queue_response(c, status, r);
+  MHD_destroy_response(r);
+  __atomic_fetch_add(&s->requests[status / 100], 1, __ATOMIC_RELAXED);
+  return ret;
+}
+
 /* Checks a job body and submits it. Returns MHD result having answered. */
 static enum MHD_Result submit(kiln_server *s, struct MHD_Connection *c, kq *q, const ke_fnconf *fc, req *rq,
                               int call) {
@@ -229,28 +244,10 @@ static enum MHD_Result submit(kiln_server *s, struct MHD_Connection *c, kq *q, c
       struct timespec ts = {0, 10 * 1000000L};
       nanosleep(&ts, NULL);
     }
-    json_t *o = json_pack("{s:s, s:s, s:s}", "job_id", id, "state", "running", "url", loc);
-    char *t = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
-    json_decref(o);
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(t), t, MHD_RESPMEM_MUST_FREE);
-    MHD_add_response_header(r, "Content-Type", "application/json");
-    MHD_add_response_header(r, "Location", loc);
-    ret = MHD_queue_response(c, 303, r);
-    MHD_destroy_response(r);
-    __atomic_fetch_add(&s->requests[3], 1, __ATOMIC_RELAXED);
+    ret = job_ref(s, c, 303, id, "running", loc);
     goto out;
   }
-  {
-    json_t *o = json_pack("{s:s, s:s, s:s}", "job_id", id, "state", "queued", "url", loc);
-    char *t = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
-    json_decref(o);
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(t), t, MHD_RESPMEM_MUST_FREE);
-    MHD_add_response_header(r, "Content-Type", "application/json");
-    MHD_add_response_header(r, "Location", loc);
-    ret = MHD_queue_response(c, 202, r);
-    MHD_destroy_response(r);
-    __atomic_fetch_add(&s->requests[2], 1, __ATOMIC_RELAXED);
-  }
+  ret = job_ref(s, c, 202, id, "queued", loc);
 out:
   free(spec_s);
   json_decref(params);

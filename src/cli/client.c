@@ -655,15 +655,7 @@ int kc_submit(int argc, char **argv) {
       kvs[nkv++] = argv[i];
     } else if (!strcmp(a, "--params")) {
       if (++i >= argc) { r = kiln_fail(&e, KILN_EUSAGE, "--params needs a JSON file"); goto done; }
-      json_t *f = NULL;
-      if ((r = kj_load_file(argv[i], &f, &e)) < 0) goto done;
-      if (!json_is_object(f)) {
-        json_decref(f);
-        r = kiln_fail(&e, KILN_EPARAM, "params file '%s' must hold a JSON object", argv[i]);
-        goto done;
-      }
-      json_object_update(raw, f);
-      json_decref(f);
+      if ((r = kj_update_from_file(raw, argv[i], &e)) < 0) goto done;
     } else if (!strcmp(a, "--webhook")) {
       if (++i >= argc) { r = kiln_fail(&e, KILN_EUSAGE, "--webhook needs a URL"); goto done; }
       hook = argv[i];

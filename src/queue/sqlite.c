@@ -541,16 +541,9 @@ static int cancel_locked(kq *q, const char *id, int64_t now, kiln_err *e) {
 
 int kq_cancel(kq *q, const char *id, int64_t now, kiln_err *e) { TXN(q, e, cancel_locked(q, id, now, e)); }
 
-int kq_list(kq *q, int state, const char *fn, int limit, kq_job_cb cb, void *arg, kiln_err *e) {
-  /* one statement per filter combination, so that each can use its index */
-  static const char *const sql[4] = {
-      "SELECT " JOB_COLS " FROM jobs WHERE ?1 < 0 AND ?2 IS NULL ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
-      "SELECT " JOB_COLS " FROM jobs WHERE state=?1 AND ?2 IS NULL ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
-      "SELECT " JOB_COLS " FROM jobs WHERE ?1 < 0 AND fn=?2 ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
-      "SELECT " JOB_COLS " FROM jobs WHERE state=?1 AND fn=?2 ORDER BY created_ms DESC, rowid DESC LIMIT ?3"};
-  sqlite3_stmt *st = prep(q, sql[(state >= 0) + 2 * (fn != NULL)], "iti", (int64_t)state, fn,
-                          (int64_t)(limit > 0 ? limit : 100));
-  if (!st) return dberr(q, e, "list");
+/* Calls cb for each job row of st (a SELECT of JOB_COLS) until it returns non-zero. */
+static int each_job(kq *q, sqlite3_stmt *st, kq_job_cb cb, void *arg, const char *what, kiln_err *e) {
+  if (!st) return dberr(q, e, what);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     kq_job j;
@@ -560,7 +553,19 @@ int kq_list(kq *q, int state, const char *fn, int limit, kq_job_cb cb, void *arg
     if (stop) break;
   }
   unprep(q, st);
-  return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : dberr(q, e, "list");
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : dberr(q, e, what);
+}
+
+int kq_list(kq *q, int state, const char *fn, int limit, kq_job_cb cb, void *arg, kiln_err *e) {
+  /* one statement per filter combination, so that each can use its index */
+  static const char *const sql[4] = {
+      "SELECT " JOB_COLS " FROM jobs WHERE ?1 < 0 AND ?2 IS NULL ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
+      "SELECT " JOB_COLS " FROM jobs WHERE state=?1 AND ?2 IS NULL ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
+      "SELECT " JOB_COLS " FROM jobs WHERE ?1 < 0 AND fn=?2 ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
+      "SELECT " JOB_COLS " FROM jobs WHERE state=?1 AND fn=?2 ORDER BY created_ms DESC, rowid DESC LIMIT ?3"};
+  sqlite3_stmt *st = prep(q, sql[(state >= 0) + 2 * (fn != NULL)], "iti", (int64_t)state, fn,
+                          (int64_t)(limit > 0 ? limit : 100));
+  return each_job(q, st, cb, arg, "list", e);
 }
 
 int kq_events(kq *q, const char *id, int64_t after_seq, kq_event_cb cb, void *arg, kiln_err *e) {
@@ -628,16 +633,7 @@ int kq_usage(kq *q, int64_t since_ms, kq_usage_cb cb, void *arg, kiln_err *e) {
 int kq_hooks_due(kq *q, int64_t now, int limit, kq_job_cb cb, void *arg, kiln_err *e) {
   sqlite3_stmt *st = prep(q, "SELECT " JOB_COLS " FROM jobs WHERE hook_state=1 AND state>=3 AND hook_next_ms<=?"
                              " ORDER BY hook_next_ms LIMIT ?", "ii", now, (int64_t)limit);
-  if (!st) return dberr(q, e, "webhooks");
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    kq_job j;
-    row_to_job(st, &j);
-    int stop = cb(arg, &j);
-    kq_job_release(&j);
-    if (stop) break;
-  }
-  unprep(q, st);
-  return 0;
+  return each_job(q, st, cb, arg, "webhooks", e);
 }
 
 int kq_hook_result(kq *q, const char *id, int delivered, int64_t next_ms, kiln_err *e) {

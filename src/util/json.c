@@ -76,3 +76,16 @@ void kj_print(const json_t *v) {
   char *s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
   if (s) { fputs(s, stdout); fputc('\n', stdout); free(s); }
 }
+
+int kj_update_from_file(json_t *obj, const char *path, kiln_err *e) {
+  json_t *f = NULL;
+  int r = kj_load_file(path, &f, e);
+  if (r < 0) return r;
+  if (!json_is_object(f)) {
+    json_decref(f);
+    return kiln_fail(e, KILN_EPARAM, "params file '%s' must hold a JSON object", path);
+  }
+  json_object_update(obj, f);
+  json_decref(f);
+  return 0;
+}

@@ -11,6 +11,9 @@
 int kj_load_file(const char *path, json_t **out, kiln_err *e);
 /* Reads a YAML file into a JSON tree (plain scalars typed, quoted ones strings). */
 int kj_load_yaml(const char *path, json_t **out, kiln_err *e);
+/* Merges the JSON object in file path into obj (a params file); the
+ * message names the file when it is not a JSON object. */
+int kj_update_from_file(json_t *obj, const char *path, kiln_err *e);
 /* Parses "k=v" where v is JSON if it parses as JSON, else a string; k may be
  * dotted ("trim.start=2") to set a nested member. Sets into obj. */
 int kj_set_kv(json_t *obj, const char *kv, kiln_err *e);
