@@ -22,6 +22,16 @@ static int t_failed_checks, t_pass, t_fail, t_cur_failed;
     }                                                                      \
   } while (0)
 
+/* CHECK as an expression: its value is whether cond held. */
+static inline int t_check_failed(const char *file, int line, const char *cond) {
+  fprintf(stderr, "  FAIL %s:%d: %s — ", file, line, cond);
+  t_failed_checks++;
+  t_cur_failed = 1;
+  return 0;
+}
+#define CHECKV(cond, ...) \
+  ((cond) ? 1 : (t_check_failed(__FILE__, __LINE__, #cond), fprintf(stderr, __VA_ARGS__), fprintf(stderr, "\n"), 0))
+
 #define T_RUN(fn)                                                          \
   do {                                                                     \
     t_cur_failed = 0;                                                      \

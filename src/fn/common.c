@@ -36,6 +36,8 @@ void kf_pipeline_from_task(const kf_task *t, const json_t *params, km_pipeline_c
   c->output = t->output;
   c->start = t->start;
   c->end = t->end;
+  c->out_start = t->out_start;
+  c->out_end = t->out_end;
   km_timeline_identity(&c->tl);
   kf_enc_from_params(params, &c->enc);
   c->keep_audio = !json_is_false(json_object_get(params, "audio"));

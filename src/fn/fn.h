@@ -42,6 +42,7 @@ typedef struct kf_task {
   const char *input, *output;
   const json_t *params;         /* validated, defaults filled (borrowed) */
   int64_t start, end;           /* source frame range; end < 0: to the end */
+  int64_t out_start, out_end;   /* a chunk: output frames [out_start, out_end) of the whole run (0, 0: all) */
   int threads;                  /* 0: one per CPU */
   km_progress_fn progress;
   void *progress_arg;

@@ -39,8 +39,8 @@ static int noop_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) 
   int64_t frames = (int64_t)json_integer_value(json_object_get(t->params, "frames"));
   double ms = json_number_value(json_object_get(t->params, "ms_per_frame"));
   const char *fail = json_string_value(json_object_get(t->params, "fail"));
-  if (t->end >= 0 && t->end < frames) frames = t->end;
-  int64_t start = t->start > 0 ? t->start : 0;
+  if (t->out_end > 0 && t->out_end < frames) frames = t->out_end;   /* a chunk: frames [out_start, out_end) */
+  int64_t start = t->out_start > 0 ? t->out_start : 0;
   for (int64_t i = start; i < frames; i++) {
     if (t->cancel && *t->cancel) return kiln_fail(e, KILN_ECANCELLED, "cancelled");
     sleep_ms(ms);

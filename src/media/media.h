@@ -138,6 +138,18 @@ int64_t km_writer_frames(const km_writer *w);
 const char *km_writer_audio_mode(const km_writer *w);
 void km_writer_free(km_writer *w);
 
+/* The join of a chunked run (concat.c): the chunks' video packets one after
+ * another, stream-copied, timestamps continued (fps: the chunks' frame
+ * rate); the audio of a->path (if any) cut and retimed by a->tl exactly as
+ * an unchunked run does, muxed once. The output is complete or absent. */
+typedef struct km_concat_stats {
+  int64_t frames;
+  double duration;
+  char audio[8];                /* "none", "copy", "aac" */
+} km_concat_stats;
+int km_concat(const char *const *chunks, int n, const char *output, const km_audio_opts *a, AVRational fps,
+              km_concat_stats *st, kiln_err *e);
+
 /* A new YUV420P frame of w x h (even), or NULL. */
 AVFrame *km_frame_new(int w, int h);
 
@@ -161,6 +173,11 @@ typedef struct km_pipeline_cfg {
   const km_probe *probe;        /* the input's probe, if the caller has one (else NULL) */
   int64_t start, end;           /* source frame range; end < 0: to the end */
   km_timeline tl;               /* trim and speed (source seconds) */
+  /* A chunk: only output frames [out_start, out_end) of the whole run
+   * (out_end <= 0: to the end), each exactly as the whole run makes it; the
+   * decoder starts at the source frame the first one needs; no audio (the
+   * join adds it once). Both 0: the whole run. */
+  int64_t out_start, out_end;
   AVRational out_fps;           /* 0/0: the source frame rate */
   int out_w, out_h;             /* 0: the source size */
   km_enc_opts enc;              /* width/height/fps filled in by the pipeline */

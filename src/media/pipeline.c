@@ -59,6 +59,7 @@ typedef struct pl {
   AVRational fps;
   AVFrame **spare;              /* output frames to reuse (fresh pages cost a fault each) */
   int nspare;
+  int64_t first;                /* the first output frame's number (a chunk's out_start) */
 } pl;
 
 static double now_s(void) {
@@ -105,7 +106,8 @@ static void run_slot(void *arg) {
 
 /* Hands output frame n (showing source frame f) to the pool. */
 static int emit(pl *p, const AVFrame *f, const km_frame_info *fi, int64_t n) {
-  pl_slot *s = &p->slots[n % p->q];
+  int64_t k = n - p->first;                      /* position in this run's output */
+  pl_slot *s = &p->slots[k % p->q];
   pthread_mutex_lock(&p->mu);
   while (s->state != SLOT_FREE && !p->abort) pthread_cond_wait(&p->cv, &p->mu);
   int ab = p->abort;
@@ -118,7 +120,7 @@ static int emit(pl *p, const AVFrame *f, const km_frame_info *fi, int64_t n) {
   s->ki.out_time = n / av_q2d(p->fps);
   pthread_mutex_lock(&p->mu);
   s->state = SLOT_QUEUED;
-  p->emitted = n + 1;
+  p->emitted = k + 1;
   pthread_mutex_unlock(&p->mu);
   if (kp_pool_submit(p->pool, run_slot, s) < 0) {
     kiln_err e; kiln_fail(&e, KILN_ENOMEM, "out of memory");
@@ -136,11 +138,13 @@ static void *decode_main(void *arg) {
   double fps = av_q2d(p->fps);
   AVFrame *prev = NULL, *cur = NULL;
   km_frame_info pi = {0}, ci;
-  int64_t n = 0, n_total = -1;
+  int64_t n = p->c->out_start > 0 ? p->c->out_start : 0, n_total = -1;
+  int64_t n_stop = p->c->out_end > 0 ? p->c->out_end : -1;   /* a chunk's end (< 0: none) */
   kiln_err e = {0};
   int r = 0;
   for (;;) {
     if (cancelled(p)) { r = kiln_fail(&e, KILN_ECANCELLED, "cancelled"); break; }
+    if (n_stop >= 0 && n >= n_stop) { r = 0; break; }
     r = km_decoder_read(p->dec, &cur, &ci, &e);
     if (r < 0) break;
     int at_end = r == 0;
@@ -155,8 +159,9 @@ static void *decode_main(void *arg) {
       if (tl->end > 0 && t_c >= tl->end && n_total < 0)
         n_total = llround(km_timeline_duration(tl, tl->end) * fps);
     }
+    if (n_total >= 0 && n_stop >= 0 && n_stop < n_total) n_total = n_stop;
     if (prev) {
-      while ((n_total < 0 || n < n_total) &&
+      while ((n_total < 0 || n < n_total) && (n_stop < 0 || n < n_stop) &&
              km_timeline_to_src(tl, INFINITY, (n + 0.5) / fps) < t_c - KM_TIME_EPS) {
         if ((r = emit(p, prev, &pi, n)) < 0) goto out;
         n++;
@@ -216,7 +221,24 @@ int km_pipeline_run(const km_pipeline_cfg *c, km_pipeline_stats *st, kiln_err *e
   double t0 = now_s();
 
   if ((r = km_timeline_check(&c->tl, e)) < 0) goto done;
-  if ((r = km_decoder_open(&p.dec, c->input, c->probe, c->start, c->end, c->threads, e)) < 0) goto done;
+  int chunk = c->out_start > 0 || c->out_end > 0;
+  int64_t src_start = c->start;
+  p.first = c->out_start > 0 ? c->out_start : 0;
+  if (chunk && p.first > 0) {
+    /* the source frame shown by the chunk's first output frame, less a margin:
+     * frames before it are decoded and passed over by the selector */
+    km_probe own;
+    const km_probe *pq = c->probe;
+    if (!pq && (r = km_probe_file(c->input, &own, e)) < 0) goto done;
+    if (!pq) pq = &own;
+    AVRational ofps = c->out_fps.num > 0 ? c->out_fps : pq->fps_q;
+    double t = km_timeline_to_src(&c->tl, INFINITY, (p.first + 0.5) / av_q2d(ofps));
+    double sfps = pq->fps > 0 ? pq->fps : 25;
+    int64_t margin = pq->vfr ? (int64_t)(sfps + 2) : 2;
+    src_start = (int64_t)floor(t * sfps) - margin;
+    if (src_start < 0) src_start = 0;
+  }
+  if ((r = km_decoder_open(&p.dec, c->input, c->probe, src_start, chunk ? -1 : c->end, c->threads, e)) < 0) goto done;
   const km_probe *pr = km_decoder_probe(p.dec);
   p.fps = c->out_fps.num > 0 ? c->out_fps : pr->fps_q;
   p.in_w = pr->width & ~1;
@@ -228,6 +250,7 @@ int km_pipeline_run(const km_pipeline_cfg *c, km_pipeline_stats *st, kiln_err *e
     goto done;
   }
   int64_t expect = km_pipeline_expected_frames(pr, &c->tl, p.fps);
+  if (chunk) expect = (c->out_end > 0 && c->out_end < expect ? c->out_end : expect) - p.first;
   if (c->tl.start > 0 && pr->duration > 0 && c->tl.start >= pr->duration) {
     r = kiln_fail(e, KILN_EPARAM, "trim.start (%g s) is at or past the end of the input (%.3f s)", c->tl.start, pr->duration);
     goto done;
@@ -238,7 +261,7 @@ int km_pipeline_run(const km_pipeline_cfg *c, km_pipeline_stats *st, kiln_err *e
   eo.height = p.out_h;
   eo.fps = p.fps;
   km_audio_opts ao = {0};
-  if (c->keep_audio && pr->n_audio > 0 && c->start <= 0) {
+  if (c->keep_audio && pr->n_audio > 0 && c->start <= 0 && !chunk) {
     ao.path = c->input;
     ao.tl = c->tl;
     ao.video_start = pr->start_time;   /* keeps audio in sync with the first video frame */
