@@ -267,7 +267,10 @@ static void test_chunks(void) {
   };
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     km_pipeline_stats st;
-    const char *seq = t_path("ck-seq.mp4");
+    char seq[1024], src[1024], joined[1024];      /* t_path's buffer rotates */
+    snprintf(seq, sizeof seq, "%s", t_path("ck-seq.mp4"));
+    snprintf(src, sizeof src, "%s", t_path("ck.mp4"));
+    snprintf(joined, sizeof joined, "%s", t_path("ck-joined.mp4"));
     if (!CHECKV(run_fn(cases[c].fn, t_path("ck.mp4"), seq, cases[c].params, &st, &e) == 0, "%s: %s", cases[c].fn, e.msg)) continue;
     t_video sv = {0};
     CHECK(t_decode(seq, 0, -1, &sv) == 0 && sv.n == st.frames_out, "sequential frames %d vs %lld", sv.n,
@@ -291,6 +294,40 @@ static void test_chunks(void) {
         t_video_free(&cv);
       }
       CHECK(!ok || at == sv.n, "case %zu N=%d: %d of %d frames", c, n, at, sv.n);
+      /* the join: video packets, timestamps and audio as the sequential run's */
+      const char *paths[4];
+      char names[4][32];
+      for (int k = 0; k < n; k++) {
+        snprintf(names[k], sizeof names[k], "ck-%d-%d.mp4", n, k);
+        paths[k] = strdup(t_path(names[k]));
+      }
+      json_t *inner = NULL, *raw = json_loads(cases[c].params, 0, NULL);
+      kf_validate(kf_find(cases[c].fn), raw, &inner, &e);
+      json_decref(raw);
+      json_t *jp = json_pack("{s:s, s:O}", "fn", cases[c].fn, "params", inner);
+      kf_task jt = {.input = src, .inputs = paths, .ninputs = n, .output = joined, .params = jp, .end = -1};
+      kf_result jr = {0};
+      const kf_desc *all_join = NULL;
+      for (const kf_desc *const *r = kf_registry_all(); *r; r++)
+        if (!strcmp((*r)->name, "join")) all_join = *r;
+      if (CHECKV(all_join && all_join->run(NULL, &jt, &jr, &e) == 0, "join N=%d: %s", n, e.msg)) {
+        t_packets sa, ja, svp, jvp;
+        CHECK(t_packets_of(seq, AVMEDIA_TYPE_VIDEO, &svp) == 0 && t_packets_of(joined, AVMEDIA_TYPE_VIDEO, &jvp) == 0 &&
+                  svp.n == jvp.n && svp.ts_hash == jvp.ts_hash,
+              "case %zu N=%d: joined video timestamps differ (%lld vs %lld packets)", c, n, (long long)jvp.n, (long long)svp.n);
+        CHECK(t_packets_of(seq, AVMEDIA_TYPE_AUDIO, &sa) == 0 && t_packets_of(joined, AVMEDIA_TYPE_AUDIO, &ja) == 0 &&
+                  sa.n > 0 && sa.n == ja.n && sa.data_hash == ja.data_hash && sa.ts_hash == ja.ts_hash,
+              "case %zu N=%d: joined audio differs from the sequential run's (%lld vs %lld packets)", c, n,
+              (long long)ja.n, (long long)sa.n);
+        t_video jv = {0};
+        int same = t_decode(joined, 0, -1, &jv) == 0 && jv.n == sv.n;
+        for (int i = 0; same && i < jv.n; i++) same = same_frame(jv.f[i], sv.f[i]);
+        CHECK(same, "case %zu N=%d: the joined frames differ from the sequential run's", c, n);
+        t_video_free(&jv);
+      }
+      json_decref(jp);
+      json_decref(inner);
+      for (int k = 0; k < n; k++) free((void *)paths[k]);
     }
     t_video_free(&sv);
   }

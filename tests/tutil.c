@@ -1,5 +1,7 @@
 /* tutil.c — see tutil.h. */
 #include "tutil.h"
+
+#include <libavformat/avformat.h>
 #include "img/img.h"
 
 #include <dirent.h>
@@ -119,4 +121,34 @@ double t_psnr_plane(const AVFrame *f, int plane, double (*expect)(void *, int, i
       sum += d * d;
     }
   return ki_psnr(sum / ((double)w * h));
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+  const unsigned char *c = p;
+  for (size_t i = 0; i < n; i++) { h ^= c[i]; h *= 1099511628211ULL; }
+  return h;
+}
+
+int t_packets_of(const char *path, int type, t_packets *out) {
+  memset(out, 0, sizeof *out);
+  out->data_hash = out->ts_hash = 1469598103934665603ULL;
+  AVFormatContext *ic = NULL;
+  if (avformat_open_input(&ic, path, NULL, NULL) < 0) return -1;
+  int si = avformat_find_stream_info(ic, NULL) < 0 ? -1 : av_find_best_stream(ic, (enum AVMediaType)type, -1, -1, NULL, 0);
+  AVPacket *pkt = av_packet_alloc();
+  while (si >= 0 && pkt && av_read_frame(ic, pkt) >= 0) {
+    if (pkt->stream_index == si) {
+      AVRational tb = ic->streams[si]->time_base;
+      int64_t ts[3] = {av_rescale_q(pkt->pts, tb, (AVRational){1, 1000000}), av_rescale_q(pkt->dts, tb, (AVRational){1, 1000000}),
+                       av_rescale_q(pkt->duration, tb, (AVRational){1, 1000000})};
+      out->data_hash = fnv(out->data_hash, pkt->data, (size_t)pkt->size);
+      out->ts_hash = fnv(out->ts_hash, ts, sizeof ts);
+      out->n++;
+      out->bytes += pkt->size;
+    }
+    av_packet_unref(pkt);
+  }
+  av_packet_free(&pkt);
+  avformat_close_input(&ic);
+  return si >= 0 ? 0 : -1;
 }

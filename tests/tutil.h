@@ -22,6 +22,12 @@ typedef struct t_video {
 int t_decode(const char *path, int64_t start, int64_t end, t_video *v);
 void t_video_free(t_video *v);
 
+/* The packets of a file's first stream of `type` (AVMEDIA_TYPE_*): their
+ * count, and hashes over their data and over their timestamps (pts, dts,
+ * duration in the stream's time base, then in seconds x 1e6). 0 or -1. */
+typedef struct t_packets { int64_t n, bytes; uint64_t data_hash, ts_hash; } t_packets;
+int t_packets_of(const char *path, int type, t_packets *out);
+
 /* 1 if the file's top-level 'moov' box comes before 'mdat'. */
 int t_moov_first(const char *path);
 /* Number of directory entries in t_dir() whose name contains s. */

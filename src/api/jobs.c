@@ -527,7 +527,8 @@ static enum MHD_Result route(kiln_server *s, struct MHD_Connection *c, const cha
   if (!strcmp(url, "/v1/functions")) {
     if (!get) return kh_error(s, c, 405, "method_not_allowed", "/v1/functions takes GET");
     json_t *arr = json_array();
-    for (int i = 0; i < s->cfg->nfn; i++) json_array_append_new(arr, fn_json(s, q, &s->cfg->fns[i]));
+    for (int i = 0; i < s->cfg->nfn; i++)
+      if (!s->cfg->fns[i].fn->internal) json_array_append_new(arr, fn_json(s, q, &s->cfg->fns[i]));
     return kh_json(s, c, 200, json_pack("{s:o}", "functions", arr));
   }
   if (!strncmp(url, "/v1/functions/", 14)) {
@@ -535,11 +536,13 @@ static enum MHD_Result route(kiln_server *s, struct MHD_Connection *c, const cha
     const char *rest = url + 14, *slash = strchr(rest, '/');
     snprintf(name, sizeof name, "%.*s", (int)(slash ? (size_t)(slash - rest) : strlen(rest)), rest);
     const ke_fnconf *fc = ke_fn(s->cfg, name);
+    if (fc && fc->fn->internal) fc = NULL;
     if (!fc) {
       char list[256] = "";
-      for (int i = 0; i < s->cfg->nfn; i++) {
+      for (int i = 0, k = 0; i < s->cfg->nfn; i++) {
+        if (s->cfg->fns[i].fn->internal) continue;
         size_t l = strlen(list);
-        snprintf(list + l, sizeof list - l, "%s%s", i ? ", " : "", s->cfg->fns[i].fn->name);
+        snprintf(list + l, sizeof list - l, "%s%s", k++ ? ", " : "", s->cfg->fns[i].fn->name);
       }
       return kh_error(s, c, 404, "unknown_function", "no function '%.60s' (known: %s)", name, list);
     }

@@ -198,7 +198,7 @@ int ke_config_load(ke_config *c, const char *path, kiln_err *e) {
   c->prices = json_object();
   for (size_t i = 0; i < sizeof default_prices / sizeof default_prices[0]; i++)
     json_object_set_new(c->prices, default_prices[i].cls, json_real(default_prices[i].usd));
-  const kf_desc *const *reg = kf_registry();
+  const kf_desc *const *reg = kf_registry_all();
   for (int i = 0; reg[i] && c->nfn < KE_MAX_FNS; i++) {
     c->fns[c->nfn].fn = reg[i];
     c->fns[c->nfn].res = reg[i]->res;

@@ -47,3 +47,14 @@ void kf_pipeline_from_task(const kf_task *t, const json_t *params, km_pipeline_c
   c->progress_arg = t->progress_arg;
   c->cancel = t->cancel;
 }
+
+int kf_shape_of(const kf_desc *fn, const json_t *params, const char *input, kf_shape *s, km_probe *pr, kiln_err *e) {
+  if (!fn->shape) return kiln_fail(e, KILN_EINVAL, "%s cannot be split into chunks", fn->name);
+  memset(pr, 0, sizeof *pr);
+  if (input) {
+    int r = km_probe_file(input, pr, e);
+    if (r < 0) return r;
+    if (!pr->has_video) return kiln_fail(e, KILN_ENOFRAMES, "input '%s' has no video stream", input);
+  }
+  return fn->shape(params, input ? pr : NULL, s, e);
+}

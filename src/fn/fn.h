@@ -40,6 +40,8 @@ typedef struct kf_resources {
 
 typedef struct kf_task {
   const char *input, *output;
+  const char *const *inputs;    /* join: the chunk files in order (ninputs), besides input (the source) */
+  int ninputs;
   const json_t *params;         /* validated, defaults filled (borrowed) */
   int64_t start, end;           /* source frame range; end < 0: to the end */
   int64_t out_start, out_end;   /* a chunk: output frames [out_start, out_end) of the whole run (0, 0: all) */
@@ -48,6 +50,16 @@ typedef struct kf_task {
   void *progress_arg;
   volatile int *cancel;
 } kf_task;
+
+/* What a run of a function on an input will make (for planning and joining
+ * chunks): its timeline, frame rate and size, and so its frame count. */
+typedef struct kf_shape {
+  km_timeline tl;               /* trim and speed; identity for most functions */
+  AVRational fps;               /* output frame rate */
+  int width, height;            /* output size; 0 for outputs that are not video */
+  int64_t frames;               /* output frames */
+  int audio;                    /* the output carries the source's audio */
+} kf_shape;
 
 typedef struct kf_result {
   km_pipeline_stats stats;
@@ -63,14 +75,19 @@ typedef struct kf_desc {
   int (*enter)(void **state, kiln_err *e);   /* once per worker (model load); may be NULL */
   void (*exit)(void *state);
   int (*run)(void *state, const kf_task *t, kf_result *res, kiln_err *e);
-  int chunkable;                /* frame-parallel: may be split into frame ranges */
+  int chunkable;                /* frame-parallel: may be split into output frame ranges */
+  /* Fills s for validated params on a probed input (pr: NULL for a function
+   * without input). Needed by chunkable functions. */
+  int (*shape)(const json_t *params, const km_probe *pr, kf_shape *s, kiln_err *e);
+  int internal;                 /* the engine's own (join): not listed, not callable over HTTP */
   int no_input;                 /* takes no input file (synthetic functions) */
   const char *out_ext;          /* extension of the output object ("mp4" when NULL) */
   double cost_ms_per_mpixel;    /* planner hint: kernel time per output megapixel on one CPU core */
 } kf_desc;
 
-/* NULL-terminated list of every function. */
+/* NULL-terminated list of the public functions; _all adds the internal ones. */
 const kf_desc *const *kf_registry(void);
+const kf_desc *const *kf_registry_all(void);
 const kf_desc *kf_find(const char *name);
 
 /* Validates `in` (an object, may be NULL) against fn's parameter table and
@@ -85,6 +102,9 @@ json_t *kf_resources_json(const kf_resources *r);
 void kf_print_help(const kf_desc *fn, void *file);
 /* Writes fn's section of docs/functions.md (markdown) to f. */
 void kf_print_markdown(const kf_desc *fn, void *file);
+
+/* fn's shape for params on input (probed here; NULL for no input). */
+int kf_shape_of(const kf_desc *fn, const json_t *params, const char *input, kf_shape *s, km_probe *pr, kiln_err *e);
 
 /* Shared by video functions: encoder settings from validated params. */
 void kf_enc_from_params(const json_t *p, km_enc_opts *o);

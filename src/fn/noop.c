@@ -66,6 +66,15 @@ static int noop_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) 
   return 0;
 }
 
+static int noop_shape(const json_t *p, const km_probe *pr, kf_shape *s, kiln_err *e) {
+  memset(s, 0, sizeof *s);
+  km_timeline_identity(&s->tl);
+  s->fps = (AVRational){25, 1};
+  s->frames = (int64_t)json_integer_value(json_object_get(p, "frames"));
+  (void)pr; (void)e;
+  return 0;
+}
+
 const kf_desc kf_noop = {
     .name = "noop",
     .summary = "a synthetic function: frames that take a set time each, for tests, benchmarks and calibration",
@@ -78,6 +87,7 @@ const kf_desc kf_noop = {
     .enter = noop_enter,
     .run = noop_run,
     .chunkable = 1,
+    .shape = noop_shape,
     .no_input = 1,
     .out_ext = "json",
     .cost_ms_per_mpixel = 0,

@@ -85,6 +85,7 @@ static int check_value(const char *fn, const kf_param *p, const json_t *v, json_
     case KF_OBJ: {
       if (!json_is_object(v))
         return kiln_fail(e, KILN_EPARAM, "%s: parameter '%s' must be an object, got %s", fn, where, got);
+      if (!p->fields) { *res = json_deep_copy(v); return 0; }   /* free-form (checked by its user) */
       json_t *o = json_object();
       int r = check_table(fn, p->fields, v, o, where, e);
       if (r < 0) { json_decref(o); return r; }

@@ -93,39 +93,49 @@ static int build_keys(const json_t *p, const km_probe *pr, int ow, int oh, refra
   return 0;
 }
 
+static int reframe_shape(const json_t *p, const km_probe *pr, kf_shape *s, kiln_err *e) {
+  memset(s, 0, sizeof *s);
+  km_timeline_identity(&s->tl);
+  s->width = (int)kj_num(p, "width", 810);
+  s->height = (int)kj_num(p, "height", 1440);
+  if ((s->width & 1) || (s->height & 1))
+    return kiln_fail(e, KILN_EPARAM, "reframe: width and height must be even for yuv420p, got %dx%d", s->width, s->height);
+  double fps = kj_num(p, "fps", 0);
+  s->fps = fps > 0 ? av_d2q(fps, 100000) : pr->fps_q;
+  const json_t *trim = json_object_get(p, "trim");
+  if (trim) {
+    s->tl.start = kj_num(trim, "start", 0);
+    s->tl.end = kj_num(trim, "end", 0);
+    if (json_object_get(trim, "end") && s->tl.end <= s->tl.start)
+      return kiln_fail(e, KILN_EPARAM, "reframe: trim.end (%g s) must be after trim.start (%g s)", s->tl.end, s->tl.start);
+  }
+  const json_t *speed = json_object_get(p, "speed");
+  for (size_t i = 0; speed && i < json_array_size(speed); i++) {
+    const json_t *g = json_array_get(speed, i);
+    s->tl.seg[s->tl.nseg++] = (km_speed_seg){kj_num(g, "start", 0), kj_num(g, "end", 0), kj_num(g, "speed", 1)};
+  }
+  int r = km_timeline_check(&s->tl, e);
+  if (r < 0) { kiln_err_prefix(e, "reframe"); return r; }
+  s->frames = km_pipeline_expected_frames(pr, &s->tl, s->fps);
+  s->audio = !json_is_false(json_object_get(p, "audio")) && pr->n_audio > 0;
+  return 0;
+}
+
 static int reframe_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) {
   const json_t *p = t->params;
   reframe_ctx c = {0};
   km_probe pr;
+  kf_shape sh;
   int r = kf_probe_video(t, &pr, e);
   if (r < 0) return r;
-  int ow = (int)kj_num(p, "width", 810), oh = (int)kj_num(p, "height", 1440);
-  if ((ow & 1) || (oh & 1))
-    return kiln_fail(e, KILN_EPARAM, "reframe: width and height must be even for yuv420p, got %dx%d", ow, oh);
-  if ((r = build_keys(p, &pr, ow, oh, &c, e)) < 0) goto out;
-
+  if ((r = reframe_shape(p, &pr, &sh, e)) < 0) return r;
+  if ((r = build_keys(p, &pr, sh.width, sh.height, &c, e)) < 0) goto out;
   km_pipeline_cfg cfg;
   kf_pipeline_from_task(t, p, &cfg);
-  cfg.out_w = ow;
-  cfg.out_h = oh;
-  double fps = kj_num(p, "fps", 0);
-  if (fps > 0) cfg.out_fps = av_d2q(fps, 100000);
-  const json_t *trim = json_object_get(p, "trim");
-  if (trim) {
-    cfg.tl.start = kj_num(trim, "start", 0);
-    cfg.tl.end = kj_num(trim, "end", 0);
-    if (json_object_get(trim, "end") && cfg.tl.end <= cfg.tl.start) {
-      r = kiln_fail(e, KILN_EPARAM, "reframe: trim.end (%g s) must be after trim.start (%g s)", cfg.tl.end,
-                    cfg.tl.start);
-      goto out;
-    }
-  }
-  const json_t *speed = json_object_get(p, "speed");
-  for (size_t i = 0; speed && i < json_array_size(speed); i++) {
-    const json_t *s = json_array_get(speed, i);
-    cfg.tl.seg[cfg.tl.nseg++] = (km_speed_seg){kj_num(s, "start", 0), kj_num(s, "end", 0), kj_num(s, "speed", 1)};
-  }
-  if ((r = km_timeline_check(&cfg.tl, e)) < 0) { kiln_err_prefix(e, "reframe"); goto out; }
+  cfg.out_w = sh.width;
+  cfg.out_h = sh.height;
+  if (kj_num(p, "fps", 0) > 0) cfg.out_fps = sh.fps;
+  cfg.tl = sh.tl;
   cfg.probe = &pr;
   cfg.kernel = reframe_kernel;
   cfg.kctx = &c;
@@ -151,5 +161,6 @@ const kf_desc kf_reframe = {
             .min_workers = 0, .max_workers = 8, .concurrency = 1, .cpus = 2},
     .run = reframe_run,
     .chunkable = 1,
+    .shape = reframe_shape,
     .cost_ms_per_mpixel = 2.0,
 };
