@@ -13,6 +13,7 @@
  * "webhook": URL}; everything in it is checked before anything is queued,
  * and every refusal names what is wrong. */
 #include "api/http.h"
+#include "engine/planner.h"
 
 #include <openssl/evp.h>
 #include <stdarg.h>
@@ -130,8 +131,31 @@ static enum MHD_Result submit(kiln_server *s, struct MHD_Connection *c, kq *q, c
   const char *k;
   json_t *v;
   json_object_foreach(b, k, v) {
-    if (strcmp(k, "input") && strcmp(k, "params") && strcmp(k, "webhook")) {
-      ret = kh_error(s, c, 400, "bad_request", "unknown member '%s' in the request body (known: input, params, webhook)", k);
+    if (strcmp(k, "input") && strcmp(k, "params") && strcmp(k, "webhook") && strcmp(k, "plan")) {
+      ret = kh_error(s, c, 400, "bad_request",
+                     "unknown member '%s' in the request body (known: input, params, webhook, plan)", k);
+      goto out;
+    }
+  }
+  json_t *plan = json_object_get(b, "plan");
+  if (plan && !json_is_null(plan)) {
+    json_t *ob = json_object_get(plan, "objective"), *ch = json_object_get(plan, "chunks");
+    const char *pk;
+    json_t *pv_;
+    int bad = !json_is_object(plan);
+    json_object_foreach(plan, pk, pv_) bad |= strcmp(pk, "objective") && strcmp(pk, "chunks");
+    if (bad) {
+      ret = kh_error(s, c, 400, "bad_param", "\"plan\" must be {\"objective\": \"...\", \"chunks\": N} (both optional)");
+      goto out;
+    }
+    if (ob && (!json_is_string(ob) || ke_objective_check(json_string_value(ob), &e) < 0)) {
+      ret = kh_error(s, c, 400, "bad_param", "plan.%s", json_is_string(ob) ? e.msg : "objective must be a string");
+      goto out;
+    }
+    if (ch && (!json_is_integer(ch) || json_integer_value(ch) < 1 || json_integer_value(ch) > KE_PLAN_MAX ||
+               (json_integer_value(ch) > 1 && !fn->chunkable))) {
+      ret = kh_error(s, c, 400, "bad_param", "plan.chunks must be an integer from 1 to %d%s", KE_PLAN_MAX,
+                     fn->chunkable ? "" : " (and 1 for a function that cannot be split)");
       goto out;
     }
   }
@@ -209,16 +233,19 @@ static enum MHD_Result submit(kiln_server *s, struct MHD_Connection *c, kq *q, c
     goto out;
   }
   json_t *spec = json_pack("{s:o, s:O}", "input", in_key[0] ? json_string(in_key) : json_null(), "params", params);
+  if (plan && json_is_object(plan)) json_object_set(spec, "plan", plan);
+  int hold = fn->chunkable && fn->shape && s->planner != NULL;
   spec_s = json_dumps(spec, JSON_COMPACT);
   json_decref(spec);
   char id[KQ_ID_LEN];
-  if ((s->submitter ? ke_submit(s->submitter, fn->name, spec_s, fc->res.retries, hook, id, &e)
+  if ((s->submitter ? ke_submit(s->submitter, fn->name, spec_s, fc->res.retries, hook, hold, id, &e)
                     : kq_submit(q, fn->name, spec_s, fc->res.retries, hook, ke_now_ms(), id, &e)) < 0) {
     if (stored_inline) ks_delete(s->store, in_key, &e);
     ret = kh_error(s, c, 503, "unavailable", "the job could not be queued: %s", e.msg);
     goto out;
   }
-  ke_scaler_kick(s->scaler, fn->name);
+  if (hold) ke_planner_kick(s->planner);
+  else ke_scaler_kick(s->scaler, fn->name);
   char loc[64];
   snprintf(loc, sizeof loc, "/v1/jobs/%s", id);
   if (call) {
@@ -503,6 +530,17 @@ static enum MHD_Result do_metrics(kiln_server *s, struct MHD_Connection *c, kq *
   return ret;
 }
 
+static int task_cb(void *arg, const kq_job *j) {
+  json_t *t = json_pack("{s:s, s:i, s:s, s:I, s:I, s:i, s:f}", "kind", j->kind == KQ_JOIN ? "join" : "chunk", "part",
+                        j->part, "state", kq_state_name(j->state), "frames_done", (json_int_t)j->frames_done,
+                        "frames_total", (json_int_t)j->frames_total, "attempts", j->attempts, "usd", j->usd);
+  json_object_set_new(t, "worker", j->worker[0] && j->state == KQ_RUNNING ? json_string(j->worker) : json_null());
+  if (j->err_class[0] && j->state != KQ_SUCCEEDED)
+    json_object_set_new(t, "error", json_pack("{s:s, s:s}", "class", j->err_class, "message", j->err_msg));
+  json_array_append_new(arg, t);
+  return 0;
+}
+
 static int valid_id(const char *id) {
   if (strlen(id) != 32) return 0;
   for (const char *p = id; *p; p++)
@@ -603,6 +641,11 @@ static enum MHD_Result route(kiln_server *s, struct MHD_Connection *c, const cha
     if (r == KILN_ENOENT) return kh_error(s, c, 404, "not_found", "no job '%s'", id);
     if (r < 0) return kh_error(s, c, 500, "internal", "%s", e.msg);
     json_t *o = ke_job_json(&j, s->store, base, ke_now_ms());
+    if (j.kind == KQ_SPLIT) {                      /* its chunks and join */
+      json_t *tasks = json_array();
+      kq_children(q, j.id, task_cb, tasks, &e);
+      json_object_set_new(o, "tasks", tasks);
+    }
     kq_job_release(&j);
     return kh_json(s, c, 200, o);
   }

@@ -20,6 +20,7 @@ typedef struct kiln_server {
   ke_scaler *scaler;            /* borrowed; NULL: no workers are started */
   ke_hooks *hooks;              /* borrowed; may be NULL */
   ke_submitter *submitter;      /* borrowed; NULL: submit on the request's own connection */
+  struct ke_planner *planner;   /* borrowed; NULL: jobs run whole */
   int64_t max_upload;           /* bytes */
   int64_t inline_max;           /* decoded bytes of base64 input */
   struct MHD_Daemon *d;

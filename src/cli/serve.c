@@ -6,6 +6,7 @@
  * their running tasks back in the queue. A restarted server carries on with
  * every job in the queue. */
 #include "api/server.h"
+#include "engine/planner.h"
 #include "cli/cli.h"
 #include "util/log.h"
 
@@ -98,7 +99,8 @@ int kc_serve(int argc, char **argv) {
   char exe[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   exe[n > 0 ? n : 0] = 0;
-  if ((workers && ke_scaler_start(&s.scaler, &cfg, exe, &e) < 0) || ke_hooks_start(&s.hooks, &cfg, base, &e) < 0) {
+  if ((workers && ke_scaler_start(&s.scaler, &cfg, exe, &e) < 0) || ke_hooks_start(&s.hooks, &cfg, base, &e) < 0 ||
+      ke_planner_start(&s.planner, &cfg, s.store, s.scaler, &e) < 0) {
     rc = kc_report(&e, USAGE);
     goto out;
   }
@@ -110,6 +112,7 @@ int kc_serve(int argc, char **argv) {
 out:
   kiln_server_stop(&s);
   ke_submitter_stop(s.submitter);
+  ke_planner_stop(s.planner);
   ke_scaler_stop(s.scaler);
   ke_hooks_stop(s.hooks);
   ks_close(s.store);

@@ -69,8 +69,8 @@ json_t *ke_job_json(const kq_job *j, ks_store *s, const char *base_url, int64_t 
  * the job is fsynced, sharing one transaction with concurrent callers. */
 typedef struct ke_submitter ke_submitter;
 int ke_submitter_start(ke_submitter **out, const ke_config *c, kiln_err *e);
-int ke_submit(ke_submitter *s, const char *fn, const char *spec, int retries, const char *webhook, char id[KQ_ID_LEN],
-              kiln_err *e);
+int ke_submit(ke_submitter *s, const char *fn, const char *spec, int retries, const char *webhook, int hold,
+              char id[KQ_ID_LEN], kiln_err *e);
 /* After the HTTP server has stopped (no caller may be waiting). */
 void ke_submitter_stop(ke_submitter *s);
 

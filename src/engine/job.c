@@ -65,6 +65,9 @@ json_t *ke_job_json(const kq_job *j, ks_store *s, const char *base_url, int64_t 
     json_decref(spec);
   }
   json_object_set_new(o, "worker", j->worker[0] && j->state == KQ_RUNNING ? json_string(j->worker) : json_null());
+  json_t *plan = j->plan ? json_loads(j->plan, 0, &je) : NULL;
+  if (plan) json_object_del(plan, "rows");         /* the whole table: GET .../plan or `kiln plan` */
+  json_object_set_new(o, "plan", plan ? plan : json_null());
   if (j->err_class[0] && j->state != KQ_SUCCEEDED)
     json_object_set_new(o, "error", json_pack("{s:s, s:s}", "class", j->err_class, "message", j->err_msg));
   else json_object_set_new(o, "error", json_null());

@@ -118,7 +118,7 @@ static void charge_lost_run(ke_scaler *s, const char *worker, int64_t now) {
   memset(&h, 0, sizeof h);
   h.worker = worker;
   kiln_err e = {0};
-  kq_list(s->q, KQ_RUNNING, NULL, 1000, held_cb, &h, &e);
+  kq_running(s->q, held_cb, &h, &e);
   const ke_fnconf *fc = h.found ? ke_fn(s->c, h.job.fn) : NULL;
   if (!fc || h.job.claimed_ms <= 0 || now <= h.job.claimed_ms) return;
   int units = 1;
@@ -334,7 +334,7 @@ static void timeouts(ke_scaler *s, const rows *r, int64_t now) {
   kq_job run[64];
   memset(run, 0, sizeof run);
   kiln_err e = {0};
-  kq_list(s->q, KQ_RUNNING, NULL, 64, running_cb, run, &e);
+  kq_running(s->q, running_cb, run, &e);
   for (int i = 0; i < 64 && run[i].id[0]; i++) {
     const ke_fnconf *fc = ke_fn(s->c, run[i].fn);
     if (!fc || now - run[i].claimed_ms <= (int64_t)fc->res.timeout_s * 1000) continue;

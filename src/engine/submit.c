@@ -81,14 +81,15 @@ int ke_submitter_start(ke_submitter **out, const ke_config *c, kiln_err *e) {
   return 0;
 }
 
-int ke_submit(ke_submitter *s, const char *fn, const char *spec, int retries, const char *webhook, char id[KQ_ID_LEN],
-              kiln_err *e) {
+int ke_submit(ke_submitter *s, const char *fn, const char *spec, int retries, const char *webhook, int hold,
+              char id[KQ_ID_LEN], kiln_err *e) {
   waiter w;
   memset(&w, 0, sizeof w);
   w.req.fn = fn;
   w.req.spec = spec;
   w.req.max_retries = retries;
   w.req.webhook = webhook;
+  w.req.hold = hold;
   pthread_mutex_lock(&s->mu);
   if (s->stop) {
     pthread_mutex_unlock(&s->mu);

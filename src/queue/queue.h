@@ -25,6 +25,15 @@ const char *kq_state_name(kq_state s);
 /* Webhook delivery of a finished job. */
 typedef enum { KQ_HOOK_NONE = 0, KQ_HOOK_PENDING, KQ_HOOK_DELIVERED, KQ_HOOK_FAILED } kq_hook_state;
 
+/* What a row is: a job run whole, one chunk of a split job (output frames
+ * of a range), the join of a split job, or a split job itself (a parent:
+ * never claimed; it ends with its join, or with a chunk that fails). */
+typedef enum { KQ_WHOLE = 0, KQ_CHUNK, KQ_JOIN, KQ_SPLIT } kq_kind;
+
+/* run_after_ms of a job that no worker may claim yet: waiting for the
+ * planner (planned = 0), or a join waiting for its chunks. */
+#define KQ_HELD INT64_MAX
+
 typedef struct kq_job {
   char id[KQ_ID_LEN];
   char fn[64];
@@ -47,6 +56,12 @@ typedef struct kq_job {
   kq_hook_state hook_state;
   int hook_attempts;
   int64_t hook_next_ms;
+  char parent[KQ_ID_LEN];       /* a chunk's or join's split job, else "" */
+  kq_kind kind;
+  int part;                     /* a chunk's index */
+  int pending;                  /* a split job's chunks not yet succeeded */
+  char *plan;                   /* the planner's JSON (owned), or NULL */
+  int planned;                  /* 0: held for the planner */
 } kq_job;
 
 /* What a heartbeat reports. phase may be NULL (unchanged). */
@@ -90,6 +105,7 @@ typedef struct kq_submit_req {
   const char *fn, *spec;
   int max_retries;
   const char *webhook;
+  int hold;                     /* held for the planner (kq_release or kq_split decide) */
   char id[KQ_ID_LEN];
 } kq_submit_req;
 int kq_submit_many(kq *q, kq_submit_req *reqs, int n, int64_t now, kiln_err *e);
@@ -123,8 +139,27 @@ int kq_reclaim(kq *q, int64_t now, int *n, kiln_err *e);
 int kq_cancel(kq *q, const char *id, int64_t now, kiln_err *e);
 int kq_get(kq *q, const char *id, kq_job *job, kiln_err *e);
 
-/* Jobs, newest first, filtered by state (< 0: any) and fn (NULL: any). */
 typedef int (*kq_job_cb)(void *arg, const kq_job *job);
+
+/* Jobs held for the planner, oldest first. */
+int kq_unplanned(kq *q, int limit, kq_job_cb cb, void *arg, kiln_err *e);
+/* The planner's decisions on a held job: run it whole, or split it into n
+ * chunks (each spec a JSON with its output frame range; the chunks inherit
+ * fn and retries) and a join (fn "join", join_spec), held until every chunk
+ * has succeeded. plan: JSON kept with the job. frames: its output frames. */
+int kq_release(kq *q, const char *id, const char *plan, int64_t frames, int64_t now, kiln_err *e);
+int kq_split(kq *q, const char *id, const char *const *chunk_specs, int n, const char *join_spec, const char *plan,
+             int64_t frames, int64_t now, kiln_err *e);
+/* Running tasks (chunks and joins included; split jobs excluded), for the
+ * autoscaler's timeouts. */
+int kq_running(kq *q, kq_job_cb cb, void *arg, kiln_err *e);
+/* Chunks and join of a split job, in order (chunks by part, then the join). */
+int kq_children(kq *q, const char *parent, kq_job_cb cb, void *arg, kiln_err *e);
+/* Cost-model state per function (JSON owned by the engine's planner). */
+int kq_model_get(kq *q, const char *fn, char **json, kiln_err *e);   /* *json NULL when none */
+int kq_model_put(kq *q, const char *fn, const char *json, int64_t now, kiln_err *e);
+
+/* Top-level jobs (not chunks or joins), newest first, filtered by state (< 0: any) and fn (NULL: any). */
 int kq_list(kq *q, int state, const char *fn, int limit, kq_job_cb cb, void *arg, kiln_err *e);
 
 /* Every state change and progress report is an event with a growing seq;

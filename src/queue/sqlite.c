@@ -63,7 +63,8 @@ void kq_job_release(kq_job *j) {
   free(j->spec);
   free(j->result);
   free(j->webhook);
-  j->spec = j->result = j->webhook = NULL;
+  free(j->plan);
+  j->spec = j->result = j->webhook = j->plan = NULL;
 }
 
 static int dberr(kq *q, kiln_err *e, const char *what) {
@@ -172,7 +173,18 @@ int kq_open_sqlite(kq **out, const char *path, const kq_policy *policy, kiln_err
   sqlite3_stmt *vs = prep(q, "PRAGMA user_version", "");
   int have = vs && sqlite3_step(vs) == SQLITE_ROW ? sqlite3_column_int(vs, 0) : -1;
   unprep(q, vs);
-  if (have == 2) { *out = q; return 0; }        /* made before: WAL mode and tables persist */
+  if (have == 3) { *out = q; return 0; }        /* made before: WAL mode and tables persist */
+  if (have == 2)                                  /* version 2 -> 3: chunked jobs and cost models */
+    r = exec_script(q,
+                    "BEGIN IMMEDIATE;"
+                    "ALTER TABLE jobs ADD COLUMN parent TEXT;"
+                    "ALTER TABLE jobs ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;"
+                    "ALTER TABLE jobs ADD COLUMN part INTEGER NOT NULL DEFAULT 0;"
+                    "ALTER TABLE jobs ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;"
+                    "ALTER TABLE jobs ADD COLUMN plan TEXT;"
+                    "ALTER TABLE jobs ADD COLUMN planned INTEGER NOT NULL DEFAULT 1;"
+                    "PRAGMA user_version=3; COMMIT;", e);
+  if (r < 0) { kiln_err_prefix(e, "%s", path); kq_close(q); return r; }
   r = exec_script(q,
                "PRAGMA journal_mode=WAL;"
                "CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, fn TEXT NOT NULL, state INTEGER NOT NULL,"
@@ -184,7 +196,9 @@ int kq_open_sqlite(kq **out, const char *path, const kq_policy *policy, kiln_err
                " eta_ms INTEGER NOT NULL DEFAULT -1, cold_start_ms INTEGER NOT NULL DEFAULT 0,"
                " resource_ms INTEGER NOT NULL DEFAULT 0, usd REAL NOT NULL DEFAULT 0, webhook TEXT,"
                " hook_state INTEGER NOT NULL DEFAULT 0, hook_attempts INTEGER NOT NULL DEFAULT 0,"
-               " hook_next_ms INTEGER NOT NULL DEFAULT 0);"
+               " hook_next_ms INTEGER NOT NULL DEFAULT 0, parent TEXT, kind INTEGER NOT NULL DEFAULT 0,"
+               " part INTEGER NOT NULL DEFAULT 0, pending INTEGER NOT NULL DEFAULT 0, plan TEXT,"
+               " planned INTEGER NOT NULL DEFAULT 1);"
                "CREATE INDEX IF NOT EXISTS jobs_runnable ON jobs(fn, state, run_after_ms, created_ms);"
                "CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_ms);"
                "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, created_ms);"
@@ -193,6 +207,10 @@ int kq_open_sqlite(kq **out, const char *path, const kq_policy *policy, kiln_err
                "CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_ms) WHERE state>=3;"
                "CREATE INDEX IF NOT EXISTS jobs_hooks ON jobs(hook_state, hook_next_ms);"
                "CREATE INDEX IF NOT EXISTS jobs_worker ON jobs(worker) WHERE state=1;"
+               "CREATE INDEX IF NOT EXISTS jobs_parent ON jobs(parent) WHERE parent IS NOT NULL;"
+               "CREATE INDEX IF NOT EXISTS jobs_unplanned ON jobs(planned) WHERE planned=0;"
+               "CREATE INDEX IF NOT EXISTS jobs_top ON jobs(created_ms) WHERE parent IS NULL;"
+               "CREATE TABLE IF NOT EXISTS models(fn TEXT PRIMARY KEY, data TEXT NOT NULL, updated_ms INTEGER NOT NULL);"
                "CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL,"
                " kind TEXT NOT NULL, data TEXT, ts_ms INTEGER NOT NULL);"
                "CREATE INDEX IF NOT EXISTS events_job ON events(job_id, seq);"
@@ -201,13 +219,14 @@ int kq_open_sqlite(kq **out, const char *path, const kq_policy *policy, kiln_err
                " tasks INTEGER NOT NULL DEFAULT 0);",
                e);
   if (r == 0) {
-    /* schema versions: 2 = jobs with progress, cost, webhooks; workers */
+    /* schema versions: 2 = jobs with progress, cost, webhooks; workers. 3 = chunked jobs (parent, kind,
+     * part, pending, plan, planned) and cost models */
     sqlite3_stmt *st = prep(q, "PRAGMA user_version", "");
     int v = st && sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
     unprep(q, st);
-    if (v == 0) r = exec(q, "PRAGMA user_version=2", e);
-    else if (v != 2)
-      r = kiln_fail(e, KILN_EIO, "queue database has schema version %d, this kiln needs 2; move it aside to start afresh", v);
+    if (v == 0) r = exec(q, "PRAGMA user_version=3", e);
+    else if (v != 3)
+      r = kiln_fail(e, KILN_EIO, "queue database has schema version %d, this kiln needs 3; move it aside to start afresh", v);
   }
   if (r < 0) { kiln_err_prefix(e, "%s", path); kq_close(q); return r; }
   *out = q;
@@ -235,7 +254,7 @@ static void copy_col(sqlite3_stmt *st, int i, char *out, size_t n) {
   "id, fn, state, attempts, max_retries, created_ms, IFNULL(started_ms,0), IFNULL(finished_ms,0), run_after_ms," \
   " IFNULL(lease_until_ms,0), worker, frames_done, frames_total, err_class, err_msg, spec, result,"             \
   " IFNULL(claimed_ms,0), phase, eta_ms, cold_start_ms, resource_ms, usd, webhook, hook_state, hook_attempts,"  \
-  " hook_next_ms"
+  " hook_next_ms, IFNULL(parent,''), kind, part, pending, plan, planned"
 
 static void row_to_job(sqlite3_stmt *st, kq_job *j) {
   memset(j, 0, sizeof *j);
@@ -266,6 +285,12 @@ static void row_to_job(sqlite3_stmt *st, kq_job *j) {
   j->hook_state = (kq_hook_state)sqlite3_column_int(st, 24);
   j->hook_attempts = sqlite3_column_int(st, 25);
   j->hook_next_ms = sqlite3_column_int64(st, 26);
+  copy_col(st, 27, j->parent, sizeof j->parent);
+  j->kind = (kq_kind)sqlite3_column_int(st, 28);
+  j->part = sqlite3_column_int(st, 29);
+  j->pending = sqlite3_column_int(st, 30);
+  j->plan = dup_col(st, 31);
+  j->planned = sqlite3_column_int(st, 32);
 }
 
 int kq_submit_many(kq *q, kq_submit_req *reqs, int n, int64_t now, kiln_err *e) {
@@ -279,10 +304,11 @@ int kq_submit_many(kq *q, kq_submit_req *reqs, int n, int64_t now, kiln_err *e) 
   int ok = 1;
   for (int i = 0; i < n && ok; i++) {
     const kq_submit_req *q_ = &reqs[i];
-    sqlite3_stmt *st = prep(q, "INSERT INTO jobs(id, fn, state, spec, max_retries, created_ms, webhook, hook_state)"
-                               " VALUES(?,?,0,?,?,?,?,?)",
-                            "tttiiti", q_->id, q_->fn, q_->spec ? q_->spec : "{}", (int64_t)q_->max_retries, now,
-                            q_->webhook, (int64_t)(q_->webhook ? KQ_HOOK_PENDING : KQ_HOOK_NONE));
+    sqlite3_stmt *st = prep(q, "INSERT INTO jobs(id, fn, state, spec, max_retries, created_ms, webhook, hook_state,"
+                               " run_after_ms, planned) VALUES(?,?,0,?,?,?,?,?,?,?)",
+                            "tttiitiii", q_->id, q_->fn, q_->spec ? q_->spec : "{}", (int64_t)q_->max_retries, now,
+                            q_->webhook, (int64_t)(q_->webhook ? KQ_HOOK_PENDING : KQ_HOOK_NONE),
+                            (int64_t)(q_->hold ? KQ_HELD : 0), (int64_t)!q_->hold);
     ok = st && sqlite3_step(st) == SQLITE_DONE;
     unprep(q, st);
     if (ok) ok = event(q, q_->id, "state", "{\"state\":\"queued\"}", now) == 0;
@@ -293,7 +319,7 @@ int kq_submit_many(kq *q, kq_submit_req *reqs, int n, int64_t now, kiln_err *e) 
 
 int kq_submit(kq *q, const char *fn, const char *spec, int max_retries, const char *webhook, int64_t now,
               char id[KQ_ID_LEN], kiln_err *e) {
-  kq_submit_req rq = {fn, spec, max_retries, webhook, ""};
+  kq_submit_req rq = {fn, spec, max_retries, webhook, 0, ""};
   int r = kq_submit_many(q, &rq, 1, now, e);
   if (r == 0) memcpy(id, rq.id, KQ_ID_LEN);
   return r;
@@ -313,7 +339,7 @@ int kq_get(kq *q, const char *id, kq_job *job, kiln_err *e) {
 int kq_claim(kq *q, const char *fn, const char *worker, int64_t lease_ms, int64_t now, kq_job *job, kiln_err *e) {
   /* a read first: an idle worker looking for work does not take the write lock */
   sqlite3_stmt *chk = prep(q, "SELECT 1 FROM jobs INDEXED BY jobs_runnable WHERE fn=?1 AND state IN (0,2)"
-                              " AND (state=0 OR run_after_ms<=?2) LIMIT 1", "ti", fn, now);
+                              " AND run_after_ms<=?2 LIMIT 1", "ti", fn, now);
   int any = chk && sqlite3_step(chk) == SQLITE_ROW;
   unprep(q, chk);
   if (!any) return 0;
@@ -324,7 +350,7 @@ int kq_claim(kq *q, const char *fn, const char *worker, int64_t lease_ms, int64_
                           "UPDATE jobs SET state=1, attempts=attempts+1, worker=?3, lease_until_ms=?4, claimed_ms=?2,"
                           " started_ms=IFNULL(started_ms, ?2), phase='starting', frames_done=0, eta_ms=-1"
                           " WHERE id=(SELECT id FROM jobs INDEXED BY jobs_runnable WHERE fn=?1 AND state IN (0,2)"
-                          " AND (state=0 OR run_after_ms<=?2) ORDER BY created_ms, rowid LIMIT 1)"
+                          " AND run_after_ms<=?2 ORDER BY created_ms, rowid LIMIT 1)"
                           " RETURNING " JOB_COLS,
                           "titi", fn, now, worker, now + lease_ms);
   int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
@@ -345,9 +371,82 @@ int kq_claim(kq *q, const char *fn, const char *worker, int64_t lease_ms, int64_
   return 1;
 }
 
-/* Within a transaction: the job's state and worker, checked against a run. */
-static int check_run(kq *q, const char *id, const char *worker, kiln_err *e) {
-  sqlite3_stmt *st = prep(q, "SELECT state, IFNULL(worker,'') FROM jobs WHERE id=?", "t", id);
+static int step_update(kq *q, sqlite3_stmt *st, const char *what, kiln_err *e) {
+  int ok = st && sqlite3_step(st) == SQLITE_DONE;
+  unprep(q, st);
+  return ok ? 0 : dberr(q, e, what);
+}
+
+/* Within a transaction, after chunk/join `id` of split job `parent` changed:
+ * progress adds up over the chunks; the last chunk releases the join; the
+ * join's success is the job's; a chunk or join that failed for good fails
+ * the job (its other tasks are cancelled). final_state < 0: progress only. */
+static int parent_follow(kq *q, const char *parent, kq_kind kind, int final_state, const char *result,
+                         const char *err_class, const char *msg, int part, int64_t now, kiln_err *e) {
+  int r = step_update(q, prep(q, "UPDATE jobs SET frames_done=(SELECT IFNULL(SUM(frames_done),0) FROM jobs"
+                                 " WHERE parent=?1 AND kind=1) WHERE id=?1 AND state=1", "t", parent), "follow", e);
+  if (r < 0) return r;
+  if (final_state < 0) {
+    kq_job p;
+    if ((r = kq_get(q, parent, &p, e)) < 0) return r;
+    kq_job_release(&p);
+    char data[200];
+    int64_t el = now - p.claimed_ms;
+    int64_t eta = p.frames_done > 0 && p.frames_total >= p.frames_done ? el * (p.frames_total - p.frames_done) / p.frames_done : -1;
+    snprintf(data, sizeof data, "{\"frames_done\":%lld,\"frames_total\":%lld,\"phase\":\"processing\",\"eta_ms\":%lld}",
+             (long long)p.frames_done, (long long)p.frames_total, (long long)eta);
+    r = step_update(q, prep(q, "UPDATE jobs SET eta_ms=?2 WHERE id=?1", "ti", parent, eta), "follow", e);
+    return r == 0 && event(q, parent, "progress", data, now) < 0 ? dberr(q, e, "follow") : r;
+  }
+  if (final_state == KQ_SUCCEEDED && kind == KQ_CHUNK) {
+    r = step_update(q, prep(q, "UPDATE jobs SET pending=pending-1 WHERE id=?", "t", parent), "follow", e);
+    if (r == 0)
+      r = step_update(q, prep(q, "UPDATE jobs SET run_after_ms=0 WHERE parent=?1 AND kind=2 AND state=0 AND"
+                                 " (SELECT pending FROM jobs WHERE id=?1)<=0", "t", parent), "follow", e);
+    return r;
+  }
+  /* the job ends: its cost is its tasks' */
+  r = step_update(q, prep(q, "UPDATE jobs SET cold_start_ms=(SELECT IFNULL(SUM(cold_start_ms),0) FROM jobs WHERE parent=?1),"
+                             " resource_ms=(SELECT IFNULL(SUM(resource_ms),0) FROM jobs WHERE parent=?1),"
+                             " usd=(SELECT IFNULL(SUM(usd),0) FROM jobs WHERE parent=?1) WHERE id=?1", "t", parent),
+                  "follow", e);
+  if (r < 0) return r;
+  if (final_state == KQ_SUCCEEDED) {            /* the join */
+    r = step_update(q, prep(q, "UPDATE jobs SET state=3, result=?2, finished_ms=?3, phase='done', eta_ms=0,"
+                               " frames_done=frames_total, hook_next_ms=?3, plan=json_set(IFNULL(plan,'{}'),"
+                               " '$.actual_ms', ?3 - created_ms) WHERE id=?1 AND state=1", "tti", parent, result, now),
+                    "follow", e);
+    if (r == 0 && event(q, parent, "state", "{\"state\":\"succeeded\",\"phase\":\"done\"}", now) < 0) r = dberr(q, e, "follow");
+    return r;
+  }
+  /* failed or cancelled for good: the job fails (or is cancelled) and its other tasks stop */
+  char m[700];
+  if (kind == KQ_CHUNK) snprintf(m, sizeof m, "chunk %d: %s", part, msg ? msg : "");
+  else snprintf(m, sizeof m, "join: %s", msg ? msg : "");
+  int st = final_state == KQ_CANCELLED ? KQ_CANCELLED : KQ_FAILED;
+  r = step_update(q, prep(q, "UPDATE jobs SET state=?2, finished_ms=?3, err_class=?4, err_msg=?5, phase='done', eta_ms=0,"
+                             " hook_next_ms=?3 WHERE id=?1 AND state=1", "tiitt", parent, (int64_t)st, now,
+                          err_class ? err_class : "internal", m), "follow", e);
+  if (r == 0)
+    r = step_update(q, prep(q, "UPDATE jobs SET state=5, finished_ms=?2, err_class='cancelled', err_msg='another task of"
+                               " the job failed', lease_until_ms=NULL WHERE parent=?1 AND state IN (0,1,2)", "ti", parent, now),
+                    "follow", e);
+  if (r == 0) {
+    json_t *o = json_pack("{s:s, s:s, s:s}", "state", kq_state_name((kq_state)st), "class", err_class ? err_class : "internal",
+                          "message", m);
+    char *d = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (event(q, parent, "state", d, now) < 0) r = dberr(q, e, "follow");
+    free(d);
+  }
+  return r;
+}
+
+/* Within a transaction: the job's state and worker, checked against a run;
+ * ri (may be NULL) gets what it is (kind, parent, part). */
+typedef struct runinfo { kq_kind kind; char parent[KQ_ID_LEN]; int part; } runinfo;
+static int check_run2(kq *q, const char *id, const char *worker, runinfo *ri, kiln_err *e) {
+  sqlite3_stmt *st = prep(q, "SELECT state, IFNULL(worker,''), kind, IFNULL(parent,''), part FROM jobs WHERE id=?", "t", id);
   if (!st) return dberr(q, e, "check");
   int rc = sqlite3_step(st);
   kq_state state = KQ_QUEUED;
@@ -355,6 +454,11 @@ static int check_run(kq *q, const char *id, const char *worker, kiln_err *e) {
   if (rc == SQLITE_ROW) {
     state = (kq_state)sqlite3_column_int(st, 0);
     copy_col(st, 1, holder, sizeof holder);
+    if (ri) {
+      ri->kind = (kq_kind)sqlite3_column_int(st, 2);
+      copy_col(st, 3, ri->parent, sizeof ri->parent);
+      ri->part = sqlite3_column_int(st, 4);
+    }
   }
   unprep(q, st);
   if (rc == SQLITE_DONE) return kiln_fail(e, KILN_ENOENT, "no job '%s'", id);
@@ -365,12 +469,8 @@ static int check_run(kq *q, const char *id, const char *worker, kiln_err *e) {
                      worker ? worker : "");
   return 0;
 }
+static int check_run(kq *q, const char *id, const char *worker, kiln_err *e) { return check_run2(q, id, worker, NULL, e); }
 
-static int step_update(kq *q, sqlite3_stmt *st, const char *what, kiln_err *e) {
-  int ok = st && sqlite3_step(st) == SQLITE_DONE;
-  unprep(q, st);
-  return ok ? 0 : dberr(q, e, what);
-}
 
 /* Runs body (one of the transition helpers below) in an IMMEDIATE transaction. */
 #define TXN(q, e, body)                            \
@@ -384,7 +484,8 @@ static int step_update(kq *q, sqlite3_stmt *st, const char *what, kiln_err *e) {
 
 static int heartbeat_locked(kq *q, const char *id, const char *worker, const kq_progress *p, int64_t lease_ms,
                             int64_t now, kiln_err *e) {
-  int r = check_run(q, id, worker, e);
+  runinfo ri = {0};
+  int r = check_run2(q, id, worker, &ri, e);
   if (r < 0) return r;
   r = step_update(q, prep(q, "UPDATE jobs SET lease_until_ms=?, frames_done=?, frames_total=?, eta_ms=?,"
                              " phase=IFNULL(?, phase) WHERE id=?", "iiiitt",
@@ -396,7 +497,8 @@ static int heartbeat_locked(kq *q, const char *id, const char *worker, const kq_
   char data[192];
   snprintf(data, sizeof data, "{\"frames_done\":%lld,\"frames_total\":%lld,\"phase\":\"%s\",\"eta_ms\":%lld}",
            (long long)p->frames_done, (long long)p->frames_total, j.phase, (long long)p->eta_ms);
-  return event(q, id, "progress", data, now) < 0 ? dberr(q, e, "heartbeat") : 0;
+  if (event(q, id, "progress", data, now) < 0) return dberr(q, e, "heartbeat");
+  return ri.kind == KQ_CHUNK ? parent_follow(q, ri.parent, ri.kind, -1, NULL, NULL, NULL, ri.part, now, e) : 0;
 }
 
 int kq_heartbeat(kq *q, const char *id, const char *worker, const kq_progress *p, int64_t lease_ms, int64_t now,
@@ -417,7 +519,8 @@ int kq_account(kq *q, const char *id, const kq_cost *cost, kiln_err *e) { return
 
 static int complete_locked(kq *q, const char *id, const char *worker, const char *result, const kq_cost *c,
                            int64_t frames, int64_t now, kiln_err *e) {
-  int r = check_run(q, id, worker, e);
+  runinfo ri = {0};
+  int r = check_run2(q, id, worker, &ri, e);
   kq_cost none = {0, 0, 0};
   if (!c) c = &none;
   if (r == 0) {
@@ -436,6 +539,14 @@ static int complete_locked(kq *q, const char *id, const char *worker, const char
     if (event(q, id, "progress", data, now) < 0) r = dberr(q, e, "complete");
   }
   if (r == 0 && event(q, id, "state", "{\"state\":\"succeeded\",\"phase\":\"done\"}", now) < 0) r = dberr(q, e, "complete");
+  if (r == 0 && (ri.kind == KQ_CHUNK || ri.kind == KQ_JOIN)) {
+    if (ri.kind == KQ_CHUNK)                     /* the chunk's final count into the job's progress first */
+      r = parent_follow(q, ri.parent, ri.kind, -1, NULL, NULL, NULL, ri.part, now, e);
+    if (r == 0) r = parent_follow(q, ri.parent, ri.kind, KQ_SUCCEEDED, result, NULL, NULL, ri.part, now, e);
+  } else if (r == 0) {
+    r = step_update(q, prep(q, "UPDATE jobs SET plan=json_set(plan, '$.actual_ms', ?2 - created_ms) WHERE id=?1 AND"
+                               " plan IS NOT NULL", "ti", id, now), "complete", e);
+  }
   return r;
 }
 
@@ -465,6 +576,8 @@ static int fail_locked(kq *q, const char *id, const char *err_class, const char 
                                " phase='done', eta_ms=0, hook_next_ms=? WHERE id=?", "ittit", now, err_class, msg, now, id),
                     "fail", e);
   }
+  if (r == 0 && !retry && (j.kind == KQ_CHUNK || j.kind == KQ_JOIN))
+    r = parent_follow(q, j.parent, j.kind, KQ_FAILED, NULL, err_class, msg, j.part, now, e);
   if (r == 0) {
     json_t *o = json_pack("{s:s, s:s, s:s}", "state", retry ? "retrying" : "failed", "class", err_class, "message", msg);
     char *d = json_dumps(o, JSON_COMPACT);
@@ -535,6 +648,10 @@ static int cancel_locked(kq *q, const char *id, int64_t now, kiln_err *e) {
                              " err_msg='cancelled by request', lease_until_ms=NULL, phase='done', eta_ms=0,"
                              " hook_next_ms=? WHERE id=?", "iit", now, now, id),
                   "cancel", e);
+  if (r == 0 && j.kind == KQ_SPLIT)               /* its chunks and join stop too */
+    r = step_update(q, prep(q, "UPDATE jobs SET state=5, finished_ms=?2, err_class='cancelled', err_msg='the job was"
+                               " cancelled', lease_until_ms=NULL WHERE parent=?1 AND state IN (0,1,2)", "ti", id, now),
+                    "cancel", e);
   if (r == 0 && event(q, id, "state", "{\"state\":\"cancelled\",\"phase\":\"done\"}", now) < 0) r = dberr(q, e, "cancel");
   return r;
 }
@@ -559,10 +676,10 @@ static int each_job(kq *q, sqlite3_stmt *st, kq_job_cb cb, void *arg, const char
 int kq_list(kq *q, int state, const char *fn, int limit, kq_job_cb cb, void *arg, kiln_err *e) {
   /* one statement per filter combination, so that each can use its index */
   static const char *const sql[4] = {
-      "SELECT " JOB_COLS " FROM jobs WHERE ?1 < 0 AND ?2 IS NULL ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
-      "SELECT " JOB_COLS " FROM jobs WHERE state=?1 AND ?2 IS NULL ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
-      "SELECT " JOB_COLS " FROM jobs WHERE ?1 < 0 AND fn=?2 ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
-      "SELECT " JOB_COLS " FROM jobs WHERE state=?1 AND fn=?2 ORDER BY created_ms DESC, rowid DESC LIMIT ?3"};
+      "SELECT " JOB_COLS " FROM jobs WHERE ?1 < 0 AND ?2 IS NULL AND parent IS NULL ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
+      "SELECT " JOB_COLS " FROM jobs WHERE state=?1 AND ?2 IS NULL AND parent IS NULL ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
+      "SELECT " JOB_COLS " FROM jobs WHERE ?1 < 0 AND fn=?2 AND parent IS NULL ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
+      "SELECT " JOB_COLS " FROM jobs WHERE state=?1 AND fn=?2 AND parent IS NULL ORDER BY created_ms DESC, rowid DESC LIMIT ?3"};
   sqlite3_stmt *st = prep(q, sql[(state >= 0) + 2 * (fn != NULL)], "iti", (int64_t)state, fn,
                           (int64_t)(limit > 0 ? limit : 100));
   return each_job(q, st, cb, arg, "list", e);
@@ -584,9 +701,9 @@ int kq_events(kq *q, const char *id, int64_t after_seq, kq_event_cb cb, void *ar
 
 int kq_runnable(kq *q, const char *fn, int64_t now, int64_t *n, int64_t *next_ms, kiln_err *e) {
   sqlite3_stmt *st = prep(q,
-                          "SELECT COUNT(*) FILTER (WHERE state=0 OR run_after_ms<=?2),"
-                          " IFNULL(MIN(run_after_ms) FILTER (WHERE state=2 AND run_after_ms>?2), 0)"
-                          " FROM jobs WHERE fn=?1 AND state IN (0,2)", "ti", fn, now);
+                          "SELECT COUNT(*) FILTER (WHERE run_after_ms<=?2),"
+                          " IFNULL(MIN(run_after_ms) FILTER (WHERE run_after_ms>?2 AND run_after_ms<?3), 0)"
+                          " FROM jobs WHERE fn=?1 AND state IN (0,2)", "tii", fn, now, (int64_t)KQ_HELD);
   if (!st || sqlite3_step(st) != SQLITE_ROW) { unprep(q, st); return dberr(q, e, "runnable"); }
   *n = sqlite3_column_int64(st, 0);
   if (next_ms) *next_ms = sqlite3_column_int64(st, 1);
@@ -691,3 +808,82 @@ int kq_worker_known(kq *q, const char *id, kiln_err *e) {
 int kq_worker_prune(kq *q, int64_t before_ms, kiln_err *e) {
   return step_update(q, prep(q, "DELETE FROM workers WHERE state=3 AND last_ms<?", "i", before_ms), "workers", e);
 }
+
+/* ---- split jobs: chunks and a join ------------------------------------ */
+
+int kq_unplanned(kq *q, int limit, kq_job_cb cb, void *arg, kiln_err *e) {
+  sqlite3_stmt *st = prep(q, "SELECT " JOB_COLS " FROM jobs WHERE planned=0 AND state=0 ORDER BY created_ms LIMIT ?",
+                          "i", (int64_t)limit);
+  return each_job(q, st, cb, arg, "unplanned", e);
+}
+
+static int release_locked(kq *q, const char *id, const char *plan, int64_t frames, int64_t now, kiln_err *e) {
+  (void)now;
+  return step_update(q, prep(q, "UPDATE jobs SET planned=1, run_after_ms=0, plan=?2, frames_total=?3"
+                                " WHERE id=?1 AND planned=0 AND state=0", "tti", id, plan, frames), "release", e);
+}
+
+int kq_release(kq *q, const char *id, const char *plan, int64_t frames, int64_t now, kiln_err *e) {
+  TXN(q, e, release_locked(q, id, plan, frames, now, e));
+}
+
+static int split_locked(kq *q, const char *id, const char *const *specs, int n, const char *join_spec, const char *plan,
+                        int64_t frames, int64_t now, kiln_err *e) {
+  kq_job j;
+  int r = kq_get(q, id, &j, e);
+  if (r < 0) return r;
+  kq_job_release(&j);
+  if (j.state != KQ_QUEUED || j.planned)
+    return kiln_fail(e, KILN_EINVAL, "job %s is %s and already planned; not split", id, kq_state_name(j.state));
+  r = step_update(q, prep(q, "UPDATE jobs SET state=1, kind=3, planned=1, run_after_ms=0, plan=?2, pending=?3,"
+                             " frames_total=?4, frames_done=0, phase='processing', started_ms=?5, claimed_ms=?5,"
+                             " attempts=1 WHERE id=?1", "ttiii", id, plan, (int64_t)n, frames, now), "split", e);
+  for (int k = 0; r == 0 && k <= n; k++) {
+    unsigned char raw[16];
+    char cid[KQ_ID_LEN];
+    if (RAND_bytes(raw, sizeof raw) != 1) return kiln_fail(e, KILN_EINTERNAL, "no randomness for a task id");
+    kiln_hex(raw, sizeof raw, cid);
+    int join = k == n;
+    r = step_update(q, prep(q, "INSERT INTO jobs(id, fn, state, spec, max_retries, created_ms, run_after_ms, parent, kind,"
+                               " part, planned) VALUES(?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1)",
+                            "tttiiitii", cid, join ? "join" : j.fn, join ? join_spec : specs[k], (int64_t)j.max_retries,
+                            now + k, (int64_t)(join ? KQ_HELD : 0), id, (int64_t)(join ? KQ_JOIN : KQ_CHUNK), (int64_t)k),
+                    "split", e);
+  }
+  if (r == 0) {
+    char data[96];
+    snprintf(data, sizeof data, "{\"state\":\"running\",\"phase\":\"processing\",\"chunks\":%d}", n);
+    if (event(q, id, "state", data, now) < 0) r = dberr(q, e, "split");
+  }
+  return r;
+}
+
+int kq_split(kq *q, const char *id, const char *const *chunk_specs, int n, const char *join_spec, const char *plan,
+             int64_t frames, int64_t now, kiln_err *e) {
+  TXN(q, e, split_locked(q, id, chunk_specs, n, join_spec, plan, frames, now, e));
+}
+
+int kq_running(kq *q, kq_job_cb cb, void *arg, kiln_err *e) {
+  sqlite3_stmt *st = prep(q, "SELECT " JOB_COLS " FROM jobs WHERE state=1 AND kind<>3 ORDER BY created_ms", "");
+  return each_job(q, st, cb, arg, "running", e);
+}
+
+int kq_children(kq *q, const char *parent, kq_job_cb cb, void *arg, kiln_err *e) {
+  sqlite3_stmt *st = prep(q, "SELECT " JOB_COLS " FROM jobs WHERE parent=? ORDER BY kind, part", "t", parent);
+  return each_job(q, st, cb, arg, "children", e);
+}
+
+int kq_model_get(kq *q, const char *fn, char **json, kiln_err *e) {
+  *json = NULL;
+  sqlite3_stmt *st = prep(q, "SELECT data FROM models WHERE fn=?", "t", fn);
+  if (!st) return dberr(q, e, "model");
+  if (sqlite3_step(st) == SQLITE_ROW) *json = dup_col(st, 0);
+  unprep(q, st);
+  return 0;
+}
+
+int kq_model_put(kq *q, const char *fn, const char *json, int64_t now, kiln_err *e) {
+  return step_update(q, prep(q, "INSERT OR REPLACE INTO models(fn, data, updated_ms) VALUES(?,?,?)", "tti", fn, json, now),
+                     "model", e);
+}
+

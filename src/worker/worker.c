@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/planner.h"
 #include "util/log.h"
 
 static volatile sig_atomic_t g_stop;
@@ -167,6 +168,37 @@ static void redact(char *msg, size_t n, const char *path, const char *key, const
   snprintf(msg, n, "%s", out);
 }
 
+/* Feeds the cost model of the function (the chunked one, for a join) with
+ * a finished task, and with the prediction error of a job that ended. */
+static void learn(worker *w, const kq_job *j, const km_pipeline_stats *st, int64_t run_ms, int64_t bytes) {
+  kiln_err e = {0};
+  const char *name = j->fn;
+  kq_job top;
+  int have_top = 0;
+  if (j->kind == KQ_JOIN) {
+    if (kq_get(w->q, j->parent, &top, &e) < 0) return;
+    have_top = 1;
+    name = top.fn;
+  }
+  const ke_fnconf *fc = ke_fn(w->o->cfg, name);
+  if (!fc) { if (have_top) kq_job_release(&top); return; }
+  ke_model m;
+  ke_model_load(w->q, fc->fn, &m, &e);
+  if (j->kind == KQ_JOIN) ke_model_join(&m, (double)bytes / 1e6, (double)run_ms);
+  else ke_model_task(&m, st->frames_out, (double)st->out_w * st->out_h / 1e6, (double)run_ms, bytes);
+  if (j->kind == KQ_WHOLE && !have_top && kq_get(w->q, j->id, &top, &e) == 0) have_top = 1;
+  if (have_top && top.plan) {
+    json_error_t je;
+    json_t *pl = json_loads(top.plan, 0, &je);
+    double pred = json_number_value(json_object_get(pl, "predicted_ms"));
+    double act = json_number_value(json_object_get(pl, "actual_ms"));
+    ke_model_error(&m, pred, act);
+    json_decref(pl);
+  }
+  if (have_top) kq_job_release(&top);
+  ke_model_save(w->q, fc->fn, &m, &e);
+}
+
 /* Runs one claimed job to its end (complete, fail, or back to the queue). */
 static void run_job(worker *w, kq_job *j) {
   kiln_err e = {0};
@@ -190,24 +222,52 @@ static void run_job(worker *w, kq_job *j) {
   json_error_t je;
   json_t *spec = json_loads(j->spec, 0, &je), *params = NULL;
   const char *in_key = json_string_value(json_object_get(spec, "input"));
+  /* where the output goes: a whole job's output; a chunk under its job's prefix; a join's as its job's output */
+  const char *ext = json_string_value(json_object_get(spec, "ext"));
+  if (!ext) ext = fn->out_ext ? fn->out_ext : "mp4";
   char out_key[KS_KEY_MAX + 1];
-  snprintf(out_key, sizeof out_key, "jobs/%s/output.%s", j->id, fn->out_ext ? fn->out_ext : "mp4");
+  if (j->kind == KQ_CHUNK) snprintf(out_key, sizeof out_key, "jobs/%s/chunk-%d.%s", j->parent, j->part, ext);
+  else if (j->kind == KQ_JOIN) snprintf(out_key, sizeof out_key, "jobs/%s/output.%s", j->parent, ext);
+  else snprintf(out_key, sizeof out_key, "jobs/%s/output.%s", j->id, ext);
+  const json_t *range = json_object_get(spec, "range");
+  const json_t *chunks = json_object_get(spec, "chunks");
   char in_path[4200] = "", scratch[4200] = "", out_path[4400] = "";
+  char **chunk_paths = NULL;
+  int nchunks = 0;
   int rc = 0;
   if (!spec) rc = kiln_fail(&e, KILN_EINTERNAL, "job %s has a damaged spec", j->id);
   if (rc == 0 && (rc = kf_validate(fn, json_object_get(spec, "params"), &params, &e)) < 0) {}
   if (rc == 0 && in_key && (rc = ks_local_path(w->store, in_key, in_path, sizeof in_path, &e)) < 0) {
     if (rc == KILN_ENOENT) kiln_fail(&e, KILN_ENOENT, "input object '%s' does not exist (upload it first)", in_key);
   }
+  if (rc == 0 && j->kind == KQ_JOIN && json_array_size(chunks) > 0) {
+    /* the chunks' files, in order; none at all: chunks without output (noop) */
+    size_t n = json_array_size(chunks), missing = 0;
+    chunk_paths = calloc(n, sizeof *chunk_paths);
+    for (size_t k = 0; chunk_paths && k < n; k++) {
+      char pth[4200];
+      kiln_err ce = {0};
+      if (ks_local_path(w->store, json_string_value(json_array_get(chunks, k)), pth, sizeof pth, &ce) < 0) missing++;
+      else chunk_paths[nchunks++] = strdup(pth);
+    }
+    if (!chunk_paths) rc = kiln_fail(&e, KILN_ENOMEM, "out of memory");
+    else if (missing && missing < n)
+      rc = kiln_fail(&e, KILN_EINTERNAL, "%zu of the %zu chunks of job %s are missing", missing, n, j->parent);
+  }
   if (rc == 0 && (rc = ks_scratch_dir(w->store, scratch, sizeof scratch, &e)) == 0)
-    snprintf(out_path, sizeof out_path, "%s/%s-%s.%s", scratch, j->id, w->row.id, fn->out_ext ? fn->out_ext : "mp4");
+    snprintf(out_path, sizeof out_path, "%s/%s-%s.%s", scratch, j->id, w->row.id, ext);
   kf_result res;
   memset(&res, 0, sizeof res);
   if (rc == 0) {
     kf_task t = {.input = in_key ? in_path : NULL, .output = out_path, .params = params, .start = 0, .end = -1,
+                 .out_start = (int64_t)json_integer_value(json_array_get(range, 0)),
+                 .out_end = (int64_t)json_integer_value(json_array_get(range, 1)),
+                 .inputs = (const char *const *)chunk_paths, .ninputs = nchunks,
                  .threads = w->fc->res.cpus, .progress = on_progress, .progress_arg = &r, .cancel = &r.cancel};
     rc = fn->run(w->state, &t, &res, &e);
   }
+  for (int k = 0; k < nchunks; k++) free(chunk_paths[k]);
+  free(chunk_paths);
   struct stat sb;
   int64_t bytes = 0;
   if (rc == 0 && !res.no_output) {
@@ -255,7 +315,12 @@ static void run_job(worker *w, kq_job *j) {
       klog(KLOG_WARN, "worker %s: job %s finished but could not be recorded: %s", w->row.id, j->id, e2.msg);
       if (e2.code == KILN_ECANCELLED) ks_delete(w->store, out_key, &e2);   /* cancelled meanwhile: its output goes */
     } else {
-      klog(KLOG_INFO, "worker %s: job %s succeeded in %lld ms", w->row.id, j->id, (long long)(now - t0));
+      klog(KLOG_INFO, "worker %s: %s %s succeeded in %lld ms", w->row.id,
+           j->kind == KQ_CHUNK ? "chunk of job" : j->kind == KQ_JOIN ? "join of job" : "job",
+           j->kind == KQ_WHOLE ? j->id : j->parent, (long long)(now - t0));
+      learn(w, j, st, now - t0, bytes);
+      if (j->kind == KQ_JOIN)                     /* the chunks are in the output now */
+        for (size_t k = 0; k < json_array_size(chunks); k++) ks_delete(w->store, json_string_value(json_array_get(chunks, k)), &e2);
     }
     free(rs);
   } else if (r.lost) {
@@ -363,6 +428,14 @@ int kw_main(const kw_opts *o, kiln_err *e) {
   w.cold_ms = w.row.ready_ms - w.row.started_ms;
   put_row(&w, KQ_W_IDLE, NULL);
   klog(KLOG_INFO, "worker %s: ready (cold start %lld ms)", w.row.id, (long long)w.cold_ms);
+  if (!fn->internal) {                            /* the planner's cold-start figure */
+    ke_model m;
+    kiln_err me = {0};
+    if (ke_model_load(w.q, fn, &m, &me) == 0) {
+      ke_model_cold(&m, (double)w.cold_ms);
+      ke_model_save(w.q, fn, &m, &me);
+    }
+  }
 
   int wake_fd = o->wake_fd;
   int idle_s = o->idle_timeout_s >= 0 ? o->idle_timeout_s : w.fc->res.idle_timeout_s;

@@ -1,0 +1,438 @@
+/* planner.c — the chunk planner and its cost model (see planner.h).
+ *
+ * Model, per function (stored as JSON in the queue's models table):
+ *   task(frames)  = task_ms + frames x frame_ms x (mpix / frame_mpix)
+ *   join(frames)  = join_ms + join_ms_per_mb x frames x mb_per_frame
+ * task_ms and frame_ms come from a least-squares line through the finished
+ * tasks' (frames, run time), each observation decayed by 0.9 per new one;
+ * with too little spread in frame counts, frame_ms is re-estimated from the
+ * last task with task_ms kept. Defaults, until there is data: frame_ms from
+ * the descriptor's cost hint (ms per output megapixel), task_ms 100 ms,
+ * join 50 ms + 5 ms/MB, 0.05 MB per frame-megapixel, cold start 50 ms,
+ * orchestration 30 ms.
+ *
+ * Prediction for N chunks when W workers can run at once (and `warm` of
+ * them are already running):
+ *   N = 1:  wall = cold + task(F)
+ *   N > 1:  wall = orchestration + cold + ceil(N / W) x task(F / N) + join(F)
+ *   resource-seconds = units x (N x task(F/N) + cold x min(N, W)) + join(F) on one core
+ * where cold counts only when fewer than min(N, W) workers are warm. More
+ * chunks than W only queue: the waves term makes them slower, not faster.
+ *
+ * Objectives: time (fastest; within 2% the fewer chunks), cost (cheapest),
+ * deadline=S (cheapest predicted to finish within S seconds, else the
+ * fastest), budget=USD (fastest within USD, else the cheapest), and the
+ * default, balanced: the cheapest plan within 10% of the fastest. */
+#include "engine/planner.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util/log.h"
+
+void ke_model_defaults(const kf_desc *fn, ke_model *m) {
+  memset(m, 0, sizeof *m);
+  m->frame_mpix = 1.0;
+  m->frame_ms = fn->cost_ms_per_mpixel > 0 ? fn->cost_ms_per_mpixel : 1.0;
+  m->task_ms = 100;
+  m->join_ms = 50;
+  m->join_ms_per_mb = 5;
+  m->mb_per_frame = 0.05;
+  m->cold_ms = 50;
+  m->orchestration_ms = 30;
+  m->err = -1;
+}
+
+static const char *const fields[] = {"frame_ms", "frame_mpix", "task_ms", "join_ms", "join_ms_per_mb", "mb_per_frame",
+                                     "cold_ms", "orchestration_ms", "err", "sw", "sx", "sy", "sxx", "sxy"};
+static double *field(ke_model *m, int i) {
+  double *f[] = {&m->frame_ms, &m->frame_mpix, &m->task_ms, &m->join_ms, &m->join_ms_per_mb, &m->mb_per_frame,
+                 &m->cold_ms, &m->orchestration_ms, &m->err, &m->sw, &m->sx, &m->sy, &m->sxx, &m->sxy};
+  return f[i];
+}
+#define NFIELDS ((int)(sizeof fields / sizeof fields[0]))
+
+json_t *ke_model_json(const ke_model *m) {
+  json_t *o = json_object();
+  for (int i = 0; i < NFIELDS; i++)
+    if (i < 9) json_object_set_new(o, fields[i], json_real(*field((ke_model *)m, i)));
+  json_object_set_new(o, "tasks", json_integer(m->tasks));
+  json_object_set_new(o, "joins", json_integer(m->joins));
+  json_object_set_new(o, "errors", json_integer(m->errors));
+  json_object_set_new(o, "source", json_string(m->tasks ? "measured" : "defaults"));
+  return o;
+}
+
+int ke_model_load(kq *q, const kf_desc *fn, ke_model *m, kiln_err *e) {
+  ke_model_defaults(fn, m);
+  char *js = NULL;
+  int r = kq_model_get(q, fn->name, &js, e);
+  if (r < 0 || !js) return r;
+  json_error_t je;
+  json_t *o = json_loads(js, 0, &je);
+  free(js);
+  if (!o) return 0;
+  for (int i = 0; i < NFIELDS; i++) {
+    json_t *v = json_object_get(o, fields[i]);
+    if (json_is_number(v)) *field(m, i) = json_number_value(v);
+  }
+  m->tasks = (int)json_integer_value(json_object_get(o, "tasks"));
+  m->joins = (int)json_integer_value(json_object_get(o, "joins"));
+  m->errors = (int)json_integer_value(json_object_get(o, "errors"));
+  json_decref(o);
+  return 0;
+}
+
+int ke_model_save(kq *q, const kf_desc *fn, const ke_model *m, kiln_err *e) {
+  json_t *o = json_object();
+  for (int i = 0; i < NFIELDS; i++) json_object_set_new(o, fields[i], json_real(*field((ke_model *)m, i)));
+  json_object_set_new(o, "tasks", json_integer(m->tasks));
+  json_object_set_new(o, "joins", json_integer(m->joins));
+  json_object_set_new(o, "errors", json_integer(m->errors));
+  char *s = json_dumps(o, JSON_COMPACT);
+  json_decref(o);
+  int r = kq_model_put(q, fn->name, s, ke_now_ms(), e);
+  free(s);
+  return r;
+}
+
+void ke_model_task(ke_model *m, int64_t frames, double mpix, double run_ms, int64_t bytes) {
+  if (frames <= 0 || run_ms <= 0) return;
+  /* frames at the model's size: a task of bigger frames counts as more frames */
+  double scale = mpix > 0 && m->frame_mpix > 0 ? mpix / m->frame_mpix : 1;
+  if (m->tasks == 0 && mpix > 0) { m->frame_mpix = mpix; scale = 1; }
+  double x = (double)frames * scale, y = run_ms;
+  m->sw = 0.9 * m->sw + 1;
+  m->sx = 0.9 * m->sx + x;
+  m->sy = 0.9 * m->sy + y;
+  m->sxx = 0.9 * m->sxx + x * x;
+  m->sxy = 0.9 * m->sxy + x * y;
+  double var = m->sxx / m->sw - (m->sx / m->sw) * (m->sx / m->sw);
+  double mx = m->sx / m->sw;
+  if (m->tasks >= 1 && var > 0.01 * mx * mx) {  /* enough spread in frame counts for a line */
+    double slope = (m->sxy / m->sw - mx * (m->sy / m->sw)) / var;
+    double icpt = m->sy / m->sw - slope * mx;
+    if (slope > 0) {
+      m->frame_ms = slope;
+      m->task_ms = icpt > 0 ? icpt : 0;
+    }
+  } else {                                        /* keep task_ms, fit frame_ms to this task */
+    double f = (y - m->task_ms) / x;
+    if (f <= 0) f = y / x / 2;
+    m->frame_ms = m->tasks ? 0.7 * m->frame_ms + 0.3 * f : f;
+  }
+  if (bytes > 0 && frames > 0) {
+    double mb = (double)bytes / 1e6 / ((double)frames * scale);
+    m->mb_per_frame = m->tasks ? 0.7 * m->mb_per_frame + 0.3 * mb : mb;
+  }
+  m->tasks++;
+}
+
+void ke_model_join(ke_model *m, double mb, double run_ms) {
+  if (run_ms <= 0) return;
+  double per = mb > 0.5 ? (run_ms - m->join_ms) / mb : m->join_ms_per_mb;
+  if (per < 0) per = 0;
+  double fixed = run_ms - per * mb;
+  m->join_ms = m->joins ? 0.7 * m->join_ms + 0.3 * fixed : fixed;
+  m->join_ms_per_mb = m->joins ? 0.7 * m->join_ms_per_mb + 0.3 * per : per;
+  m->joins++;
+}
+
+void ke_model_cold(ke_model *m, double ms) {
+  if (ms < 0) return;
+  m->cold_ms = m->tasks || m->joins ? 0.7 * m->cold_ms + 0.3 * ms : ms;
+}
+
+void ke_model_error(ke_model *m, double predicted_ms, double actual_ms) {
+  if (predicted_ms <= 0 || actual_ms <= 0) return;
+  double err = fabs(predicted_ms - actual_ms) / actual_ms;
+  m->err = m->errors ? 0.7 * m->err + 0.3 * err : err;
+  m->errors++;
+}
+
+int ke_objective_check(const char *o, kiln_err *e) {
+  if (!o || !*o || !strcmp(o, "balanced") || !strcmp(o, "time") || !strcmp(o, "cost")) return 0;
+  char *end;
+  if (!strncmp(o, "deadline=", 9) && strtod(o + 9, &end) > 0 && !*end) return 0;
+  if (!strncmp(o, "budget=", 7) && strtod(o + 7, &end) > 0 && !*end) return 0;
+  return kiln_fail(e, KILN_EPARAM,
+                   "objective '%s' is not one of balanced, time, cost, deadline=SECONDS, budget=USD", o);
+}
+
+static double task_ms(const ke_model *m, double frames, double mpix) {
+  double scale = mpix > 0 && m->frame_mpix > 0 ? mpix / m->frame_mpix : 1;
+  return m->task_ms + frames * m->frame_ms * scale;
+}
+
+int ke_plan_make(const ke_config *c, const ke_fnconf *fc, const ke_model *m, int64_t frames, double mpix, int runnable,
+                 int warm, const char *objective, int force_n, ke_plan *p, kiln_err *e) {
+  int r = ke_objective_check(objective, e);
+  if (r < 0) return r;
+  memset(p, 0, sizeof *p);
+  snprintf(p->fn, sizeof p->fn, "%s", fc->fn->name);
+  snprintf(p->objective, sizeof p->objective, "%s", objective && *objective ? objective : "balanced");
+  p->frames = frames;
+  p->mpix = mpix;
+  p->runnable = runnable > 0 ? runnable : 1;
+  p->warm = warm;
+  int units = 1;
+  double price = ke_price_per_s(c, &fc->res, &units);
+  json_t *cpu = json_object_get(c->prices, "cpu");
+  double core_price = cpu ? json_number_value(cpu) : 0;
+  int maxn = fc->fn->chunkable ? fc->res.max_workers : 1;
+  if (force_n > maxn && fc->fn->chunkable) maxn = force_n;
+  if (maxn > KE_PLAN_MAX) maxn = KE_PLAN_MAX;
+  if (frames < maxn) maxn = frames > 0 ? (int)frames : 1;
+  for (int n = 1; n <= maxn; n++) {
+    ke_plan_row *row = &p->rows[p->nrows++];
+    int w = n < p->runnable ? n : p->runnable;
+    double cold = warm >= w ? 0 : m->cold_ms;
+    double chunk = task_ms(m, (double)frames / n, mpix);
+    double waves = ceil((double)n / p->runnable);
+    double join = n > 1 ? m->join_ms + m->join_ms_per_mb * (double)frames * m->mb_per_frame * (mpix > 0 && m->frame_mpix > 0 ? mpix / m->frame_mpix : 1) : 0;
+    row->n = n;
+    row->wall_ms = n == 1 ? cold + chunk : m->orchestration_ms + cold + waves * chunk + join;
+    double unit_s = (n * chunk + cold * w) / 1000;
+    row->resource_s = unit_s * units + join / 1000;
+    row->usd = unit_s * price + join / 1000 * core_price;
+  }
+  for (int i = 0; i < p->nrows; i++) p->rows[i].speedup = p->rows[0].wall_ms / p->rows[i].wall_ms;
+  int fastest = 0, cheapest = 0;
+  for (int i = 1; i < p->nrows; i++) {
+    if (p->rows[i].wall_ms < p->rows[fastest].wall_ms * 0.98) fastest = i;
+    if (p->rows[i].usd < p->rows[cheapest].usd) cheapest = i;
+  }
+  const char *o = p->objective;
+  int pick = fastest;
+  if (force_n > 0) {
+    pick = force_n <= p->nrows ? force_n - 1 : p->nrows - 1;
+    snprintf(p->why, sizeof p->why, "%d chunk%s asked for", p->rows[pick].n, p->rows[pick].n > 1 ? "s" : "");
+  } else if (!strcmp(o, "time")) {
+    snprintf(p->why, sizeof p->why, "fastest predicted (more chunks gain less than 2%%)");
+  } else if (!strcmp(o, "cost")) {
+    pick = cheapest;
+    snprintf(p->why, sizeof p->why, "cheapest predicted");
+  } else if (!strncmp(o, "deadline=", 9)) {
+    double limit = strtod(o + 9, NULL) * 1000;
+    int best = -1;
+    for (int i = 0; i < p->nrows; i++)
+      if (p->rows[i].wall_ms <= limit && (best < 0 || p->rows[i].usd < p->rows[best].usd)) best = i;
+    if (best >= 0) { pick = best; snprintf(p->why, sizeof p->why, "cheapest predicted to finish within %g s", limit / 1000); }
+    else snprintf(p->why, sizeof p->why, "no plan finishes within %g s: the fastest", limit / 1000);
+  } else if (!strncmp(o, "budget=", 7)) {
+    double budget = strtod(o + 7, NULL);
+    int best = -1;
+    for (int i = 0; i < p->nrows; i++)
+      if (p->rows[i].usd <= budget && (best < 0 || p->rows[i].wall_ms < p->rows[best].wall_ms * 0.98)) best = i;
+    if (best >= 0) { pick = best; snprintf(p->why, sizeof p->why, "fastest predicted within $%g", budget); }
+    else { pick = cheapest; snprintf(p->why, sizeof p->why, "no plan costs $%g or less: the cheapest", budget); }
+  } else {                                        /* balanced */
+    int best = fastest;
+    for (int i = 0; i < p->nrows; i++)
+      if (p->rows[i].wall_ms <= p->rows[fastest].wall_ms * 1.10 && p->rows[i].usd < p->rows[best].usd) best = i;
+    pick = best;
+    snprintf(p->why, sizeof p->why, "the cheapest within 10%% of the fastest (balanced, the default)");
+  }
+  p->chosen = pick;
+  return 0;
+}
+
+json_t *ke_plan_json(const ke_plan *p) {
+  json_t *rows = json_array();
+  for (int i = 0; i < p->nrows; i++)
+    json_array_append_new(rows, json_pack("{s:i, s:f, s:f, s:f, s:f}", "n", p->rows[i].n, "wall_ms", p->rows[i].wall_ms,
+                                          "speedup", p->rows[i].speedup, "resource_seconds", p->rows[i].resource_s,
+                                          "usd", p->rows[i].usd));
+  const ke_plan_row *c = &p->rows[p->chosen];
+  return json_pack("{s:i, s:f, s:f, s:f, s:s, s:s, s:I, s:f, s:i, s:o}", "chunks", c->n, "predicted_ms", c->wall_ms,
+                   "predicted_usd", c->usd, "speedup", c->speedup, "objective", p->objective, "why", p->why, "frames",
+                   (json_int_t)p->frames, "mpix", p->mpix, "runnable", p->runnable, "rows", rows);
+}
+
+void ke_plan_print(const ke_plan *p, FILE *f) {
+  fprintf(f, "%s: %lld output frames of %.2f Mpixel; %d worker%s can run at once (%d warm); objective %s\n\n", p->fn,
+          (long long)p->frames, p->mpix, p->runnable, p->runnable == 1 ? "" : "s", p->warm, p->objective);
+  fprintf(f, "%6s  %12s  %8s  %18s  %12s\n", "chunks", "wall (s)", "speedup", "resource-seconds", "cost (USD)");
+  for (int i = 0; i < p->nrows; i++) {
+    const ke_plan_row *r = &p->rows[i];
+    fprintf(f, "%6d  %12.2f  %7.2fx  %18.2f  %12.7f%s\n", r->n, r->wall_ms / 1000, r->speedup, r->resource_s, r->usd,
+            i == p->chosen ? "  <- chosen" : "");
+  }
+  fprintf(f, "\nchosen: %d chunk%s — %s\n", p->rows[p->chosen].n, p->rows[p->chosen].n == 1 ? "" : "s", p->why);
+}
+
+/* ---- the planner thread ------------------------------------------------ */
+
+struct ke_planner {
+  const ke_config *c;
+  ks_store *store;
+  ke_scaler *scaler;
+  kq *q;
+  pthread_t th;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int stop, kicked;
+};
+
+typedef struct held_list { kq_job jobs[32]; int n; } held_list;
+
+static int held_cb(void *arg, const kq_job *j) {
+  held_list *h = arg;
+  if (h->n >= 32) return 1;
+  kq_job *d = &h->jobs[h->n++];
+  *d = *j;
+  d->spec = j->spec ? strdup(j->spec) : NULL;
+  d->result = d->webhook = d->plan = NULL;
+  return 0;
+}
+
+static int count_warm(void *arg, const kq_worker *w) {
+  if (w->state == KQ_W_IDLE || w->state == KQ_W_STARTING) (*(int *)arg)++;
+  return 0;
+}
+
+/* Decides one held job. Problems with the input are left to the worker
+ * (which fails the job naming the object): the job is released whole. */
+static void plan_one(ke_planner *pl, const kq_job *j) {
+  kiln_err e = {0};
+  json_error_t je;
+  json_t *spec = j->spec ? json_loads(j->spec, 0, &je) : NULL;
+  const ke_fnconf *fc = ke_fn(pl->c, j->fn);
+  const char *key = json_string_value(json_object_get(spec, "input"));
+  const json_t *params = json_object_get(spec, "params");
+  const json_t *want = json_object_get(spec, "plan");
+  const char *objective = json_string_value(json_object_get(want, "objective"));
+  int force = (int)json_integer_value(json_object_get(want, "chunks"));
+  char path[4200] = "";
+  kf_shape sh;
+  km_probe pr;
+  int64_t now = ke_now_ms();
+  int ok = spec && fc && fc->fn->chunkable && fc->fn->shape;
+  if (ok && key) ok = ks_local_path(pl->store, key, path, sizeof path, &e) == 0;
+  if (ok) ok = kf_shape_of(fc->fn, params, key ? path : NULL, &sh, &pr, &e) == 0 && sh.frames > 0;
+  if (!ok) {
+    kq_release(pl->q, j->id, NULL, 0, now, &e);
+    json_decref(spec);
+    return;
+  }
+  ke_model m;
+  ke_model_load(pl->q, fc->fn, &m, &e);
+  int per = fc->res.gpu && pl->c->gpu_slots > 0 ? 1 : fc->res.cpus;
+  int slots = fc->res.gpu && pl->c->gpu_slots > 0 ? pl->c->gpu_slots : pl->c->cpu_slots / (per > 0 ? per : 1);
+  int runnable = fc->res.max_workers < slots ? fc->res.max_workers : slots;
+  int warm = 0;
+  kq_worker_list(pl->q, fc->fn->name, 1, count_warm, &warm, &e);
+  ke_plan p;
+  double mpix = (double)sh.width * sh.height / 1e6;
+  if (ke_plan_make(pl->c, fc, &m, sh.frames, mpix, runnable, warm, objective, force, &p, &e) < 0) {
+    kq_release(pl->q, j->id, NULL, sh.frames, now, &e);
+    json_decref(spec);
+    return;
+  }
+  json_t *pj = ke_plan_json(&p);
+  char *plan = json_dumps(pj, JSON_COMPACT);
+  json_decref(pj);
+  int n = p.rows[p.chosen].n;
+  int r;
+  if (n <= 1) {
+    r = kq_release(pl->q, j->id, plan, sh.frames, now, &e);
+  } else {
+    const char *ext = fc->fn->out_ext ? fc->fn->out_ext : "mp4";
+    char **specs = calloc((size_t)n, sizeof *specs);
+    json_t *keys = json_array();
+    for (int k = 0; specs && k < n; k++) {
+      int64_t a = sh.frames * k / n, b = sh.frames * (k + 1) / n;
+      json_t *cs = json_pack("{s:O, s:O, s:[I, I]}", "input", json_object_get(spec, "input"), "params", params, "range",
+                             (json_int_t)a, (json_int_t)b);
+      specs[k] = json_dumps(cs, JSON_COMPACT);
+      json_decref(cs);
+      char ck[256];
+      snprintf(ck, sizeof ck, "jobs/%s/chunk-%d.%s", j->id, k, ext);
+      json_array_append_new(keys, json_string(ck));
+    }
+    json_t *js = json_pack("{s:O, s:{s:s, s:O}, s:o, s:s}", "input", json_object_get(spec, "input"), "params", "fn",
+                           fc->fn->name, "params", params, "chunks", keys, "ext", ext);
+    char *join = json_dumps(js, JSON_COMPACT);
+    json_decref(js);
+    r = specs ? kq_split(pl->q, j->id, (const char *const *)specs, n, join, plan, sh.frames, now, &e) : KILN_ENOMEM;
+    for (int k = 0; specs && k < n; k++) free(specs[k]);
+    free(specs);
+    free(join);
+  }
+  if (r < 0) klog(KLOG_WARN, "planner: job %s: %s", j->id, e.msg);
+  else klog(KLOG_DEBUG, "planner: job %s: %d chunk(s), predicted %.0f ms (%s)", j->id, n, p.rows[p.chosen].wall_ms, p.why);
+  free(plan);
+  json_decref(spec);
+}
+
+static void *planner_main(void *arg) {
+  ke_planner *pl = arg;
+  pthread_mutex_lock(&pl->mu);
+  while (!pl->stop) {
+    pthread_mutex_unlock(&pl->mu);
+    held_list *h = calloc(1, sizeof *h);
+    kiln_err e = {0};
+    if (h && kq_unplanned(pl->q, 32, held_cb, h, &e) == 0) {
+      for (int i = 0; i < h->n; i++) {
+        plan_one(pl, &h->jobs[i]);
+        free(h->jobs[i].spec);
+      }
+      if (h->n) ke_scaler_kick(pl->scaler, NULL);
+    }
+    int more = h && h->n == 32;
+    free(h);
+    pthread_mutex_lock(&pl->mu);
+    if (more) continue;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 200 * 1000000L;                /* held jobs left by a server that died are planned too */
+    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+    while (!pl->stop && !pl->kicked && pthread_cond_timedwait(&pl->cv, &pl->mu, &ts) == 0) {}
+    pl->kicked = 0;
+  }
+  pthread_mutex_unlock(&pl->mu);
+  return NULL;
+}
+
+int ke_planner_start(ke_planner **out, const ke_config *c, ks_store *store, ke_scaler *scaler, kiln_err *e) {
+  ke_planner *pl = calloc(1, sizeof *pl);
+  if (!pl) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+  pl->c = c;
+  pl->store = store;
+  pl->scaler = scaler;
+  int r = ke_open_queue(c, 0, &pl->q, e);
+  if (r < 0) { free(pl); return r; }
+  pthread_mutex_init(&pl->mu, NULL);
+  pthread_cond_init(&pl->cv, NULL);
+  if (pthread_create(&pl->th, NULL, planner_main, pl) != 0) {
+    kq_close(pl->q);
+    free(pl);
+    return kiln_fail(e, KILN_EINTERNAL, "cannot start the planner thread");
+  }
+  *out = pl;
+  return 0;
+}
+
+void ke_planner_kick(ke_planner *pl) {
+  if (!pl) return;
+  pthread_mutex_lock(&pl->mu);
+  pl->kicked = 1;
+  pthread_cond_signal(&pl->cv);
+  pthread_mutex_unlock(&pl->mu);
+}
+
+void ke_planner_stop(ke_planner *pl) {
+  if (!pl) return;
+  pthread_mutex_lock(&pl->mu);
+  pl->stop = 1;
+  pthread_cond_signal(&pl->cv);
+  pthread_mutex_unlock(&pl->mu);
+  pthread_join(pl->th, NULL);
+  kq_close(pl->q);
+  pthread_mutex_destroy(&pl->mu);
+  pthread_cond_destroy(&pl->cv);
+  free(pl);
+}

@@ -1,0 +1,73 @@
+/* planner.h — how many chunks a job gets (planner.c): a cost model per
+ * function, fed by measured tasks, predicts wall time and cost for each
+ * chunk count; an objective picks one. */
+#ifndef KILN_PLANNER_H
+#define KILN_PLANNER_H
+
+#include <stdio.h>
+
+#include "engine/engine.h"
+
+/* The model's parameters (milliseconds; smoothed over finished tasks). */
+typedef struct ke_model {
+  double frame_ms;              /* per output frame, at frame_mpix */
+  double frame_mpix;            /* the output size frame_ms was measured at (0: not video) */
+  double task_ms;               /* per task: start, probe, seek and decode to the range, encoder start */
+  double join_ms;               /* per join: fixed part */
+  double join_ms_per_mb;        /* per output megabyte joined */
+  double mb_per_frame;          /* output megabytes per frame (at frame_mpix) */
+  double cold_ms;               /* a worker's cold start */
+  double orchestration_ms;      /* splitting, dispatching chunks and the join */
+  double err;                   /* recent |predicted - actual| / actual, -1 when none */
+  int tasks, joins, errors;     /* observations behind them (0: the defaults) */
+  /* weighted least squares of task run time on frames, decayed */
+  double sw, sx, sy, sxx, sxy;
+} ke_model;
+
+void ke_model_defaults(const kf_desc *fn, ke_model *m);
+/* The stored model, or the defaults. */
+int ke_model_load(kq *q, const kf_desc *fn, ke_model *m, kiln_err *e);
+int ke_model_save(kq *q, const kf_desc *fn, const ke_model *m, kiln_err *e);
+/* A finished task (whole or chunk) of `frames` output frames of mpix megapixels took run_ms; bytes of output. */
+void ke_model_task(ke_model *m, int64_t frames, double mpix, double run_ms, int64_t bytes);
+void ke_model_join(ke_model *m, double mb, double run_ms);
+void ke_model_cold(ke_model *m, double ms);
+void ke_model_error(ke_model *m, double predicted_ms, double actual_ms);
+json_t *ke_model_json(const ke_model *m);
+
+#define KE_PLAN_MAX 64
+typedef struct ke_plan_row {
+  int n;
+  double wall_ms, speedup, resource_s, usd;
+} ke_plan_row;
+
+typedef struct ke_plan {
+  char fn[64];
+  int64_t frames;
+  double mpix;
+  int runnable;                 /* workers that can run at once */
+  int warm;                     /* workers already warm */
+  char objective[64];
+  int nrows;
+  ke_plan_row rows[KE_PLAN_MAX];
+  int chosen;                   /* index into rows */
+  char why[256];
+} ke_plan;
+
+/* Rows for N = 1 .. min(max_workers, frames, KE_PLAN_MAX); the objective
+ * ("balanced" when NULL or "", "time", "cost", "deadline=S", "budget=USD")
+ * picks one; force_n > 0 takes that N (its row is still predicted). */
+int ke_plan_make(const ke_config *c, const ke_fnconf *fc, const ke_model *m, int64_t frames, double mpix, int runnable,
+                 int warm, const char *objective, int force_n, ke_plan *p, kiln_err *e);
+int ke_objective_check(const char *objective, kiln_err *e);
+json_t *ke_plan_json(const ke_plan *p);
+void ke_plan_print(const ke_plan *p, FILE *f);
+
+/* The planner thread of `kiln serve`: decides each held job (whole, or N
+ * chunks and a join), then kicks the autoscaler. */
+typedef struct ke_planner ke_planner;
+int ke_planner_start(ke_planner **out, const ke_config *c, ks_store *store, ke_scaler *scaler, kiln_err *e);
+void ke_planner_kick(ke_planner *p);
+void ke_planner_stop(ke_planner *p);
+
+#endif
