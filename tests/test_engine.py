@@ -143,7 +143,7 @@ inline_max_bytes: 300000
 slots: {cpu: 6}
 webhook: {attempts: 4, delay_s: 0.2}
 functions:
-  noop: {idle_timeout_s: 2, max_workers: 2, retries: 2}
+  noop: {idle_timeout_s: 2, max_workers: 2, retries: 2, max_chunks: 1}
   overlay: {min_workers: 1, idle_timeout_s: 1, cpus: 1}
   reframe: {max_workers: 1, idle_timeout_s: 30, cpus: 2}
 """
@@ -362,7 +362,7 @@ try:
     check("...and every worker has left (the min_workers one, those orphaned by the kill -9 too)", left, worker_rows())
 
     # --- a task past its timeout: failed `timeout`
-    B = Server(os.path.join(T, "b"), "lease_s: 2\nbudget_usd_month: 0.00000001\nfunctions:\n  noop: {timeout_s: 1, retries: 0}\n")
+    B = Server(os.path.join(T, "b"), "lease_s: 2\nbudget_usd_month: 0.00000001\nfunctions:\n  noop: {timeout_s: 1, retries: 0, max_chunks: 1}\n")
     s, b, _ = B.req("POST", "/v1/functions/noop/spawn", {"params": {"frames": 200, "ms_per_frame": 50}})
     j = B.wait_end(b["job_id"], 30)
     check("timeout: failed with class timeout", j["state"] == "failed" and j["error"]["class"] == "timeout"

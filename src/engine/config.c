@@ -75,7 +75,7 @@ static int only(const json_t *o, const char *const *keys, const char *where, kil
 
 static int fn_overrides(ke_fnconf *f, const json_t *o, const char *where, kiln_err *e) {
   static const char *const keys[] = {"gpu", "cpus", "memory_mb", "timeout_s", "retries", "idle_timeout_s",
-                                     "min_workers", "max_workers", "concurrency", NULL};
+                                     "min_workers", "max_workers", "concurrency", "max_chunks", NULL};
   if (!json_is_object(o)) return kiln_fail(e, KILN_EPARAM, "%s must be a mapping", where);
   int r = only(o, keys, where, e);
   kf_resources *res = &f->res;
@@ -91,7 +91,7 @@ static int fn_overrides(ke_fnconf *f, const json_t *o, const char *where, kiln_e
       {"cpus", &res->cpus, 1, 1024}, {"memory_mb", &res->memory_mb, 1, 1 << 24}, {"timeout_s", &res->timeout_s, 1, 86400 * 7},
       {"retries", &res->retries, 0, 100}, {"idle_timeout_s", &res->idle_timeout_s, 0, 86400 * 30},
       {"min_workers", &res->min_workers, 0, 1024}, {"max_workers", &res->max_workers, 1, 1024},
-      {"concurrency", &res->concurrency, 1, 1024}};
+      {"concurrency", &res->concurrency, 1, 1024}, {"max_chunks", &res->max_chunks, 1, 64}};
   for (size_t i = 0; r == 0 && i < sizeof ints / sizeof ints[0]; i++) {
     double d = *ints[i].v;
     r = num(o, ints[i].k, ints[i].lo, ints[i].hi, &d, where, e);

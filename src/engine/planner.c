@@ -182,7 +182,7 @@ int ke_plan_make(const ke_config *c, const ke_fnconf *fc, const ke_model *m, int
   double price = ke_price_per_s(c, &fc->res, &units);
   json_t *cpu = json_object_get(c->prices, "cpu");
   double core_price = cpu ? json_number_value(cpu) : 0;
-  int maxn = fc->fn->chunkable ? fc->res.max_workers : 1;
+  int maxn = !fc->fn->chunkable ? 1 : fc->res.max_chunks > 0 ? fc->res.max_chunks : fc->res.max_workers;
   if (force_n > maxn && fc->fn->chunkable) maxn = force_n;
   if (maxn > KE_PLAN_MAX) maxn = KE_PLAN_MAX;
   if (frames < maxn) maxn = frames > 0 ? (int)frames : 1;

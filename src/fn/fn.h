@@ -36,6 +36,7 @@ typedef struct kf_resources {
   int min_workers, max_workers;
   int concurrency;
   int cpus;                     /* CPU cores one worker uses (its threads; billed as such); 0 = 1 */
+  int max_chunks;               /* most chunks the planner may split a job into; 0 = max_workers; 1 = never split */
 } kf_resources;
 
 typedef struct kf_task {

@@ -205,7 +205,8 @@ json_t *kf_describe(const kf_desc *fn) {
 }
 
 json_t *kf_resources_json(const kf_resources *r) {
-  return json_pack("{s:s?, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "gpu", r->gpu, "cpus", r->cpus > 0 ? r->cpus : 1,
+  return json_pack("{s:s?, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "gpu", r->gpu, "cpus", r->cpus > 0 ? r->cpus : 1,
+                   "max_chunks", r->max_chunks > 0 ? r->max_chunks : r->max_workers,
                    "memory_mb", r->memory_mb, "timeout_s", r->timeout_s, "retries", r->retries, "idle_timeout_s",
                    r->idle_timeout_s, "min_workers", r->min_workers, "max_workers", r->max_workers, "concurrency",
                    r->concurrency);

@@ -509,8 +509,10 @@ int kq_heartbeat(kq *q, const char *id, const char *worker, const kq_progress *p
 /* Adds one run's cost to the job's totals (usd bound as a double). */
 static int account(kq *q, const char *id, const kq_cost *c, kiln_err *e) {
   if (!c) return 0;
-  sqlite3_stmt *st = prep(q, "UPDATE jobs SET cold_start_ms=cold_start_ms+?1, resource_ms=resource_ms+?2,"
-                             " usd=usd+?4 WHERE id=?3", "iit", c->cold_start_ms, c->resource_ms, id);
+  /* the task, and its split job when that has ended already (its sum was taken then) */
+  sqlite3_stmt *st = prep(q, "UPDATE jobs SET cold_start_ms=cold_start_ms+?1, resource_ms=resource_ms+?2, usd=usd+?4"
+                             " WHERE id=?3 OR (id=(SELECT parent FROM jobs WHERE id=?3) AND state>=3)", "iit",
+                          c->cold_start_ms, c->resource_ms, id);
   if (st) sqlite3_bind_double(st, 4, c->usd);
   return step_update(q, st, "cost", e);
 }
