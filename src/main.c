@@ -8,13 +8,15 @@
 #include "util/log.h"
 
 static const kc_cmd commands[] = {
-    {"run", kc_run, "kiln run FN INPUT -o OUTPUT [--param KEY=VALUE]... [--params FILE] [--json] [--threads N] [--quiet]",
+    {"run", kc_run, "kiln run FN INPUT -o OUTPUT [--param KEY=VALUE]... [--params FILE] [--frames A:B] [--json] [--threads N] [--quiet]",
      "run one function on a file, locally, with a progress bar",
      "Runs FN on INPUT and writes OUTPUT (written under a temporary name and renamed\n"
      "when complete, so a failed run leaves nothing behind).\n\n"
      "  --param KEY=VALUE   set a parameter; VALUE is JSON if it parses, else a string;\n"
      "                      KEY may be dotted: --param trim.start=2\n"
      "  --params FILE       read parameters from a JSON object (--param wins)\n"
+     "  --frames A:B        only output frames A to B-1 of the run, made exactly as the whole run\n"
+     "                      makes them, without audio: one chunk, as kiln serve runs it\n"
      "  --json              print the result (or the error) as JSON on stdout\n"
      "  --threads N         decoder and encoder threads (default: one per CPU); the\n"
      "                      function's per-frame work gets half as many\n"
@@ -91,6 +93,19 @@ static const kc_cmd commands[] = {
      "A table per UTC day and function of jobs, resource-seconds and USD since the date\n"
      "(default: the first of this month), the total, this month's spend and the monthly\n"
      "budget when one is set. --json prints the API's answer.\n"},
+    {"plan", kc_plan,
+     "kiln plan FN [INPUT] [--param KEY=VALUE]... [--params FILE] [--objective OBJ] [--json]",
+     "show how the planner would split a job: time, speedup and cost per chunk count",
+     "Predicts, for N = 1 up to the function's max_chunks (max_workers), the wall time, speedup,\n"
+     "resource-seconds and cost of running FN on INPUT in N chunks, from the cost model kiln serve\n"
+     "learns from finished tasks in $KILN_HOME (or stated defaults), and marks the plan the\n"
+     "objective picks:\n"
+     "  balanced (default)  the cheapest plan within 10% of the fastest\n"
+     "  time                the fastest (more chunks must gain 2% or more)\n"
+     "  cost                the cheapest\n"
+     "  deadline=S          the cheapest predicted to finish within S seconds\n"
+     "  budget=USD          the fastest costing USD or less\n"
+     "Jobs take an objective as {\"plan\": {\"objective\": \"time\"}} (or {\"chunks\": N} to force N).\n"},
     {"zygote", kc_zygote, "kiln zygote [--config FILE]", "(internal) forks workers for kiln serve",
      "Started by `kiln serve` with a socket as fd 3; not for use by hand.\n", 1},
     {"token", kc_token, "kiln token create --name NAME | kiln token list | kiln token revoke NAME",

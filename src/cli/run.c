@@ -17,7 +17,8 @@
 static volatile int g_cancel;
 static void on_signal(int sig) { (void)sig; g_cancel = 1; }
 
-static const char *USAGE = "kiln run FN INPUT -o OUTPUT [--param KEY=VALUE]... [--params FILE] [--json] [--threads N] [--quiet]";
+static const char *USAGE =
+    "kiln run FN INPUT -o OUTPUT [--param KEY=VALUE]... [--params FILE] [--frames A:B] [--json] [--threads N] [--quiet]";
 
 static int parse_int(const char *s, long lo, long hi, long *out) {
   char *end;
@@ -38,6 +39,7 @@ int kc_run(int argc, char **argv) {
   const char *fname = NULL, *input = NULL, *output = NULL;
   int as_json = 0, quiet = 0;
   long threads = 0;
+  long long out_a = 0, out_b = 0;
   kiln_err e = {0};
   json_t *raw = json_object(), *params = NULL;
   int r = 0;
@@ -55,6 +57,13 @@ int kc_run(int argc, char **argv) {
     } else if (!strcmp(a, "--params")) {
       if (++i >= argc) { r = kiln_fail(&e, KILN_EUSAGE, "--params needs a JSON file"); goto done; }
       if ((r = kj_update_from_file(raw, argv[i], &e)) < 0) goto done;
+    } else if (!strcmp(a, "--frames")) {
+      char *end;
+      if (++i >= argc || (out_a = strtoll(argv[i], &end, 10)) < 0 || *end != ':' ||
+          (out_b = strtoll(end + 1, &end, 10)) <= out_a || *end) {
+        r = kiln_fail(&e, KILN_EUSAGE, "--frames needs A:B, output frames A up to (not including) B");
+        goto done;
+      }
     } else if (!strcmp(a, "--json")) {
       as_json = 1;
     } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
@@ -102,7 +111,8 @@ int kc_run(int argc, char **argv) {
   if (fn->enter && (r = fn->enter(&state, &e)) < 0) goto done;
   kc_progress pg;
   kc_progress_init(&pg, fn->name, quiet || as_json);
-  kf_task task = {.input = input, .output = output, .params = params, .start = 0, .end = -1,
+  kf_task task = {.input = input, .output = output, .params = params, .start = 0, .end = -1, .out_start = out_a,
+                  .out_end = out_b,
                   .threads = (int)threads, .progress = kc_progress_cb, .progress_arg = &pg,
                   .cancel = &g_cancel};
   kf_result res;

@@ -153,6 +153,18 @@ void ke_model_error(ke_model *m, double predicted_ms, double actual_ms) {
   m->errors++;
 }
 
+int ke_chunk_ranges(int64_t frames, int64_t gop, int n, int64_t *starts) {
+  if (gop < 1) gop = 1;
+  int k = 0;
+  starts[k++] = 0;
+  for (int i = 1; i < n; i++) {
+    int64_t b = llround((double)frames * i / n / (double)gop) * gop;
+    if (b > starts[k - 1] && b < frames) starts[k++] = b;
+  }
+  starts[k] = frames;
+  return k;
+}
+
 int ke_objective_check(const char *o, kiln_err *e) {
   if (!o || !*o || !strcmp(o, "balanced") || !strcmp(o, "time") || !strcmp(o, "cost")) return 0;
   char *end;
@@ -171,7 +183,10 @@ int ke_plan_make(const ke_config *c, const ke_fnconf *fc, const ke_model *m, int
                  int warm, const char *objective, int force_n, ke_plan *p, kiln_err *e) {
   int r = ke_objective_check(objective, e);
   if (r < 0) return r;
+  int64_t keep_gop = p->gop, keep_overlap = p->overlap;   /* set by the caller, or 0 */
   memset(p, 0, sizeof *p);
+  p->gop = keep_gop;
+  p->overlap = keep_overlap;
   snprintf(p->fn, sizeof p->fn, "%s", fc->fn->name);
   snprintf(p->objective, sizeof p->objective, "%s", objective && *objective ? objective : "balanced");
   p->frames = frames;
@@ -185,12 +200,14 @@ int ke_plan_make(const ke_config *c, const ke_fnconf *fc, const ke_model *m, int
   int maxn = !fc->fn->chunkable ? 1 : fc->res.max_chunks > 0 ? fc->res.max_chunks : fc->res.max_workers;
   if (force_n > maxn && fc->fn->chunkable) maxn = force_n;
   if (maxn > KE_PLAN_MAX) maxn = KE_PLAN_MAX;
-  if (frames < maxn) maxn = frames > 0 ? (int)frames : 1;
+  int64_t gop = p->gop > 1 ? p->gop : 1;            /* no more chunks than keyframe intervals */
+  int64_t intervals = (frames + gop - 1) / gop;
+  if (intervals < maxn) maxn = intervals > 0 ? (int)intervals : 1;
   for (int n = 1; n <= maxn; n++) {
     ke_plan_row *row = &p->rows[p->nrows++];
     int w = n < p->runnable ? n : p->runnable;
     double cold = warm >= w ? 0 : m->cold_ms;
-    double chunk = task_ms(m, (double)frames / n, mpix);
+    double chunk = task_ms(m, (double)frames / n + (n > 1 ? (double)p->overlap : 0), mpix);
     double waves = ceil((double)n / p->runnable);
     double join = n > 1 ? m->join_ms + m->join_ms_per_mb * (double)frames * m->mb_per_frame * (mpix > 0 && m->frame_mpix > 0 ? mpix / m->frame_mpix : 1) : 0;
     row->n = n;
@@ -247,9 +264,10 @@ json_t *ke_plan_json(const ke_plan *p) {
                                           "speedup", p->rows[i].speedup, "resource_seconds", p->rows[i].resource_s,
                                           "usd", p->rows[i].usd));
   const ke_plan_row *c = &p->rows[p->chosen];
-  return json_pack("{s:i, s:f, s:f, s:f, s:s, s:s, s:I, s:f, s:i, s:o}", "chunks", c->n, "predicted_ms", c->wall_ms,
-                   "predicted_usd", c->usd, "speedup", c->speedup, "objective", p->objective, "why", p->why, "frames",
-                   (json_int_t)p->frames, "mpix", p->mpix, "runnable", p->runnable, "rows", rows);
+  return json_pack("{s:i, s:f, s:f, s:f, s:s, s:s, s:I, s:f, s:I, s:I, s:i, s:o}", "chunks", c->n, "predicted_ms",
+                   c->wall_ms, "predicted_usd", c->usd, "speedup", c->speedup, "objective", p->objective, "why", p->why,
+                   "frames", (json_int_t)p->frames, "mpix", p->mpix, "gop", (json_int_t)p->gop, "overlap",
+                   (json_int_t)p->overlap, "runnable", p->runnable, "rows", rows);
 }
 
 void ke_plan_print(const ke_plan *p, FILE *f) {
@@ -262,6 +280,36 @@ void ke_plan_print(const ke_plan *p, FILE *f) {
             i == p->chosen ? "  <- chosen" : "");
   }
   fprintf(f, "\nchosen: %d chunk%s — %s\n", p->rows[p->chosen].n, p->rows[p->chosen].n == 1 ? "" : "s", p->why);
+}
+
+static int count_warm(void *arg, const kq_worker *w) {
+  if (w->state == KQ_W_IDLE || w->state == KQ_W_STARTING) (*(int *)arg)++;
+  return 0;
+}
+
+int ke_plan_job(const ke_config *c, kq *q, const ke_fnconf *fc, const json_t *params, const char *input,
+                const char *objective, int force_n, ke_plan *p, kf_shape *sh, kiln_err *e) {
+  km_probe pr;
+  int r = kf_shape_of(fc->fn, params, input, sh, &pr, e);
+  if (r < 0) return r;
+  ke_model m;
+  if (q) ke_model_load(q, fc->fn, &m, e);
+  else ke_model_defaults(fc->fn, &m);
+  double mpix = (double)sh->width * sh->height / 1e6;
+  if (sh->frame_ms > 0) {                         /* the params fix the per-frame time */
+    m.frame_ms = sh->frame_ms;
+    m.frame_mpix = mpix;
+  }
+  int per = fc->res.gpu && c->gpu_slots > 0 ? 1 : fc->res.cpus;
+  int slots = fc->res.gpu && c->gpu_slots > 0 ? c->gpu_slots : c->cpu_slots / (per > 0 ? per : 1);
+  int runnable = fc->res.max_workers < slots ? fc->res.max_workers : slots;
+  int warm = 0;
+  if (q) kq_worker_list(q, fc->fn->name, 1, count_warm, &warm, e);
+  p->gop = sh->gop;
+  p->overlap = 0;
+  if (sh->width > 0 && sh->gop > 1 && !json_is_true(json_object_get(params, "lossless")))
+    p->overlap = KM_CHUNK_WARMUP + km_x264_lookahead(json_string_value(json_object_get(params, "preset"))) + 4;
+  return ke_plan_make(c, fc, &m, sh->frames, mpix, runnable, warm, objective, force_n, p, e);
 }
 
 /* ---- the planner thread ------------------------------------------------ */
@@ -289,10 +337,6 @@ static int held_cb(void *arg, const kq_job *j) {
   return 0;
 }
 
-static int count_warm(void *arg, const kq_worker *w) {
-  if (w->state == KQ_W_IDLE || w->state == KQ_W_STARTING) (*(int *)arg)++;
-  return 0;
-}
 
 /* Decides one held job. Problems with the input are left to the worker
  * (which fails the job naming the object): the job is released whole. */
@@ -308,34 +352,25 @@ static void plan_one(ke_planner *pl, const kq_job *j) {
   int force = (int)json_integer_value(json_object_get(want, "chunks"));
   char path[4200] = "";
   kf_shape sh;
-  km_probe pr;
+  ke_plan p;
   int64_t now = ke_now_ms();
   int ok = spec && fc && fc->fn->chunkable && fc->fn->shape;
   if (ok && key) ok = ks_local_path(pl->store, key, path, sizeof path, &e) == 0;
-  if (ok) ok = kf_shape_of(fc->fn, params, key ? path : NULL, &sh, &pr, &e) == 0 && sh.frames > 0;
+  if (ok) ok = ke_plan_job(pl->c, pl->q, fc, params, key ? path : NULL, objective, force, &p, &sh, &e) == 0 && sh.frames > 0;
   if (!ok) {
     kq_release(pl->q, j->id, NULL, 0, now, &e);
     json_decref(spec);
     return;
   }
-  ke_model m;
-  ke_model_load(pl->q, fc->fn, &m, &e);
-  int per = fc->res.gpu && pl->c->gpu_slots > 0 ? 1 : fc->res.cpus;
-  int slots = fc->res.gpu && pl->c->gpu_slots > 0 ? pl->c->gpu_slots : pl->c->cpu_slots / (per > 0 ? per : 1);
-  int runnable = fc->res.max_workers < slots ? fc->res.max_workers : slots;
-  int warm = 0;
-  kq_worker_list(pl->q, fc->fn->name, 1, count_warm, &warm, &e);
-  ke_plan p;
-  double mpix = (double)sh.width * sh.height / 1e6;
-  if (ke_plan_make(pl->c, fc, &m, sh.frames, mpix, runnable, warm, objective, force, &p, &e) < 0) {
-    kq_release(pl->q, j->id, NULL, sh.frames, now, &e);
-    json_decref(spec);
-    return;
-  }
   json_t *pj = ke_plan_json(&p);
+  {
+    int64_t st[KE_PLAN_MAX + 1];                   /* the chunks it will really be: whole keyframe intervals */
+    json_object_set_new(pj, "chunks", json_integer(ke_chunk_ranges(sh.frames, sh.gop, p.rows[p.chosen].n, st)));
+  }
   char *plan = json_dumps(pj, JSON_COMPACT);
   json_decref(pj);
-  int n = p.rows[p.chosen].n;
+  int64_t starts[KE_PLAN_MAX + 1];
+  int n = ke_chunk_ranges(sh.frames, sh.gop, p.rows[p.chosen].n, starts);
   int r;
   if (n <= 1) {
     r = kq_release(pl->q, j->id, plan, sh.frames, now, &e);
@@ -344,7 +379,7 @@ static void plan_one(ke_planner *pl, const kq_job *j) {
     char **specs = calloc((size_t)n, sizeof *specs);
     json_t *keys = json_array();
     for (int k = 0; specs && k < n; k++) {
-      int64_t a = sh.frames * k / n, b = sh.frames * (k + 1) / n;
+      int64_t a = starts[k], b = starts[k + 1];
       json_t *cs = json_pack("{s:O, s:O, s:[I, I]}", "input", json_object_get(spec, "input"), "params", params, "range",
                              (json_int_t)a, (json_int_t)b);
       specs[k] = json_dumps(cs, JSON_COMPACT);

@@ -1,6 +1,8 @@
 /* common.c — pieces every video function shares: keyframe interpolation and
  * the pipeline configuration that follows from a task. */
 #include "fn/common.h"
+
+#include <math.h>
 #include "util/json.h"
 
 #include <stdlib.h>
@@ -56,5 +58,11 @@ int kf_shape_of(const kf_desc *fn, const json_t *params, const char *input, kf_s
     if (r < 0) return r;
     if (!pr->has_video) return kiln_fail(e, KILN_ENOFRAMES, "input '%s' has no video stream", input);
   }
-  return fn->shape(params, input ? pr : NULL, s, e);
+  int r = fn->shape(params, input ? pr : NULL, s, e);
+  if (r < 0) return r;
+  s->gop = 1;
+  double keyint = kj_num(params, "keyint", 0);
+  if (s->width > 0 && keyint > 0 && s->fps.num > 0) s->gop = llround(keyint * av_q2d(s->fps));
+  if (s->gop < 1) s->gop = 1;
+  return 0;
 }

@@ -60,6 +60,8 @@ typedef struct kf_shape {
   int width, height;            /* output size; 0 for outputs that are not video */
   int64_t frames;               /* output frames */
   int audio;                    /* the output carries the source's audio */
+  double frame_ms;              /* per-frame time its params fix (noop's ms_per_frame), else 0 */
+  int64_t gop;                  /* chunks start at multiples of this many output frames (keyframes); 1: anywhere */
 } kf_shape;
 
 typedef struct kf_result {
@@ -114,7 +116,8 @@ void kf_enc_from_params(const json_t *p, km_enc_opts *o);
   {"crf", KF_INT, "20", 0, 1, 0, 51, NULL, NULL, "x264 constant rate factor: lower is better quality and bigger"}, \
   {"preset", KF_STR, "\"veryfast\"", 0, 0, 0, 0, kf_x264_presets, NULL, "x264 speed/size trade-off"},            \
   {"lossless", KF_BOOL, "false", 0, 0, 0, 0, NULL, NULL, "encode losslessly (x264 qp 0); large files"},          \
-  {"audio", KF_BOOL, "true", 0, 0, 0, 0, NULL, NULL, "keep the source's audio (cut and retimed with the video)"}
+  {"audio", KF_BOOL, "true", 0, 0, 0, 0, NULL, NULL, "keep the source's audio (cut and retimed with the video)"}, \
+  {"keyint", KF_NUM, "2", 0, 1, 0.04, 60, NULL, NULL, "a keyframe every this many seconds, exactly (chunks are cut at keyframes)"}
 
 extern const char *const kf_x264_presets[];
 

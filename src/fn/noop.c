@@ -71,6 +71,7 @@ static int noop_shape(const json_t *p, const km_probe *pr, kf_shape *s, kiln_err
   km_timeline_identity(&s->tl);
   s->fps = (AVRational){25, 1};
   s->frames = (int64_t)json_integer_value(json_object_get(p, "frames"));
+  s->frame_ms = json_number_value(json_object_get(p, "ms_per_frame"));
   (void)pr; (void)e;
   return 0;
 }

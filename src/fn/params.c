@@ -233,6 +233,7 @@ void kf_enc_from_params(const json_t *p, km_enc_opts *o) {
   o->crf = (int)kj_num(p, "crf", 20);
   o->preset = kj_str(p, "preset", "veryfast");
   o->lossless = json_is_true(json_object_get(p, "lossless"));
+  o->keyint_s = kj_num(p, "keyint", 2);
 }
 
 static void md_rows(FILE *f, const kf_param *tab, const char *prefix) {

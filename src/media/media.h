@@ -114,6 +114,14 @@ typedef struct km_enc_opts {
   const char *preset;           /* x264 preset, default "veryfast" */
   int threads;                  /* encoder threads, 0 = auto */
   int gop;                      /* keyframe interval in frames, 0 = x264 default */
+  double keyint_s;              /* > 0 (and gop 0): an IDR exactly at every output frame that is a multiple
+                                   of keyint_s seconds, none elsewhere (no scene-cut keyframes); with the
+                                   window below, a chunk encodes its frames as the whole run does */
+  /* A chunk's encode (see km_pipeline_cfg.out_start): the frames written are
+   * output frames first_index.., encoded as in the whole run; only those in
+   * [keep_from, keep_to) (output frame numbers) go out, renumbered from 0.
+   * keep_to <= 0: all. The frames around the window only warm the encoder. */
+  int64_t first_index, keep_from, keep_to;
   int rotation_meta;            /* write a display-matrix rotation (test media) */
 } km_enc_opts;
 
@@ -206,6 +214,11 @@ int km_pipeline_run(const km_pipeline_cfg *c, km_pipeline_stats *st, kiln_err *e
 /* Number of output frames the pipeline will produce for a probed input
  * (exact for constant-frame-rate inputs with an exact frame count). */
 int64_t km_pipeline_expected_frames(const km_probe *p, const km_timeline *tl, AVRational out_fps);
+
+/* A lossy chunk is encoded from KM_CHUNK_WARMUP frames before its start
+ * and km_x264_lookahead(preset) + 4 frames past its end (see pipeline.c). */
+#define KM_CHUNK_WARMUP 48
+int km_x264_lookahead(const char *preset);
 
 /* ---- generated test media -------------------------------------------- */
 

@@ -59,7 +59,8 @@ typedef struct pl {
   AVRational fps;
   AVFrame **spare;              /* output frames to reuse (fresh pages cost a fault each) */
   int nspare;
-  int64_t first;                /* the first output frame's number (a chunk's out_start) */
+  int64_t first;                /* the first output frame made (a chunk's out_start, less its warm-up) */
+  int64_t stop;                 /* the frame to stop before (a chunk's end, plus its encoder tail); < 0: none */
 } pl;
 
 static double now_s(void) {
@@ -138,8 +139,8 @@ static void *decode_main(void *arg) {
   double fps = av_q2d(p->fps);
   AVFrame *prev = NULL, *cur = NULL;
   km_frame_info pi = {0}, ci;
-  int64_t n = p->c->out_start > 0 ? p->c->out_start : 0, n_total = -1;
-  int64_t n_stop = p->c->out_end > 0 ? p->c->out_end : -1;   /* a chunk's end (< 0: none) */
+  int64_t n = p->first, n_total = -1;
+  int64_t n_stop = p->stop;                     /* a chunk's end, with its encoder tail (< 0: none) */
   kiln_err e = {0};
   int r = 0;
   for (;;) {
@@ -191,6 +192,15 @@ out:
   return NULL;
 }
 
+int km_x264_lookahead(const char *preset) {
+  static const struct { const char *name; int frames; } t[] = {
+      {"ultrafast", 0}, {"superfast", 0}, {"veryfast", 10}, {"faster", 20}, {"fast", 30},
+      {"medium", 40},   {"slow", 50},     {"slower", 60},   {"veryslow", 60}, {"placebo", 60}};
+  for (size_t i = 0; preset && i < sizeof t / sizeof t[0]; i++)
+    if (!strcmp(preset, t[i].name)) return t[i].frames;
+  return 40;
+}
+
 int64_t km_pipeline_expected_frames(const km_probe *pr, const km_timeline *tl, AVRational out_fps) {
   double fps = out_fps.num > 0 ? av_q2d(out_fps) : pr->fps;
   double src_end = pr->frames_exact && !pr->vfr && pr->fps > 0 ? pr->frames / pr->fps : pr->duration;
@@ -223,7 +233,29 @@ int km_pipeline_run(const km_pipeline_cfg *c, km_pipeline_stats *st, kiln_err *e
   if ((r = km_timeline_check(&c->tl, e)) < 0) goto done;
   int chunk = c->out_start > 0 || c->out_end > 0;
   int64_t src_start = c->start;
-  p.first = c->out_start > 0 ? c->out_start : 0;
+  /* a chunk of a fixed-GOP lossy encode starts `pre` frames early and runs
+   * `post` frames long, so the encoder's rate control and lookahead see
+   * what they see in the whole run; the writer keeps only the chunk */
+  int64_t pre = 0, post = 0;
+  if (chunk && c->enc.keyint_s > 0 && !c->enc.lossless && !c->enc.gop) {
+    pre = KM_CHUNK_WARMUP;
+    post = km_x264_lookahead(c->enc.preset) + 4;
+  }
+  if (pre) {                                      /* a lossy chunk must start on one of the run's keyframes */
+    km_probe own;
+    const km_probe *pq = c->probe;
+    if (!pq && (r = km_probe_file(c->input, &own, e)) < 0) goto done;
+    if (!pq) pq = &own;
+    AVRational ofps = c->out_fps.num > 0 ? c->out_fps : pq->fps_q;
+    int64_t gop = lround(c->enc.keyint_s * av_q2d(ofps));
+    if (gop > 1 && c->out_start % gop != 0) {
+      r = kiln_fail(e, KILN_EINVAL, "a chunk must start on a keyframe: output frame %lld is not a multiple of %lld "
+                    "(keyint %g s)", (long long)c->out_start, (long long)gop, c->enc.keyint_s);
+      goto done;
+    }
+  }
+  p.first = c->out_start > pre ? c->out_start - pre : 0;
+  p.stop = c->out_end > 0 ? c->out_end + post : -1;
   if (chunk && p.first > 0) {
     /* the source frame shown by the chunk's first output frame, less a margin:
      * frames before it are decoded and passed over by the selector */
@@ -260,6 +292,11 @@ int km_pipeline_run(const km_pipeline_cfg *c, km_pipeline_stats *st, kiln_err *e
   eo.width = p.out_w;
   eo.height = p.out_h;
   eo.fps = p.fps;
+  if (chunk) {
+    eo.first_index = p.first;
+    eo.keep_from = c->out_start;
+    eo.keep_to = c->out_end > 0 ? c->out_end : INT64_MAX;
+  }
   km_audio_opts ao = {0};
   if (c->keep_audio && pr->n_audio > 0 && c->start <= 0 && !chunk) {
     ao.path = c->input;
@@ -311,7 +348,9 @@ int km_pipeline_run(const km_pipeline_cfg *c, km_pipeline_stats *st, kiln_err *e
     pthread_cond_broadcast(&p.cv);
     pthread_mutex_unlock(&p.mu);
     if (r < 0) { pl_fail(&p, r, &we); break; }
-    if (c->progress) c->progress(c->progress_arg, n + 1, expect > n + 1 ? expect : n + 1);
+    int64_t done = n + 1 - (chunk ? c->out_start - p.first : 0);   /* the warm-up frames are not the chunk's */
+    if (done > 0 && (!chunk || done <= expect))
+      if (c->progress) c->progress(c->progress_arg, done, expect > done ? expect : done);
   }
   pthread_join(th, NULL);
   started = 0;

@@ -15,6 +15,7 @@
 #include <libavutil/display.h>
 #include <libavutil/opt.h>
 #include <stdio.h>
+#include <math.h>
 #include <string.h>
 
 struct km_writer {
@@ -23,11 +24,14 @@ struct km_writer {
   AVStream *vst;
   AVPacket *pkt;
   km_asrc *audio;
-  int64_t frames;
+  int64_t frames;               /* frames given to the encoder */
+  int64_t kept;                 /* frames in the window (the ones that go out) */
+  int64_t gop;                  /* forced IDR at multiples of this output frame number; 0: x264 decides */
+  int64_t first, keep_from, keep_to;
   int header_written;
 };
 
-int64_t km_writer_frames(const km_writer *w) { return w->frames; }
+int64_t km_writer_frames(const km_writer *w) { return w->keep_to > 0 ? w->kept : w->frames; }
 const char *km_writer_audio_mode(const km_writer *w) { return km_asrc_mode(w->audio); }
 
 int km_writer_open(km_writer **out, const char *path, const char *name_for_format,
@@ -66,10 +70,21 @@ int km_writer_open(km_writer **out, const char *path, const char *name_for_forma
   w->enc->framerate = fps;
   w->enc->sample_aspect_ratio = (AVRational){1, 1};
   w->enc->thread_count = o->threads;
+  w->first = o->first_index;
+  w->keep_from = o->keep_to > 0 ? o->keep_from : 0;
+  w->keep_to = o->keep_to;
   if (o->gop > 0) w->enc->gop_size = o->gop;
+  else if (o->keyint_s > 0) {
+    w->gop = lround(o->keyint_s * av_q2d(fps));
+    if (w->gop < 1) w->gop = 1;
+  }
   if (w->oc->oformat->flags & AVFMT_GLOBALHEADER) w->enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
   AVDictionary *opts = NULL;
   av_dict_set(&opts, "preset", o->preset && *o->preset ? o->preset : "veryfast", 0);
+  if (w->gop) {                                   /* IDRs only where forced: at multiples of gop */
+    av_dict_set(&opts, "x264-params", "keyint=infinite:scenecut=0", 0);
+    av_dict_set(&opts, "forced-idr", "1", 0);
+  }
   if (o->lossless) av_dict_set(&opts, "qp", "0", 0);
   else av_dict_set_int(&opts, "crf", o->crf, 0);
   r = avcodec_open2(w->enc, codec, &opts);
@@ -111,6 +126,13 @@ static int drain(km_writer *w, kiln_err *e) {
     int r = avcodec_receive_packet(w->enc, w->pkt);
     if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return 0;
     if (r < 0) return kiln_fail(e, KILN_ECODEC, "video encoder failed (%s)", kiln_averr(r, eb, sizeof eb));
+    if (w->keep_to > 0) {                         /* a chunk: only its window, renumbered from 0 */
+      int64_t n = w->first + w->pkt->pts;
+      if (n < w->keep_from || n >= w->keep_to) { av_packet_unref(w->pkt); continue; }
+      int64_t shift = w->keep_from - w->first;
+      w->pkt->pts -= shift;
+      w->pkt->dts -= shift;
+    }
     double t = w->pkt->dts * av_q2d(w->enc->time_base);
     if ((r = km_asrc_write_until(w->audio, w->oc, t, e)) < 0) { av_packet_unref(w->pkt); return r; }
     w->pkt->stream_index = w->vst->index;
@@ -125,8 +147,9 @@ int km_writer_write(km_writer *w, const AVFrame *f, kiln_err *e) {
   char eb[128];
   AVFrame *c = av_frame_clone(f);
   if (!c) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+  if (w->keep_to > 0 && w->first + w->frames >= w->keep_from && w->first + w->frames < w->keep_to) w->kept++;
   c->pts = w->frames++;
-  c->pict_type = AV_PICTURE_TYPE_NONE;
+  c->pict_type = w->gop && (w->first + c->pts) % w->gop == 0 ? AV_PICTURE_TYPE_I : AV_PICTURE_TYPE_NONE;
   int r = avcodec_send_frame(w->enc, c);
   av_frame_free(&c);
   if (r < 0) return kiln_fail(e, KILN_ECODEC, "video encoder failed (%s)", kiln_averr(r, eb, sizeof eb));
@@ -138,7 +161,7 @@ int km_writer_finish(km_writer *w, kiln_err *e) {
   int r = avcodec_send_frame(w->enc, NULL);
   if (r < 0 && r != AVERROR_EOF) return kiln_fail(e, KILN_ECODEC, "video encoder failed (%s)", kiln_averr(r, eb, sizeof eb));
   if ((r = drain(w, e)) < 0) return r;
-  double t_end = w->frames * av_q2d(w->enc->time_base);
+  double t_end = km_writer_frames(w) * av_q2d(w->enc->time_base);
   if ((r = km_asrc_finish(w->audio, w->oc, t_end, e)) < 0) return r;
   if ((r = av_write_trailer(w->oc)) < 0)
     return kiln_fail(e, KILN_EIO, "finishing the output failed (%s)", kiln_averr(r, eb, sizeof eb));

@@ -1,0 +1,132 @@
+"""kilnt.py — what the Python end-to-end tests share: a real `kiln serve` on
+a free loopback port with its own KILN_HOME (Server), CHECK-style counting
+(check, done), and waiting on a condition with a deadline (until)."""
+import json, os, re, signal, subprocess, threading, time, urllib.error, urllib.request
+
+KILN = None          # set by the test from its argv
+servers = []
+passed = failed = 0
+
+
+def check(name, cond, info=""):
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print(f"  FAIL: {name} {str(info)[:600]}", file=__import__("sys").stderr)
+    return cond
+
+
+def done():
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def until(cond, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    return cond()
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+class Server:
+    def __init__(self, home, config):
+        self.home = home
+        os.makedirs(home, exist_ok=True)
+        with open(os.path.join(home, "config.yaml"), "w") as f:
+            f.write(config)
+        self.env = dict(os.environ, KILN_HOME=home)
+        if not os.path.exists(os.path.join(home, "tok")):
+            tok = subprocess.run([KILN, "token", "create", "--name", "t"], env=self.env, capture_output=True, text=True)
+            with open(os.path.join(home, "tok"), "w") as f:
+                f.write(tok.stdout.strip())
+        self.tok = open(os.path.join(home, "tok")).read().strip()
+        self.start()
+
+    def start(self):
+        self.log = open(os.path.join(self.home, "serve.log"), "a")
+        self.p = subprocess.Popen([KILN, "serve", "--listen", "127.0.0.1:0"], env=self.env, stderr=subprocess.PIPE,
+                                  text=True)
+        servers.append(self)
+        self.url = None
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            line = self.p.stderr.readline()
+            if not line:
+                break
+            self.log.write(line)
+            m = re.search(r"listening on (http://\S+)", line)
+            if m:
+                self.url = m.group(1)
+                break
+        if not self.url:
+            raise SystemExit("server did not start")
+        threading.Thread(target=self._drain, args=(self.p, self.log), daemon=True).start()
+
+    @staticmethod
+    def _drain(p, log):
+        for line in p.stderr:
+            log.write(line)
+            log.flush()
+
+    def req(self, m, path, body=None, headers=None, token=True, raw=False):
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = "Bearer " + (token if isinstance(token, str) else self.tok)
+        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        r = urllib.request.Request(self.url + path if path.startswith("/") else path, data=data, method=m, headers=h)
+        try:
+            with urllib.request.urlopen(r, timeout=60) as f:
+                b = f.read()
+                return f.status, b if raw else (json.loads(b) if b else None), dict(f.headers)
+        except urllib.error.HTTPError as e:
+            b = e.read()
+            try:
+                return e.code, json.loads(b), dict(e.headers)
+            except Exception:
+                return e.code, b, dict(e.headers)
+
+    def job(self, jid):
+        return self.req("GET", "/v1/jobs/" + jid)[1]
+
+    def wait(self, jid, cond, timeout=60):
+        """Polls the job until cond(job) holds; returns the job (or the last seen)."""
+        deadline = time.time() + timeout
+        j = self.job(jid)
+        while time.time() < deadline and not cond(j):
+            time.sleep(0.05)
+            j = self.job(jid)
+        return j
+
+    def wait_end(self, jid, timeout=60):
+        return self.wait(jid, lambda j: j["state"] in ("succeeded", "failed", "cancelled"), timeout)
+
+    def fn_stats(self, name):
+        s, b, _ = self.req("GET", "/v1/functions/" + name)
+        return b["stats"]
+
+    def kill9(self):
+        self.p.kill()
+        self.p.wait()
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+
+
