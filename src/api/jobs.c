@@ -57,6 +57,12 @@ static int wstats_cb(void *arg, const kq_worker *w) {
 static json_t *fn_json(kiln_server *s, kq *q, const ke_fnconf *fc) {
   json_t *o = kf_describe(fc->fn);
   json_object_set_new(o, "resources", kf_resources_json(&fc->res));
+  if (fc->fn->chunkable) {                         /* the planner's cost model: parameters and recent error */
+    ke_model m;
+    kiln_err me = {0};
+    ke_model_load(q, fc->fn, &m, &me);
+    json_object_set_new(o, "model", ke_model_json(&m));
+  }
   int units = 1;
   json_object_set_new(o, "usd_per_second", json_real(ke_price_per_s(s->cfg, &fc->res, &units)));
   kiln_err e = {0};
