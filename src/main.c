@@ -106,6 +106,12 @@ static const kc_cmd commands[] = {
      "  deadline=S          the cheapest predicted to finish within S seconds\n"
      "  budget=USD          the fastest costing USD or less\n"
      "Jobs take an objective as {\"plan\": {\"objective\": \"time\"}} (or {\"chunks\": N} to force N).\n"},
+    {"bench", kc_bench, "kiln bench calibrate FN [INPUT] [--param KEY=VALUE]... [--params FILE] [--json]",
+     "measure a function's cost-model parameters on this machine for the planner",
+     "calibrate runs FN in-process (the whole input, a quarter-length chunk, two chunks and their\n"
+     "join; a generated 1280x720 clip when a video function gets no INPUT) and stores the\n"
+     "per-frame time, per-task overhead and join cost in $KILN_HOME, where kiln serve's planner and\n"
+     "`kiln plan` read them. kiln serve also learns them from every finished task.\n"},
     {"zygote", kc_zygote, "kiln zygote [--config FILE]", "(internal) forks workers for kiln serve",
      "Started by `kiln serve` with a socket as fd 3; not for use by hand.\n", 1},
     {"token", kc_token, "kiln token create --name NAME | kiln token list | kiln token revoke NAME",
