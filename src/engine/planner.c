@@ -66,15 +66,11 @@ json_t *ke_model_json(const ke_model *m) {
   return o;
 }
 
-int ke_model_load(kq *q, const kf_desc *fn, ke_model *m, kiln_err *e) {
+static void model_parse(const kf_desc *fn, const char *js, ke_model *m) {
   ke_model_defaults(fn, m);
-  char *js = NULL;
-  int r = kq_model_get(q, fn->name, &js, e);
-  if (r < 0 || !js) return r;
   json_error_t je;
-  json_t *o = json_loads(js, 0, &je);
-  free(js);
-  if (!o) return 0;
+  json_t *o = js ? json_loads(js, 0, &je) : NULL;
+  if (!o) return;
   for (int i = 0; i < NFIELDS; i++) {
     json_t *v = json_object_get(o, fields[i]);
     if (json_is_number(v)) *field(m, i) = json_number_value(v);
@@ -83,10 +79,9 @@ int ke_model_load(kq *q, const kf_desc *fn, ke_model *m, kiln_err *e) {
   m->joins = (int)json_integer_value(json_object_get(o, "joins"));
   m->errors = (int)json_integer_value(json_object_get(o, "errors"));
   json_decref(o);
-  return 0;
 }
 
-int ke_model_save(kq *q, const kf_desc *fn, const ke_model *m, kiln_err *e) {
+static char *model_dump(const ke_model *m) {
   json_t *o = json_object();
   for (int i = 0; i < NFIELDS; i++) json_object_set_new(o, fields[i], json_real(*field((ke_model *)m, i)));
   json_object_set_new(o, "tasks", json_integer(m->tasks));
@@ -94,9 +89,36 @@ int ke_model_save(kq *q, const kf_desc *fn, const ke_model *m, kiln_err *e) {
   json_object_set_new(o, "errors", json_integer(m->errors));
   char *s = json_dumps(o, JSON_COMPACT);
   json_decref(o);
+  return s;
+}
+
+int ke_model_load(kq *q, const kf_desc *fn, ke_model *m, kiln_err *e) {
+  char *js = NULL;
+  int r = kq_model_get(q, fn->name, &js, e);
+  model_parse(fn, r == 0 ? js : NULL, m);
+  free(js);
+  return r;
+}
+
+int ke_model_save(kq *q, const kf_desc *fn, const ke_model *m, kiln_err *e) {
+  char *s = model_dump(m);
   int r = kq_model_put(q, fn->name, s, ke_now_ms(), e);
   free(s);
   return r;
+}
+
+typedef struct apply_ctx { const kf_desc *fn; void (*f)(ke_model *, void *); void *arg; } apply_ctx;
+static char *apply_edit(void *arg, const char *old) {
+  apply_ctx *a = arg;
+  ke_model m;
+  model_parse(a->fn, old, &m);
+  a->f(&m, a->arg);
+  return model_dump(&m);
+}
+
+int ke_model_apply(kq *q, const kf_desc *fn, void (*f)(ke_model *m, void *arg), void *arg, kiln_err *e) {
+  apply_ctx a = {fn, f, arg};
+  return kq_model_update(q, fn->name, apply_edit, &a, ke_now_ms(), e);
 }
 
 void ke_model_task(ke_model *m, int64_t frames, double mpix, double run_ms, int64_t bytes) {
@@ -209,7 +231,8 @@ int ke_plan_make(const ke_config *c, const ke_fnconf *fc, const ke_model *m, int
     double cold = warm >= w ? 0 : m->cold_ms;
     double chunk = task_ms(m, (double)frames / n + (n > 1 ? (double)p->overlap : 0), mpix);
     double waves = ceil((double)n / p->runnable);
-    double join = n > 1 ? m->join_ms + m->join_ms_per_mb * (double)frames * m->mb_per_frame * (mpix > 0 && m->frame_mpix > 0 ? mpix / m->frame_mpix : 1) : 0;
+    double mb = mpix > 0 ? (double)frames * m->mb_per_frame * (m->frame_mpix > 0 ? mpix / m->frame_mpix : 1) : 0;
+    double join = n > 1 ? m->join_ms + m->join_ms_per_mb * mb : 0;
     row->n = n;
     row->wall_ms = n == 1 ? cold + chunk : m->orchestration_ms + cold + waves * chunk + join;
     double unit_s = (n * chunk + cold * w) / 1000;

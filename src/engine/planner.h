@@ -28,6 +28,8 @@ void ke_model_defaults(const kf_desc *fn, ke_model *m);
 /* The stored model, or the defaults. */
 int ke_model_load(kq *q, const kf_desc *fn, ke_model *m, kiln_err *e);
 int ke_model_save(kq *q, const kf_desc *fn, const ke_model *m, kiln_err *e);
+/* Loads, applies f and saves, in one transaction. */
+int ke_model_apply(kq *q, const kf_desc *fn, void (*f)(ke_model *m, void *arg), void *arg, kiln_err *e);
 /* A finished task (whole or chunk) of `frames` output frames of mpix megapixels took run_ms; bytes of output. */
 void ke_model_task(ke_model *m, int64_t frames, double mpix, double run_ms, int64_t bytes);
 void ke_model_join(ke_model *m, double mb, double run_ms);

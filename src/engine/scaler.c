@@ -10,7 +10,8 @@
  *   scale   per function: runnable tasks n, workers live and idle; spawn
  *           max(n - idle, min_workers - live) more, within max_workers and
  *           the free slots (a worker takes `cpus` CPU slots, or one GPU
- *           slot); when slots are full, an idle worker of another function
+ *           slot; the join of a chunked job, brief and mostly I/O, takes
+ *           none, so chunks never wait on it); when slots are full, an idle worker of another function
  *           above its min_workers is asked to leave (SIGTERM)
  *   budget  warn at 80% and 100% of budget_usd_month (once each per month;
  *           checked every second)
@@ -382,6 +383,7 @@ static void tick(ke_scaler *s) {
   for (int i = 0; i < r->n; i++) {
     const ke_fnconf *fc = ke_fn(s->c, r->w[i].fn);
     if (!fc || r->w[i].state == KQ_W_EXITED) continue;
+    if (fc->fn->internal) continue;               /* joins: brief, mostly I/O; they take no slot */
     if (fc->res.gpu && s->c->gpu_slots > 0) gpu_used++;
     else cpu_used += fc->res.cpus;
   }
@@ -392,6 +394,7 @@ static void tick(ke_scaler *s) {
     if (seen || (!s->kids[i].registered && kq_worker_known(s->q, s->kids[i].id, &e) == 1)) s->kids[i].registered = 1;
     const ke_fnconf *fc = ke_fn(s->c, s->kids[i].fn);
     if (!seen && !s->kids[i].registered && fc) {
+      if (fc->fn->internal) continue;
       if (fc->res.gpu && s->c->gpu_slots > 0) gpu_used++;
       else cpu_used += fc->res.cpus;
     }
@@ -419,7 +422,7 @@ static void tick(ke_scaler *s) {
     int gpu = fc->res.gpu && s->c->gpu_slots > 0;
     int need = gpu ? 1 : fc->res.cpus > s->c->cpu_slots ? s->c->cpu_slots : fc->res.cpus;
     for (; want > 0; want--) {
-      int fits = gpu ? gpu_used + 1 <= s->c->gpu_slots : cpu_used + need <= s->c->cpu_slots;
+      int fits = fc->fn->internal || (gpu ? gpu_used + 1 <= s->c->gpu_slots : cpu_used + need <= s->c->cpu_slots);
       if (!fits) {
         /* make room: ask an idle worker of another function, above its minimum, to leave */
         for (int i = 0; i < r->n; i++) {

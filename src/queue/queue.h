@@ -158,6 +158,10 @@ int kq_children(kq *q, const char *parent, kq_job_cb cb, void *arg, kiln_err *e)
 /* Cost-model state per function (JSON owned by the engine's planner). */
 int kq_model_get(kq *q, const char *fn, char **json, kiln_err *e);   /* *json NULL when none */
 int kq_model_put(kq *q, const char *fn, const char *json, int64_t now, kiln_err *e);
+/* Read-modify-write of a model in one transaction (concurrent workers do
+ * not lose each other's updates): edit gets the stored JSON (or NULL) and
+ * returns the new JSON (malloc'd; NULL: leave it). */
+int kq_model_update(kq *q, const char *fn, char *(*edit)(void *arg, const char *old), void *arg, int64_t now, kiln_err *e);
 
 /* Top-level jobs (not chunks or joins), newest first, filtered by state (< 0: any) and fn (NULL: any). */
 int kq_list(kq *q, int state, const char *fn, int limit, kq_job_cb cb, void *arg, kiln_err *e);

@@ -889,3 +889,20 @@ int kq_model_put(kq *q, const char *fn, const char *json, int64_t now, kiln_err 
                      "model", e);
 }
 
+static int model_update_locked(kq *q, const char *fn, char *(*edit)(void *, const char *), void *arg, int64_t now,
+                               kiln_err *e) {
+  char *old = NULL;
+  int r = kq_model_get(q, fn, &old, e);
+  if (r < 0) return r;
+  char *nu = edit(arg, old);
+  free(old);
+  if (nu) r = kq_model_put(q, fn, nu, now, e);
+  free(nu);
+  return r;
+}
+
+int kq_model_update(kq *q, const char *fn, char *(*edit)(void *arg, const char *old), void *arg, int64_t now, kiln_err *e) {
+  TXN(q, e, model_update_locked(q, fn, edit, arg, now, e));
+}
+
+

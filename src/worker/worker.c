@@ -169,34 +169,38 @@ static void redact(char *msg, size_t n, const char *path, const char *key, const
 }
 
 /* Feeds the cost model of the function (the chunked one, for a join) with
- * a finished task, and with the prediction error of a job that ended. */
+ * a finished task, and with the prediction error of a job that ended; one
+ * transaction, so workers finishing together do not lose updates. */
+static void cold_observe(ke_model *m, void *arg) { ke_model_cold(m, *(double *)arg); }
+
+typedef struct observation {
+  kq_kind kind;
+  int64_t frames, bytes, run_ms;
+  double mpix, predicted, actual;
+} observation;
+
+static void observe(ke_model *m, void *arg) {
+  const observation *o = arg;
+  if (o->kind == KQ_JOIN) ke_model_join(m, (double)o->bytes / 1e6, (double)o->run_ms);
+  else ke_model_task(m, o->frames, o->mpix, (double)o->run_ms, o->bytes);
+  if (o->predicted > 0) ke_model_error(m, o->predicted, o->actual);
+}
+
 static void learn(worker *w, const kq_job *j, const km_pipeline_stats *st, int64_t run_ms, int64_t bytes) {
   kiln_err e = {0};
-  const char *name = j->fn;
-  kq_job top;
-  int have_top = 0;
-  if (j->kind == KQ_JOIN) {
-    if (kq_get(w->q, j->parent, &top, &e) < 0) return;
-    have_top = 1;
-    name = top.fn;
-  }
-  const ke_fnconf *fc = ke_fn(w->o->cfg, name);
-  if (!fc) { if (have_top) kq_job_release(&top); return; }
-  ke_model m;
-  ke_model_load(w->q, fc->fn, &m, &e);
-  if (j->kind == KQ_JOIN) ke_model_join(&m, (double)bytes / 1e6, (double)run_ms);
-  else ke_model_task(&m, st->frames_out, (double)st->out_w * st->out_h / 1e6, (double)run_ms, bytes);
-  if (j->kind == KQ_WHOLE && !have_top && kq_get(w->q, j->id, &top, &e) == 0) have_top = 1;
-  if (have_top && top.plan) {
+  observation o = {j->kind, st->frames_out, bytes, run_ms, (double)st->out_w * st->out_h / 1e6, 0, 0};
+  kq_job top;                                      /* the job that ended: this one, or a join's */
+  int have_top = j->kind != KQ_CHUNK && kq_get(w->q, j->kind == KQ_WHOLE ? j->id : j->parent, &top, &e) == 0;
+  const ke_fnconf *fc = ke_fn(w->o->cfg, j->kind == KQ_JOIN && have_top ? top.fn : j->fn);
+  if (have_top && top.plan && top.state == KQ_SUCCEEDED) {
     json_error_t je;
     json_t *pl = json_loads(top.plan, 0, &je);
-    double pred = json_number_value(json_object_get(pl, "predicted_ms"));
-    double act = json_number_value(json_object_get(pl, "actual_ms"));
-    ke_model_error(&m, pred, act);
+    o.predicted = json_number_value(json_object_get(pl, "predicted_ms"));
+    o.actual = json_number_value(json_object_get(pl, "actual_ms"));
     json_decref(pl);
   }
   if (have_top) kq_job_release(&top);
-  ke_model_save(w->q, fc->fn, &m, &e);
+  if (fc && !fc->fn->internal) ke_model_apply(w->q, fc->fn, observe, &o, &e);
 }
 
 /* Runs one claimed job to its end (complete, fail, or back to the queue). */
@@ -429,12 +433,9 @@ int kw_main(const kw_opts *o, kiln_err *e) {
   put_row(&w, KQ_W_IDLE, NULL);
   klog(KLOG_INFO, "worker %s: ready (cold start %lld ms)", w.row.id, (long long)w.cold_ms);
   if (!fn->internal) {                            /* the planner's cold-start figure */
-    ke_model m;
     kiln_err me = {0};
-    if (ke_model_load(w.q, fn, &m, &me) == 0) {
-      ke_model_cold(&m, (double)w.cold_ms);
-      ke_model_save(w.q, fn, &m, &me);
-    }
+    double cold = (double)w.cold_ms;
+    ke_model_apply(w.q, fn, cold_observe, &cold, &me);
   }
 
   int wake_fd = o->wake_fd;
