@@ -48,15 +48,8 @@ expect() {
 json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if ($1) else 1)" "$2"; }
 
 tok=$("$KILN" token create --name test 2>/dev/null) || { echo "cannot create a token"; exit 1; }
-"$KILN" serve --listen 127.0.0.1:0 2>"$T/serve.err" &
-spid=$!
-for _ in $(seq 1 100); do            # wait (bounded) for the ready line
-  grep -q "listening on" "$T/serve.err" && break
-  kill -0 "$spid" 2>/dev/null || break
-  sleep 0.05
-done
-url=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$T/serve.err")
-[ -n "$url" ] || { echo "server did not start: $(cat "$T/serve.err")"; exit 1; }
+. "$(dirname "$0")/serve_lib.sh"
+start_serve
 A=(--url "$url" --token "$tok")
 
 # --- a clip through the server: upload, reframe, download -----------------

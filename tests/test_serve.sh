@@ -11,15 +11,8 @@ export KILN_HOME="$T/home"
 spid=""
 trap '[ -n "$spid" ] && kill "$spid" 2>/dev/null; rm -rf "$T"' EXIT
 tok=$("$KILN" token create --name test 2>/dev/null) || { echo "cannot create a token"; exit 1; }
-"$KILN" serve --listen 127.0.0.1:0 --max-upload 2000000 2>"$T/serve.err" &
-spid=$!
-for _ in $(seq 1 100); do            # wait (bounded) for the ready line
-  grep -q "listening on" "$T/serve.err" && break
-  kill -0 "$spid" 2>/dev/null || break
-  sleep 0.05
-done
-url=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$T/serve.err")
-[ -n "$url" ] || { echo "server did not start: $(cat "$T/serve.err")"; exit 1; }
+. "$(dirname "$0")/serve_lib.sh"
+start_serve --max-upload 2000000
 
 python3 - "$url" "$tok" <<'PY'
 import json, sys, time, urllib.request, urllib.error

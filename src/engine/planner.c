@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "util/log.h"
+#include "util/loop.h"
 
 void ke_model_defaults(const kf_desc *fn, ke_model *m) {
   memset(m, 0, sizeof *m);
@@ -342,10 +343,7 @@ struct ke_planner {
   ks_store *store;
   ke_scaler *scaler;
   kq *q;
-  pthread_t th;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int stop, kicked;
+  kl_loop loop;
 };
 
 typedef struct held_list { kq_job jobs[32]; int n; } held_list;
@@ -426,33 +424,20 @@ static void plan_one(ke_planner *pl, const kq_job *j) {
   json_decref(spec);
 }
 
-static void *planner_main(void *arg) {
+static int planner_tick(void *arg) {
   ke_planner *pl = arg;
-  pthread_mutex_lock(&pl->mu);
-  while (!pl->stop) {
-    pthread_mutex_unlock(&pl->mu);
-    held_list *h = calloc(1, sizeof *h);
-    kiln_err e = {0};
-    if (h && kq_unplanned(pl->q, 32, held_cb, h, &e) == 0) {
-      for (int i = 0; i < h->n; i++) {
-        plan_one(pl, &h->jobs[i]);
-        free(h->jobs[i].spec);
-      }
-      if (h->n) ke_scaler_kick(pl->scaler, NULL);
+  held_list *h = calloc(1, sizeof *h);
+  kiln_err e = {0};
+  if (h && kq_unplanned(pl->q, 32, held_cb, h, &e) == 0) {
+    for (int i = 0; i < h->n; i++) {
+      plan_one(pl, &h->jobs[i]);
+      free(h->jobs[i].spec);
     }
-    int more = h && h->n == 32;
-    free(h);
-    pthread_mutex_lock(&pl->mu);
-    if (more) continue;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 200 * 1000000L;                /* held jobs left by a server that died are planned too */
-    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-    while (!pl->stop && !pl->kicked && pthread_cond_timedwait(&pl->cv, &pl->mu, &ts) == 0) {}
-    pl->kicked = 0;
+    if (h->n) ke_scaler_kick(pl->scaler, NULL);
   }
-  pthread_mutex_unlock(&pl->mu);
-  return NULL;
+  int more = h && h->n == 32;
+  free(h);
+  return more;                                    /* held jobs left by a server that died are planned too */
 }
 
 int ke_planner_start(ke_planner **out, const ke_config *c, ks_store *store, ke_scaler *scaler, kiln_err *e) {
@@ -463,9 +448,7 @@ int ke_planner_start(ke_planner **out, const ke_config *c, ks_store *store, ke_s
   pl->scaler = scaler;
   int r = ke_open_queue(c, 0, &pl->q, e);
   if (r < 0) { free(pl); return r; }
-  pthread_mutex_init(&pl->mu, NULL);
-  pthread_cond_init(&pl->cv, NULL);
-  if (pthread_create(&pl->th, NULL, planner_main, pl) != 0) {
+  if (kl_start(&pl->loop, 200, 0, planner_tick, pl) < 0) {
     kq_close(pl->q);
     free(pl);
     return kiln_fail(e, KILN_EINTERNAL, "cannot start the planner thread");
@@ -475,22 +458,12 @@ int ke_planner_start(ke_planner **out, const ke_config *c, ks_store *store, ke_s
 }
 
 void ke_planner_kick(ke_planner *pl) {
-  if (!pl) return;
-  pthread_mutex_lock(&pl->mu);
-  pl->kicked = 1;
-  pthread_cond_signal(&pl->cv);
-  pthread_mutex_unlock(&pl->mu);
+  if (pl) kl_kick(&pl->loop);
 }
 
 void ke_planner_stop(ke_planner *pl) {
   if (!pl) return;
-  pthread_mutex_lock(&pl->mu);
-  pl->stop = 1;
-  pthread_cond_signal(&pl->cv);
-  pthread_mutex_unlock(&pl->mu);
-  pthread_join(pl->th, NULL);
+  kl_stop(&pl->loop);
   kq_close(pl->q);
-  pthread_mutex_destroy(&pl->mu);
-  pthread_cond_destroy(&pl->cv);
   free(pl);
 }

@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "util/loop.h"
 #include "worker/zygote.h"
 
 #define MAX_KIDS 256
@@ -60,10 +61,8 @@ struct ke_scaler {
   char exe[4096];
   char host[64];
   kq *q;
-  pthread_t th;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int stop, kicked;
+  kl_loop loop;
+  pthread_mutex_t kmu;          /* kids: changed by the loop's thread, read by kicks from request threads */
   kid kids[MAX_KIDS];
   int nkids;
   int64_t last_reclaim, last_budget;
@@ -146,7 +145,9 @@ static void kid_exited(ke_scaler *s, pid_t pid, int st) {
     if (s->kids[i].pid != pid) continue;
     kid k = s->kids[i];
     close(k.wake_fd);
+    pthread_mutex_lock(&s->kmu);
     s->kids[i] = s->kids[--s->nkids];
+    pthread_mutex_unlock(&s->kmu);
     char why[96];
     if (WIFSIGNALED(st)) snprintf(why, sizeof why, "died (killed by signal %d)", WTERMSIG(st));
     else snprintf(why, sizeof why, "exited with status %d", WEXITSTATUS(st));
@@ -271,13 +272,17 @@ static int spawn(ke_scaler *s, const ke_fnconf *fc) {
   close(p[0]);
   if (pid < 0) { close(p[1]); return -1; }
   fcntl(p[1], F_SETFL, O_NONBLOCK);
+  kid nk;
+  memset(&nk, 0, sizeof nk);
+  nk.pid = pid;
+  nk.wake_fd = p[1];
+  nk.spawned_ms = now;
+  snprintf(nk.fn, sizeof nk.fn, "%s", fc->fn->name);
+  snprintf(nk.id, sizeof nk.id, "%s-%d", fc->fn->name, (int)pid);
+  pthread_mutex_lock(&s->kmu);
   kid *k = &s->kids[s->nkids++];
-  memset(k, 0, sizeof *k);
-  k->pid = pid;
-  k->wake_fd = p[1];
-  k->spawned_ms = now;
-  snprintf(k->fn, sizeof k->fn, "%s", fc->fn->name);
-  snprintf(k->id, sizeof k->id, "%s-%d", fc->fn->name, (int)pid);
+  *k = nk;
+  pthread_mutex_unlock(&s->kmu);
   klog(KLOG_INFO, "autoscaler: started worker %s", k->id);
   return 0;
 }
@@ -449,34 +454,12 @@ static void tick(ke_scaler *s) {
   check_budget(s, now);
 }
 
-static int64_t rt_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* Ticks every 100 ms, and on a kick; kicks closer than 5 ms to the last
  * tick wait for the rest (under a burst of submissions the workers are
  * woken by the kick itself, and one tick covers the whole burst). */
-static void *scaler_main(void *arg) {
-  ke_scaler *s = arg;
-  pthread_mutex_lock(&s->mu);
-  while (!s->stop) {
-    pthread_mutex_unlock(&s->mu);
-    int64_t last = rt_us();
-    tick(s);
-    pthread_mutex_lock(&s->mu);
-    for (;;) {
-      int64_t now = rt_us();
-      if (s->stop || (s->kicked && now - last >= 5000) || now - last >= 100000) break;
-      int64_t until = last + (s->kicked ? 5000 : 100000);
-      struct timespec ts = {(time_t)(until / 1000000), (long)(until % 1000000) * 1000};
-      pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-    }
-    s->kicked = 0;
-  }
-  pthread_mutex_unlock(&s->mu);
-  return NULL;
+static int scaler_tick(void *arg) {
+  tick(arg);
+  return 0;
 }
 
 int ke_scaler_start(ke_scaler **out, const ke_config *c, const char *exe, kiln_err *e) {
@@ -492,10 +475,10 @@ int ke_scaler_start(ke_scaler **out, const ke_config *c, const char *exe, kiln_e
   s->zsock = -1;
   const char *nz = getenv("KILN_NO_ZYGOTE");       /* start workers by exec (a baseline, or to debug) */
   if (!nz || !*nz || !strcmp(nz, "0")) zygote_start(s);
-  pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->cv, NULL);
-  if (pthread_create(&s->th, NULL, scaler_main, s) != 0) {
+  pthread_mutex_init(&s->kmu, NULL);
+  if (kl_start(&s->loop, 100, 5, scaler_tick, s) < 0) {
     kq_close(s->q);
+    pthread_mutex_destroy(&s->kmu);
     free(s);
     return kiln_fail(e, KILN_EINTERNAL, "cannot start the autoscaler thread");
   }
@@ -505,20 +488,17 @@ int ke_scaler_start(ke_scaler **out, const ke_config *c, const char *exe, kiln_e
 
 void ke_scaler_kick(ke_scaler *s, const char *fn) {
   if (!s) return;
-  pthread_mutex_lock(&s->mu);
-  if (fn) wake(s, fn);                            /* an idle worker claims it now */
-  s->kicked = 1;
-  pthread_cond_signal(&s->cv);
-  pthread_mutex_unlock(&s->mu);
+  if (fn) {                                       /* an idle worker claims it now */
+    pthread_mutex_lock(&s->kmu);
+    wake(s, fn);
+    pthread_mutex_unlock(&s->kmu);
+  }
+  kl_kick(&s->loop);
 }
 
 void ke_scaler_stop(ke_scaler *s) {
   if (!s) return;
-  pthread_mutex_lock(&s->mu);
-  s->stop = 1;
-  pthread_cond_signal(&s->cv);
-  pthread_mutex_unlock(&s->mu);
-  pthread_join(s->th, NULL);
+  kl_stop(&s->loop);
   for (int i = 0; i < s->nkids; i++) kill(s->kids[i].pid, SIGTERM);
   for (int waited = 0; s->nkids > 0 && waited < 150; waited++) {   /* up to 15 s, then SIGKILL */
     reap(s);
@@ -535,7 +515,6 @@ void ke_scaler_stop(ke_scaler *s) {
   if (s->zpid > 0) waitpid(s->zpid, NULL, 0);
   while (waitpid(-1, NULL, WNOHANG) > 0) {}
   kq_close(s->q);
-  pthread_mutex_destroy(&s->mu);
-  pthread_cond_destroy(&s->cv);
+  pthread_mutex_destroy(&s->kmu);
   free(s);
 }

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "util/fs.h"
+#include "util/loop.h"
 #include "util/log.h"
 
 struct ke_hooks {
@@ -25,10 +26,7 @@ struct ke_hooks {
   char key[65];
   kq *q;
   ks_store *store;
-  pthread_t th;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int stop, kicked;
+  kl_loop loop;
 };
 
 typedef struct delivery {
@@ -126,22 +124,9 @@ static void deliver_due(ke_hooks *h) {
   }
 }
 
-static void *hooks_main(void *arg) {
-  ke_hooks *h = arg;
-  pthread_mutex_lock(&h->mu);
-  while (!h->stop) {
-    pthread_mutex_unlock(&h->mu);
-    deliver_due(h);
-    pthread_mutex_lock(&h->mu);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 200 * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-    while (!h->stop && !h->kicked && pthread_cond_timedwait(&h->cv, &h->mu, &ts) == 0) {}
-    h->kicked = 0;
-  }
-  pthread_mutex_unlock(&h->mu);
-  return NULL;
+static int hooks_tick(void *arg) {
+  deliver_due(arg);
+  return 0;
 }
 
 int ke_hooks_start(ke_hooks **out, const ke_config *c, const char *base_url, kiln_err *e) {
@@ -154,9 +139,7 @@ int ke_hooks_start(ke_hooks **out, const ke_config *c, const char *base_url, kil
   if (r == 0) r = ke_open_store(c, &h->store, e);
   if (r < 0) { kq_close(h->q); free(h); return r; }
   curl_global_init(CURL_GLOBAL_DEFAULT);
-  pthread_mutex_init(&h->mu, NULL);
-  pthread_cond_init(&h->cv, NULL);
-  if (pthread_create(&h->th, NULL, hooks_main, h) != 0) {
+  if (kl_start(&h->loop, 200, 0, hooks_tick, h) < 0) {
     ks_close(h->store);
     kq_close(h->q);
     free(h);
@@ -167,23 +150,13 @@ int ke_hooks_start(ke_hooks **out, const ke_config *c, const char *base_url, kil
 }
 
 void ke_hooks_kick(ke_hooks *h) {
-  if (!h) return;
-  pthread_mutex_lock(&h->mu);
-  h->kicked = 1;
-  pthread_cond_signal(&h->cv);
-  pthread_mutex_unlock(&h->mu);
+  if (h) kl_kick(&h->loop);
 }
 
 void ke_hooks_stop(ke_hooks *h) {
   if (!h) return;
-  pthread_mutex_lock(&h->mu);
-  h->stop = 1;
-  pthread_cond_signal(&h->cv);
-  pthread_mutex_unlock(&h->mu);
-  pthread_join(h->th, NULL);
+  kl_stop(&h->loop);
   ks_close(h->store);
   kq_close(h->q);
-  pthread_mutex_destroy(&h->mu);
-  pthread_cond_destroy(&h->cv);
   free(h);
 }
