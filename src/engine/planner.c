@@ -11,8 +11,9 @@
  * join 50 ms + 5 ms/MB, 0.05 MB per frame-megapixel, cold start 50 ms,
  * orchestration 30 ms.
  *
- * Prediction for N chunks when W workers can run at once (and `warm` of
- * them are already running):
+ * Prediction for N chunks when W workers can run at once (max_workers,
+ * within the slots that other functions' live workers leave free; `warm`
+ * of them already running):
  *   N = 1:  wall = cold + task(F)
  *   N > 1:  wall = orchestration + cold + ceil(N / W) x task(F / N) + join(F)
  *   resource-seconds = units x (N x task(F/N) + cold x min(N, W)) + join(F) on one core
@@ -311,6 +312,17 @@ static int count_warm(void *arg, const kq_worker *w) {
   return 0;
 }
 
+typedef struct slot_use { const ke_config *c; const char *self; int gpu; int used; } slot_use;
+/* Slots held by live workers of other functions (the same kind of slot). */
+static int count_slots(void *arg, const kq_worker *w) {
+  slot_use *u = arg;
+  const ke_fnconf *o = ke_fn(u->c, w->fn);
+  if (!o || o->fn->internal || !strcmp(w->fn, u->self)) return 0;
+  int ogpu = o->res.gpu && u->c->gpu_slots > 0;
+  if (ogpu == u->gpu) u->used += ogpu ? 1 : (o->res.cpus > 0 ? o->res.cpus : 1);
+  return 0;
+}
+
 int ke_plan_job(const ke_config *c, kq *q, const ke_fnconf *fc, const json_t *params, const char *input,
                 const char *objective, int force_n, ke_plan *p, kf_shape *sh, kiln_err *e) {
   km_probe pr;
@@ -324,9 +336,15 @@ int ke_plan_job(const ke_config *c, kq *q, const ke_fnconf *fc, const json_t *pa
     m.frame_ms = sh->frame_ms;
     m.frame_mpix = mpix;
   }
-  int per = fc->res.gpu && c->gpu_slots > 0 ? 1 : fc->res.cpus;
-  int slots = fc->res.gpu && c->gpu_slots > 0 ? c->gpu_slots : c->cpu_slots / (per > 0 ? per : 1);
+  /* workers that can run now: max_workers, within the slots other functions' workers leave free */
+  int gpu = fc->res.gpu && c->gpu_slots > 0;
+  int per = gpu ? 1 : fc->res.cpus > 0 ? fc->res.cpus : 1;
+  slot_use u = {c, fc->fn->name, gpu, 0};
+  if (q) kq_worker_list(q, NULL, 1, count_slots, &u, e);
+  int free_slots = (gpu ? c->gpu_slots : c->cpu_slots) - u.used;
+  int slots = free_slots / per;
   int runnable = fc->res.max_workers < slots ? fc->res.max_workers : slots;
+  if (runnable < 1) runnable = 1;
   int warm = 0;
   if (q) kq_worker_list(q, fc->fn->name, 1, count_warm, &warm, e);
   p->gop = sh->gop;

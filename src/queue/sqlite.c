@@ -389,10 +389,17 @@ static int parent_follow(kq *q, const char *parent, kq_kind kind, int final_stat
   if (final_state < 0) {
     kq_job p;
     if ((r = kq_get(q, parent, &p, e)) < 0) return r;
-    kq_job_release(&p);
     char data[200];
     int64_t el = now - p.claimed_ms;
-    int64_t eta = p.frames_done > 0 && p.frames_total >= p.frames_done ? el * (p.frames_total - p.frames_done) / p.frames_done : -1;
+    /* the model's prediction, while it has not run out; then the frames' rate */
+    json_error_t je;
+    json_t *pl = p.plan ? json_loads(p.plan, 0, &je) : NULL;
+    double pred = json_number_value(json_object_get(pl, "predicted_ms"));
+    json_decref(pl);
+    kq_job_release(&p);
+    int64_t eta = pred > 0 && p.created_ms + (int64_t)pred > now ? p.created_ms + (int64_t)pred - now
+                  : p.frames_done > 0 && p.frames_total >= p.frames_done ? el * (p.frames_total - p.frames_done) / p.frames_done
+                                                                        : -1;
     snprintf(data, sizeof data, "{\"frames_done\":%lld,\"frames_total\":%lld,\"phase\":\"processing\",\"eta_ms\":%lld}",
              (long long)p.frames_done, (long long)p.frames_total, (long long)eta);
     r = step_update(q, prep(q, "UPDATE jobs SET eta_ms=?2 WHERE id=?1", "ti", parent, eta), "follow", e);
