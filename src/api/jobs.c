@@ -240,7 +240,8 @@ static enum MHD_Result submit(kiln_server *s, struct MHD_Connection *c, kq *q, c
   }
   json_t *spec = json_pack("{s:o, s:O}", "input", in_key[0] ? json_string(in_key) : json_null(), "params", params);
   if (plan && json_is_object(plan)) json_object_set(spec, "plan", plan);
-  int hold = fn->chunkable && fn->shape && s->planner != NULL;
+  /* the planner decides chunkable jobs; a function configured never to split goes straight to the queue */
+  int hold = fn->chunkable && fn->shape && s->planner != NULL && fc->res.max_chunks != 1;
   spec_s = json_dumps(spec, JSON_COMPACT);
   json_decref(spec);
   char id[KQ_ID_LEN];

@@ -189,8 +189,10 @@ static void observe(ke_model *m, void *arg) {
 static void learn(worker *w, const kq_job *j, const km_pipeline_stats *st, int64_t run_ms, int64_t bytes) {
   kiln_err e = {0};
   observation o = {j->kind, st->frames_out, bytes, run_ms, (double)st->out_w * st->out_h / 1e6, 0, 0};
-  kq_job top;                                      /* the job that ended: this one, or a join's */
-  int have_top = j->kind != KQ_CHUNK && kq_get(w->q, j->kind == KQ_WHOLE ? j->id : j->parent, &top, &e) == 0;
+  if (j->kind != KQ_JOIN && st->frames_out <= 0 && !j->plan) return;   /* nothing to learn (a no-op job) */
+  kq_job top;                                      /* the job that ended: this one (if planned), or a join's */
+  int have_top = (j->kind == KQ_JOIN || (j->kind == KQ_WHOLE && j->plan)) &&
+                 kq_get(w->q, j->kind == KQ_WHOLE ? j->id : j->parent, &top, &e) == 0;
   const ke_fnconf *fc = ke_fn(w->o->cfg, j->kind == KQ_JOIN && have_top ? top.fn : j->fn);
   if (have_top && top.plan && top.state == KQ_SUCCEEDED) {
     json_error_t je;
