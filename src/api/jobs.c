@@ -60,7 +60,7 @@ static json_t *fn_json(kiln_server *s, kq *q, const ke_fnconf *fc) {
   if (fc->fn->chunkable) {                         /* the planner's cost model: parameters and recent error */
     ke_model m;
     kiln_err me = {0};
-    ke_model_load(q, fc->fn, &m, &me);
+    ke_model_load(q, fc, &m, &me);
     json_object_set_new(o, "model", ke_model_json(&m));
   }
   int units = 1;

@@ -106,7 +106,7 @@ static int calibrate(int argc, char **argv) {
   double t_part = timed(fn, state, input, out[1], params, 0, part < sh.frames ? part : 0, threads, &res, &e);
   if (t_part < 0) { r = (int)t_part; goto done; }
   ke_model m;
-  ke_model_load(q, fn, &m, &e);
+  ke_model_load(q, fc, &m, &e);
   double mpix = (double)sh.width * sh.height / 1e6;
   m.sw = m.sx = m.sy = m.sxx = m.sxy = 0;          /* calibration replaces what was learned */
   m.tasks = 0;
@@ -131,7 +131,7 @@ static int calibrate(int argc, char **argv) {
     m.joins = 0;
     ke_model_join(&m, (double)file_size(out[3]) / 1e6, t_join);
   }
-  if ((r = ke_model_save(q, fn, &m, &e)) < 0) goto done;
+  if ((r = ke_model_save(q, fc, &m, &e)) < 0) goto done;
   json_t *o = json_pack("{s:s, s:I, s:f, s:f, s:f, s:f, s:o}", "fn", fname, "frames", (json_int_t)sh.frames, "whole_ms",
                         t_whole, "chunk_ms", t_part, "chunk_frames", (double)part, "join_ms", t_join, "model",
                         ke_model_json(&m));

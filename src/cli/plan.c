@@ -55,7 +55,7 @@ int kc_plan(int argc, char **argv) {
   if (as_json) {
     json_t *o = ke_plan_json(&p);
     ke_model m;
-    if (q) ke_model_load(q, fn, &m, &qe);
+    if (q) ke_model_load(q, fc, &m, &qe);
     else ke_model_defaults(fn, &m);
     json_object_set_new(o, "model", ke_model_json(&m));
     kj_print(o);

@@ -1,6 +1,6 @@
 /* planner.c — the chunk planner and its cost model (see planner.h).
  *
- * Model, per function (stored as JSON in the queue's models table):
+ * Model, per function and resource class (JSON in the queue's models table):
  *   task(frames)  = task_ms + frames x frame_ms x (mpix / frame_mpix)
  *   join(frames)  = join_ms + join_ms_per_mb x frames x mb_per_frame
  * task_ms and frame_ms come from a least-squares line through the finished
@@ -94,17 +94,24 @@ static char *model_dump(const ke_model *m) {
   return s;
 }
 
-int ke_model_load(kq *q, const kf_desc *fn, ke_model *m, kiln_err *e) {
-  char *js = NULL;
-  int r = kq_model_get(q, fn->name, &js, e);
-  model_parse(fn, r == 0 ? js : NULL, m);
+void ke_model_key(const ke_fnconf *fc, char *out, size_t n) {
+  if (fc->res.gpu) snprintf(out, n, "%s@%s", fc->fn->name, fc->res.gpu);
+  else snprintf(out, n, "%s@cpu%d", fc->fn->name, fc->res.cpus > 0 ? fc->res.cpus : 1);
+}
+
+int ke_model_load(kq *q, const ke_fnconf *fc, ke_model *m, kiln_err *e) {
+  char *js = NULL, key[128];
+  ke_model_key(fc, key, sizeof key);
+  int r = kq_model_get(q, key, &js, e);
+  model_parse(fc->fn, r == 0 ? js : NULL, m);
   free(js);
   return r;
 }
 
-int ke_model_save(kq *q, const kf_desc *fn, const ke_model *m, kiln_err *e) {
-  char *s = model_dump(m);
-  int r = kq_model_put(q, fn->name, s, ke_now_ms(), e);
+int ke_model_save(kq *q, const ke_fnconf *fc, const ke_model *m, kiln_err *e) {
+  char *s = model_dump(m), key[128];
+  ke_model_key(fc, key, sizeof key);
+  int r = kq_model_put(q, key, s, ke_now_ms(), e);
   free(s);
   return r;
 }
@@ -118,9 +125,11 @@ static char *apply_edit(void *arg, const char *old) {
   return model_dump(&m);
 }
 
-int ke_model_apply(kq *q, const kf_desc *fn, void (*f)(ke_model *m, void *arg), void *arg, kiln_err *e) {
-  apply_ctx a = {fn, f, arg};
-  return kq_model_update(q, fn->name, apply_edit, &a, ke_now_ms(), e);
+int ke_model_apply(kq *q, const ke_fnconf *fc, void (*f)(ke_model *m, void *arg), void *arg, kiln_err *e) {
+  apply_ctx a = {fc->fn, f, arg};
+  char key[128];
+  ke_model_key(fc, key, sizeof key);
+  return kq_model_update(q, key, apply_edit, &a, ke_now_ms(), e);
 }
 
 void ke_model_task(ke_model *m, int64_t frames, double mpix, double run_ms, int64_t bytes) {
@@ -329,7 +338,7 @@ int ke_plan_job(const ke_config *c, kq *q, const ke_fnconf *fc, const json_t *pa
   int r = kf_shape_of(fc->fn, params, input, sh, &pr, e);
   if (r < 0) return r;
   ke_model m;
-  if (q) ke_model_load(q, fc->fn, &m, e);
+  if (q) ke_model_load(q, fc, &m, e);
   else ke_model_defaults(fc->fn, &m);
   double mpix = (double)sh->width * sh->height / 1e6;
   if (sh->frame_ms > 0) {                         /* the params fix the per-frame time */

@@ -25,11 +25,14 @@ typedef struct ke_model {
 } ke_model;
 
 void ke_model_defaults(const kf_desc *fn, ke_model *m);
+/* Models are kept per function and resource class ("reframe@cpu2",
+ * "upscale@T4"): the same function on other hardware is another model. */
+void ke_model_key(const ke_fnconf *fc, char *out, size_t n);
 /* The stored model, or the defaults. */
-int ke_model_load(kq *q, const kf_desc *fn, ke_model *m, kiln_err *e);
-int ke_model_save(kq *q, const kf_desc *fn, const ke_model *m, kiln_err *e);
+int ke_model_load(kq *q, const ke_fnconf *fc, ke_model *m, kiln_err *e);
+int ke_model_save(kq *q, const ke_fnconf *fc, const ke_model *m, kiln_err *e);
 /* Loads, applies f and saves, in one transaction. */
-int ke_model_apply(kq *q, const kf_desc *fn, void (*f)(ke_model *m, void *arg), void *arg, kiln_err *e);
+int ke_model_apply(kq *q, const ke_fnconf *fc, void (*f)(ke_model *m, void *arg), void *arg, kiln_err *e);
 /* A finished task (whole or chunk) of `frames` output frames of mpix megapixels took run_ms; bytes of output. */
 void ke_model_task(ke_model *m, int64_t frames, double mpix, double run_ms, int64_t bytes);
 void ke_model_join(ke_model *m, double mb, double run_ms);

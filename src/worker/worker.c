@@ -202,7 +202,7 @@ static void learn(worker *w, const kq_job *j, const km_pipeline_stats *st, int64
     json_decref(pl);
   }
   if (have_top) kq_job_release(&top);
-  if (fc && !fc->fn->internal) ke_model_apply(w->q, fc->fn, observe, &o, &e);
+  if (fc && !fc->fn->internal) ke_model_apply(w->q, fc, observe, &o, &e);
 }
 
 /* Runs one claimed job to its end (complete, fail, or back to the queue). */
@@ -437,7 +437,7 @@ int kw_main(const kw_opts *o, kiln_err *e) {
   if (!fn->internal) {                            /* the planner's cold-start figure */
     kiln_err me = {0};
     double cold = (double)w.cold_ms;
-    ke_model_apply(w.q, fn, cold_observe, &cold, &me);
+    ke_model_apply(w.q, w.fc, cold_observe, &cold, &me);
   }
 
   int wake_fd = o->wake_fd;
