@@ -1,8 +1,9 @@
 /* queue.h — durable job state (DESIGN.md, "Queue backend"): submit, claim
  * with a lease, heartbeat with progress, complete, fail with an error class
  * (retries with exponential backoff; bad_input never retried), reclaim
- * expired leases, cancel, get, list, events. One interface; sqlite.c is the
- * embedded backend (a Redis Streams backend comes later).
+ * expired leases, cancel, get, list, events. One interface, dispatched
+ * through a backend vtable (queue_int.h, queue.c); sqlite.c is the embedded
+ * backend (a Redis Streams backend comes later).
  *
  * The queue knows nothing of video: a job is a function name, an opaque
  * JSON spec, a state, progress counters, a result or an error. Times are

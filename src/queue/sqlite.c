@@ -12,7 +12,7 @@
  *                 +--------+ -----------> +---------+  kq_complete   +-----------+
  *                 | queued |              | running | -------------> | succeeded |
  *                 +--------+    +-------> +---------+                +-----------+
- *                     |         |kq_claim  |   |  kq_fail(bad_input, or retries
+ *                     |         |kq_claim  |   |  sq_fail(bad_input, or retries
  *                     |         |(delay    |   |  used up), kq_reclaim likewise
  *                     |         | passed)  |   +-----------------------> +--------+
  *                     |    +----------+    |                             | failed |
@@ -33,7 +33,7 @@
  * delivered (kq_hooks_due, kq_hook_result). A second table, workers, holds
  * one row per worker process (kq_worker_put) for the autoscaler and stats.
  */
-#include "queue/queue.h"
+#include "queue/queue_int.h"
 #include "util/fs.h"
 
 #include <jansson.h>
@@ -48,32 +48,25 @@
 /* Prepared statements are kept per connection, keyed by their SQL text's
  * address (every statement is a string literal), and reset after use. */
 #define KQ_STMT_CACHE 64
-struct kq {
+typedef struct sq {
+  struct kq base;               /* first: a kq * is a sq * */
   sqlite3 *db;
   kq_policy pol;
   struct { const char *sql; sqlite3_stmt *st; } cache[KQ_STMT_CACHE];
   int ncache;
-};
+} sq;
 
-static const char *const state_names[] = {"queued", "running", "retrying", "succeeded", "failed", "cancelled"};
-const char *kq_state_name(kq_state s) { return (unsigned)s < 6 ? state_names[s] : "unknown"; }
+static inline sq *SQ(kq *q) { return (sq *)q; }
 
-void kq_job_release(kq_job *j) {
-  if (!j) return;
-  free(j->spec);
-  free(j->result);
-  free(j->webhook);
-  free(j->plan);
-  j->spec = j->result = j->webhook = j->plan = NULL;
-}
+
 
 static int dberr(kq *q, kiln_err *e, const char *what) {
-  return kiln_fail(e, KILN_EIO, "queue database: %s failed: %s", what, sqlite3_errmsg(q->db));
+  return kiln_fail(e, KILN_EIO, "queue database: %s failed: %s", what, sqlite3_errmsg(SQ(q)->db));
 }
 
 static int exec_script(kq *q, const char *sql, kiln_err *e) {
   char *msg = NULL;
-  if (sqlite3_exec(q->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+  if (sqlite3_exec(SQ(q)->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
     int r = kiln_fail(e, KILN_EIO, "queue database: %s", msg ? msg : "error");
     sqlite3_free(msg);
     return r;
@@ -87,17 +80,17 @@ static int exec_script(kq *q, const char *sql, kiln_err *e) {
 static sqlite3_stmt *prep(kq *q, const char *sql, const char *fmt, ...) {
   sqlite3_stmt *st = NULL;
   int slot = -1;
-  for (int i = 0; i < q->ncache; i++)
-    if (q->cache[i].sql == sql) {
-      if (!sqlite3_stmt_busy(q->cache[i].st)) st = q->cache[i].st;
+  for (int i = 0; i < SQ(q)->ncache; i++)
+    if (SQ(q)->cache[i].sql == sql) {
+      if (!sqlite3_stmt_busy(SQ(q)->cache[i].st)) st = SQ(q)->cache[i].st;
       slot = i;
       break;
     }
   if (!st) {
-    if (sqlite3_prepare_v3(q->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) return NULL;
-    if (slot < 0 && q->ncache < KQ_STMT_CACHE) {
-      q->cache[q->ncache].sql = sql;
-      q->cache[q->ncache++].st = st;
+    if (sqlite3_prepare_v3(SQ(q)->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) return NULL;
+    if (slot < 0 && SQ(q)->ncache < KQ_STMT_CACHE) {
+      SQ(q)->cache[SQ(q)->ncache].sql = sql;
+      SQ(q)->cache[SQ(q)->ncache++].st = st;
     }
   }
   va_list ap;
@@ -117,8 +110,8 @@ static sqlite3_stmt *prep(kq *q, const char *sql, const char *fmt, ...) {
 
 static void unprep(kq *q, sqlite3_stmt *st) {
   if (!st) return;
-  for (int i = 0; i < q->ncache; i++)
-    if (q->cache[i].st == st) {
+  for (int i = 0; i < SQ(q)->ncache; i++)
+    if (SQ(q)->cache[i].st == st) {
       sqlite3_reset(st);
       sqlite3_clear_bindings(st);
       return;
@@ -131,7 +124,7 @@ static int exec(kq *q, const char *sql, kiln_err *e) {
   sqlite3_stmt *st = prep(q, sql, "");
   int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
   unprep(q, st);
-  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return kiln_fail(e, KILN_EIO, "queue database: %s", sqlite3_errmsg(q->db));
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return kiln_fail(e, KILN_EIO, "queue database: %s", sqlite3_errmsg(SQ(q)->db));
   return 0;
 }
 
@@ -158,18 +151,23 @@ static int busy_wait(void *arg, int count) {
   return 1;
 }
 
+static const kq_backend sqlite_backend;
+static void sq_close(kq *q);
+
 int kq_open_sqlite(kq **out, const char *path, const kq_policy *policy, kiln_err *e) {
-  kq *q = calloc(1, sizeof *q);
-  if (!q) return kiln_fail(e, KILN_ENOMEM, "out of memory");
-  q->pol = policy ? *policy : (kq_policy){1000, 60000, 0};
-  if (sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
-    int r = kiln_fail(e, KILN_EIO, "cannot open queue database '%s': %s", path, q->db ? sqlite3_errmsg(q->db) : "out of memory");
-    kq_close(q);
+  sq *h = calloc(1, sizeof *h);
+  if (!h) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+  kq *q = &h->base;
+  q->be = &sqlite_backend;
+  SQ(q)->pol = policy ? *policy : (kq_policy){1000, 60000, 0};
+  if (sqlite3_open_v2(path, &SQ(q)->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+    int r = kiln_fail(e, KILN_EIO, "cannot open queue database '%s': %s", path, SQ(q)->db ? sqlite3_errmsg(SQ(q)->db) : "out of memory");
+    sq_close(q);
     return r;
   }
-  sqlite3_busy_handler(q->db, busy_wait, q);
-  int r = exec_script(q, q->pol.relaxed ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", e);
-  if (r < 0) { kiln_err_prefix(e, "%s", path); kq_close(q); return r; }
+  sqlite3_busy_handler(SQ(q)->db, busy_wait, q);
+  int r = exec_script(q, SQ(q)->pol.relaxed ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", e);
+  if (r < 0) { kiln_err_prefix(e, "%s", path); sq_close(q); return r; }
   sqlite3_stmt *vs = prep(q, "PRAGMA user_version", "");
   int have = vs && sqlite3_step(vs) == SQLITE_ROW ? sqlite3_column_int(vs, 0) : -1;
   unprep(q, vs);
@@ -184,7 +182,7 @@ int kq_open_sqlite(kq **out, const char *path, const kq_policy *policy, kiln_err
                     "ALTER TABLE jobs ADD COLUMN plan TEXT;"
                     "ALTER TABLE jobs ADD COLUMN planned INTEGER NOT NULL DEFAULT 1;"
                     "PRAGMA user_version=3; COMMIT;", e);
-  if (r < 0) { kiln_err_prefix(e, "%s", path); kq_close(q); return r; }
+  if (r < 0) { kiln_err_prefix(e, "%s", path); sq_close(q); return r; }
   r = exec_script(q,
                "PRAGMA journal_mode=WAL;"
                "CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, fn TEXT NOT NULL, state INTEGER NOT NULL,"
@@ -228,15 +226,15 @@ int kq_open_sqlite(kq **out, const char *path, const kq_policy *policy, kiln_err
     else if (v != 3)
       r = kiln_fail(e, KILN_EIO, "queue database has schema version %d, this kiln needs 3; move it aside to start afresh", v);
   }
-  if (r < 0) { kiln_err_prefix(e, "%s", path); kq_close(q); return r; }
+  if (r < 0) { kiln_err_prefix(e, "%s", path); sq_close(q); return r; }
   *out = q;
   return 0;
 }
 
-void kq_close(kq *q) {
+static void sq_close(kq *q) {
   if (!q) return;
-  for (int i = 0; i < q->ncache; i++) sqlite3_finalize(q->cache[i].st);
-  sqlite3_close(q->db);
+  for (int i = 0; i < SQ(q)->ncache; i++) sqlite3_finalize(SQ(q)->cache[i].st);
+  sqlite3_close(SQ(q)->db);
   free(q);
 }
 
@@ -293,7 +291,7 @@ static void row_to_job(sqlite3_stmt *st, kq_job *j) {
   j->planned = sqlite3_column_int(st, 32);
 }
 
-int kq_submit_many(kq *q, kq_submit_req *reqs, int n, int64_t now, kiln_err *e) {
+static int sq_submit_many(kq *q, kq_submit_req *reqs, int n, int64_t now, kiln_err *e) {
   for (int i = 0; i < n; i++) {
     unsigned char raw[16];
     if (RAND_bytes(raw, sizeof raw) != 1) return kiln_fail(e, KILN_EINTERNAL, "no randomness for a job id");
@@ -317,15 +315,8 @@ int kq_submit_many(kq *q, kq_submit_req *reqs, int n, int64_t now, kiln_err *e) 
   return exec(q, "COMMIT", e);
 }
 
-int kq_submit(kq *q, const char *fn, const char *spec, int max_retries, const char *webhook, int64_t now,
-              char id[KQ_ID_LEN], kiln_err *e) {
-  kq_submit_req rq = {fn, spec, max_retries, webhook, 0, ""};
-  int r = kq_submit_many(q, &rq, 1, now, e);
-  if (r == 0) memcpy(id, rq.id, KQ_ID_LEN);
-  return r;
-}
 
-int kq_get(kq *q, const char *id, kq_job *job, kiln_err *e) {
+static int sq_get(kq *q, const char *id, kq_job *job, kiln_err *e) {
   sqlite3_stmt *st = prep(q, "SELECT " JOB_COLS " FROM jobs WHERE id=?", "t", id);
   if (!st) return dberr(q, e, "get");
   int rc = sqlite3_step(st);
@@ -336,7 +327,7 @@ int kq_get(kq *q, const char *id, kq_job *job, kiln_err *e) {
   return r;
 }
 
-int kq_claim(kq *q, const char *fn, const char *worker, int64_t lease_ms, int64_t now, kq_job *job, kiln_err *e) {
+static int sq_claim(kq *q, const char *fn, const char *worker, int64_t lease_ms, int64_t now, kq_job *job, kiln_err *e) {
   /* a read first: an idle worker looking for work does not take the write lock */
   sqlite3_stmt *chk = prep(q, "SELECT 1 FROM jobs INDEXED BY jobs_runnable WHERE fn=?1 AND state IN (0,2)"
                               " AND run_after_ms<=?2 LIMIT 1", "ti", fn, now);
@@ -388,7 +379,7 @@ static int parent_follow(kq *q, const char *parent, kq_kind kind, int final_stat
   if (r < 0) return r;
   if (final_state < 0) {
     kq_job p;
-    if ((r = kq_get(q, parent, &p, e)) < 0) return r;
+    if ((r = sq_get(q, parent, &p, e)) < 0) return r;
     char data[200];
     int64_t el = now - p.claimed_ms;
     /* the model's prediction, while it has not run out; then the frames' rate */
@@ -499,7 +490,7 @@ static int heartbeat_locked(kq *q, const char *id, const char *worker, const kq_
                           now + lease_ms, p->frames_done, p->frames_total, p->eta_ms, p->phase, id), "heartbeat", e);
   if (r < 0) return r;
   kq_job j;
-  if ((r = kq_get(q, id, &j, e)) < 0) return r;
+  if ((r = sq_get(q, id, &j, e)) < 0) return r;
   kq_job_release(&j);
   char data[192];
   snprintf(data, sizeof data, "{\"frames_done\":%lld,\"frames_total\":%lld,\"phase\":\"%s\",\"eta_ms\":%lld}",
@@ -508,7 +499,7 @@ static int heartbeat_locked(kq *q, const char *id, const char *worker, const kq_
   return ri.kind == KQ_CHUNK ? parent_follow(q, ri.parent, ri.kind, -1, NULL, NULL, NULL, ri.part, now, e) : 0;
 }
 
-int kq_heartbeat(kq *q, const char *id, const char *worker, const kq_progress *p, int64_t lease_ms, int64_t now,
+static int sq_heartbeat(kq *q, const char *id, const char *worker, const kq_progress *p, int64_t lease_ms, int64_t now,
                  kiln_err *e) {
   TXN(q, e, heartbeat_locked(q, id, worker, p, lease_ms, now, e));
 }
@@ -524,7 +515,7 @@ static int account(kq *q, const char *id, const kq_cost *c, kiln_err *e) {
   return step_update(q, st, "cost", e);
 }
 
-int kq_account(kq *q, const char *id, const kq_cost *cost, kiln_err *e) { return account(q, id, cost, e); }
+static int sq_account(kq *q, const char *id, const kq_cost *cost, kiln_err *e) { return account(q, id, cost, e); }
 
 static int complete_locked(kq *q, const char *id, const char *worker, const char *result, const kq_cost *c,
                            int64_t frames, int64_t now, kiln_err *e) {
@@ -559,7 +550,7 @@ static int complete_locked(kq *q, const char *id, const char *worker, const char
   return r;
 }
 
-int kq_complete(kq *q, const char *id, const char *worker, const char *result, const kq_cost *cost, int64_t frames,
+static int sq_complete(kq *q, const char *id, const char *worker, const char *result, const kq_cost *cost, int64_t frames,
                 int64_t now, kiln_err *e) {
   TXN(q, e, complete_locked(q, id, worker, result, cost, frames, now, e));
 }
@@ -568,15 +559,15 @@ int kq_complete(kq *q, const char *id, const char *worker, const char *result, c
 static int fail_locked(kq *q, const char *id, const char *err_class, const char *msg, int64_t now, int *retrying,
                        kiln_err *e) {
   kq_job j;
-  int r = kq_get(q, id, &j, e);
+  int r = sq_get(q, id, &j, e);
   if (r < 0) return r;
   kq_job_release(&j);
   int retry = strcmp(err_class, "bad_input") != 0 && j.attempts <= j.max_retries;
   if (retrying) *retrying = retry;
   if (retry) {
-    int64_t delay = q->pol.retry_delay_ms;
-    for (int k = 1; k < j.attempts && delay < q->pol.retry_max_delay_ms; k++) delay *= 2;
-    if (delay > q->pol.retry_max_delay_ms) delay = q->pol.retry_max_delay_ms;
+    int64_t delay = SQ(q)->pol.retry_delay_ms;
+    for (int k = 1; k < j.attempts && delay < SQ(q)->pol.retry_max_delay_ms; k++) delay *= 2;
+    if (delay > SQ(q)->pol.retry_max_delay_ms) delay = SQ(q)->pol.retry_max_delay_ms;
     r = step_update(q, prep(q, "UPDATE jobs SET state=2, run_after_ms=?, err_class=?, err_msg=?, worker=NULL,"
                                " lease_until_ms=NULL, phase='queued', eta_ms=-1 WHERE id=?",
                             "ittt", now + delay, err_class, msg, id), "fail", e);
@@ -605,7 +596,7 @@ static int fail_run_locked(kq *q, const char *id, const char *worker, const char
   return r;
 }
 
-int kq_fail(kq *q, const char *id, const char *worker, const char *err_class, const char *msg, const kq_cost *cost,
+static int sq_fail(kq *q, const char *id, const char *worker, const char *err_class, const char *msg, const kq_cost *cost,
             int64_t now, int *retrying, kiln_err *e) {
   TXN(q, e, fail_run_locked(q, id, worker, err_class, msg, cost, now, retrying, e));
 }
@@ -633,13 +624,13 @@ static int fail_where(kq *q, const char *sql, const char *targ, int64_t iarg, co
   return r;
 }
 
-int kq_reclaim(kq *q, int64_t now, int *n, kiln_err *e) {
+static int sq_reclaim(kq *q, int64_t now, int *n, kiln_err *e) {
   *n = 0;
   TXN(q, e, fail_where(q, "SELECT id, IFNULL(worker,'') FROM jobs WHERE state=1 AND lease_until_ms < ?", NULL, now,
                        "worker_lost", NULL, now, n, e));
 }
 
-int kq_fail_worker(kq *q, const char *worker, const char *err_class, const char *msg, int64_t now, int *n,
+static int sq_fail_worker(kq *q, const char *worker, const char *err_class, const char *msg, int64_t now, int *n,
                    kiln_err *e) {
   *n = 0;
   TXN(q, e, fail_where(q, "SELECT id, IFNULL(worker,'') FROM jobs WHERE state=1 AND worker=?", worker, 0, err_class,
@@ -648,7 +639,7 @@ int kq_fail_worker(kq *q, const char *worker, const char *err_class, const char 
 
 static int cancel_locked(kq *q, const char *id, int64_t now, kiln_err *e) {
   kq_job j;
-  int r = kq_get(q, id, &j, e);
+  int r = sq_get(q, id, &j, e);
   if (r < 0) return r;
   kq_job_release(&j);
   if (j.state >= KQ_SUCCEEDED)
@@ -665,7 +656,7 @@ static int cancel_locked(kq *q, const char *id, int64_t now, kiln_err *e) {
   return r;
 }
 
-int kq_cancel(kq *q, const char *id, int64_t now, kiln_err *e) { TXN(q, e, cancel_locked(q, id, now, e)); }
+static int sq_cancel(kq *q, const char *id, int64_t now, kiln_err *e) { TXN(q, e, cancel_locked(q, id, now, e)); }
 
 /* Calls cb for each job row of st (a SELECT of JOB_COLS) until it returns non-zero. */
 static int each_job(kq *q, sqlite3_stmt *st, kq_job_cb cb, void *arg, const char *what, kiln_err *e) {
@@ -682,7 +673,7 @@ static int each_job(kq *q, sqlite3_stmt *st, kq_job_cb cb, void *arg, const char
   return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : dberr(q, e, what);
 }
 
-int kq_list(kq *q, int state, const char *fn, int limit, kq_job_cb cb, void *arg, kiln_err *e) {
+static int sq_list(kq *q, int state, const char *fn, int limit, kq_job_cb cb, void *arg, kiln_err *e) {
   /* one statement per filter combination, so that each can use its index */
   static const char *const sql[4] = {
       "SELECT " JOB_COLS " FROM jobs WHERE ?1 < 0 AND ?2 IS NULL AND parent IS NULL ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
@@ -694,7 +685,7 @@ int kq_list(kq *q, int state, const char *fn, int limit, kq_job_cb cb, void *arg
   return each_job(q, st, cb, arg, "list", e);
 }
 
-int kq_events(kq *q, const char *id, int64_t after_seq, kq_event_cb cb, void *arg, kiln_err *e) {
+static int sq_events(kq *q, const char *id, int64_t after_seq, kq_event_cb cb, void *arg, kiln_err *e) {
   sqlite3_stmt *st = prep(q, "SELECT seq, kind, data, ts_ms FROM events WHERE job_id=? AND seq>? ORDER BY seq", "ti", id,
                           after_seq);
   if (!st) return dberr(q, e, "events");
@@ -708,7 +699,7 @@ int kq_events(kq *q, const char *id, int64_t after_seq, kq_event_cb cb, void *ar
   return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : dberr(q, e, "events");
 }
 
-int kq_runnable(kq *q, const char *fn, int64_t now, int64_t *n, int64_t *next_ms, kiln_err *e) {
+static int sq_runnable(kq *q, const char *fn, int64_t now, int64_t *n, int64_t *next_ms, kiln_err *e) {
   sqlite3_stmt *st = prep(q,
                           "SELECT COUNT(*) FILTER (WHERE run_after_ms<=?2),"
                           " IFNULL(MIN(run_after_ms) FILTER (WHERE run_after_ms>?2 AND run_after_ms<?3), 0)"
@@ -720,7 +711,7 @@ int kq_runnable(kq *q, const char *fn, int64_t now, int64_t *n, int64_t *next_ms
   return 0;
 }
 
-int kq_counts(kq *q, const char *fn, int64_t counts[6], kiln_err *e) {
+static int sq_counts(kq *q, const char *fn, int64_t counts[6], kiln_err *e) {
   memset(counts, 0, 6 * sizeof counts[0]);
   sqlite3_stmt *st = prep(q, "SELECT state, COUNT(*) FROM jobs WHERE (?1 IS NULL OR fn=?1) GROUP BY state", "t", fn);
   if (!st) return dberr(q, e, "counts");
@@ -732,7 +723,7 @@ int kq_counts(kq *q, const char *fn, int64_t counts[6], kiln_err *e) {
   return 0;
 }
 
-int kq_recent_runs(kq *q, const char *fn, int limit, kq_run_cb cb, void *arg, kiln_err *e) {
+static int sq_recent_runs(kq *q, const char *fn, int limit, kq_run_cb cb, void *arg, kiln_err *e) {
   sqlite3_stmt *st = prep(q, "SELECT finished_ms - claimed_ms, frames_total FROM jobs WHERE fn=? AND state=3"
                              " ORDER BY finished_ms DESC LIMIT ?", "ti", fn, (int64_t)limit);
   if (!st) return dberr(q, e, "recent runs");
@@ -742,7 +733,7 @@ int kq_recent_runs(kq *q, const char *fn, int limit, kq_run_cb cb, void *arg, ki
   return 0;
 }
 
-int kq_usage(kq *q, int64_t since_ms, kq_usage_cb cb, void *arg, kiln_err *e) {
+static int sq_usage(kq *q, int64_t since_ms, kq_usage_cb cb, void *arg, kiln_err *e) {
   sqlite3_stmt *st = prep(q,
                           "SELECT date(finished_ms/1000, 'unixepoch') AS day, fn, COUNT(*), SUM(resource_ms)/1000.0,"
                           " SUM(usd) FROM jobs WHERE state>=3 AND finished_ms>=? GROUP BY day, fn ORDER BY day, fn",
@@ -756,22 +747,20 @@ int kq_usage(kq *q, int64_t since_ms, kq_usage_cb cb, void *arg, kiln_err *e) {
   return 0;
 }
 
-int kq_hooks_due(kq *q, int64_t now, int limit, kq_job_cb cb, void *arg, kiln_err *e) {
+static int sq_hooks_due(kq *q, int64_t now, int limit, kq_job_cb cb, void *arg, kiln_err *e) {
   sqlite3_stmt *st = prep(q, "SELECT " JOB_COLS " FROM jobs WHERE hook_state=1 AND state>=3 AND hook_next_ms<=?"
                              " ORDER BY hook_next_ms LIMIT ?", "ii", now, (int64_t)limit);
   return each_job(q, st, cb, arg, "webhooks", e);
 }
 
-int kq_hook_result(kq *q, const char *id, int delivered, int64_t next_ms, kiln_err *e) {
+static int sq_hook_result(kq *q, const char *id, int delivered, int64_t next_ms, kiln_err *e) {
   int64_t state = delivered ? KQ_HOOK_DELIVERED : next_ms < 0 ? KQ_HOOK_FAILED : KQ_HOOK_PENDING;
   return step_update(q, prep(q, "UPDATE jobs SET hook_state=?, hook_attempts=hook_attempts+1, hook_next_ms=? WHERE id=?",
                              "iit", state, next_ms < 0 ? 0 : next_ms, id), "webhook", e);
 }
 
-static const char *const wstate_names[] = {"starting", "idle", "busy", "exited"};
-const char *kq_wstate_name(kq_wstate s) { return (unsigned)s < 4 ? wstate_names[s] : "unknown"; }
 
-int kq_worker_put(kq *q, const kq_worker *w, kiln_err *e) {
+static int sq_worker_put(kq *q, const kq_worker *w, kiln_err *e) {
   return step_update(q, prep(q, "INSERT OR REPLACE INTO workers(id, fn, host, pid, state, job, started_ms, ready_ms,"
                                 " last_ms, tasks) VALUES(?,?,?,?,?,?,?,?,?,?)", "tttiitiiii",
                              w->id, w->fn, w->host, (int64_t)w->pid,
@@ -779,7 +768,7 @@ int kq_worker_put(kq *q, const kq_worker *w, kiln_err *e) {
                              w->started_ms, w->ready_ms, w->last_ms, w->tasks), "worker", e);
 }
 
-int kq_worker_list(kq *q, const char *fn, int live_only, kq_worker_cb cb, void *arg, kiln_err *e) {
+static int sq_worker_list(kq *q, const char *fn, int live_only, kq_worker_cb cb, void *arg, kiln_err *e) {
   sqlite3_stmt *st = prep(q, "SELECT w.id, w.fn, IFNULL(w.host,''), w.pid,"
                              " CASE WHEN w.state=1 AND j.id IS NOT NULL THEN 2 ELSE w.state END, IFNULL(j.id,''),"
                              " w.started_ms, w.ready_ms, w.last_ms, w.tasks FROM workers w"
@@ -806,7 +795,7 @@ int kq_worker_list(kq *q, const char *fn, int live_only, kq_worker_cb cb, void *
   return 0;
 }
 
-int kq_worker_known(kq *q, const char *id, kiln_err *e) {
+static int sq_worker_known(kq *q, const char *id, kiln_err *e) {
   sqlite3_stmt *st = prep(q, "SELECT 1 FROM workers WHERE id=?", "t", id);
   if (!st) return dberr(q, e, "workers");
   int rc = sqlite3_step(st);
@@ -814,13 +803,13 @@ int kq_worker_known(kq *q, const char *id, kiln_err *e) {
   return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : dberr(q, e, "workers");
 }
 
-int kq_worker_prune(kq *q, int64_t before_ms, kiln_err *e) {
+static int sq_worker_prune(kq *q, int64_t before_ms, kiln_err *e) {
   return step_update(q, prep(q, "DELETE FROM workers WHERE state=3 AND last_ms<?", "i", before_ms), "workers", e);
 }
 
 /* ---- split jobs: chunks and a join ------------------------------------ */
 
-int kq_unplanned(kq *q, int limit, kq_job_cb cb, void *arg, kiln_err *e) {
+static int sq_unplanned(kq *q, int limit, kq_job_cb cb, void *arg, kiln_err *e) {
   sqlite3_stmt *st = prep(q, "SELECT " JOB_COLS " FROM jobs WHERE planned=0 AND state=0 ORDER BY created_ms LIMIT ?",
                           "i", (int64_t)limit);
   return each_job(q, st, cb, arg, "unplanned", e);
@@ -832,14 +821,14 @@ static int release_locked(kq *q, const char *id, const char *plan, int64_t frame
                                 " WHERE id=?1 AND planned=0 AND state=0", "tti", id, plan, frames), "release", e);
 }
 
-int kq_release(kq *q, const char *id, const char *plan, int64_t frames, int64_t now, kiln_err *e) {
+static int sq_release(kq *q, const char *id, const char *plan, int64_t frames, int64_t now, kiln_err *e) {
   TXN(q, e, release_locked(q, id, plan, frames, now, e));
 }
 
 static int split_locked(kq *q, const char *id, const char *const *specs, int n, const char *join_spec, const char *plan,
                         int64_t frames, int64_t now, kiln_err *e) {
   kq_job j;
-  int r = kq_get(q, id, &j, e);
+  int r = sq_get(q, id, &j, e);
   if (r < 0) return r;
   kq_job_release(&j);
   if (j.state != KQ_QUEUED || j.planned)
@@ -867,22 +856,22 @@ static int split_locked(kq *q, const char *id, const char *const *specs, int n, 
   return r;
 }
 
-int kq_split(kq *q, const char *id, const char *const *chunk_specs, int n, const char *join_spec, const char *plan,
+static int sq_split(kq *q, const char *id, const char *const *chunk_specs, int n, const char *join_spec, const char *plan,
              int64_t frames, int64_t now, kiln_err *e) {
   TXN(q, e, split_locked(q, id, chunk_specs, n, join_spec, plan, frames, now, e));
 }
 
-int kq_running(kq *q, kq_job_cb cb, void *arg, kiln_err *e) {
+static int sq_running(kq *q, kq_job_cb cb, void *arg, kiln_err *e) {
   sqlite3_stmt *st = prep(q, "SELECT " JOB_COLS " FROM jobs WHERE state=1 AND kind<>3 ORDER BY created_ms", "");
   return each_job(q, st, cb, arg, "running", e);
 }
 
-int kq_children(kq *q, const char *parent, kq_job_cb cb, void *arg, kiln_err *e) {
+static int sq_children(kq *q, const char *parent, kq_job_cb cb, void *arg, kiln_err *e) {
   sqlite3_stmt *st = prep(q, "SELECT " JOB_COLS " FROM jobs WHERE parent=? ORDER BY kind, part", "t", parent);
   return each_job(q, st, cb, arg, "children", e);
 }
 
-int kq_model_get(kq *q, const char *fn, char **json, kiln_err *e) {
+static int sq_model_get(kq *q, const char *fn, char **json, kiln_err *e) {
   *json = NULL;
   sqlite3_stmt *st = prep(q, "SELECT data FROM models WHERE fn=?", "t", fn);
   if (!st) return dberr(q, e, "model");
@@ -891,7 +880,7 @@ int kq_model_get(kq *q, const char *fn, char **json, kiln_err *e) {
   return 0;
 }
 
-int kq_model_put(kq *q, const char *fn, const char *json, int64_t now, kiln_err *e) {
+static int sq_model_put(kq *q, const char *fn, const char *json, int64_t now, kiln_err *e) {
   return step_update(q, prep(q, "INSERT OR REPLACE INTO models(fn, data, updated_ms) VALUES(?,?,?)", "tti", fn, json, now),
                      "model", e);
 }
@@ -899,17 +888,53 @@ int kq_model_put(kq *q, const char *fn, const char *json, int64_t now, kiln_err 
 static int model_update_locked(kq *q, const char *fn, char *(*edit)(void *, const char *), void *arg, int64_t now,
                                kiln_err *e) {
   char *old = NULL;
-  int r = kq_model_get(q, fn, &old, e);
+  int r = sq_model_get(q, fn, &old, e);
   if (r < 0) return r;
   char *nu = edit(arg, old);
   free(old);
-  if (nu) r = kq_model_put(q, fn, nu, now, e);
+  if (nu) r = sq_model_put(q, fn, nu, now, e);
   free(nu);
   return r;
 }
 
-int kq_model_update(kq *q, const char *fn, char *(*edit)(void *arg, const char *old), void *arg, int64_t now, kiln_err *e) {
+static int sq_model_update(kq *q, const char *fn, char *(*edit)(void *arg, const char *old), void *arg, int64_t now, kiln_err *e) {
   TXN(q, e, model_update_locked(q, fn, edit, arg, now, e));
 }
 
 
+
+/* The SQLite backend (queue_int.h). */
+static const kq_backend sqlite_backend = {
+    .name = "sqlite",
+    .close = sq_close,
+    .submit_many = sq_submit_many,
+    .claim = sq_claim,
+    .heartbeat = sq_heartbeat,
+    .complete = sq_complete,
+    .fail = sq_fail,
+    .account = sq_account,
+    .fail_worker = sq_fail_worker,
+    .reclaim = sq_reclaim,
+    .cancel = sq_cancel,
+    .get = sq_get,
+    .unplanned = sq_unplanned,
+    .release = sq_release,
+    .split = sq_split,
+    .running = sq_running,
+    .children = sq_children,
+    .model_get = sq_model_get,
+    .model_put = sq_model_put,
+    .model_update = sq_model_update,
+    .list = sq_list,
+    .events = sq_events,
+    .runnable = sq_runnable,
+    .counts = sq_counts,
+    .recent_runs = sq_recent_runs,
+    .usage = sq_usage,
+    .hooks_due = sq_hooks_due,
+    .hook_result = sq_hook_result,
+    .worker_put = sq_worker_put,
+    .worker_list = sq_worker_list,
+    .worker_known = sq_worker_known,
+    .worker_prune = sq_worker_prune,
+};
