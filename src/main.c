@@ -52,7 +52,7 @@ static const kc_cmd commands[] = {
      "$KILN_HOME, reports progress and heartbeats, and leaves after --idle-timeout seconds\n"
      "without work (default: the function's idle_timeout_s).\n"},
     {"submit", kc_submit,
-     "kiln submit FN [FILE] [--param KEY=VALUE]... [--params FILE.json] [-o OUT] [--webhook URL] [--no-wait] [--json] [--quiet] [--url URL] [--token TOKEN]",
+     "kiln submit FN [FILE] [--param KEY=VALUE]... [--params FILE.json] [-o OUT] [--webhook URL] [--objective O] [--chunks N] [--no-wait] [--json] [--quiet] [--url URL] [--token TOKEN]",
      "run a function on a kiln server: upload, spawn, follow progress, download",
      "Uploads FILE (streamed) to the server, starts a job of FN on it, follows its events\n"
      "with a progress bar (reconnecting if the stream drops) and, with -o, downloads the\n"
@@ -62,6 +62,9 @@ static const kc_cmd commands[] = {
      "  --params FILE.json  read parameters from a JSON object (--param wins)\n"
      "  -o OUT              download the first output to OUT\n"
      "  --webhook URL       the server POSTs the ended job to URL\n"
+     "  --objective O       how to split a long job into chunks: balanced (default), time, cost,\n"
+     "                      deadline=SECONDS or budget=USD (see `kiln plan`)\n"
+     "  --chunks N          split into N chunks (1: never)\n"
      "  --no-wait           print the job id and exit once the job is queued\n"
      "  --json              print the ended job (or with --no-wait the spawn answer) as JSON\n"
      "  --quiet             no progress and no summary\n"

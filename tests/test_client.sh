@@ -136,5 +136,18 @@ grep -q "$tok" "$T/err.txt" && bad "the token is printed when the server is down
 expect "bad URL" 2 "http://" -- "$KILN" jobs --url "ftp://example" --token "$tok"
 expect "unknown option" 2 "unknown option '--bogus'" -- "$KILN" submit noop --bogus "${A[@]}"
 
+# a chunked job from the client: --chunks, and status shows the plan and its tasks
+"$KILN" submit noop --param frames=40 --param output=false --chunks 2 --no-wait "${A[@]}" >"$T/cid.txt" 2>/dev/null
+cid=$(grep -oE '[0-9a-f]{32}' "$T/cid.txt" | head -1)
+for _ in $(seq 1 200); do                       # wait (bounded) for the job to end
+  "$KILN" status "$cid" --json "${A[@]}" >"$T/cst.json" 2>/dev/null
+  json 'd["state"] in ("succeeded","failed")' "$T/cst.json" && break
+  sleep 0.05
+done
+"$KILN" status "$cid" "${A[@]}" >"$T/cst.txt" 2>&1
+if grep -q "^plan      2 chunks" "$T/cst.txt" && [ "$(grep -c '^task      chunk' "$T/cst.txt")" = 2 ] && grep -q '^task      join 2: succeeded' "$T/cst.txt"; then ok
+else bad "status of a chunked job: $(cat "$T/cst.txt")"; fi
+expect "bad chunks" 2 "--chunks needs a number from 1 to 64" -- "$KILN" submit noop --chunks 0 "${A[@]}"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -41,7 +41,8 @@
 #define URL_MAX 4096
 
 static const char *USAGE_SUBMIT =
-    "kiln submit FN [FILE] [--param KEY=VALUE]... [--params FILE.json] [-o OUT] [--webhook URL] [--no-wait] [--json] "
+    "kiln submit FN [FILE] [--param KEY=VALUE]... [--params FILE.json] [-o OUT] [--webhook URL] [--objective O] "
+    "[--chunks N] [--no-wait] [--json] "
     "[--quiet] [--url URL] [--token TOKEN]";
 static const char *USAGE_STATUS = "kiln status JOB [--json] [--url URL] [--token TOKEN]";
 static const char *USAGE_JOBS = "kiln jobs [--state S] [--fn F] [--limit N] [--json] [--url URL] [--token TOKEN]";
@@ -639,6 +640,8 @@ int kc_submit(int argc, char **argv) {
   json_t *raw = json_object(), *fn = NULL, *body = NULL, *spawned = NULL, *job = NULL;
   char key[1200] = "", path[2200], efn[300];
   int uploaded = 0;
+  const char *objective = NULL;
+  long chunks = 0;
   const char **kvs = calloc((size_t)argc, sizeof *kvs);
   int nkv = 0;
   if (!kvs || !raw) { r = kiln_fail(&e, KILN_ENOMEM, "out of memory"); goto done; }
@@ -661,6 +664,15 @@ int kc_submit(int argc, char **argv) {
       hook = argv[i];
       if (strncmp(hook, "http://", 7) != 0 && strncmp(hook, "https://", 8) != 0) {
         r = kiln_fail(&e, KILN_EUSAGE, "--webhook must be an http:// or https:// URL, got '%.200s'", hook);
+        goto done;
+      }
+    } else if (!strcmp(a, "--objective")) {
+      if (++i >= argc) { r = kiln_fail(&e, KILN_EUSAGE, "--objective needs balanced, time, cost, deadline=S or budget=USD"); goto done; }
+      objective = argv[i];
+    } else if (!strcmp(a, "--chunks")) {
+      char *end;
+      if (++i >= argc || (chunks = strtol(argv[i], &end, 10)) < 1 || chunks > 64 || *end) {
+        r = kiln_fail(&e, KILN_EUSAGE, "--chunks needs a number from 1 to 64");
         goto done;
       }
     } else if (!strcmp(a, "--no-wait")) no_wait = 1;
@@ -716,6 +728,12 @@ int kc_submit(int argc, char **argv) {
   if (file) json_object_set_new(body, "input", json_string(key));
   json_object_set(body, "params", raw);
   if (hook) json_object_set_new(body, "webhook", json_string(hook));
+  if (objective || chunks) {
+    json_t *plan = json_object();
+    if (objective) json_object_set_new(plan, "objective", json_string(objective));
+    if (chunks) json_object_set_new(plan, "chunks", json_integer(chunks));
+    json_object_set_new(body, "plan", plan);
+  }
   snprintf(path, sizeof path, "/v1/functions/%s/spawn", efn);
   if ((r = api_json(&c, "POST", path, body, NULL, 0, &status, &spawned, &e)) < 0) {
     if (r == KILN_ENOENT) r = e.code = KILN_EPARAM;  /* the function went away meanwhile */
@@ -829,6 +847,20 @@ static void print_job(const json_t *j) {
   if (json_is_object(err)) printf("error     %s: %s\n", kj_str(err, "class", "?"), kj_str(err, "message", ""));
   size_t i;
   json_t *o;
+  const json_t *plan = json_object_get(j, "plan");
+  if (json_is_object(plan)) {
+    printf("plan      %lld chunk%s, predicted %.2f s", (long long)json_integer_value(json_object_get(plan, "chunks")),
+           json_integer_value(json_object_get(plan, "chunks")) == 1 ? "" : "s", kj_num(plan, "predicted_ms", 0) / 1000);
+    if (json_object_get(plan, "actual_ms")) printf(", took %.2f s", kj_num(plan, "actual_ms", 0) / 1000);
+    printf(" (%s: %s)\n", kj_str(plan, "objective", "?"), kj_str(plan, "why", ""));
+  }
+  json_array_foreach(json_object_get(j, "tasks"), i, o)
+    printf("task      %s %lld: %s, %lld/%lld frames, attempt %lld%s%s\n", kj_str(o, "kind", "?"),
+           (long long)json_integer_value(json_object_get(o, "part")), kj_str(o, "state", "?"),
+           (long long)json_integer_value(json_object_get(o, "frames_done")),
+           (long long)json_integer_value(json_object_get(o, "frames_total")),
+           (long long)json_integer_value(json_object_get(o, "attempts")), json_is_string(json_object_get(o, "worker")) ? ", on " : "",
+           kj_str(o, "worker", ""));
   json_array_foreach(json_object_get(json_object_get(j, "result"), "outputs"), i, o) {
     printf("output    %s (%lld bytes)\n", kj_str(o, "key", "?"), (long long)json_integer_value(json_object_get(o, "bytes")));
     if (kj_str(o, "url", NULL)) printf("          %s\n", kj_str(o, "url", ""));
