@@ -3,7 +3,9 @@
  * PixelShuffle, Interp, BinaryOp) is read with its blobs, layers and
  * parameters (scalars, floats, arrays); an unsupported layer type, a file
  * without the magic number and a truncated file are clear errors. */
+#include <stdint.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "nn/ncnn.h"
@@ -65,7 +67,58 @@ static void test_errors(void) {
   CHECK(kn_ncnn_parse(t_path("none.param"), &g, &e) == KILN_ENOENT, "missing: %s", e.msg);
 }
 
+/* A .bin written by the test: a 2x1x1x1 convolution with fp16 weights
+ * (flag 0x01306B47, padded to 4 bytes) and a raw float32 bias, then a
+ * PReLU's raw slopes; read back exactly; short, long and unknown-tag files
+ * are errors. */
+static void test_bin(void) {
+  const char *pp = write_file("w.param",
+                              "7767517\n3 3\nInput in 0 1 a\nConvolution c 1 1 a b 0=2 1=1 5=1 6=3\nPReLU p 1 1 b x 0=2\n");
+  static char param[1024];
+  snprintf(param, sizeof param, "%s", pp);
+  const char *bp = t_path("w.bin");
+  static char bin[1024];
+  snprintf(bin, sizeof bin, "%s", bp);
+  uint32_t tag = 0x01306B47;
+  uint16_t w[4] = {0x3c00, 0xc000, 0x3555, 0};      /* 1.0, -2.0, ~0.3333, padding */
+  float bias[2] = {0.5f, -0.25f}, slope[2] = {0.1f, 0.2f};
+  FILE *f = fopen(bin, "wb");
+  fwrite(&tag, 4, 1, f);
+  fwrite(w, 2, 4, f);
+  fwrite(bias, 4, 2, f);
+  fwrite(slope, 4, 2, f);
+  fclose(f);
+  kn_graph g;
+  kiln_err e = {0};
+  if (!CHECKV(kn_ncnn_parse(param, &g, &e) == 0 && kn_ncnn_load_bin(&g, bin, &e) == 0, "%s", e.msg)) return;
+  const kn_layer *c = &g.layers[1], *pr = &g.layers[2];
+  CHECK(c->nweight == 3 && c->weight[0] == 1.0f && c->weight[1] == -2.0f && c->weight[2] > 0.3332f && c->weight[2] < 0.3334f,
+        "fp16 weights widened: %f %f %f", c->weight[0], c->weight[1], c->weight[2]);
+  CHECK(c->nbias == 2 && c->bias[0] == 0.5f && c->bias[1] == -0.25f, "raw bias");
+  CHECK(pr->nslope == 2 && pr->slope[1] == 0.2f, "PReLU slopes");
+  kn_graph_release(&g);
+  f = fopen(bin, "ab");                           /* one byte too many */
+  fputc(0, f);
+  fclose(f);
+  kn_ncnn_parse(param, &g, &e);
+  CHECK(kn_ncnn_load_bin(&g, bin, &e) == KILN_ECORRUPT && strstr(e.msg, "longer"), "a long file: %s", e.msg);
+  kn_graph_release(&g);
+  if (truncate(bin, 4 + 8 + 4) != 0) {}           /* ends inside the bias */
+  kn_ncnn_parse(param, &g, &e);
+  CHECK(kn_ncnn_load_bin(&g, bin, &e) == KILN_ECORRUPT && strstr(e.msg, "truncated") && strstr(e.msg, "'c'"), "a short file: %s",
+        e.msg);
+  kn_graph_release(&g);
+  f = fopen(bin, "wb");
+  tag = 0x000D4B38;                               /* int8: not read */
+  fwrite(&tag, 4, 1, f);
+  fclose(f);
+  kn_ncnn_parse(param, &g, &e);
+  CHECK(kn_ncnn_load_bin(&g, bin, &e) == KILN_ECORRUPT && strstr(e.msg, "0x000d4b38"), "an unknown tag: %s", e.msg);
+  kn_graph_release(&g);
+}
+
 int main(void) {
+  T_RUN(test_bin);
   T_RUN(test_parse);
   T_RUN(test_errors);
   t_cleanup();

@@ -22,8 +22,12 @@ const char *kn_supported_layers(void) {
 
 void kn_graph_release(kn_graph *g) {
   if (!g) return;
-  for (int i = 0; i < g->nlayers; i++)
+  for (int i = 0; i < g->nlayers; i++) {
     for (int k = 0; k < g->layers[i].np; k++) free(g->layers[i].p[k].v);
+    free(g->layers[i].weight);
+    free(g->layers[i].bias);
+    free(g->layers[i].slope);
+  }
   free(g->layers);
   free(g->blobs);
   memset(g, 0, sizeof *g);
@@ -146,5 +150,94 @@ int kn_ncnn_parse(const char *path, kn_graph *g, kiln_err *e) {
   if (r == 0 && g->nlayers < nl)
     r = kiln_fail(e, KILN_ECORRUPT, "'%s' is truncated: it says %d layers and has %d", path, nl, g->nlayers);
   if (r < 0) kn_graph_release(g);
+  return r;
+}
+
+/* ---- the .bin ----------------------------------------------------------
+ * ncnn's ModelBin: a "flagged" array starts with a 4-byte tag — 0x01306B47:
+ * fp16 values follow (padded to 4 bytes); 0: float32 values follow — and a
+ * "raw" array is float32 values without a tag. Convolution stores its
+ * weights flagged and its bias raw; PReLU its slopes raw. */
+
+static float half_to_float(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+  if (exp == 0) {
+    if (man == 0) bits = sign;
+    else {                                         /* subnormal: normalise */
+      exp = 127 - 15 + 1;
+      while (!(man & 0x400)) { man <<= 1; exp--; }
+      bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
+    }
+  } else if (exp == 31) bits = sign | 0x7f800000 | (man << 13);
+  else bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+typedef struct binr { FILE *f; const char *path; const char *layer; kiln_err *e; } binr;
+
+static int read_exact(binr *b, void *p, size_t n) {
+  if (fread(p, 1, n, b->f) != n)
+    return kiln_fail(b->e, KILN_ECORRUPT, "weight file '%s' is truncated (it ends inside the weights of layer '%s')",
+                     b->path, b->layer);
+  return 0;
+}
+
+static int read_raw(binr *b, float **out, int64_t n) {
+  *out = malloc((size_t)(n > 0 ? n : 1) * sizeof **out);
+  if (!*out) return kiln_fail(b->e, KILN_ENOMEM, "out of memory");
+  return read_exact(b, *out, (size_t)n * sizeof **out);
+}
+
+static int read_flagged(binr *b, float **out, int64_t n) {
+  uint32_t tag;
+  int r = read_exact(b, &tag, sizeof tag);
+  if (r < 0) return r;
+  if (tag == 0) return read_raw(b, out, n);
+  if (tag != 0x01306B47)
+    return kiln_fail(b->e, KILN_ECORRUPT, "weight file '%s': layer '%s' has weights of a kind kiln does not read (tag 0x%08x;"
+                     " fp16 and float32 are)", b->path, b->layer, tag);
+  uint16_t *h = malloc((size_t)(n > 0 ? n : 1) * sizeof *h);
+  *out = malloc((size_t)(n > 0 ? n : 1) * sizeof **out);
+  if (!h || !*out) { free(h); return kiln_fail(b->e, KILN_ENOMEM, "out of memory"); }
+  r = read_exact(b, h, (size_t)n * sizeof *h);
+  for (int64_t i = 0; r == 0 && i < n; i++) (*out)[i] = half_to_float(h[i]);
+  free(h);
+  if (r == 0 && (n * 2) % 4) {                   /* padded to 4 bytes */
+    uint16_t pad;
+    r = read_exact(b, &pad, sizeof pad);
+  }
+  return r;
+}
+
+int kn_ncnn_load_bin(kn_graph *g, const char *path, kiln_err *e) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return kiln_fail(e, errno == ENOENT ? KILN_ENOENT : KILN_EIO, "cannot open weight file '%s': %s", path, strerror(errno));
+  binr b = {f, path, "", e};
+  int r = 0;
+  for (int i = 0; r == 0 && i < g->nlayers; i++) {
+    kn_layer *l = &g->layers[i];
+    b.layer = l->name;
+    if (!strcmp(l->type, "Convolution") || !strcmp(l->type, "ConvolutionDepthWise")) {
+      l->nweight = (int64_t)kn_param(l, 6, 0);
+      if (l->nweight <= 0) { r = kiln_fail(e, KILN_ECORRUPT, "layer '%s' gives no weight size (parameter 6)", l->name); break; }
+      r = read_flagged(&b, &l->weight, l->nweight);
+      if (r == 0 && kn_param(l, 5, 0) != 0) {
+        l->nbias = (int64_t)kn_param(l, 0, 0);
+        r = read_raw(&b, &l->bias, l->nbias);
+      }
+    } else if (!strcmp(l->type, "PReLU")) {
+      l->nslope = (int64_t)kn_param(l, 0, 1);
+      r = read_raw(&b, &l->slope, l->nslope);
+    }
+  }
+  if (r == 0) {
+    char extra;
+    if (fread(&extra, 1, 1, f) == 1)
+      r = kiln_fail(e, KILN_ECORRUPT, "weight file '%s' is longer than its model's layers use: not the weights of this .param",
+                    path);
+  }
+  fclose(f);
   return r;
 }

@@ -26,6 +26,11 @@ typedef struct kn_layer {
   int in[KN_MAX_IO], out[KN_MAX_IO];   /* blob indices */
   int np;
   kn_param_kv p[KN_MAX_PARAMS];
+  /* weights from the .bin (kn_ncnn_load_bin), float32, owned */
+  float *weight;                /* Convolution(DepthWise): out x in/groups x kh x kw, ncnn's order */
+  float *bias;                  /* its bias, or NULL */
+  float *slope;                 /* PReLU: one per channel (or one for all) */
+  int64_t nweight, nbias, nslope;
 } kn_layer;
 
 typedef struct kn_graph {
@@ -39,6 +44,10 @@ typedef struct kn_graph {
  * names the layer, its type and the file otherwise). */
 int kn_ncnn_parse(const char *path, kn_graph *g, kiln_err *e);
 void kn_graph_release(kn_graph *g);
+/* Reads the weights of every layer that has some from the .bin, in layer
+ * order (fp16 widened to float32 on load). The file must be used exactly:
+ * a short or long file is a clear error naming it. */
+int kn_ncnn_load_bin(kn_graph *g, const char *path, kiln_err *e);
 /* A parameter's value (its first for an array), or def when absent. */
 float kn_param(const kn_layer *l, int id, float def);
 const kn_param_kv *kn_param_array(const kn_layer *l, int id);
