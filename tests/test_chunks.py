@@ -182,6 +182,14 @@ try:
     B.req("DELETE", "/v1/jobs/" + jid)
     stopped = until(lambda: all(t["state"] == "cancelled" for t in B.job(jid)["tasks"]) and B.fn_stats("noop")["workers"]["busy"] == 0, 10)
     check("cancel: every chunk and the join are cancelled, no worker busy", stopped, B.job(jid).get("tasks"))
+    j = until(lambda: (lambda j: j if j["cost"]["usd"] > 0 else None)(B.job(jid)), 10) or B.job(jid)
+    check("cancel: the job's cost counts the chunks that ran", j["cost"]["usd"] > 0, j["cost"])
+    s, b, _ = B.req("DELETE", "/v1/jobs/" + j["tasks"][0]["id"])
+    check("a chunk cannot be cancelled by itself: 409 naming its job", s == 409 and jid in b["error"]["message"], (s, b))
+    s, b, _ = B.req("GET", "/v1/usage?since=2000-01-01")
+    split_jobs = B.req("GET", "/v1/jobs?fn=noop&limit=1000")[1]["jobs"]
+    check("usage counts jobs, not their tasks", b["total"]["jobs"] == sum(1 for x in split_jobs if x["state"] in ("succeeded", "failed", "cancelled")),
+          (b["total"], len(split_jobs)))
 
     # a chunk that fails as bad input fails the job with its message
     s, b, _ = B.req("POST", "/v1/functions/noop/spawn", {"params": {"frames": 10, "fail": "bad_input"}, "plan": {"chunks": 2}})

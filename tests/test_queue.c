@@ -239,7 +239,28 @@ static void test_cost_hooks_workers(void) {
   kq_close(q);
 }
 
+/* A task whose worker was stopped goes back to the queue without using an attempt. */
+static void test_requeue(void) {
+  kq *q = open_q();
+  if (!q) return;
+  kiln_err e = {0};
+  char id[KQ_ID_LEN];
+  kq_submit(q, "noop", "{}", 0, NULL, 100, id, &e);
+  kq_job j;
+  kq_claim(q, "noop", "w1", 1000, 110, &j, &e);
+  kq_job_release(&j);
+  CHECK(kq_requeue(q, id, "w2", 120, &e) == KILN_EINVAL, "only its worker puts it back");
+  CHECK(kq_requeue(q, id, "w1", 120, &e) == 0, "%s", e.msg);
+  CHECK(kq_get(q, id, &j, &e) == 0 && j.state == KQ_QUEUED && j.attempts == 0 && !j.worker[0], "queued again: %s, %d",
+        kq_state_name(j.state), j.attempts);
+  kq_job_release(&j);
+  CHECK(kq_claim(q, "noop", "w3", 1000, 130, &j, &e) == 1 && j.attempts == 1, "claimed again as a first attempt");
+  kq_job_release(&j);
+  kq_close(q);
+}
+
 int main(void) {
+  T_RUN(test_requeue);
   T_RUN(test_cost_hooks_workers);
   T_RUN(test_lifecycle);
   T_RUN(test_retries);

@@ -538,7 +538,7 @@ static enum MHD_Result do_metrics(kiln_server *s, struct MHD_Connection *c, kq *
 }
 
 static int task_cb(void *arg, const kq_job *j) {
-  json_t *t = json_pack("{s:s, s:i, s:s, s:I, s:I, s:i, s:f}", "kind", j->kind == KQ_JOIN ? "join" : "chunk", "part",
+  json_t *t = json_pack("{s:s, s:s, s:i, s:s, s:I, s:I, s:i, s:f}", "id", j->id, "kind", j->kind == KQ_JOIN ? "join" : "chunk", "part",
                         j->part, "state", kq_state_name(j->state), "frames_done", (json_int_t)j->frames_done,
                         "frames_total", (json_int_t)j->frames_total, "attempts", j->attempts, "usd", j->usd);
   json_object_set_new(t, "worker", j->worker[0] && j->state == KQ_RUNNING ? json_string(j->worker) : json_null());

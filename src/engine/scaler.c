@@ -144,10 +144,10 @@ static void kid_exited(ke_scaler *s, pid_t pid, int st) {
   for (int i = 0; i < s->nkids; i++) {
     if (s->kids[i].pid != pid) continue;
     kid k = s->kids[i];
-    close(k.wake_fd);
-    pthread_mutex_lock(&s->kmu);
-    s->kids[i] = s->kids[--s->nkids];
+    pthread_mutex_lock(&s->kmu);                  /* out of the list before its pipe closes: a kick never writes */
+    s->kids[i] = s->kids[--s->nkids];             /* to a descriptor number that is reused meanwhile */
     pthread_mutex_unlock(&s->kmu);
+    close(k.wake_fd);
     char why[96];
     if (WIFSIGNALED(st)) snprintf(why, sizeof why, "died (killed by signal %d)", WTERMSIG(st));
     else snprintf(why, sizeof why, "exited with status %d", WEXITSTATUS(st));
@@ -220,7 +220,9 @@ static pid_t fork_exec(const char *const argv[], int fd) {
     sigset_t none;
     sigemptyset(&none);
     pthread_sigmask(SIG_SETMASK, &none, NULL);
-    if (dup2(fd, 3) < 0) _exit(127);
+    if (fd == 3) fcntl(3, F_SETFD, 0);              /* dup2(3, 3) would keep close-on-exec */
+    else if (dup2(fd, 3) < 0) _exit(127);
+    close_range(4, ~0U, 0);                         /* nothing else of the server's leaks into workers */
     execv(argv[0], (char *const *)argv);
     _exit(127);
   }
@@ -323,42 +325,48 @@ static void check_budget(ke_scaler *s, int64_t now) {
   }
 }
 
+typedef struct running { kq_job *j; int n, cap; } running;
 static int running_cb(void *arg, const kq_job *j) {
-  kq_job *out = arg;
-  for (int i = 0; i < 64; i++)
-    if (!out[i].id[0]) {
-      memcpy(out[i].id, j->id, sizeof j->id);
-      memcpy(out[i].fn, j->fn, sizeof j->fn);
-      memcpy(out[i].worker, j->worker, sizeof j->worker);
-      out[i].claimed_ms = j->claimed_ms;
-      return 0;
-    }
-  return 1;
+  running *r = arg;
+  if (r->n == r->cap) {
+    int cap = r->cap ? 2 * r->cap : 64;
+    kq_job *nj = realloc(r->j, (size_t)cap * sizeof *nj);
+    if (!nj) return 1;
+    r->j = nj;
+    r->cap = cap;
+  }
+  kq_job *d = &r->j[r->n++];
+  memset(d, 0, sizeof *d);
+  memcpy(d->id, j->id, sizeof j->id);
+  memcpy(d->fn, j->fn, sizeof j->fn);
+  memcpy(d->worker, j->worker, sizeof j->worker);
+  d->claimed_ms = j->claimed_ms;
+  return 0;
 }
 
 static void timeouts(ke_scaler *s, const rows *r, int64_t now) {
-  kq_job run[64];
-  memset(run, 0, sizeof run);
+  running run = {0};
   kiln_err e = {0};
-  kq_running(s->q, running_cb, run, &e);
-  for (int i = 0; i < 64 && run[i].id[0]; i++) {
-    const ke_fnconf *fc = ke_fn(s->c, run[i].fn);
-    if (!fc || now - run[i].claimed_ms <= (int64_t)fc->res.timeout_s * 1000) continue;
+  kq_running(s->q, running_cb, &run, &e);          /* every running task, however many */
+  for (int i = 0; i < run.n; i++) {
+    const ke_fnconf *fc = ke_fn(s->c, run.j[i].fn);
+    if (!fc || !run.j[i].worker[0] || now - run.j[i].claimed_ms <= (int64_t)fc->res.timeout_s * 1000) continue;
     for (int k = 0; k < r->n; k++) {
       const kq_worker *w = &r->w[k];
-      if (strcmp(w->id, run[i].worker) != 0) continue;
+      if (strcmp(w->id, run.j[i].worker) != 0) continue;
       kid *kd = find_kid(s, w->id);
       if (kd) kd->timed_out = 1;
       if (!strcmp(w->host, s->host) && w->pid > 0) kill(w->pid, SIGKILL);
     }
     char msg[200];
-    snprintf(msg, sizeof msg, "the task ran past %s's timeout of %d s; its worker was stopped", run[i].fn,
+    snprintf(msg, sizeof msg, "the task ran past %s's timeout of %d s; its worker was stopped", run.j[i].fn,
              fc->res.timeout_s);
     int n = 0;
-    charge_lost_run(s, run[i].worker, now);
-    kq_fail_worker(s->q, run[i].worker, "timeout", msg, now, &n, &e);
-    klog(KLOG_WARN, "autoscaler: job %s: %s", run[i].id, msg);
+    charge_lost_run(s, run.j[i].worker, now);
+    kq_fail_worker(s->q, run.j[i].worker, "timeout", msg, now, &n, &e);
+    klog(KLOG_WARN, "autoscaler: job %s: %s", run.j[i].id, msg);
   }
+  free(run.j);
 }
 
 static void tick(ke_scaler *s) {

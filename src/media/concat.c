@@ -39,9 +39,10 @@ int km_concat(const char *const *chunks, int n, const char *output, const km_aud
   if (!of) { r = kiln_fail(e, KILN_EINVAL, "cannot tell the container from the output name '%s'", output); goto done; }
   if ((r = avformat_alloc_output_context2(&oc, of, NULL, tmp)) < 0) goto averr;
   for (int k = 0; k < n; k++) {
-    if ((r = km_open_input2(&ic, chunks[k], 1, e)) < 0) { kiln_err_prefix(e, "chunk %d", k); goto done; }
+    /* the chunks are kiln's own files: a problem with one is internal (retried), not the user's input */
+    if ((r = km_open_input2(&ic, chunks[k], 1, e)) < 0) { r = kiln_fail(e, KILN_EINTERNAL, "chunk %d cannot be read", k); goto done; }
     int vi = av_find_best_stream(ic, AVMEDIA_TYPE_VIDEO, -1, -1, NULL, 0);
-    if (vi < 0) { r = kiln_fail(e, KILN_ECORRUPT, "chunk %d ('%s') has no video", k, chunks[k]); goto done; }
+    if (vi < 0) { r = kiln_fail(e, KILN_EINTERNAL, "chunk %d has no video", k); goto done; }
     AVStream *ist = ic->streams[vi];
     if (k == 0) {
       ovs = avformat_new_stream(oc, NULL);
@@ -62,7 +63,7 @@ int km_concat(const char *const *chunks, int n, const char *output, const km_aud
       if (r < 0) goto averr;
     } else if (ist->codecpar->width != ovs->codecpar->width || ist->codecpar->height != ovs->codecpar->height ||
                ist->codecpar->codec_id != ovs->codecpar->codec_id) {
-      r = kiln_fail(e, KILN_ECORRUPT, "chunk %d is %dx%d, chunk 0 is %dx%d: they were not made with the same settings", k,
+      r = kiln_fail(e, KILN_EINTERNAL, "chunk %d is %dx%d, chunk 0 is %dx%d: they were not made with the same settings", k,
                     ist->codecpar->width, ist->codecpar->height, ovs->codecpar->width, ovs->codecpar->height);
       goto done;
     }
@@ -88,8 +89,7 @@ int km_concat(const char *const *chunks, int n, const char *output, const km_aud
       count++;
     }
     if (r != AVERROR_EOF) {
-      r = kiln_fail(e, KILN_ECORRUPT, "chunk %d ('%s') could not be read to its end (%s)", k, chunks[k],
-                    kiln_averr(r, eb, sizeof eb));
+      r = kiln_fail(e, KILN_EINTERNAL, "chunk %d could not be read to its end (%s)", k, kiln_averr(r, eb, sizeof eb));
       goto done;
     }
     r = 0;

@@ -282,7 +282,7 @@ int km_pipeline_run(const km_pipeline_cfg *c, km_pipeline_stats *st, kiln_err *e
     goto done;
   }
   int64_t expect = km_pipeline_expected_frames(pr, &c->tl, p.fps);
-  if (chunk) expect = (c->out_end > 0 && c->out_end < expect ? c->out_end : expect) - p.first;
+  if (chunk) expect = (c->out_end > 0 && c->out_end < expect ? c->out_end : expect) - c->out_start;
   if (c->tl.start > 0 && pr->duration > 0 && c->tl.start >= pr->duration) {
     r = kiln_fail(e, KILN_EPARAM, "trim.start (%g s) is at or past the end of the input (%.3f s)", c->tl.start, pr->duration);
     goto done;

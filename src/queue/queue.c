@@ -157,3 +157,7 @@ int kq_worker_known(kq *q, const char *id, kiln_err *e) {
 int kq_worker_prune(kq *q, int64_t before_ms, kiln_err *e) {
   return q->be->worker_prune(q, before_ms, e);
 }
+
+int kq_requeue(kq *q, const char *id, const char *worker, int64_t now, kiln_err *e) {
+  return q->be->requeue(q, id, worker, now, e);
+}

@@ -127,6 +127,9 @@ int kq_complete(kq *q, const char *id, const char *worker, const char *result, c
  * except bad_input, which fails the job at once. *retrying tells which. */
 int kq_fail(kq *q, const char *id, const char *worker, const char *err_class, const char *msg, const kq_cost *cost,
             int64_t now, int *retrying, kiln_err *e);
+/* Puts a running task back in the queue without counting the run: its
+ * worker was stopped (a server shutdown), not failed. */
+int kq_requeue(kq *q, const char *id, const char *worker, int64_t now, kiln_err *e);
 /* Adds a run's cost to a job whatever its state (a run that ended because
  * the job was cancelled still used its resources). */
 int kq_account(kq *q, const char *id, const kq_cost *cost, kiln_err *e);

@@ -15,6 +15,7 @@ typedef struct kq_backend {
   int (*heartbeat)(kq *q, const char *id, const char *worker, const kq_progress *p, int64_t lease_ms, int64_t now, kiln_err *e);
   int (*complete)(kq *q, const char *id, const char *worker, const char *result, const kq_cost *cost, int64_t frames, int64_t now, kiln_err *e);
   int (*fail)(kq *q, const char *id, const char *worker, const char *err_class, const char *msg, const kq_cost *cost, int64_t now, int *retrying, kiln_err *e);
+  int (*requeue)(kq *q, const char *id, const char *worker, int64_t now, kiln_err *e);
   int (*account)(kq *q, const char *id, const kq_cost *cost, kiln_err *e);
   int (*fail_worker)(kq *q, const char *worker, const char *err_class, const char *msg, int64_t now, int *n, kiln_err *e);
   int (*reclaim)(kq *q, int64_t now, int *n, kiln_err *e);

@@ -116,7 +116,7 @@ static void unprep(kq *q, sqlite3_stmt *st) {
       sqlite3_clear_bindings(st);
       return;
     }
-  unprep(q, st);
+  sqlite3_finalize(st);                            /* not cached (the cache was full, or it was in use) */
 }
 
 /* One statement without results (BEGIN, COMMIT, ...), from the cache. */
@@ -477,7 +477,9 @@ static int check_run(kq *q, const char *id, const char *worker, kiln_err *e) { r
     if (r_ < 0) return r_;                         \
     r_ = (body);                                   \
     if (r_ < 0) { exec(q, "ROLLBACK", NULL); return r_; } \
-    return exec(q, "COMMIT", e);                   \
+    r_ = exec(q, "COMMIT", e);                     \
+    if (r_ < 0 && !sqlite3_get_autocommit(SQ(q)->db)) exec(q, "ROLLBACK", NULL); \
+    return r_;                                     \
   } while (0)
 
 static int heartbeat_locked(kq *q, const char *id, const char *worker, const kq_progress *p, int64_t lease_ms,
@@ -516,6 +518,20 @@ static int account(kq *q, const char *id, const kq_cost *c, kiln_err *e) {
 }
 
 static int sq_account(kq *q, const char *id, const kq_cost *cost, kiln_err *e) { return account(q, id, cost, e); }
+
+static int requeue_locked(kq *q, const char *id, const char *worker, int64_t now, kiln_err *e) {
+  int r = check_run(q, id, worker, e);
+  if (r == 0)
+    r = step_update(q, prep(q, "UPDATE jobs SET state=0, attempts=MAX(attempts-1,0), worker=NULL, lease_until_ms=NULL,"
+                               " run_after_ms=0, phase='queued', eta_ms=-1, frames_done=0 WHERE id=? AND state=1", "t", id),
+                    "requeue", e);
+  if (r == 0 && event(q, id, "state", "{\"state\":\"queued\",\"phase\":\"queued\"}", now) < 0) r = dberr(q, e, "requeue");
+  return r;
+}
+
+static int sq_requeue(kq *q, const char *id, const char *worker, int64_t now, kiln_err *e) {
+  TXN(q, e, requeue_locked(q, id, worker, now, e));
+}
 
 static int complete_locked(kq *q, const char *id, const char *worker, const char *result, const kq_cost *c,
                            int64_t frames, int64_t now, kiln_err *e) {
@@ -562,6 +578,10 @@ static int fail_locked(kq *q, const char *id, const char *err_class, const char 
   int r = sq_get(q, id, &j, e);
   if (r < 0) return r;
   kq_job_release(&j);
+  if (j.state != KQ_RUNNING) {                    /* ended meanwhile (cancelled with its job, ...): nothing to fail */
+    if (retrying) *retrying = 0;
+    return 0;
+  }
   int retry = strcmp(err_class, "bad_input") != 0 && j.attempts <= j.max_retries;
   if (retrying) *retrying = retry;
   if (retry) {
@@ -569,11 +589,11 @@ static int fail_locked(kq *q, const char *id, const char *err_class, const char 
     for (int k = 1; k < j.attempts && delay < SQ(q)->pol.retry_max_delay_ms; k++) delay *= 2;
     if (delay > SQ(q)->pol.retry_max_delay_ms) delay = SQ(q)->pol.retry_max_delay_ms;
     r = step_update(q, prep(q, "UPDATE jobs SET state=2, run_after_ms=?, err_class=?, err_msg=?, worker=NULL,"
-                               " lease_until_ms=NULL, phase='queued', eta_ms=-1 WHERE id=?",
+                               " lease_until_ms=NULL, phase='queued', eta_ms=-1 WHERE id=? AND state=1",
                             "ittt", now + delay, err_class, msg, id), "fail", e);
   } else {
     r = step_update(q, prep(q, "UPDATE jobs SET state=4, finished_ms=?, err_class=?, err_msg=?, lease_until_ms=NULL,"
-                               " phase='done', eta_ms=0, hook_next_ms=? WHERE id=?", "ittit", now, err_class, msg, now, id),
+                               " phase='done', eta_ms=0, hook_next_ms=? WHERE id=? AND state=1", "ittit", now, err_class, msg, now, id),
                     "fail", e);
   }
   if (r == 0 && !retry && (j.kind == KQ_CHUNK || j.kind == KQ_JOIN))
@@ -642,6 +662,8 @@ static int cancel_locked(kq *q, const char *id, int64_t now, kiln_err *e) {
   int r = sq_get(q, id, &j, e);
   if (r < 0) return r;
   kq_job_release(&j);
+  if (j.kind == KQ_CHUNK || j.kind == KQ_JOIN)
+    return kiln_fail(e, KILN_EINVAL, "%s is a task of job %s: cancel that job", id, j.parent);
   if (j.state >= KQ_SUCCEEDED)
     return kiln_fail(e, KILN_EINVAL, "job %s already %s; nothing to cancel", id, kq_state_name(j.state));
   r = step_update(q, prep(q, "UPDATE jobs SET state=5, finished_ms=?, err_class='cancelled',"
@@ -651,6 +673,11 @@ static int cancel_locked(kq *q, const char *id, int64_t now, kiln_err *e) {
   if (r == 0 && j.kind == KQ_SPLIT)               /* its chunks and join stop too */
     r = step_update(q, prep(q, "UPDATE jobs SET state=5, finished_ms=?2, err_class='cancelled', err_msg='the job was"
                                " cancelled', lease_until_ms=NULL WHERE parent=?1 AND state IN (0,1,2)", "ti", id, now),
+                    "cancel", e);
+  if (r == 0 && j.kind == KQ_SPLIT)               /* its cost so far is its tasks' (running ones add theirs later) */
+    r = step_update(q, prep(q, "UPDATE jobs SET cold_start_ms=(SELECT IFNULL(SUM(cold_start_ms),0) FROM jobs WHERE parent=?1),"
+                               " resource_ms=(SELECT IFNULL(SUM(resource_ms),0) FROM jobs WHERE parent=?1),"
+                               " usd=(SELECT IFNULL(SUM(usd),0) FROM jobs WHERE parent=?1) WHERE id=?1", "t", id),
                     "cancel", e);
   if (r == 0 && event(q, id, "state", "{\"state\":\"cancelled\",\"phase\":\"done\"}", now) < 0) r = dberr(q, e, "cancel");
   return r;
@@ -713,7 +740,7 @@ static int sq_runnable(kq *q, const char *fn, int64_t now, int64_t *n, int64_t *
 
 static int sq_counts(kq *q, const char *fn, int64_t counts[6], kiln_err *e) {
   memset(counts, 0, 6 * sizeof counts[0]);
-  sqlite3_stmt *st = prep(q, "SELECT state, COUNT(*) FROM jobs WHERE (?1 IS NULL OR fn=?1) GROUP BY state", "t", fn);
+  sqlite3_stmt *st = prep(q, "SELECT state, COUNT(*) FROM jobs WHERE (?1 IS NULL OR fn=?1) AND parent IS NULL GROUP BY state", "t", fn);
   if (!st) return dberr(q, e, "counts");
   while (sqlite3_step(st) == SQLITE_ROW) {
     int s = sqlite3_column_int(st, 0);
@@ -724,7 +751,7 @@ static int sq_counts(kq *q, const char *fn, int64_t counts[6], kiln_err *e) {
 }
 
 static int sq_recent_runs(kq *q, const char *fn, int limit, kq_run_cb cb, void *arg, kiln_err *e) {
-  sqlite3_stmt *st = prep(q, "SELECT finished_ms - claimed_ms, frames_total FROM jobs WHERE fn=? AND state=3"
+  sqlite3_stmt *st = prep(q, "SELECT finished_ms - claimed_ms, frames_total FROM jobs WHERE fn=? AND state=3 AND parent IS NULL"
                              " ORDER BY finished_ms DESC LIMIT ?", "ti", fn, (int64_t)limit);
   if (!st) return dberr(q, e, "recent runs");
   while (sqlite3_step(st) == SQLITE_ROW)
@@ -736,7 +763,7 @@ static int sq_recent_runs(kq *q, const char *fn, int limit, kq_run_cb cb, void *
 static int sq_usage(kq *q, int64_t since_ms, kq_usage_cb cb, void *arg, kiln_err *e) {
   sqlite3_stmt *st = prep(q,
                           "SELECT date(finished_ms/1000, 'unixepoch') AS day, fn, COUNT(*), SUM(resource_ms)/1000.0,"
-                          " SUM(usd) FROM jobs WHERE state>=3 AND finished_ms>=? GROUP BY day, fn ORDER BY day, fn",
+                          " SUM(usd) FROM jobs WHERE state>=3 AND finished_ms>=? AND parent IS NULL GROUP BY day, fn ORDER BY day, fn",
                           "i", since_ms);
   if (!st) return dberr(q, e, "usage");
   while (sqlite3_step(st) == SQLITE_ROW)
@@ -912,6 +939,7 @@ static const kq_backend sqlite_backend = {
     .heartbeat = sq_heartbeat,
     .complete = sq_complete,
     .fail = sq_fail,
+    .requeue = sq_requeue,
     .account = sq_account,
     .fail_worker = sq_fail_worker,
     .reclaim = sq_reclaim,

@@ -41,7 +41,7 @@ static int l_put_begin(ks_store *s, const char *key, ks_put **out, kiln_err *e) 
   snprintf(p->key, sizeof p->key, "%s", key);
   snprintf(p->tmp, sizeof p->tmp, "%s/tmp/put-XXXXXX", ((local *)s->impl)->root);
   obj_path(s, key, p->dst, sizeof p->dst);
-  p->fd = mkstemp(p->tmp);
+  p->fd = mkostemp(p->tmp, O_CLOEXEC);
   if (p->fd < 0) {
     int r = kiln_fail(e, KILN_EIO, "cannot start writing object '%s': %s", key, strerror(errno));
     free(p);

@@ -6,7 +6,7 @@
 
 static int64_t rt_us(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
+  clock_gettime(CLOCK_MONOTONIC, &ts);            /* a wall-clock step does not stall the loop */
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
@@ -40,7 +40,11 @@ int kl_start(kl_loop *l, int period_ms, int min_gap_ms, int (*tick)(void *arg), 
   l->min_gap_ms = min_gap_ms;
   l->stop = l->kicked = 0;
   pthread_mutex_init(&l->mu, NULL);
-  pthread_cond_init(&l->cv, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&l->cv, &ca);
+  pthread_condattr_destroy(&ca);
   l->started = pthread_create(&l->th, NULL, loop_main, l) == 0;
   if (!l->started) {
     pthread_mutex_destroy(&l->mu);

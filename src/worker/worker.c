@@ -333,10 +333,9 @@ static void run_job(worker *w, kq_job *j) {
     /* cancelled: the run still cost what it cost; a lost lease is another worker's now */
     if (r.lost == KILN_ECANCELLED && kq_account(w->q, j->id, &cost, &e2) < 0)
       klog(KLOG_WARN, "worker %s: could not record the cost of cancelled job %s: %s", w->row.id, j->id, e2.msg);
-  } else if (rc == KILN_ECANCELLED && g_stop) {
-    int n = 0;
-    kq_fail_worker(w->q, w->row.id, "worker_lost", "the worker was stopped (server shutdown); the task runs again",
-                   now, &n, &e2);
+  } else if (rc == KILN_ECANCELLED && g_stop) {   /* stopped, not failed: back in the queue, no attempt used */
+    if (kq_account(w->q, j->id, &cost, &e2) < 0 || kq_requeue(w->q, j->id, w->row.id, now, &e2) < 0)
+      klog(KLOG_WARN, "worker %s: could not put job %s back in the queue: %s", w->row.id, j->id, e2.msg);
   } else {
     const char *cls = kiln_errclass(rc);
     redact(e.msg, sizeof e.msg, in_path, in_key, scratch);
