@@ -248,7 +248,8 @@ try:
     check("...and every worker has left (the min_workers one, those orphaned by the kill -9 too)", left, worker_rows())
 
     # --- a task past its timeout: failed `timeout`
-    B = Server(os.path.join(T, "b"), "lease_s: 2\nbudget_usd_month: 0.00000001\nfunctions:\n  noop: {timeout_s: 1, retries: 0, max_chunks: 1}\n")
+    B = Server(os.path.join(T, "b"), "lease_s: 2\nbudget_usd_month: 0.00000001\nwebhook: {attempts: 2, delay_s: 0.05, block_private: true}\n"
+               "functions:\n  noop: {timeout_s: 1, retries: 0, max_chunks: 1}\n")
     s, b, _ = B.req("POST", "/v1/functions/noop/spawn", {"params": {"frames": 200, "ms_per_frame": 50}})
     j = B.wait_end(b["job_id"], 30)
     check("timeout: failed with class timeout", j["state"] == "failed" and j["error"]["class"] == "timeout"
@@ -257,6 +258,15 @@ try:
     log = os.path.join(B.home, "serve.log")
     warned = until(lambda: re.search(r"warning: budget: this month's cost is \$[0-9.e-]+, \d{3,}% of the monthly budget", open(log).read()), 10)
     check("budget: a warning at 100% of the month's budget", warned, open(log).read()[-500:])
+    # webhook.block_private: a URL that leads to loopback is refused, and said so
+    got = []
+    hs = http.server.HTTPServer(("127.0.0.1", 0), Hook)      # listening: only the block keeps kiln out
+    threading.Thread(target=hs.serve_forever, daemon=True).start()
+    s, b, _ = B.req("POST", "/v1/functions/noop/spawn", {"params": {"frames": 1}, "webhook": f"http://127.0.0.1:{hs.server_address[1]}/h"})
+    j = B.wait(b["job_id"], lambda j: j.get("webhook", {}).get("state") == "failed", 20)
+    check("block_private: a loopback webhook is refused", j["webhook"]["state"] == "failed" and j["webhook"]["attempts"] == 2
+          and not got and "loopback, private or link-local" in open(log).read(), (j.get("webhook"), len(got)))
+    hs.shutdown()
     B.stop()
 
     # --- a config with a typo is refused with its name

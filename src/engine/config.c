@@ -7,12 +7,13 @@
  *   max_upload_bytes: 10737418240   inline_max_bytes: 33554432
  *   lease_s: 30                     retry_delay_s: 1      retry_max_delay_s: 60
  *   slots: {cpu: 8, gpu: 0}         budget_usd_month: 100
- *   webhook: {attempts: 8, delay_s: 1}
+ *   webhook: {attempts: 8, delay_s: 1, block_private: false}
  *   prices: {cpu: 0.0000131, T4: 0.000164, ...}      (USD per second)
  *   functions: {reframe: {max_workers: 2, timeout_s: 600, gpu: T4, ...}}
  */
 #include "engine/engine.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/rand.h>
@@ -36,6 +37,22 @@ int64_t ke_now_ms(void) {
 
 static const struct { const char *cls; double usd; } default_prices[] = {
     {"cpu", 0.0000131}, {"T4", 0.000164}, {"L4", 0.000222}, {"A10G", 0.000306}, {"A100", 0.000694}, {"H100", 0.001097}};
+
+/* NVIDIA GPUs on this machine: /dev/nvidia0, /dev/nvidia1, ... */
+static int count_gpus(void) {
+  DIR *d = opendir("/dev");
+  int n = 0;
+  struct dirent *de;
+  while (d && (de = readdir(d))) {
+    const char *s = de->d_name;
+    if (strncmp(s, "nvidia", 6) != 0 || !s[6]) continue;
+    int digits = 1;
+    for (const char *c = s + 6; *c; c++) digits &= *c >= '0' && *c <= '9';
+    n += digits;
+  }
+  if (d) closedir(d);
+  return n;
+}
 
 /* A number member in [lo, hi]; absent leaves *out. */
 static int num(const json_t *o, const char *key, double lo, double hi, double *out, const char *where, kiln_err *e) {
@@ -142,7 +159,7 @@ static int apply(ke_config *c, const json_t *o, kiln_err *e) {
     c->gpu_slots = (int)gpu;
   }
   if (r == 0 && (v = json_object_get(o, "webhook"))) {
-    static const char *const hk[] = {"attempts", "delay_s", NULL};
+    static const char *const hk[] = {"attempts", "delay_s", "block_private", NULL};
     char where[4300];
     snprintf(where, sizeof where, "%s: webhook", w);
     int64_t n = c->webhook_attempts;
@@ -153,6 +170,9 @@ static int apply(ke_config *c, const json_t *o, kiln_err *e) {
     if (r == 0) r = num(v, "delay_s", 0.01, 3600, &d, where, e);
     c->webhook_attempts = (int)n;
     c->webhook_delay_ms = (int64_t)(d * 1000);
+    json_t *bp = json_object_get(v, "block_private");
+    if (r == 0 && bp && !json_is_boolean(bp)) r = kiln_fail(e, KILN_EPARAM, "%s: 'block_private' must be true or false", where);
+    if (r == 0 && bp) c->webhook_block_private = json_is_true(bp);
   }
   if (r == 0 && (v = json_object_get(o, "prices"))) {
     const char *k;
@@ -192,7 +212,7 @@ int ke_config_load(ke_config *c, const char *path, kiln_err *e) {
   c->retry_delay_ms = 1000;
   c->retry_max_delay_ms = 60000;
   c->cpu_slots = kp_ncpu();
-  c->gpu_slots = 0;                              /* no GPU backend yet: GPU classes run on the CPU */
+  c->gpu_slots = count_gpus();                   /* GPU functions run on the CPU until there is a GPU backend */
   c->webhook_attempts = 8;
   c->webhook_delay_ms = 1000;
   c->prices = json_object();

@@ -32,9 +32,10 @@ typedef struct ke_config {
   int64_t inline_max;           /* bytes of decoded base64 input in a JSON body */
   int64_t lease_ms;             /* a worker's lease; heartbeats every third of it */
   int64_t retry_delay_ms, retry_max_delay_ms;
-  int cpu_slots, gpu_slots;     /* what workers may use at once */
+  int cpu_slots, gpu_slots;     /* what workers may use at once (default: the CPU cores; the NVIDIA GPUs found) */
   double budget_usd_month;      /* 0: none */
   int webhook_attempts;
+  int webhook_block_private;    /* refuse webhook URLs that resolve to loopback, private or link-local addresses */
   int64_t webhook_delay_ms;     /* first retry; doubles */
   json_t *prices;               /* resource class -> USD per second (owned) */
   int nfn;

@@ -8,7 +8,10 @@
  * delay·2^(attempts-1) until `attempts` tries were made. */
 #include "engine/engine.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <openssl/hmac.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -55,6 +58,39 @@ static int due_cb(void *arg, const kq_job *j) {
 
 static size_t sink(char *p, size_t sz, size_t n, void *arg) { (void)p; (void)arg; return sz * n; }
 
+/* With webhook.block_private: no connection to loopback, private (RFC 1918,
+ * ULA), link-local (cloud metadata) or unspecified addresses, checked on the
+ * address curl resolved, so a name pointing inside is refused too. */
+static int private_addr(const struct sockaddr *sa) {
+  if (sa->sa_family == AF_INET) {
+    uint32_t a = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
+    return (a >> 24) == 127 || (a >> 24) == 10 || (a >> 24) == 0 || (a >> 20) == (172u << 4 | 1) ||
+           (a >> 16) == (192u << 8 | 168) || (a >> 16) == (169u << 8 | 254) || (a >> 22) == (100u << 2 | 1);
+  }
+  if (sa->sa_family == AF_INET6) {
+    const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+    static const uint8_t loop[16] = {[15] = 1}, any[16] = {0};
+    if (!memcmp(b, loop, 16) || !memcmp(b, any, 16)) return 1;
+    if ((b[0] & 0xfe) == 0xfc || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80)) return 1;   /* fc00::/7, fe80::/10 */
+    static const uint8_t v4map[12] = {[10] = 0xff, [11] = 0xff};
+    if (!memcmp(b, v4map, 12)) {
+      struct sockaddr_in s4 = {.sin_family = AF_INET};
+      memcpy(&s4.sin_addr, b + 12, 4);
+      return private_addr((const struct sockaddr *)&s4);
+    }
+  }
+  return 0;
+}
+
+static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a) {
+  (void)purpose;
+  if (private_addr(&a->addr)) {
+    *(int *)arg = 1;                               /* say why, not just "could not connect" */
+    return CURL_SOCKET_BAD;
+  }
+  return socket(a->family, a->socktype, a->protocol);
+}
+
 /* POSTs one delivery; returns the HTTP status (0 when no answer). */
 static long post(ke_hooks *h, const delivery *d, char *err, size_t errn) {
   CURL *cu = curl_easy_init();
@@ -88,9 +124,16 @@ static long post(ke_hooks *h, const delivery *d, char *err, size_t errn) {
   curl_easy_setopt(cu, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, sink);
   curl_easy_setopt(cu, CURLOPT_ERRORBUFFER, ebuf);
+  int blocked = 0;
+  if (h->c->webhook_block_private) {
+    curl_easy_setopt(cu, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(cu, CURLOPT_OPENSOCKETDATA, &blocked);
+  }
   long status = 0;
   CURLcode rc = curl_easy_perform(cu);
   if (rc == CURLE_OK) curl_easy_getinfo(cu, CURLINFO_RESPONSE_CODE, &status);
+  else if (blocked)
+    snprintf(err, errn, "refused: the URL leads to a loopback, private or link-local address (webhook.block_private)");
   else snprintf(err, errn, "%s", ebuf[0] ? ebuf : curl_easy_strerror(rc));
   curl_slist_free_all(hl);
   curl_easy_cleanup(cu);
