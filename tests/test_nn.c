@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "nn/ncnn.h"
+#include "nn/net.h"
 #include "t.h"
 #include "tutil.h"
 
@@ -117,7 +118,49 @@ static void test_bin(void) {
   kn_graph_release(&g);
 }
 
+/* Reads a tensor file: a "H W C" line, then float32 H x W x C. */
+static int read_tensor(const char *path, kn_tensor *t) {
+  FILE *f = fopen(path, "rb");
+  int h, w, c;
+  if (!f || fscanf(f, "%d %d %d", &h, &w, &c) != 3 || fgetc(f) != '\n' || kn_tensor_alloc(t, h, w, c) < 0) {
+    if (f) fclose(f);
+    return -1;
+  }
+  size_t n = (size_t)h * w * c, got = fread(t->d, sizeof *t->d, n, f);
+  fclose(f);
+  return got == n ? 0 : -1;
+}
+
+/* The golden fixture made by tests/nn_reference.py (PyTorch, its own ncnn
+ * reader): a small SRVGGNetCompact-shaped model with fp16 weights; kiln's
+ * output must match within 1e-3 (it does to ~1e-6). */
+static void test_net_golden(void) {
+  kn_net n;
+  kiln_err e = {0};
+  kn_tensor in = {0}, want = {0}, got = {0};
+  if (!CHECKV(kn_net_load(&n, KILN_FIXTURES "/nn/tiny.param", KILN_FIXTURES "/nn/tiny.bin", &e) == 0, "%s", e.msg)) return;
+  if (CHECKV(read_tensor(KILN_FIXTURES "/nn/tiny.in", &in) == 0 && read_tensor(KILN_FIXTURES "/nn/tiny.out", &want) == 0,
+             "fixture tensors") &&
+      CHECKV(kn_net_run(&n, &in, &got, &e) == 0, "%s", e.msg)) {
+    CHECK(got.h == want.h && got.w == want.w && got.c == want.c && got.h == 2 * in.h, "output %dx%dx%d, reference %dx%dx%d",
+          got.h, got.w, got.c, want.h, want.w, want.c);
+    double worst = 0;
+    for (size_t i = 0; got.h == want.h && got.w == want.w && i < (size_t)got.h * got.w * got.c; i++) {
+      double d = got.d[i] - want.d[i];
+      if (d < 0) d = -d;
+      if (d > worst) worst = d;
+    }
+    CHECK(worst <= 1e-3, "max abs error %g against the PyTorch reference", worst);
+    fprintf(stderr, "  max abs error against PyTorch: %.3g\n", worst);
+  }
+  kn_tensor_free(&in);
+  kn_tensor_free(&want);
+  kn_tensor_free(&got);
+  kn_net_free(&n);
+}
+
 int main(void) {
+  T_RUN(test_net_golden);
   T_RUN(test_bin);
   T_RUN(test_parse);
   T_RUN(test_errors);

@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""nn_reference.py — kiln's PyTorch reference for ncnn models: its own
+reading of the .param/.bin format and its own forward pass with torch ops
+(conv2d, prelu, leaky relu, pixel_shuffle, interpolate, add), so kiln's C
+executor (src/nn/net.c) can be checked against an independent one.
+
+  nn_reference.py fixture DIR    write a small random SRVGGNetCompact-shaped
+                                 model (fp16 weights), an input and the
+                                 reference output into DIR (the ctest golden
+                                 fixture; re-run to regenerate it)
+  nn_reference.py run PARAM BIN IN OUT   run a model on IN (raw float32 HxWx3
+                                 with a "H W C" text header line) into OUT
+
+Needs Debian's python3-torch; ctest uses the fixture and needs no torch."""
+import struct, sys
+
+import torch
+import torch.nn.functional as F
+
+
+def read_param(path):
+    lines = open(path).read().split("\n")
+    assert lines[0].strip() == "7767517", "not an ncnn .param"
+    nl, nb = map(int, lines[1].split())
+    layers = []
+    for line in lines[2:]:
+        t = line.split()
+        if not t:
+            continue
+        typ, name, ni, no = t[0], t[1], int(t[2]), int(t[3])
+        ins, outs = t[4:4 + ni], t[4 + ni:4 + ni + no]
+        params = {}
+        for kv in t[4 + ni + no:]:
+            k, v = kv.split("=")
+            k = int(k)
+            if k <= -23300:
+                vals = v.split(",")
+                params[-k - 23300] = [float(x) for x in vals[1:]]
+            else:
+                params[k] = float(v)
+        layers.append((typ, name, ins, outs, params))
+    assert len(layers) == nl
+    return layers
+
+
+class Bin:
+    def __init__(self, path):
+        self.b = open(path, "rb").read()
+        self.at = 0
+
+    def raw(self, n):
+        v = struct.unpack_from("<%df" % n, self.b, self.at)
+        self.at += 4 * n
+        return torch.tensor(v, dtype=torch.float32)
+
+    def flagged(self, n):
+        tag, = struct.unpack_from("<I", self.b, self.at)
+        self.at += 4
+        if tag == 0:
+            return self.raw(n)
+        assert tag == 0x01306B47, hex(tag)
+        v = torch.frombuffer(bytearray(self.b[self.at:self.at + 2 * n]), dtype=torch.float16).float()
+        self.at += (2 * n + 3) // 4 * 4
+        return v
+
+
+def load(param, binp):
+    layers, b = read_param(param), Bin(binp)
+    weights = {}
+    for typ, name, ins, outs, p in layers:
+        if typ in ("Convolution", "ConvolutionDepthWise"):
+            w = b.flagged(int(p[6]))
+            bias = b.raw(int(p[0])) if p.get(5, 0) else None
+            weights[name] = (w, bias)
+        elif typ == "PReLU":
+            weights[name] = (b.raw(int(p.get(0, 1))),)
+    assert b.at == len(b.b), "the .bin is not this model's"
+    return layers, weights
+
+
+def forward(layers, weights, x):
+    """x: 1x3xHxW float32 in [0,1]; returns the output blob, NCHW."""
+    blobs = {}
+    for typ, name, ins, outs, p in layers:
+        a = [blobs[i] for i in ins]
+        if typ == "Input":
+            y = [x]
+        elif typ == "Split":
+            y = [a[0]] * len(outs)
+        elif typ in ("Convolution", "ConvolutionDepthWise"):
+            w, bias = weights[name]
+            oc, kw = int(p[0]), int(p.get(1, 1))
+            kh = int(p.get(11, kw))
+            g = int(p.get(7, 1)) if typ == "ConvolutionDepthWise" else 1
+            ic = a[0].shape[1]
+            w = w.reshape(oc, ic // g, kh, kw)
+            dw, sw = int(p.get(2, 1)), int(p.get(3, 1))
+            pl = int(p.get(4, 0)); pt = int(p.get(14, pl)); pr = int(p.get(15, pl)); pb = int(p.get(16, pt))
+            z = F.conv2d(F.pad(a[0], (pl, pr, pt, pb)), w, bias, stride=(int(p.get(13, sw)), sw),
+                         dilation=(int(p.get(12, dw)), dw), groups=g)
+            act = int(p.get(9, 0))
+            ap = p.get(10, [])
+            if act == 1:
+                z = F.relu(z)
+            elif act == 2:
+                z = F.leaky_relu(z, ap[0])
+            elif act == 3:
+                z = z.clamp(ap[0], ap[1])
+            elif act == 4:
+                z = torch.sigmoid(z)
+            y = [z]
+        elif typ == "PReLU":
+            s, = weights[name]
+            y = [F.prelu(a[0], s)]
+        elif typ == "ReLU":
+            y = [F.leaky_relu(a[0], p.get(0, 0.0)) if p.get(0, 0.0) else F.relu(a[0])]
+        elif typ == "BinaryOp":
+            op = int(p.get(0, 0))
+            f = [torch.add, torch.sub, torch.mul, torch.div, torch.maximum, torch.minimum, torch.pow,
+                 lambda u, v: v - u, lambda u, v: v / u][op]
+            y = [f(a[0], torch.tensor(p.get(2, 0.0))) if p.get(1, 0) else f(a[0], a[1])]
+        elif typ == "Eltwise":
+            op, co = int(p.get(0, 1)), p.get(1, [1.0] * len(a))
+            z = a[0] * co[0]
+            for k in range(1, len(a)):
+                v = a[k] * (co[k] if k < len(co) else 1.0)
+                z = z * v if op == 0 else torch.maximum(z, v) if op == 2 else z + v
+            y = [z]
+        elif typ == "Interp":
+            h, w = a[0].shape[2:]
+            oh, ow = int(p.get(3, 0)), int(p.get(4, 0))
+            oh = oh or round(h * p.get(1, 1.0))
+            ow = ow or round(w * p.get(2, 1.0))
+            mode = {1: "nearest", 2: "bilinear", 3: "bicubic"}[int(p.get(0, 1))]
+            y = [F.interpolate(a[0], size=(oh, ow), mode=mode, **({"align_corners": False} if mode != "nearest" else {}))]
+        elif typ == "PixelShuffle":
+            y = [F.pixel_shuffle(a[0], int(p.get(0, 1)))]
+        elif typ == "Concat":
+            y = [torch.cat(a, dim=1)]
+        else:
+            raise SystemExit(f"layer {name}: type {typ} not in the reference")
+        for o, v in zip(outs, y):
+            blobs[o] = v
+    read = {i for _, _, ins, _, _ in layers for i in ins}
+    last = [o for _, _, _, outs, _ in layers for o in outs if o not in read]
+    return blobs[last[-1]]
+
+
+def write_tensor(path, t):
+    """NCHW (batch 1) -> a "H W C" header line, then float32 HxWxC."""
+    t = t[0].permute(1, 2, 0).contiguous()
+    h, w, c = t.shape
+    with open(path, "wb") as f:
+        f.write(b"%d %d %d\n" % (h, w, c))
+        f.write(struct.pack("<%df" % t.numel(), *t.flatten().tolist()))
+
+
+def read_tensor(path):
+    data = open(path, "rb").read()
+    nl = data.index(b"\n")
+    h, w, c = map(int, data[:nl].split())
+    v = struct.unpack_from("<%df" % (h * w * c), data, nl + 1)
+    return torch.tensor(v, dtype=torch.float32).reshape(1, h, w, c).permute(0, 3, 1, 2)
+
+
+def fixture(d):
+    """A small SRVGGNetCompact: conv+PReLU, 3 body convs+PReLU, a conv to 3*r*r,
+    pixel shuffle r=2, plus the nearest-upsampled input (ncnn's own layout)."""
+    torch.manual_seed(7)
+    nf, r, body = 8, 2, 3
+    convs = [(3, nf)] + [(nf, nf)] * body + [(nf, 3 * r * r)]
+    lines, bins, blob = [], bytearray(), "data"
+    lines.append("Input in 0 1 data")
+    lines.append("Split split 1 2 data x0 skip")
+    cur, n = "x0", 0
+    for i, (ci, co) in enumerate(convs):
+        w = (torch.randn(co, ci, 3, 3) * (0.5 / (ci * 9) ** 0.5)).half()
+        b = torch.randn(co) * 0.05
+        bins += struct.pack("<I", 0x01306B47) + bytes(w.flatten().view(torch.int16).tolist() and
+                                                     struct.pack("<%dh" % w.numel(), *w.flatten().view(torch.int16).tolist()))
+        if (w.numel() * 2) % 4:
+            bins += b"\0\0"
+        bins += struct.pack("<%df" % co, *b.tolist())
+        lines.append(f"Convolution conv{i} 1 1 {cur} c{i} 0={co} 1=3 4=1 5=1 6={w.numel()}")
+        cur = f"c{i}"
+        if i < len(convs) - 1:
+            s = torch.rand(co) * 0.3
+            bins += struct.pack("<%df" % co, *s.tolist())
+            lines.append(f"PReLU prelu{i} 1 1 {cur} p{i} 0={co}")
+            cur = f"p{i}"
+    lines.append(f"PixelShuffle ps 1 1 {cur} up 0={r}")
+    lines.append(f"Interp near 1 1 skip base 0=1 1={r}.0 2={r}.0")
+    lines.append("BinaryOp add 2 1 up base out 0=0")
+    nblobs = len({t for l in lines for t in l.split()[4:] if "=" not in t})
+    open(f"{d}/tiny.param", "w").write(f"7767517\n{len(lines)} {nblobs}\n" + "\n".join(lines) + "\n")
+    open(f"{d}/tiny.bin", "wb").write(bytes(bins))
+    x = torch.rand(1, 3, 9, 7)
+    write_tensor(f"{d}/tiny.in", x)
+    layers, weights = load(f"{d}/tiny.param", f"{d}/tiny.bin")
+    write_tensor(f"{d}/tiny.out", forward(layers, weights, x))
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    if sys.argv[1] == "fixture":
+        fixture(sys.argv[2])
+    elif sys.argv[1] == "run":
+        layers, weights = load(sys.argv[2], sys.argv[3])
+        write_tensor(sys.argv[5], forward(layers, weights, read_tensor(sys.argv[4])))
+    else:
+        raise SystemExit(__doc__)

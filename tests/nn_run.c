@@ -1,0 +1,33 @@
+/* nn_run.c — runs an ncnn model with kiln's executor on a tensor file (a
+ * "H W C" line, then float32 HxWxC) and writes the output the same way:
+ * the C side of tests/nn_compare.sh. usage: nn_run PARAM BIN IN OUT */
+#include <stdio.h>
+
+#include "nn/net.h"
+
+int main(int argc, char **argv) {
+  if (argc != 5) { fprintf(stderr, "usage: nn_run PARAM BIN IN OUT\n"); return 2; }
+  kn_net n;
+  kiln_err e = {0};
+  kn_tensor in = {0}, out = {0};
+  int h, w, c;
+  FILE *f = fopen(argv[3], "rb");
+  if (!f || fscanf(f, "%d %d %d", &h, &w, &c) != 3 || fgetc(f) != '\n' || kn_tensor_alloc(&in, h, w, c) < 0 ||
+      fread(in.d, sizeof(float), (size_t)h * w * c, f) != (size_t)h * w * c) {
+    fprintf(stderr, "nn_run: cannot read %s\n", argv[3]);
+    return 1;
+  }
+  fclose(f);
+  if (kn_net_load(&n, argv[1], argv[2], &e) < 0 || kn_net_run(&n, &in, &out, &e) < 0) {
+    fprintf(stderr, "nn_run: %s\n", e.msg);
+    return 1;
+  }
+  f = fopen(argv[4], "wb");
+  fprintf(f, "%d %d %d\n", out.h, out.w, out.c);
+  fwrite(out.d, sizeof(float), (size_t)out.h * out.w * out.c, f);
+  fclose(f);
+  kn_tensor_free(&in);
+  kn_tensor_free(&out);
+  kn_net_free(&n);
+  return 0;
+}
