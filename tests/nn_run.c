@@ -2,6 +2,7 @@
  * "H W C" line, then float32 HxWxC) and writes the output the same way:
  * the C side of tests/nn_compare.sh. usage: nn_run PARAM BIN IN OUT */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "nn/net.h"
 
@@ -18,7 +19,9 @@ int main(int argc, char **argv) {
     return 1;
   }
   fclose(f);
-  if (kn_net_load(&n, argv[1], argv[2], &e) < 0 || kn_net_run(&n, &in, &out, &e) < 0) {
+  const char *direct = getenv("KILN_NN_DIRECT");
+  if (kn_net_load(&n, argv[1], argv[2], &e) < 0 || kn_net_use_dnnl(&n, !(direct && *direct == '1')) < 0 ||
+      kn_net_run(&n, &in, &out, &e) < 0) {
     fprintf(stderr, "nn_run: %s\n", e.msg);
     return 1;
   }

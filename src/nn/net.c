@@ -27,6 +27,8 @@ void kn_tensor_free(kn_tensor *t) {
 }
 
 void kn_net_free(kn_net *n) {
+  kn_dnnl_free(n->dnnl);
+  n->dnnl = NULL;
   kn_graph_release(&n->g);
   free(n->last_use);
   n->last_use = NULL;
@@ -178,8 +180,14 @@ static float sample(const kn_tensor *x, int c, float fy, float fx, int bilinear)
   return (a * (1 - ax) + b * ax) * (1 - ay) + (cc * (1 - ax) + dd * ax) * ay;
 }
 
+int kn_net_use_dnnl(kn_net *n, int on) {
+  if (!on) { kn_dnnl_free(n->dnnl); n->dnnl = NULL; return 0; }
+  if (!n->dnnl) n->dnnl = kn_dnnl_new();
+  return n->dnnl ? 0 : -1;
+}
+
 /* One layer: its inputs from blobs, its outputs into blobs. */
-static int run_layer(const kn_layer *l, kn_tensor *blobs, kiln_err *e) {
+static int run_layer(kn_net *net, const kn_layer *l, kn_tensor *blobs, kiln_err *e) {
   const kn_tensor *x = l->nin > 0 ? &blobs[l->in[0]] : NULL;
   kn_tensor *y = l->nout > 0 ? &blobs[l->out[0]] : NULL;
   if (x && !x->d) return kiln_fail(e, KILN_EINTERNAL, "layer '%s' reads a blob that was not made", l->name);
@@ -190,6 +198,10 @@ static int run_layer(const kn_layer *l, kn_tensor *blobs, kiln_err *e) {
       memcpy(blobs[l->out[k]].d, x->d, (size_t)x->h * x->w * x->c * sizeof *x->d);
     }
     return 0;
+  }
+  if (net->dnnl && (!strcmp(l->type, "Convolution") || !strcmp(l->type, "ConvolutionDepthWise"))) {
+    int r = kn_dnnl_conv(net->dnnl, l, x, y, e);
+    if (r <= 0) return r;                          /* else: not one oneDNN takes; the direct path below */
   }
   if (!strcmp(l->type, "Convolution")) return conv(l, x, y, 0, e);
   if (!strcmp(l->type, "ConvolutionDepthWise")) return conv(l, x, y, 1, e);
@@ -271,13 +283,13 @@ static int run_layer(const kn_layer *l, kn_tensor *blobs, kiln_err *e) {
   return kiln_fail(e, KILN_EINVAL, "layer '%s' has type '%s', which kiln does not implement", l->name, l->type);
 }
 
-int kn_net_run(const kn_net *n, const kn_tensor *in, kn_tensor *out, kiln_err *e) {
+int kn_net_run(kn_net *n, const kn_tensor *in, kn_tensor *out, kiln_err *e) {
   kn_tensor *blobs = calloc((size_t)n->g.nblobs, sizeof *blobs);
   if (!blobs) return kiln_fail(e, KILN_ENOMEM, "out of memory");
   int r = kn_tensor_alloc(&blobs[n->in_blob], in->h, in->w, in->c) < 0 ? kiln_fail(e, KILN_ENOMEM, "out of memory") : 0;
   if (r == 0) memcpy(blobs[n->in_blob].d, in->d, (size_t)in->h * in->w * in->c * sizeof *in->d);
   for (int i = 0; r == 0 && i < n->g.nlayers; i++) {
-    r = run_layer(&n->g.layers[i], blobs, e);
+    r = run_layer(n, &n->g.layers[i], blobs, e);
     for (int k = 0; r == 0 && k < n->g.layers[i].nin; k++)   /* a blob no later layer reads is freed now */
       if (n->last_use[n->g.layers[i].in[k]] == i) kn_tensor_free(&blobs[n->g.layers[i].in[k]]);
   }
