@@ -126,6 +126,22 @@ assert not v["frames_exact"] and abs(v["frames"] - 24) <= 13, v' "$T/odd_est.jso
   && ok || bad "kiln run noop -o OUT writes its JSON output: $(cat "$T/noop.out")"
 expect "noop with an input" 2 "noop takes no input file" -- "$KILN" run noop "$T/in.mp4" -o "$T/noop2.json"
 
+# --- upscale with the test model (tests/fixtures/nn/tiny: x2) ---------------
+fx="$(cd "$(dirname "$0")" && pwd)/fixtures/nn/tiny"
+"$KILN" sample bars "$T/small.mp4" --seconds 0.4 --size 64x48 --tone 500 >/dev/null 2>&1
+"$KILN" run upscale "$T/small.mp4" -o "$T/up.mp4" --param model="$fx" --json > "$T/up.json" 2>/dev/null \
+  && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["width"]==128 and d["height"]==96 and d["frames"]==12 and d["audio"]!="none", d' "$T/up.json" \
+  && ok || bad "upscale x2 with the test model: $(cat "$T/up.json")"
+"$KILN" run upscale "$T/small.mp4" -o "$T/up2.mp4" --param model="$fx" --param width=100 --param height=60 --json > "$T/up2.json" 2>/dev/null \
+  && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert (d["width"], d["height"])==(100, 60), d' "$T/up2.json" \
+  && ok || bad "upscale to a given size: $(cat "$T/up2.json")"
+expect "upscale, model not fetched" 1 "model 'realesr-animevideov3-x4' is not installed: run .kiln models fetch realesr-animevideov3-x4." -- \
+  env KILN_HOME="$T/nomodels" "$KILN" run upscale "$T/small.mp4" -o "$T/up3.mp4"
+head -c 100 "$fx.bin" > "$T/trunc.bin"; cp "$fx.param" "$T/trunc.param"
+expect "upscale, truncated weights" 1 "weight file '.*trunc.bin' is truncated" -- "$KILN" run upscale "$T/small.mp4" -o "$T/up4.mp4" --param model="$T/trunc"
+[ ! -e "$T/up4.mp4" ] && ok || bad "a failed upscale left an output"
+expect "upscale, odd width" 2 "must be even" -- "$KILN" run upscale "$T/small.mp4" -o "$T/up5.mp4" --param model="$fx" --param width=101
+
 # --- bad input ------------------------------------------------------------
 expect "missing file" 1 "cannot open input '.*nope.mp4': No such file" -- "$KILN" run reframe "$T/nope.mp4" -o "$T/out.mp4"
 printf 'just text, not a video at all; FFmpeg cannot make sense of this\n' > "$T/text.mp4"
@@ -153,7 +169,7 @@ expect "speed out of range" 2 "'speed\[0\]\.speed' must be between 0.25 and 4, g
 expect "speed too slow" 2 "between 0.25 and 4, got 0.1" -- "$KILN" run reframe "$T/in.mp4" -o "$T/out.mp4" --param 'speed=[{"start":0,"end":1,"speed":0.1}]'
 expect "unwritable output" 1 "cannot write output '/nonexistent-kiln-dir/out.mp4'" -- "$KILN" run reframe "$T/in.mp4" -o /nonexistent-kiln-dir/out.mp4
 expect "unknown container" 1 "cannot tell the container" -- "$KILN" run reframe "$T/in.mp4" -o "$T/out.xyz"
-expect "unknown function" 2 "unknown function 'crop' \(known: reframe, overlay, noop\)" -- "$KILN" run crop "$T/in.mp4" -o "$T/out.mp4"
+expect "unknown function" 2 "unknown function 'crop' \(known: reframe, overlay, upscale, noop\)" -- "$KILN" run crop "$T/in.mp4" -o "$T/out.mp4"
 expect "no output named" 2 "needs an output file" -- "$KILN" run reframe "$T/in.mp4"
 echo '{"dim": 0.5,' > "$T/broken.json"
 expect "bad params file" 2 "not valid JSON \(line" -- "$KILN" run overlay "$T/in.mp4" -o "$T/out.mp4" --params "$T/broken.json"

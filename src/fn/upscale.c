@@ -1,0 +1,167 @@
+/* upscale.c — super-resolution with Real-ESRGAN (issue #5; a first form).
+ *
+ * Each frame: YUV 4:2:0 → RGB in [0,1] (swscale) → the model (src/nn: the
+ * ncnn weights fetched by `kiln models fetch`, convolutions on oneDNN) →
+ * resized to the output size when one is asked for (swscale, bicubic) →
+ * YUV 4:2:0. The output is the input size times the model's scale unless
+ * width/height say otherwise. `model` is a catalog name (installed under
+ * $KILN_HOME/models) or a path to NAME.param/NAME.bin without the
+ * extension. One frame runs through the model at a time (oneDNN uses the
+ * cores inside each convolution). Not yet here: reframe's crop keyframes
+ * before the model, tiling for frames too large for memory, and PReLU fused
+ * into the convolutions. */
+#include "fn/common.h"
+#include "nn/models.h"
+#include "nn/net.h"
+#include "util/home.h"
+#include "util/json.h"
+
+#include <libswscale/swscale.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const kf_param upscale_params[] = {
+    {"model", KF_STR, "\"realesr-animevideov3-x4\"", 0, 0, 0, 0, NULL, NULL,
+     "a model from `kiln models list` (fetched with `kiln models fetch NAME`), or a path to NAME.param/.bin"},
+    {"width", KF_INT, NULL, 0, 1, 2, 16384, NULL, NULL, "output width (even; default: the input's times the model's scale)"},
+    {"height", KF_INT, NULL, 0, 1, 2, 16384, NULL, NULL, "output height (even; default: the input's times the model's scale)"},
+    KF_VIDEO_PARAMS,
+    {NULL}};
+
+typedef struct up_ctx {
+  kn_net net;
+  int scale;                    /* output pixels per input pixel, measured on the model */
+  int in_w, in_h, out_w, out_h;
+  pthread_mutex_t mu;           /* one frame through the net at a time */
+} up_ctx;
+
+/* The model's files for a catalog name or a path. */
+static int model_files(const char *model, char *param, char *bin, size_t n, kiln_err *e) {
+  if (strchr(model, '/')) {
+    snprintf(param, n, "%s.param", model);
+    snprintf(bin, n, "%s.bin", model);
+    return 0;
+  }
+  char home[4096], dir[4300];
+  int r = kiln_home(home, sizeof home, e);
+  if (r == 0) r = kn_model_dir(home, model, dir, sizeof dir, e);
+  if (r < 0) return r;
+  snprintf(param, n, "%s/%s.param", dir, model);
+  snprintf(bin, n, "%s/%s.bin", dir, model);
+  return 0;
+}
+
+static int upscale_kernel(const void *ctxp, const km_kinfo *ki, const AVFrame *in, AVFrame *out, kiln_err *e) {
+  up_ctx *c = (up_ctx *)ctxp;
+  (void)ki;
+  int w = in->width, h = in->height, sw = w * c->scale, sh = h * c->scale;
+  kn_tensor x = {0}, y = {0};
+  uint8_t *rgb = malloc((size_t)w * h * 3), *big = malloc((size_t)sw * sh * 3);
+  struct SwsContext *toRGB = sws_getContext(w, h, in->format, w, h, AV_PIX_FMT_RGB24, SWS_BICUBIC | SWS_ACCURATE_RND, NULL, NULL, NULL);
+  struct SwsContext *toYUV = sws_getContext(sw, sh, AV_PIX_FMT_RGB24, out->width, out->height, out->format,
+                                            SWS_BICUBIC | SWS_ACCURATE_RND, NULL, NULL, NULL);
+  int r = 0;
+  if (!rgb || !big || !toRGB || !toYUV || kn_tensor_alloc(&x, h, w, 3) < 0) { r = kiln_fail(e, KILN_ENOMEM, "out of memory"); goto out; }
+  int ls = w * 3;
+  sws_scale(toRGB, (const uint8_t *const *)in->data, in->linesize, 0, h, &rgb, &ls);
+  for (size_t i = 0; i < (size_t)w * h * 3; i++) x.d[i] = rgb[i] / 255.0f;
+  pthread_mutex_lock(&c->mu);
+  r = kn_net_run(&c->net, &x, &y, e);
+  pthread_mutex_unlock(&c->mu);
+  if (r < 0) goto out;
+  if (y.h != sh || y.w != sw || y.c != 3) { r = kiln_fail(e, KILN_EINTERNAL, "the model made %dx%dx%d from %dx%d", y.w, y.h, y.c, w, h); goto out; }
+  for (size_t i = 0; i < (size_t)sw * sh * 3; i++) {
+    float v = y.d[i] * 255.0f + 0.5f;
+    big[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+  }
+  int bls = sw * 3;
+  sws_scale(toYUV, (const uint8_t *const *)&big, &bls, 0, sh, out->data, out->linesize);
+out:
+  kn_tensor_free(&x);
+  kn_tensor_free(&y);
+  free(rgb);
+  free(big);
+  sws_freeContext(toRGB);
+  sws_freeContext(toYUV);
+  return r;
+}
+
+/* The model's scale, measured: a 16x16 input through it. */
+static int measure_scale(kn_net *n, int *scale, kiln_err *e) {
+  kn_tensor x = {0}, y = {0};
+  if (kn_tensor_alloc(&x, 16, 16, 3) < 0) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+  int r = kn_net_run(n, &x, &y, e);
+  if (r == 0 && (y.w % 16 || y.h % 16 || y.w / 16 != y.h / 16 || y.w < 16 || y.c != 3))
+    r = kiln_fail(e, KILN_EINVAL, "the model turns 16x16 RGB into %dx%dx%d: not a whole-number upscaler of RGB", y.w, y.h, y.c);
+  if (r == 0) *scale = y.w / 16;
+  kn_tensor_free(&x);
+  kn_tensor_free(&y);
+  return r;
+}
+
+static int upscale_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) {
+  (void)state;
+  const json_t *p = t->params;
+  km_probe pr;
+  int r = kf_probe_video(t, &pr, e);
+  if (r < 0) return r;
+  char param[4400], bin[4400];
+  if ((r = model_files(kj_str(p, "model", "realesr-animevideov3-x4"), param, bin, sizeof param, e)) < 0) return r;
+  up_ctx *c = calloc(1, sizeof *c);
+  if (!c) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+  pthread_mutex_init(&c->mu, NULL);
+  if ((r = kn_net_load(&c->net, param, bin, e)) < 0) goto out;
+  if (kn_net_use_dnnl(&c->net, 1) < 0) { r = kiln_fail(e, KILN_EINTERNAL, "oneDNN cannot start"); goto out; }
+  if ((r = measure_scale(&c->net, &c->scale, e)) < 0) goto out;
+  km_pipeline_cfg cfg;
+  kf_pipeline_from_task(t, p, &cfg);
+  cfg.out_w = json_object_get(p, "width") ? (int)kj_num(p, "width", 0) : (pr.width & ~1) * c->scale;
+  cfg.out_h = json_object_get(p, "height") ? (int)kj_num(p, "height", 0) : (pr.height & ~1) * c->scale;
+  if ((cfg.out_w & 1) || (cfg.out_h & 1)) {
+    r = kiln_fail(e, KILN_EPARAM, "upscale: width and height must be even for yuv420p, got %dx%d", cfg.out_w, cfg.out_h);
+    goto out;
+  }
+  cfg.probe = &pr;
+  cfg.kernel = upscale_kernel;
+  cfg.kctx = c;
+  cfg.kernel_threads = 1;
+  r = km_pipeline_run(&cfg, &res->stats, e);
+out:
+  kn_net_free(&c->net);
+  pthread_mutex_destroy(&c->mu);
+  free(c);
+  return r;
+}
+
+static int upscale_shape(const json_t *p, const km_probe *pr, kf_shape *s, kiln_err *e) {
+  memset(s, 0, sizeof *s);
+  km_timeline_identity(&s->tl);
+  s->fps = pr->fps_q;
+  int scale = 4;                                  /* the catalog's default; a path's model is measured at run time */
+  const char *m = kj_str(p, "model", "realesr-animevideov3-x4");
+  size_t l = strlen(m);
+  if (l > 3 && m[l - 3] == '-' && m[l - 2] == 'x' && m[l - 1] >= '2' && m[l - 1] <= '4') scale = m[l - 1] - '0';
+  s->width = json_object_get(p, "width") ? (int)kj_num(p, "width", 0) : (pr->width & ~1) * scale;
+  s->height = json_object_get(p, "height") ? (int)kj_num(p, "height", 0) : (pr->height & ~1) * scale;
+  s->frames = km_pipeline_expected_frames(pr, &s->tl, s->fps);
+  s->audio = !json_is_false(json_object_get(p, "audio")) && pr->n_audio > 0;
+  (void)e;
+  return 0;
+}
+
+const kf_desc kf_upscale = {
+    .name = "upscale",
+    .summary = "super-resolution with Real-ESRGAN (x2/x3/x4), on oneDNN",
+    .doc = "Every frame goes through the model (`kiln models fetch` gets the weights; the default is Real-ESRGAN's\n"
+           "video model, x4), then is resized to `width` x `height` when given. The output is the input size times\n"
+           "the model's scale otherwise. This first form has no crop-before-upscale and no tiling yet (issue #5).",
+    .params = upscale_params,
+    .res = {.gpu = "T4", .memory_mb = 2048, .timeout_s = 3600, .retries = 1, .idle_timeout_s = 300,
+            .min_workers = 0, .max_workers = 4, .concurrency = 1, .cpus = 2},
+    .run = upscale_run,
+    .chunkable = 1,
+    .shape = upscale_shape,
+    .cost_ms_per_mpixel = 2000,
+};
