@@ -1,8 +1,11 @@
 /* nn_run.c — runs an ncnn model with kiln's executor on a tensor file (a
  * "H W C" line, then float32 HxWxC) and writes the output the same way:
- * the C side of tests/nn_compare.sh. usage: nn_run PARAM BIN IN OUT */
+ * the C side of tests/nn_compare.sh. With KILN_NN_REPEAT=N it runs N times
+ * and prints each run's milliseconds on stderr (bench/upscale.py).
+ * usage: nn_run PARAM BIN IN OUT */
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "nn/net.h"
 
@@ -20,8 +23,24 @@ int main(int argc, char **argv) {
   }
   fclose(f);
   const char *direct = getenv("KILN_NN_DIRECT");
-  if (kn_net_load(&n, argv[1], argv[2], &e) < 0 || kn_net_use_dnnl(&n, !(direct && *direct == '1')) < 0 ||
-      kn_net_run(&n, &in, &out, &e) < 0) {
+  const char *rep = getenv("KILN_NN_REPEAT");
+  int repeat = rep ? (int)strtol(rep, NULL, 10) : 1;
+  if (kn_net_load(&n, argv[1], argv[2], &e) < 0 || kn_net_use_dnnl(&n, !(direct && *direct == '1')) < 0) {
+    fprintf(stderr, "nn_run: %s\n", e.msg);
+    return 1;
+  }
+  for (int i = 0; i < (repeat > 0 ? repeat : 1); i++) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    kn_tensor_free(&out);
+    if (kn_net_run(&n, &in, &out, &e) < 0) {
+      fprintf(stderr, "nn_run: %s\n", e.msg);
+      return 1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (rep) fprintf(stderr, "run %d: %.1f ms\n", i + 1, (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
+  }
+  if (0) {
     fprintf(stderr, "nn_run: %s\n", e.msg);
     return 1;
   }

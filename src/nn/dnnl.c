@@ -87,7 +87,7 @@ static kn_conv_prim *make(kn_dnnl *d, const kn_layer *l, int h, int w, int ic, k
            OK(dnnl_memory_desc_init_by_tag(&w_any, 4, wd, dnnl_f32, dnnl_format_tag_any)) &&
            OK(dnnl_memory_desc_init_by_tag(&w_user, 4, wd, dnnl_f32, dnnl_oihw)) &&
            OK(dnnl_memory_desc_init_by_tag(&b_md, 1, bd, dnnl_f32, dnnl_x)) &&
-           OK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &c->src_md,
+           OK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_auto, &c->src_md,
                                                          &w_any, l->bias ? &b_md : NULL, &c->dst_md, strides, dil, padl,
                                                          padr)) &&
            OK(dnnl_primitive_attr_create(&attr)) && OK(dnnl_post_ops_create(&po));
