@@ -140,6 +140,11 @@ expect "upscale, model not fetched" 1 "model 'realesr-animevideov3-x4' is not in
 head -c 100 "$fx.bin" > "$T/trunc.bin"; cp "$fx.param" "$T/trunc.param"
 expect "upscale, truncated weights" 1 "weight file '.*trunc.bin' is truncated" -- "$KILN" run upscale "$T/small.mp4" -o "$T/up4.mp4" --param model="$T/trunc"
 [ ! -e "$T/up4.mp4" ] && ok || bad "a failed upscale left an output"
+"$KILN" run upscale "$T/small.mp4" -o "$T/upc.mp4" --param model="$fx" --param 'crop=[{"frame":0,"x":0,"w":20,"h":36},{"frame":11,"x":40,"w":20,"h":36}]' --json > "$T/upc.json" 2>/dev/null \
+  && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert (d["width"], d["height"], d["frames"])==(810, 1440, 12), d' "$T/upc.json" \
+  && ok || bad "crop, upscale, resize: 810x1440 by default: $(cat "$T/upc.json")"
+expect "upscale, crop outside the frame" 2 "upscale: crop\[0\] .* extends outside the 64x48 source frame" -- \
+  "$KILN" run upscale "$T/small.mp4" -o "$T/upd.mp4" --param model="$fx" --param 'crop=[{"frame":0,"x":60}]'
 expect "upscale, odd width" 2 "must be even" -- "$KILN" run upscale "$T/small.mp4" -o "$T/up5.mp4" --param model="$fx" --param width=101
 
 # --- bad input ------------------------------------------------------------

@@ -66,3 +66,37 @@ int kf_shape_of(const kf_desc *fn, const json_t *params, const char *input, kf_s
   if (s->gop < 1) s->gop = 1;
   return 0;
 }
+
+/* Resolves crop keyframes against the probed source; names the bad one. */
+int kf_crop_keys(const char *fn, const json_t *p, const km_probe *pr, int ow, int oh, kf_key **keys, int *nkeys, kiln_err *e) {
+  const json_t *crop = json_object_get(p, "crop");
+  int n = crop ? (int)json_array_size(crop) : 1;
+  kf_key *k0 = calloc((size_t)n, sizeof *k0);
+  if (!k0) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+  *keys = k0;
+  *nkeys = n;
+  double aspect = (double)ow / oh;
+  for (int i = 0; i < n; i++) {
+    const json_t *k = crop ? json_array_get(crop, (size_t)i) : NULL;
+    double h = k ? kj_num(k, "h", pr->height) : pr->height;
+    double w = k ? kj_num(k, "w", h * aspect) : h * aspect;
+    if (w > pr->width && !(k && json_object_get(k, "w"))) { w = pr->width; if (!(k && json_object_get(k, "h"))) h = w / aspect; }
+    double x = k ? kj_num(k, "x", 0) : (pr->width - w) / 2;
+    double y = k ? kj_num(k, "y", 0) : (pr->height - h) / 2;
+    double t = 0;
+    if (k) {
+      int hf = json_object_get(k, "frame") != NULL, ht = json_object_get(k, "time") != NULL;
+      if (hf == ht)
+        return kiln_fail(e, KILN_EPARAM, "%s: crop[%d] needs exactly one of 'frame' or 'time'", fn, i);
+      t = hf ? kj_num(k, "frame", 0) / pr->fps : kj_num(k, "time", 0);
+    }
+    if (x + w > pr->width + 1e-6 || y + h > pr->height + 1e-6)
+      return kiln_fail(e, KILN_EPARAM,
+                       "%s: crop[%d] (x=%g, y=%g, w=%g, h=%g) extends outside the %dx%d source frame", fn, i, x, y,
+                       w, h, pr->width, pr->height);
+    k0[i] = (kf_key){t, {x, y, w, h}};
+  }
+  kf_keys_sort(k0, n);
+  return 0;
+}
+

@@ -15,6 +15,14 @@ void kf_keys_sort(kf_key *k, int n);
  * the last. n >= 1. */
 void kf_keys_at(const kf_key *k, int n, double t, double out[KF_KEY_VALUES]);
 
+/* Crop keyframes {frame|time, x, y, w, h} (the table reframe and upscale
+ * share), resolved against the probed source for an output of ow x oh:
+ * w/h default to the full height at the output's aspect, no crop at all to
+ * a centred one; *keys (t in source seconds, v = x, y, w, h; owned) sorted.
+ * Messages name fn and the keyframe. */
+extern const kf_param kf_crop_fields[];
+int kf_crop_keys(const char *fn, const json_t *p, const km_probe *pr, int ow, int oh, kf_key **keys, int *nkeys, kiln_err *e);
+
 /* Probes the task's input; KILN_ENOFRAMES (naming it) if it has no video. */
 int kf_probe_video(const kf_task *t, km_probe *pr, kiln_err *e);
 

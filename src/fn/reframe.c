@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const kf_param crop_fields[] = {
+const kf_param kf_crop_fields[] = {
     {"frame", KF_INT, NULL, 0, 1, 0, 1e9, NULL, NULL, "source frame number of this keyframe (or give time)"},
     {"time", KF_NUM, NULL, 0, 1, 0, 1e7, NULL, NULL, "source time in seconds of this keyframe (or give frame)"},
     {"x", KF_NUM, NULL, 1, 1, 0, 1e5, NULL, NULL, "left edge, source pixels"},
@@ -37,7 +37,7 @@ static const kf_param speed_fields[] = {
     {NULL}};
 
 static const kf_param reframe_params[] = {
-    {"crop", KF_ARR, NULL, 0, 1, 1, 10000, NULL, crop_fields,
+    {"crop", KF_ARR, NULL, 0, 1, 1, 10000, NULL, kf_crop_fields,
      "crop keyframes; default: a centred full-height crop at the output's aspect"},
     {"width", KF_INT, "810", 0, 1, 2, 7680, NULL, NULL, "output width in pixels (even)"},
     {"height", KF_INT, "1440", 0, 1, 2, 7680, NULL, NULL, "output height in pixels (even)"},
@@ -58,38 +58,6 @@ static int reframe_kernel(const void *ctx, const km_kinfo *ki, const AVFrame *in
   double r[KF_KEY_VALUES];
   kf_keys_at(c->keys, c->nkeys, ki->src.src_time, r);
   if (ki_crop_scale(in, r[0], r[1], r[2], r[3], out) < 0) return kiln_fail(e, KILN_ENOMEM, "out of memory");
-  return 0;
-}
-
-/* Resolves crop keyframes against the probed source; names the bad one. */
-static int build_keys(const json_t *p, const km_probe *pr, int ow, int oh, reframe_ctx *c, kiln_err *e) {
-  const json_t *crop = json_object_get(p, "crop");
-  int n = crop ? (int)json_array_size(crop) : 1;
-  c->keys = calloc((size_t)n, sizeof *c->keys);
-  if (!c->keys) return kiln_fail(e, KILN_ENOMEM, "out of memory");
-  c->nkeys = n;
-  double aspect = (double)ow / oh;
-  for (int i = 0; i < n; i++) {
-    const json_t *k = crop ? json_array_get(crop, (size_t)i) : NULL;
-    double h = k ? kj_num(k, "h", pr->height) : pr->height;
-    double w = k ? kj_num(k, "w", h * aspect) : h * aspect;
-    if (w > pr->width && !(k && json_object_get(k, "w"))) { w = pr->width; if (!(k && json_object_get(k, "h"))) h = w / aspect; }
-    double x = k ? kj_num(k, "x", 0) : (pr->width - w) / 2;
-    double y = k ? kj_num(k, "y", 0) : (pr->height - h) / 2;
-    double t = 0;
-    if (k) {
-      int hf = json_object_get(k, "frame") != NULL, ht = json_object_get(k, "time") != NULL;
-      if (hf == ht)
-        return kiln_fail(e, KILN_EPARAM, "reframe: crop[%d] needs exactly one of 'frame' or 'time'", i);
-      t = hf ? kj_num(k, "frame", 0) / pr->fps : kj_num(k, "time", 0);
-    }
-    if (x + w > pr->width + 1e-6 || y + h > pr->height + 1e-6)
-      return kiln_fail(e, KILN_EPARAM,
-                       "reframe: crop[%d] (x=%g, y=%g, w=%g, h=%g) extends outside the %dx%d source frame", i, x, y,
-                       w, h, pr->width, pr->height);
-    c->keys[i] = (kf_key){t, {x, y, w, h}};
-  }
-  kf_keys_sort(c->keys, n);
   return 0;
 }
 
@@ -129,7 +97,7 @@ static int reframe_run(void *state, const kf_task *t, kf_result *res, kiln_err *
   int r = kf_probe_video(t, &pr, e);
   if (r < 0) return r;
   if ((r = reframe_shape(p, &pr, &sh, e)) < 0) return r;
-  if ((r = build_keys(p, &pr, sh.width, sh.height, &c, e)) < 0) goto out;
+  if ((r = kf_crop_keys("reframe", p, &pr, sh.width, sh.height, &c.keys, &c.nkeys, e)) < 0) goto out;
   km_pipeline_cfg cfg;
   kf_pipeline_from_task(t, p, &cfg);
   cfg.out_w = sh.width;

@@ -6,11 +6,14 @@
  * YUV 4:2:0. The output is the input size times the model's scale unless
  * width/height say otherwise. `model` is a catalog name (installed under
  * $KILN_HOME/models) or a path to NAME.param/NAME.bin without the
- * extension. One frame runs through the model at a time (oneDNN uses the
- * cores inside each convolution). Not yet here: reframe's crop keyframes
- * before the model, tiling for frames too large for memory, and PReLU fused
- * into the convolutions. */
+ * extension. With `crop` (reframe's keyframes) the flow is crop, upscale,
+ * resize: each frame's rectangle is resampled to the output size over the
+ * model's scale, upscaled, and resized to width x height (810x1440 by
+ * default). One frame runs through the model at a time (oneDNN uses the
+ * cores inside each convolution). Not yet here: tiling for frames too large
+ * for memory, still images, and PReLU fused into the convolutions. */
 #include "fn/common.h"
+#include "img/img.h"
 #include "nn/models.h"
 #include "nn/net.h"
 #include "util/home.h"
@@ -23,15 +26,22 @@
 #include <string.h>
 
 static const kf_param upscale_params[] = {
+    {"crop", KF_ARR, NULL, 0, 1, 1, 10000, NULL, kf_crop_fields,
+     "crop keyframes as in reframe: crop first, upscale the crop, then resize to width x height (default 810x1440)"},
     {"model", KF_STR, "\"realesr-animevideov3-x4\"", 0, 0, 0, 0, NULL, NULL,
      "a model from `kiln models list` (fetched with `kiln models fetch NAME`), or a path to NAME.param/.bin"},
-    {"width", KF_INT, NULL, 0, 1, 2, 16384, NULL, NULL, "output width (even; default: the input's times the model's scale)"},
-    {"height", KF_INT, NULL, 0, 1, 2, 16384, NULL, NULL, "output height (even; default: the input's times the model's scale)"},
+    {"width", KF_INT, NULL, 0, 1, 2, 16384, NULL, NULL,
+     "output width (even; default: 810 with crop, else the input's times the model's scale)"},
+    {"height", KF_INT, NULL, 0, 1, 2, 16384, NULL, NULL,
+     "output height (even; default: 1440 with crop, else the input's times the model's scale)"},
     KF_VIDEO_PARAMS,
     {NULL}};
 
 typedef struct up_ctx {
   kn_net net;
+  kf_key *keys;                 /* crop keyframes (source seconds), or NULL */
+  int nkeys;
+  int mid_w, mid_h;             /* with a crop: the model's input size (the output over the scale) */
   int scale;                    /* output pixels per input pixel, measured on the model */
   int in_w, in_h, out_w, out_h;
   pthread_mutex_t mu;           /* one frame through the net at a time */
@@ -53,9 +63,19 @@ static int model_files(const char *model, char *param, char *bin, size_t n, kiln
   return 0;
 }
 
-static int upscale_kernel(const void *ctxp, const km_kinfo *ki, const AVFrame *in, AVFrame *out, kiln_err *e) {
+static int upscale_kernel(const void *ctxp, const km_kinfo *ki, const AVFrame *src, AVFrame *out, kiln_err *e) {
   up_ctx *c = (up_ctx *)ctxp;
-  (void)ki;
+  AVFrame *mid = NULL;
+  const AVFrame *in = src;
+  if (c->keys) {                                  /* crop first, at the model's input size */
+    double v[KF_KEY_VALUES];
+    kf_keys_at(c->keys, c->nkeys, ki->src.src_time, v);
+    if (!(mid = km_frame_new(c->mid_w, c->mid_h)) || ki_crop_scale(src, v[0], v[1], v[2], v[3], mid) < 0) {
+      av_frame_free(&mid);
+      return kiln_fail(e, KILN_ENOMEM, "out of memory");
+    }
+    in = mid;
+  }
   int w = in->width, h = in->height, sw = w * c->scale, sh = h * c->scale;
   kn_tensor x = {0}, y = {0};
   uint8_t *rgb = malloc((size_t)w * h * 3), *big = malloc((size_t)sw * sh * 3);
@@ -85,6 +105,7 @@ out:
   free(big);
   sws_freeContext(toRGB);
   sws_freeContext(toYUV);
+  av_frame_free(&mid);
   return r;
 }
 
@@ -117,8 +138,18 @@ static int upscale_run(void *state, const kf_task *t, kf_result *res, kiln_err *
   if ((r = measure_scale(&c->net, &c->scale, e)) < 0) goto out;
   km_pipeline_cfg cfg;
   kf_pipeline_from_task(t, p, &cfg);
-  cfg.out_w = json_object_get(p, "width") ? (int)kj_num(p, "width", 0) : (pr.width & ~1) * c->scale;
-  cfg.out_h = json_object_get(p, "height") ? (int)kj_num(p, "height", 0) : (pr.height & ~1) * c->scale;
+  int crop = json_object_get(p, "crop") != NULL;
+  cfg.out_w = json_object_get(p, "width") ? (int)kj_num(p, "width", 0) : crop ? 810 : (pr.width & ~1) * c->scale;
+  cfg.out_h = json_object_get(p, "height") ? (int)kj_num(p, "height", 0) : crop ? 1440 : (pr.height & ~1) * c->scale;
+  if (crop) {
+    if ((r = kf_crop_keys("upscale", p, &pr, cfg.out_w, cfg.out_h, &c->keys, &c->nkeys, e)) < 0) goto out;
+    c->mid_w = (cfg.out_w / c->scale) & ~1;        /* the model sees the crop at the output's size over its scale */
+    c->mid_h = (cfg.out_h / c->scale) & ~1;
+    if (c->mid_w < 2 || c->mid_h < 2) {
+      r = kiln_fail(e, KILN_EPARAM, "upscale: a %dx%d output is too small for a x%d model", cfg.out_w, cfg.out_h, c->scale);
+      goto out;
+    }
+  }
   if ((cfg.out_w & 1) || (cfg.out_h & 1)) {
     r = kiln_fail(e, KILN_EPARAM, "upscale: width and height must be even for yuv420p, got %dx%d", cfg.out_w, cfg.out_h);
     goto out;
@@ -129,6 +160,7 @@ static int upscale_run(void *state, const kf_task *t, kf_result *res, kiln_err *
   cfg.kernel_threads = 1;
   r = km_pipeline_run(&cfg, &res->stats, e);
 out:
+  free(c->keys);
   kn_net_free(&c->net);
   pthread_mutex_destroy(&c->mu);
   free(c);
@@ -143,8 +175,9 @@ static int upscale_shape(const json_t *p, const km_probe *pr, kf_shape *s, kiln_
   const char *m = kj_str(p, "model", "realesr-animevideov3-x4");
   size_t l = strlen(m);
   if (l > 3 && m[l - 3] == '-' && m[l - 2] == 'x' && m[l - 1] >= '2' && m[l - 1] <= '4') scale = m[l - 1] - '0';
-  s->width = json_object_get(p, "width") ? (int)kj_num(p, "width", 0) : (pr->width & ~1) * scale;
-  s->height = json_object_get(p, "height") ? (int)kj_num(p, "height", 0) : (pr->height & ~1) * scale;
+  int crop = json_object_get(p, "crop") != NULL;
+  s->width = json_object_get(p, "width") ? (int)kj_num(p, "width", 0) : crop ? 810 : (pr->width & ~1) * scale;
+  s->height = json_object_get(p, "height") ? (int)kj_num(p, "height", 0) : crop ? 1440 : (pr->height & ~1) * scale;
   s->frames = km_pipeline_expected_frames(pr, &s->tl, s->fps);
   s->audio = !json_is_false(json_object_get(p, "audio")) && pr->n_audio > 0;
   (void)e;
@@ -156,7 +189,8 @@ const kf_desc kf_upscale = {
     .summary = "super-resolution with Real-ESRGAN (x2/x3/x4), on oneDNN",
     .doc = "Every frame goes through the model (`kiln models fetch` gets the weights; the default is Real-ESRGAN's\n"
            "video model, x4), then is resized to `width` x `height` when given. The output is the input size times\n"
-           "the model's scale otherwise. This first form has no crop-before-upscale and no tiling yet (issue #5).",
+           "the model's scale otherwise. With `crop` (reframe's keyframes), each frame's rectangle is cropped first\n"
+           "and the output defaults to 810x1440: crop, upscale, resize. No tiling or still images yet (issue #5).",
     .params = upscale_params,
     .res = {.gpu = "T4", .memory_mb = 2048, .timeout_s = 3600, .retries = 1, .idle_timeout_s = 300,
             .min_workers = 0, .max_workers = 4, .concurrency = 1, .cpus = 2},
