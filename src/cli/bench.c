@@ -43,7 +43,8 @@ static int calibrate(int argc, char **argv) {
   kiln_err e = {0};
   const char *fname = NULL, *input = NULL;
   int as_json = 0, r = 0;
-  json_t *raw = json_object(), *params = NULL;
+  json_t *params = NULL;
+  kc_params kp = {0};
   ke_config cfg;
   int have_cfg = 0;
   kq *q = NULL;
@@ -51,12 +52,13 @@ static int calibrate(int argc, char **argv) {
   const kf_desc *fn = NULL;
   char dir[] = "/tmp/kiln-calibrate-XXXXXX", gen[256], out[4][256];
   int made_dir = 0;
+  if (kc_params_init(&kp, argc) < 0) { r = kiln_fail(&e, KILN_ENOMEM, "out of memory"); goto done; }
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
-    if ((!strcmp(a, "--param") || !strcmp(a, "--params")) && i + 1 >= argc) { r = kiln_fail(&e, KILN_EUSAGE, "%s needs a value", a); goto done; }
-    if (!strcmp(a, "--param")) { if ((r = kj_set_kv(raw, argv[++i], &e)) < 0) goto done; }
-    else if (!strcmp(a, "--params")) { if ((r = kj_update_from_file(raw, argv[++i], &e)) < 0) goto done; }
-    else if (!strcmp(a, "--json")) as_json = 1;
+    int k = kc_params_opt(&kp, argc, argv, &i, &e);
+    if (k < 0) { r = k; goto done; }
+    if (k) continue;
+    if (!strcmp(a, "--json")) as_json = 1;
     else if (a[0] == '-') { r = kiln_fail(&e, KILN_EUSAGE, "unknown option '%s' for bench calibrate", a); goto done; }
     else if (!fname) fname = a;
     else if (!input) input = a;
@@ -69,7 +71,7 @@ static int calibrate(int argc, char **argv) {
     goto done;
   }
   if (fn->no_input && input) { r = kiln_fail(&e, KILN_EUSAGE, "%s takes no input file", fname); goto done; }
-  if ((r = kf_validate(fn, raw, &params, &e)) < 0) goto done;
+  if ((r = kc_params_finish(&kp, &e)) < 0 || (r = kf_validate(fn, kp.raw, &params, &e)) < 0) goto done;
   if ((r = ke_config_load(&cfg, NULL, &e)) < 0) goto done;
   have_cfg = 1;
   if ((r = ke_open_queue(&cfg, 0, &q, &e)) < 0) goto done;
@@ -153,7 +155,7 @@ done:
   }
   kq_close(q);
   if (have_cfg) ke_config_release(&cfg);
-  json_decref(raw);
+  kc_params_release(&kp);
   json_decref(params);
   return r < 0 ? kc_report(&e, USAGE) : 0;
 }

@@ -37,6 +37,20 @@ int kc_jobs(int argc, char **argv);
 int kc_cancel(int argc, char **argv);
 int kc_usage(int argc, char **argv);
 
+/* params.c: --param KEY=VALUE and --params FILE, shared by the commands
+ * that run a function. kc_params_opt returns 1 when argv[*i] (and its
+ * value) was one of them, 0 when not, < 0 on an error. */
+struct json_t;
+typedef struct kc_params {
+  struct json_t *raw;           /* the parameters so far (owned) */
+  const char **kvs;
+  int nkv;
+} kc_params;
+int kc_params_init(kc_params *p, int argc);
+int kc_params_opt(kc_params *p, int argc, char **argv, int *i, kiln_err *e);
+int kc_params_finish(kc_params *p, kiln_err *e);
+void kc_params_release(kc_params *p);
+
 /* Exit status for a kiln error code. */
 int kc_exit_code(int code);
 /* Prints "kiln: error: MESSAGE" (and a usage hint for usage errors). */

@@ -637,28 +637,22 @@ int kc_submit(int argc, char **argv) {
   copts co = {0};
   conn c;
   memset(&c, 0, sizeof c);
-  json_t *raw = json_object(), *fn = NULL, *body = NULL, *spawned = NULL, *job = NULL;
+  json_t *fn = NULL, *body = NULL, *spawned = NULL, *job = NULL;
+  kc_params kp = {0};
   char key[1200] = "", path[2200], efn[300];
   int uploaded = 0;
   const char *objective = NULL;
   long chunks = 0;
-  const char **kvs = calloc((size_t)argc, sizeof *kvs);
-  int nkv = 0;
-  if (!kvs || !raw) { r = kiln_fail(&e, KILN_ENOMEM, "out of memory"); goto done; }
+  if (kc_params_init(&kp, argc) < 0) { r = kiln_fail(&e, KILN_ENOMEM, "out of memory"); goto done; }
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int k = conn_opt(argc, argv, &i, &co, &e);
+    if (k == 0) k = kc_params_opt(&kp, argc, argv, &i, &e);
     if (k < 0) { r = k; goto done; }
     if (k) continue;
     if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
       if (++i >= argc) { r = kiln_fail(&e, KILN_EUSAGE, "%s needs a file name", a); goto done; }
       out = argv[i];
-    } else if (!strcmp(a, "--param") || !strcmp(a, "-p")) {
-      if (++i >= argc) { r = kiln_fail(&e, KILN_EUSAGE, "--param needs KEY=VALUE"); goto done; }
-      kvs[nkv++] = argv[i];
-    } else if (!strcmp(a, "--params")) {
-      if (++i >= argc) { r = kiln_fail(&e, KILN_EUSAGE, "--params needs a JSON file"); goto done; }
-      if ((r = kj_update_from_file(raw, argv[i], &e)) < 0) goto done;
     } else if (!strcmp(a, "--webhook")) {
       if (++i >= argc) { r = kiln_fail(&e, KILN_EUSAGE, "--webhook needs a URL"); goto done; }
       hook = argv[i];
@@ -683,8 +677,7 @@ int kc_submit(int argc, char **argv) {
     else if (!file) file = a;
     else { r = kiln_fail(&e, KILN_EUSAGE, "unexpected argument '%s'", a); goto done; }
   }
-  for (int i = 0; i < nkv; i++)
-    if ((r = kj_set_kv(raw, kvs[i], &e)) < 0) goto done;
+  if ((r = kc_params_finish(&kp, &e)) < 0) goto done;
   if (!fname) { r = kiln_fail(&e, KILN_EUSAGE, "which function? (see `kiln functions`)"); goto done; }
   if (out && no_wait) { r = kiln_fail(&e, KILN_EUSAGE, "-o needs the job's end: leave out --no-wait"); goto done; }
   if (file && access(file, R_OK) != 0) { r = kiln_fail(&e, KILN_ENOENT, "cannot read '%s': %s", file, strerror(errno)); goto done; }
@@ -726,7 +719,7 @@ int kc_submit(int argc, char **argv) {
   }
   body = json_object();
   if (file) json_object_set_new(body, "input", json_string(key));
-  json_object_set(body, "params", raw);
+  json_object_set(body, "params", kp.raw);
   if (hook) json_object_set_new(body, "webhook", json_string(hook));
   if (objective || chunks) {
     json_t *plan = json_object();
@@ -810,8 +803,7 @@ done:
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
   conn_close(&c);
-  free(kvs);
-  json_decref(raw);
+  kc_params_release(&kp);
   json_decref(fn);
   json_decref(body);
   json_decref(spawned);

@@ -41,22 +41,19 @@ int kc_run(int argc, char **argv) {
   long threads = 0;
   long long out_a = 0, out_b = 0;
   kiln_err e = {0};
-  json_t *raw = json_object(), *params = NULL;
+  json_t *params = NULL;
+  kc_params kp = {0};
   int r = 0;
 
-  const char **kvs = calloc((size_t)argc, sizeof *kvs);
-  int nkv = 0;
+  if (kc_params_init(&kp, argc) < 0) { r = kiln_fail(&e, KILN_ENOMEM, "out of memory"); goto done; }
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
+    int k = kc_params_opt(&kp, argc, argv, &i, &e);
+    if (k < 0) { r = k; goto done; }
+    if (k) continue;
     if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
       if (++i >= argc) { r = kiln_fail(&e, KILN_EUSAGE, "%s needs a file name", a); goto done; }
       output = argv[i];
-    } else if (!strcmp(a, "--param") || !strcmp(a, "-p")) {
-      if (++i >= argc) { r = kiln_fail(&e, KILN_EUSAGE, "--param needs KEY=VALUE"); goto done; }
-      kvs[nkv++] = argv[i];
-    } else if (!strcmp(a, "--params")) {
-      if (++i >= argc) { r = kiln_fail(&e, KILN_EUSAGE, "--params needs a JSON file"); goto done; }
-      if ((r = kj_update_from_file(raw, argv[i], &e)) < 0) goto done;
     } else if (!strcmp(a, "--frames")) {
       char *end;
       if (++i >= argc || (out_a = strtoll(argv[i], &end, 10)) < 0 || *end != ':' ||
@@ -80,8 +77,7 @@ int kc_run(int argc, char **argv) {
     else if (!input) input = a;
     else { r = kiln_fail(&e, KILN_EUSAGE, "unexpected argument '%s'", a); goto done; }
   }
-  for (int i = 0; i < nkv; i++)
-    if ((r = kj_set_kv(raw, kvs[i], &e)) < 0) goto done;
+  if ((r = kc_params_finish(&kp, &e)) < 0) goto done;
   if (!fname) { r = kiln_fail(&e, KILN_EUSAGE, "which function? (see `kiln functions`)"); goto done; }
   const kf_desc *fn = kf_find(fname);
   if (!fn) {
@@ -103,7 +99,7 @@ int kc_run(int argc, char **argv) {
     r = kiln_fail(&e, KILN_EUSAGE, "the output '%s' is the input; choose another name", output);
     goto done;
   }
-  if ((r = kf_validate(fn, raw, &params, &e)) < 0) goto done;
+  if ((r = kf_validate(fn, kp.raw, &params, &e)) < 0) goto done;
 
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
@@ -143,8 +139,7 @@ int kc_run(int argc, char **argv) {
             st->out_duration, st->audio, st->seconds, st->fps);
   }
 done:
-  free(kvs);
-  json_decref(raw);
+  kc_params_release(&kp);
   json_decref(params);
   if (r < 0) {
     if (as_json) print_error_json(&e);

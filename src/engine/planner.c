@@ -357,9 +357,7 @@ int ke_plan_job(const ke_config *c, kq *q, const ke_fnconf *fc, const json_t *pa
   int warm = 0;
   if (q) kq_worker_list(q, fc->fn->name, 1, count_warm, &warm, e);
   p->gop = sh->gop;
-  p->overlap = 0;
-  if (sh->width > 0 && sh->gop > 1 && !json_is_true(json_object_get(params, "lossless")))
-    p->overlap = KM_CHUNK_WARMUP + km_x264_lookahead(json_string_value(json_object_get(params, "preset"))) + 4;
+  p->overlap = sh->overlap;
   return ke_plan_make(c, fc, &m, sh->frames, mpix, runnable, warm, objective, force_n, p, e);
 }
 

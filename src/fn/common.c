@@ -64,6 +64,9 @@ int kf_shape_of(const kf_desc *fn, const json_t *params, const char *input, kf_s
   double keyint = kj_num(params, "keyint", 0);
   if (s->width > 0 && keyint > 0 && s->fps.num > 0) s->gop = llround(keyint * av_q2d(s->fps));
   if (s->gop < 1) s->gop = 1;
+  s->overlap = 0;                                 /* lossy chunks: see km_pipeline_cfg.out_start */
+  if (s->width > 0 && s->gop > 1 && !json_is_true(json_object_get(params, "lossless")))
+    s->overlap = KM_CHUNK_WARMUP + km_x264_lookahead(json_string_value(json_object_get(params, "preset"))) + 4;
   return 0;
 }
 

@@ -62,6 +62,7 @@ typedef struct kf_shape {
   int audio;                    /* the output carries the source's audio */
   double frame_ms;              /* per-frame time its params fix (noop's ms_per_frame), else 0 */
   int64_t gop;                  /* chunks start at multiples of this many output frames (keyframes); 1: anywhere */
+  int64_t overlap;              /* frames a chunk encodes besides its own (encoder warm-up and lookahead) */
 } kf_shape;
 
 typedef struct kf_result {

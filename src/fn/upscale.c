@@ -44,7 +44,8 @@ typedef struct up_ctx {
   int mid_w, mid_h;             /* with a crop: the model's input size (the output over the scale) */
   int scale;                    /* output pixels per input pixel, measured on the model */
   int in_w, in_h, out_w, out_h;
-  pthread_mutex_t mu;           /* one frame through the net at a time */
+  pthread_mutex_t mu;           /* one frame through the net at a time; guards the rest too */
+  struct SwsContext *toRGB, *toYUV;   /* kept from frame to frame (the sizes do not change) */
 } up_ctx;
 
 /* The model's files for a catalog name or a path. */
@@ -79,32 +80,30 @@ static int upscale_kernel(const void *ctxp, const km_kinfo *ki, const AVFrame *s
   int w = in->width, h = in->height, sw = w * c->scale, sh = h * c->scale;
   kn_tensor x = {0}, y = {0};
   uint8_t *rgb = malloc((size_t)w * h * 3), *big = malloc((size_t)sw * sh * 3);
-  struct SwsContext *toRGB = sws_getContext(w, h, in->format, w, h, AV_PIX_FMT_RGB24, SWS_BICUBIC | SWS_ACCURATE_RND, NULL, NULL, NULL);
-  struct SwsContext *toYUV = sws_getContext(sw, sh, AV_PIX_FMT_RGB24, out->width, out->height, out->format,
-                                            SWS_BICUBIC | SWS_ACCURATE_RND, NULL, NULL, NULL);
-  int r = 0;
-  if (!rgb || !big || !toRGB || !toYUV || kn_tensor_alloc(&x, h, w, 3) < 0) { r = kiln_fail(e, KILN_ENOMEM, "out of memory"); goto out; }
-  int ls = w * 3;
-  sws_scale(toRGB, (const uint8_t *const *)in->data, in->linesize, 0, h, &rgb, &ls);
-  for (size_t i = 0; i < (size_t)w * h * 3; i++) x.d[i] = rgb[i] / 255.0f;
   pthread_mutex_lock(&c->mu);
-  r = kn_net_run(&c->net, &x, &y, e);
-  pthread_mutex_unlock(&c->mu);
-  if (r < 0) goto out;
+  c->toRGB = sws_getCachedContext(c->toRGB, w, h, in->format, w, h, AV_PIX_FMT_RGB24, SWS_BICUBIC | SWS_ACCURATE_RND,
+                                  NULL, NULL, NULL);
+  c->toYUV = sws_getCachedContext(c->toYUV, sw, sh, AV_PIX_FMT_RGB24, out->width, out->height, out->format,
+                                  SWS_BICUBIC | SWS_ACCURATE_RND, NULL, NULL, NULL);
+  int r = 0;
+  if (!rgb || !big || !c->toRGB || !c->toYUV || kn_tensor_alloc(&x, h, w, 3) < 0) { r = kiln_fail(e, KILN_ENOMEM, "out of memory"); goto out; }
+  int ls = w * 3;
+  sws_scale(c->toRGB, (const uint8_t *const *)in->data, in->linesize, 0, h, &rgb, &ls);
+  for (size_t i = 0; i < (size_t)w * h * 3; i++) x.d[i] = rgb[i] / 255.0f;
+  if ((r = kn_net_run(&c->net, &x, &y, e)) < 0) goto out;
   if (y.h != sh || y.w != sw || y.c != 3) { r = kiln_fail(e, KILN_EINTERNAL, "the model made %dx%dx%d from %dx%d", y.w, y.h, y.c, w, h); goto out; }
   for (size_t i = 0; i < (size_t)sw * sh * 3; i++) {
     float v = y.d[i] * 255.0f + 0.5f;
     big[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
   }
   int bls = sw * 3;
-  sws_scale(toYUV, (const uint8_t *const *)&big, &bls, 0, sh, out->data, out->linesize);
+  sws_scale(c->toYUV, (const uint8_t *const *)&big, &bls, 0, sh, out->data, out->linesize);
 out:
+  pthread_mutex_unlock(&c->mu);
   kn_tensor_free(&x);
   kn_tensor_free(&y);
   free(rgb);
   free(big);
-  sws_freeContext(toRGB);
-  sws_freeContext(toYUV);
   av_frame_free(&mid);
   return r;
 }
@@ -161,6 +160,8 @@ static int upscale_run(void *state, const kf_task *t, kf_result *res, kiln_err *
   r = km_pipeline_run(&cfg, &res->stats, e);
 out:
   free(c->keys);
+  sws_freeContext(c->toRGB);
+  sws_freeContext(c->toYUV);
   kn_net_free(&c->net);
   pthread_mutex_destroy(&c->mu);
   free(c);
