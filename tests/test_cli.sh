@@ -145,7 +145,54 @@ expect "upscale, truncated weights" 1 "weight file '.*trunc.bin' is truncated" -
   && ok || bad "crop, upscale, resize: 810x1440 by default: $(cat "$T/upc.json")"
 expect "upscale, crop outside the frame" 2 "upscale: crop\[0\] .* extends outside the 64x48 source frame" -- \
   "$KILN" run upscale "$T/small.mp4" -o "$T/upd.mp4" --param model="$fx" --param 'crop=[{"frame":0,"x":60}]'
-expect "upscale, odd width" 2 "must be even" -- "$KILN" run upscale "$T/small.mp4" -o "$T/up5.mp4" --param model="$fx" --param width=101
+expect "upscale, odd width" 2 "must be even" -- "$KILN" run upscale "$T/small.mp4" -o "$T/out.mp4" --param model="$fx" --param width=101 --param 'crop=[{"frame":0,"x":0}]'
+expect "upscale, width not a multiple of the scale" 2 "width 101 is not a whole multiple of the model's scale \(x2\).*use 100 or 102" -- \
+  "$KILN" run upscale "$T/small.mp4" -o "$T/out.mp4" --param model="$fx" --param width=101
+expect "upscale, height not a multiple of the scale" 2 "height 61 is not a whole multiple of the model's scale \(x2\)" -- \
+  "$KILN" run upscale "$T/small.mp4" -o "$T/out.mp4" --param model="$fx" --param width=100 --param height=61
+# tiles stitch without seams: a tiled run makes the same frames (lossless)
+"$KILN" run upscale "$T/small.mp4" -o "$T/upw.mp4" --param model="$fx" --param lossless=true -q 2>/dev/null \
+  && "$KILN" run upscale "$T/small.mp4" -o "$T/upt.mp4" --param model="$fx" --param lossless=true --param tile=10 -q 2>/dev/null \
+  && [ "$(ffmpeg -v error -i "$T/upw.mp4" -map 0:v -f framemd5 - | grep -v '^#')" = "$(ffmpeg -v error -i "$T/upt.mp4" -map 0:v -f framemd5 - | grep -v '^#')" ] \
+  && ok || bad "a video upscaled in 10-pixel tiles differs from the whole-frame run"
+
+# --- upscale on still images: PNG/JPEG in, PNG out ---------------------------
+ffmpeg -v error -nostdin -f lavfi -i testsrc2=size=64x48 -frames:v 1 -y "$T/pic.png"
+ffmpeg -v error -nostdin -f lavfi -i testsrc2=size=64x48 -frames:v 1 -q:v 3 -y "$T/pic.jpg"
+for src in pic.png pic.jpg; do
+  "$KILN" run upscale "$T/$src" -o "$T/up-$src.png" --param model="$fx" --json > "$T/upi.json" 2>/dev/null \
+    && [ "$(ffprobe -v error -show_entries stream=codec_name,width,height,pix_fmt -of csv=p=0 "$T/up-$src.png")" = "png,128,96,rgb24" ] \
+    && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["ok"] and (d["width"], d["height"], d["frames"])==(128, 96, 1), d' "$T/upi.json" \
+    && ok || bad "upscale $src -> PNG 128x96: $(cat "$T/upi.json")"
+done
+"$KILN" run upscale "$T/pic.png" -o "$T/up-tiled.png" --param model="$fx" --param tile=9 -q 2>/dev/null \
+  && cmp -s "$T/up-tiled.png" "$T/up-pic.png.png" && ok || bad "a still image upscaled in 9-pixel tiles differs from the whole run"
+"$KILN" run upscale "$T/pic.png" -o "$T/up-size.png" --param model="$fx" --param width=100 --param height=60 -q 2>/dev/null \
+  && [ "$(ffprobe -v error -show_entries stream=width,height -of csv=p=0 "$T/up-size.png")" = "100,60" ] \
+  && ok || bad "upscale an image to 100x60"
+"$KILN" run upscale "$T/pic.jpg" -o "$T/up-crop.png" --param model="$fx" --param 'crop=[{"frame":0,"x":8,"y":4,"h":40}]' --param width=90 --param height=160 -q 2>/dev/null \
+  && [ "$(ffprobe -v error -show_entries stream=width,height -of csv=p=0 "$T/up-crop.png")" = "90,160" ] \
+  && ok || bad "crop, upscale, resize an image to 90x160"
+expect "upscale image, width not a multiple of the scale" 2 "upscale: width 99 is not a whole multiple of the model's scale \(x2\)" -- \
+  "$KILN" run upscale "$T/pic.png" -o "$T/out.png" --param model="$fx" --param width=99 --param height=60
+expect "upscale image to a video name" 2 "is a still image, so the output is a PNG: name it .png" -- \
+  "$KILN" run upscale "$T/pic.png" -o "$T/out.mp4" --param model="$fx"
+expect "upscale video to a PNG name" 2 "a .png output is for a still image input" -- \
+  "$KILN" run upscale "$T/small.mp4" -o "$T/out.png" --param model="$fx"
+expect "upscale image, model not fetched" 1 "model 'realesr-animevideov3-x2' is not installed: run .kiln models fetch realesr-animevideov3-x2." -- \
+  env KILN_HOME="$T/nomodels" "$KILN" run upscale "$T/pic.jpg" -o "$T/out.png" --param model=realesr-animevideov3-x2
+expect "upscale image, truncated weights" 1 "weight file '.*trunc.bin' is truncated" -- \
+  "$KILN" run upscale "$T/pic.png" -o "$T/out.png" --param model="$T/trunc"
+{ printf 'XXXX'; tail -c +5 "$fx.bin"; } > "$T/corrupt.bin"; cp "$fx.param" "$T/corrupt.param"
+expect "upscale image, corrupt weights" 1 "weight file '.*corrupt.bin': layer 'conv0' has weights of a kind kiln does not read" -- \
+  "$KILN" run upscale "$T/pic.png" -o "$T/out.png" --param model="$T/corrupt"
+sed 's/^PixelShuffle /Deconvolution /' "$fx.param" > "$T/unsup.param"; cp "$fx.bin" "$T/unsup.bin"
+expect "upscale image, unsupported layer" 1 "unsup.param:[0-9]+: layer 'ps' has type 'Deconvolution', which kiln does not implement" -- \
+  "$KILN" run upscale "$T/pic.png" -o "$T/out.png" --param model="$T/unsup"
+head -c 300 "$T/pic.png" > "$T/cut.png"
+expect "upscale image, truncated picture" 1 "cut.png" -- "$KILN" run upscale "$T/cut.png" -o "$T/out.png" --param model="$fx"
+expect "upscale image, unwritable output" 1 "cannot write output '$T/nodir/out.png'" -- \
+  "$KILN" run upscale "$T/pic.png" -o "$T/nodir/out.png" --param model="$fx"
 
 # --- bad input ------------------------------------------------------------
 expect "missing file" 1 "cannot open input '.*nope.mp4': No such file" -- "$KILN" run reframe "$T/nope.mp4" -o "$T/out.mp4"

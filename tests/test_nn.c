@@ -2,7 +2,12 @@
  * shape of Real-ESRGAN's video model: Input, Split, Convolution, PReLU,
  * PixelShuffle, Interp, BinaryOp) is read with its blobs, layers and
  * parameters (scalars, floats, arrays); an unsupported layer type, a file
- * without the magic number and a truncated file are clear errors. */
+ * without the magic number and a truncated file are clear errors; the
+ * executor matches the PyTorch golden fixture; tiled runs (nn/tile.h)
+ * equal whole runs within 1e-4 for tile sizes that do and do not divide
+ * the input, and a too small overlap is caught. `test_nn tile PARAM BIN
+ * HxW TILE` does the tiled-vs-whole check on any model (tests/test_photos.sh
+ * runs it on the real weights). */
 #include <stdint.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -10,6 +15,7 @@
 
 #include "nn/ncnn.h"
 #include "nn/net.h"
+#include "nn/tile.h"
 #include "t.h"
 #include "tutil.h"
 
@@ -173,7 +179,99 @@ static void test_net_golden(void) {
   kn_net_free(&n);
 }
 
-int main(void) {
+static double max_diff(const kn_tensor *a, const kn_tensor *b) {
+  if (a->h != b->h || a->w != b->w || a->c != b->c) return 1e30;
+  double worst = 0;
+  for (size_t i = 0; i < (size_t)a->h * a->w * a->c; i++) {
+    double d = a->d[i] - b->d[i];
+    if (d < 0) d = -d;
+    if (d > worst) worst = d;
+  }
+  return worst;
+}
+
+/* A reproducible input in [0,1]. */
+static void fill(kn_tensor *t, unsigned seed) {
+  for (size_t i = 0; i < (size_t)t->h * t->w * t->c; i++) {
+    seed = seed * 1103515245u + 12345u;
+    t->d[i] = (float)((seed >> 8) & 0xffff) / 65535.0f;
+  }
+}
+
+/* The worst difference between tiled runs (each tile size) and one whole run. */
+static double tiled_vs_whole(kn_net *n, const kn_tensor *in, const int *tiles, int ntiles, int overlap, kiln_err *e) {
+  kn_tensor whole = {0};
+  double worst = -1;
+  if (kn_net_run(n, in, &whole, e) < 0) return -1;
+  for (int k = 0; k < ntiles; k++) {
+    kn_tensor t = {0};
+    if (kn_net_run_tiled(n, in, tiles[k], overlap, &t, e) < 0) { worst = -1; break; }
+    double d = max_diff(&t, &whole);
+    fprintf(stderr, "  tile %d, overlap %d: max abs difference from the whole run %.3g\n", tiles[k], overlap, d);
+    if (d > worst) worst = d;
+    kn_tensor_free(&t);
+  }
+  kn_tensor_free(&whole);
+  return worst;
+}
+
+static void test_tiles(void) {
+  kn_net n;
+  kiln_err e = {0};
+  if (!CHECKV(kn_net_load(&n, KILN_FIXTURES "/nn/tiny.param", KILN_FIXTURES "/nn/tiny.bin", &e) == 0, "%s", e.msg)) return;
+  int ov = kn_net_radius(&n);
+  CHECK(ov == 5, "five 3x3 convolutions: a receptive field radius of 5, got %d", ov);
+  kn_tensor in = {0};
+  if (!CHECKV(kn_tensor_alloc(&in, 29, 37, 3) == 0, "alloc")) { kn_net_free(&n); return; }
+  fill(&in, 5);
+  static const int tiles[] = {4, 7, 10, 16, 29, 36};   /* 7, 10, 16: leave a partial row and column */
+  for (int dn = 0; dn < 2; dn++) {
+    CHECK(kn_net_use_dnnl(&n, dn) == 0, "oneDNN %d", dn);
+    double d = tiled_vs_whole(&n, &in, tiles, (int)(sizeof tiles / sizeof *tiles), ov, &e);
+    CHECK(d >= 0 && d <= 1e-4, "%s path: tiled = whole within 1e-4, got %g (%s)", dn ? "oneDNN" : "direct", d, e.msg);
+  }
+  /* an overlap under the receptive field shows seams: the check can fail */
+  static const int seven[] = {7};
+  double d = tiled_vs_whole(&n, &in, seven, 1, 1, &e);
+  CHECK(d > 1e-3, "overlap 1 < radius 5 must differ visibly, got %g", d);
+  /* tile 0 or one covering the input: one whole run */
+  kn_tensor a = {0}, b = {0};
+  CHECK(kn_net_run_tiled(&n, &in, 0, ov, &a, &e) == 0 && kn_net_run(&n, &in, &b, &e) == 0 && max_diff(&a, &b) == 0,
+        "tile 0 is the whole run");
+  kn_tensor_free(&a);
+  kn_tensor_free(&b);
+  /* automatic tiles: none when the image fits, else a side that fits the cap */
+  size_t bpp = kn_net_bytes_per_pixel(&n, 2);
+  CHECK(bpp > 0 && kn_tile_auto(&n, 2, ov, 37, 29, bpp * 37 * 29) == 0, "a fitting image is not tiled");
+  size_t cap = bpp * 40 * 40;
+  int side = kn_tile_auto(&n, 2, ov, 400, 300, cap);
+  CHECK(side >= 16 && (size_t)(side + 2 * ov) * (side + 2 * ov) * bpp <= cap, "an automatic tile of %d fits %zu bytes", side, cap);
+  kn_tensor_free(&in);
+  kn_net_free(&n);
+}
+
+/* test_nn tile PARAM BIN HxW TILE: tiled vs whole on a model (oneDNN). */
+static int tile_main(char **argv) {
+  kn_net n;
+  kiln_err e = {0};
+  int h = 0, w = 0, tile = (int)strtol(argv[5], NULL, 10);
+  if (sscanf(argv[4], "%dx%d", &h, &w) != 2 || h < 1 || w < 1 || tile < 1) { fprintf(stderr, "usage: test_nn tile PARAM BIN HxW TILE\n"); return 2; }
+  if (kn_net_load(&n, argv[2], argv[3], &e) < 0 || kn_net_use_dnnl(&n, 1) < 0) { fprintf(stderr, "test_nn: %s\n", e.msg); return 1; }
+  kn_tensor in = {0};
+  if (kn_tensor_alloc(&in, h, w, 3) < 0) return 1;
+  fill(&in, 11);
+  int tiles[] = {tile};
+  double d = tiled_vs_whole(&n, &in, tiles, 1, kn_net_radius(&n), &e);
+  printf("tiled (%d, overlap %d) vs whole on %dx%d: max abs difference %.3g\n", tile, kn_net_radius(&n), h, w, d);
+  kn_tensor_free(&in);
+  kn_net_free(&n);
+  if (d < 0) { fprintf(stderr, "test_nn: %s\n", e.msg); return 1; }
+  return d <= 1e-4 ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 6 && !strcmp(argv[1], "tile")) return tile_main(argv);
+  T_RUN(test_tiles);
   T_RUN(test_net_golden);
   T_RUN(test_bin);
   T_RUN(test_parse);

@@ -133,6 +133,8 @@ int kc_run(int argc, char **argv) {
     json_decref(o);
   } else if (!quiet && st->out_w == 0) {
     klog(KLOG_INFO, "%s: wrote %s: %lld frames (%.2f s)", fn->name, output, (long long)st->frames_out, st->seconds);
+  } else if (!quiet && st->out_fps.num == 0) {    /* a still image (upscale's PNG) */
+    klog(KLOG_INFO, "%s: wrote %s: a %dx%d picture (%.2f s)", fn->name, output, st->out_w, st->out_h, st->seconds);
   } else if (!quiet) {
     klog(KLOG_INFO, "%s: wrote %s: %lld frames, %dx%d at %.3g fps, %.2f s, audio %s (%.1f s, %.1f fps)",
             fn->name, output, (long long)st->frames_out, st->out_w, st->out_h, av_q2d(st->out_fps),

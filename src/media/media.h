@@ -220,6 +220,29 @@ int64_t km_pipeline_expected_frames(const km_probe *p, const km_timeline *tl, AV
 #define KM_CHUNK_WARMUP 48
 int km_x264_lookahead(const char *preset);
 
+/* ---- still images (image.c) ------------------------------------------ */
+
+/* A picture as packed RGB24: w x h x 3 bytes, rows without padding (owned). */
+typedef struct km_image {
+  int w, h;
+  uint8_t *rgb;
+} km_image;
+
+/* 1 if the probed file is a single still picture (the image2 demuxer or a
+ * *_pipe image demuxer: PNG, JPEG, ...), not a video. */
+int km_probe_is_image(const km_probe *p);
+/* Allocates w x h pixels (uninitialised); -1 when out of memory. */
+int km_image_alloc(km_image *im, int w, int h);
+void km_image_release(km_image *im);
+/* Decodes the first picture of path into *im (allocated; release it).
+ * Errors name the file: KILN_ENOENT, KILN_ENOTMEDIA, KILN_ECORRUPT. */
+int km_image_read(const char *path, km_image *im, kiln_err *e);
+/* *out = in resized to w x h (bicubic; allocated, release it). */
+int km_image_resize(const km_image *in, km_image *out, int w, int h, kiln_err *e);
+/* Writes im as a PNG at path: under a temporary name, then renamed, so path
+ * is complete or untouched (nothing left behind on failure). */
+int km_image_write_png(const char *path, const km_image *im, kiln_err *e);
+
 /* ---- generated test media -------------------------------------------- */
 
 typedef enum {
