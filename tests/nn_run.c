@@ -1,7 +1,9 @@
 /* nn_run.c — runs an ncnn model with kiln's executor on a tensor file (a
  * "H W C" line, then float32 HxWxC) and writes the output the same way:
  * the C side of tests/nn_compare.sh. With KILN_NN_REPEAT=N it runs N times
- * and prints each run's milliseconds on stderr (bench/upscale.py).
+ * and prints each run's milliseconds on stderr (bench/upscale.py);
+ * KILN_NN_PATH=direct|dnnl|winograd|fast picks the convolution path
+ * (default fast; KILN_NN_DIRECT=1 is direct).
  * usage: nn_run PARAM BIN IN OUT */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,10 +24,12 @@ int main(int argc, char **argv) {
     return 1;
   }
   fclose(f);
-  const char *direct = getenv("KILN_NN_DIRECT");
+  const char *direct = getenv("KILN_NN_DIRECT"), *pname = getenv("KILN_NN_PATH");
   const char *rep = getenv("KILN_NN_REPEAT");
   int repeat = rep ? (int)strtol(rep, NULL, 10) : 1;
-  if (kn_net_load(&n, argv[1], argv[2], &e) < 0 || kn_net_use_dnnl(&n, !(direct && *direct == '1')) < 0) {
+  int path = direct && *direct == '1' ? KN_PATH_DIRECT : pname ? kn_net_path_named(pname) : KN_PATH_FAST;
+  if (path < 0) { fprintf(stderr, "nn_run: KILN_NN_PATH is direct, dnnl, winograd or fast\n"); return 2; }
+  if (kn_net_load(&n, argv[1], argv[2], &e) < 0 || kn_net_set_path(&n, path) < 0) {
     fprintf(stderr, "nn_run: %s\n", e.msg);
     return 1;
   }
@@ -39,10 +43,6 @@ int main(int argc, char **argv) {
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (rep) fprintf(stderr, "run %d: %.1f ms\n", i + 1, (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
-  }
-  if (0) {
-    fprintf(stderr, "nn_run: %s\n", e.msg);
-    return 1;
   }
   f = fopen(argv[4], "wb");
   fprintf(f, "%d %d %d\n", out.h, out.w, out.c);

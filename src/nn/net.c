@@ -29,6 +29,12 @@ void kn_tensor_free(kn_tensor *t) {
 void kn_net_free(kn_net *n) {
   kn_dnnl_free(n->dnnl);
   n->dnnl = NULL;
+  kn_wino_free(n->wino);
+  n->wino = NULL;
+  for (int i = 0; i < n->nspare; i++) free(n->spare[i].d);
+  free(n->spare);
+  n->spare = NULL;
+  n->nspare = n->spare_cap = 0;
   kn_graph_release(&n->g);
   free(n->last_use);
   n->last_use = NULL;
@@ -180,21 +186,78 @@ static float sample(const kn_tensor *x, int c, float fy, float fx, int bilinear)
   return (a * (1 - ax) + b * ax) * (1 - ay) + (cc * (1 - ax) + dd * ax) * ay;
 }
 
-int kn_net_use_dnnl(kn_net *n, int on) {
-  if (!on) { kn_dnnl_free(n->dnnl); n->dnnl = NULL; return 0; }
-  if (!n->dnnl) n->dnnl = kn_dnnl_new();
-  return n->dnnl ? 0 : -1;
+int kn_net_set_path(kn_net *n, int path) {
+  if (!(path & KN_PATH_DNNL)) { kn_dnnl_free(n->dnnl); n->dnnl = NULL; }
+  if (!(path & KN_PATH_WINOGRAD)) { kn_wino_free(n->wino); n->wino = NULL; }
+  if ((path & KN_PATH_DNNL) && !n->dnnl && !(n->dnnl = kn_dnnl_new())) return -1;
+  if ((path & KN_PATH_WINOGRAD) && !n->wino && !(n->wino = kn_wino_new(0))) return -1;
+  return 0;
 }
 
-/* One layer: its inputs from blobs, its outputs into blobs. */
-static int run_layer(kn_net *net, const kn_layer *l, kn_tensor *blobs, kiln_err *e) {
+int kn_net_path_named(const char *name) {
+  static const char *names[] = {"direct", "dnnl", "winograd", "fast"};
+  for (int i = 0; i < 4; i++)
+    if (!strcmp(name, names[i])) return i;
+  return -1;
+}
+
+int kn_net_use_dnnl(kn_net *n, int on) { return kn_net_set_path(n, on ? KN_PATH_FAST : KN_PATH_DIRECT); }
+
+/* A blob's buffer: the smallest spare that holds it, else a new one. Every
+ * layer writes all of its output, so nothing is cleared. */
+static int blob_alloc(kn_net *net, kn_tensor *t, int h, int w, int c) {
+  size_t n = (size_t)h * w * c, best = (size_t)-1;
+  int at = -1;
+  for (int i = 0; i < net->nspare; i++)
+    if (net->spare[i].n >= n && net->spare[i].n < best) best = net->spare[i].n, at = i;
+  t->h = h;
+  t->w = w;
+  t->c = c;
+  if (at >= 0) {
+    t->d = net->spare[at].d;
+    net->spare[at] = net->spare[--net->nspare];
+    return 0;
+  }
+  t->d = malloc((n ? n : 1) * sizeof *t->d);
+  return t->d ? 0 : -1;
+}
+
+/* Gives a blob's buffer back to the spares (or frees it if they cannot grow). */
+static void blob_release(kn_net *net, kn_tensor *t) {
+  if (!t->d) return;
+  if (net->nspare == net->spare_cap) {
+    int cap = net->spare_cap ? 2 * net->spare_cap : 8;
+    kn_spare *ns = realloc(net->spare, (size_t)cap * sizeof *ns);
+    if (!ns) { kn_tensor_free(t); return; }
+    net->spare = ns;
+    net->spare_cap = cap;
+  }
+  net->spare[net->nspare++] = (kn_spare){t->d, (size_t)t->h * t->w * t->c};
+  t->d = NULL;
+}
+
+#define ALLOC(t, h, w, c)                                                                                              \
+  do {                                                                                                                 \
+    if (blob_alloc(net, (t), (h), (w), (c)) < 0) return kiln_fail(e, KILN_ENOMEM, "out of memory");                     \
+  } while (0)
+
+/* One layer: its inputs from blobs, its outputs into blobs. With prelu (a
+ * PReLU that reads only this convolution's output) as fused, the convolution
+ * applies it and writes the PReLU's output blob instead. */
+static int run_layer(kn_net *net, const kn_layer *l, const kn_layer *fused, kn_tensor *blobs, kiln_err *e) {
   const kn_tensor *x = l->nin > 0 ? &blobs[l->in[0]] : NULL;
   kn_tensor *y = l->nout > 0 ? &blobs[l->out[0]] : NULL;
+  int wh, ww;
+  if (net->wino && x && x->d && kn_wino_shape(l, x, &wh, &ww)) {
+    if (fused) y = &blobs[fused->out[0]];
+    ALLOC(y, wh, ww, (int)kn_param(l, 0, 0));
+    return kn_wino_conv(net->wino, l, x, fused ? fused->slope : NULL, fused ? (int)fused->nslope : 0, y, e);
+  }
   if (x && !x->d) return kiln_fail(e, KILN_EINTERNAL, "layer '%s' reads a blob that was not made", l->name);
   if (!strcmp(l->type, "Input")) return 0;
   if (!strcmp(l->type, "Split")) {
     for (int k = 0; k < l->nout; k++) {
-      if (kn_tensor_alloc(&blobs[l->out[k]], x->h, x->w, x->c) < 0) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+      ALLOC(&blobs[l->out[k]], x->h, x->w, x->c);
       memcpy(blobs[l->out[k]].d, x->d, (size_t)x->h * x->w * x->c * sizeof *x->d);
     }
     return 0;
@@ -207,7 +270,7 @@ static int run_layer(kn_net *net, const kn_layer *l, kn_tensor *blobs, kiln_err 
   if (!strcmp(l->type, "ConvolutionDepthWise")) return conv(l, x, y, 1, e);
   size_t n = x ? (size_t)x->h * x->w * x->c : 0;
   if (!strcmp(l->type, "ReLU") || !strcmp(l->type, "PReLU")) {
-    if (kn_tensor_alloc(y, x->h, x->w, x->c) < 0) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+    ALLOC(y, x->h, x->w, x->c);
     int prelu = l->type[0] == 'P';
     float slope = prelu ? 0 : kn_param(l, 0, 0);
     if (prelu && l->nslope != 1 && l->nslope != x->c)
@@ -219,7 +282,7 @@ static int run_layer(kn_net *net, const kn_layer *l, kn_tensor *blobs, kiln_err 
     return 0;
   }
   if (!strcmp(l->type, "BinaryOp") || !strcmp(l->type, "Eltwise")) {
-    if (kn_tensor_alloc(y, x->h, x->w, x->c) < 0) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+    ALLOC(y, x->h, x->w, x->c);
     int op = (int)kn_param(l, 0, 0);
     if (l->type[0] == 'B' && kn_param(l, 1, 0) != 0) {   /* with a scalar */
       float b = kn_param(l, 2, 0);
@@ -227,6 +290,13 @@ static int run_layer(kn_net *net, const kn_layer *l, kn_tensor *blobs, kiln_err 
       return 0;
     }
     const kn_param_kv *co = l->type[0] == 'E' ? kn_param_array(l, 1) : NULL;
+    if (l->nin == 2 && !co && (l->type[0] == 'B' ? op == 0 : op == 1)) {   /* a plain sum, the common case */
+      const float *a = x->d, *b = blobs[l->in[1]].d;
+      if (blobs[l->in[1]].h == x->h && blobs[l->in[1]].w == x->w && blobs[l->in[1]].c == x->c) {
+        for (size_t i = 0; i < n; i++) y->d[i] = a[i] + b[i];
+        return 0;
+      }
+    }
     for (int k = 1; k < l->nin; k++) {
       const kn_tensor *z = &blobs[l->in[k]];
       if (z->h != x->h || z->w != x->w || z->c != x->c)
@@ -247,9 +317,26 @@ static int run_layer(kn_net *net, const kn_layer *l, kn_tensor *blobs, kiln_err 
     int oh = (int)kn_param(l, 3, 0), ow = (int)kn_param(l, 4, 0);
     if (oh <= 0) oh = (int)lroundf(x->h * kn_param(l, 1, 1));
     if (ow <= 0) ow = (int)lroundf(x->w * kn_param(l, 2, 1));
-    if (kn_tensor_alloc(y, oh, ow, x->c) < 0) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+    ALLOC(y, oh, ow, x->c);
     int type = (int)kn_param(l, 0, 1), bil = type == 2 ? 1 : type == 3 ? 3 : 0;
     float ry = (float)x->h / oh, rx = (float)x->w / ow;
+    if (!bil) {                                   /* nearest: whole pixels copied, source columns found once */
+      int *sx = malloc((size_t)ow * sizeof *sx);
+      if (!sx) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+      for (int ox = 0; ox < ow; ox++) {
+        int v = (int)floorf(ox * rx);
+        sx[ox] = v >= x->w ? x->w - 1 : v;
+      }
+      for (int oy = 0; oy < oh; oy++) {
+        int sy = (int)floorf(oy * ry);
+        if (sy >= x->h) sy = x->h - 1;
+        const float *src = x->d + (size_t)sy * x->w * x->c;
+        float *dst = y->d + (size_t)oy * ow * x->c;
+        for (int ox = 0; ox < ow; ox++, dst += x->c) memcpy(dst, src + (size_t)sx[ox] * x->c, (size_t)x->c * sizeof *dst);
+      }
+      free(sx);
+      return 0;
+    }
     for (int oy = 0; oy < oh; oy++)
       for (int ox = 0; ox < ow; ox++)
         for (int c = 0; c < x->c; c++)
@@ -261,20 +348,22 @@ static int run_layer(kn_net *net, const kn_layer *l, kn_tensor *blobs, kiln_err 
     int r = (int)kn_param(l, 0, 1);
     if (r < 1 || x->c % (r * r)) return kiln_fail(e, KILN_ECORRUPT, "layer '%s': %d channels do not shuffle by %d", l->name, x->c, r);
     int oc = x->c / (r * r);
-    if (kn_tensor_alloc(y, x->h * r, x->w * r, oc) < 0) return kiln_fail(e, KILN_ENOMEM, "out of memory");
-    for (int iy = 0; iy < x->h; iy++)
-      for (int ix = 0; ix < x->w; ix++)
-        for (int c = 0; c < x->c; c++) {
-          int o = c / (r * r), i = (c / r) % r, j = c % r;
-          y->d[((size_t)(iy * r + i) * y->w + (ix * r + j)) * oc + o] = x->d[((size_t)iy * x->w + ix) * x->c + c];
-        }
+    ALLOC(y, x->h * r, x->w * r, oc);
+    for (int iy = 0; iy < x->h; iy++)             /* output row iy * r + i, in output order */
+      for (int i = 0; i < r; i++) {
+        float *dst = y->d + (size_t)(iy * r + i) * y->w * oc;
+        const float *src = x->d + (size_t)iy * x->w * x->c + (size_t)i * r;
+        for (int ix = 0; ix < x->w; ix++, src += x->c)
+          for (int j = 0; j < r; j++)
+            for (int o = 0; o < oc; o++) *dst++ = src[(size_t)o * r * r + j];
+      }
     return 0;
   }
   if (!strcmp(l->type, "Concat")) {
     if (kn_param(l, 0, 0) != 0) return kiln_fail(e, KILN_EINVAL, "layer '%s': kiln concatenates channels only", l->name);
     int tc = 0;
     for (int k = 0; k < l->nin; k++) tc += blobs[l->in[k]].c;
-    if (kn_tensor_alloc(y, x->h, x->w, tc) < 0) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+    ALLOC(y, x->h, x->w, tc);
     for (size_t p = 0; p < (size_t)x->h * x->w; p++)
       for (int k = 0, at = 0; k < l->nin; at += blobs[l->in[k]].c, k++)
         memcpy(y->d + p * tc + at, blobs[l->in[k]].d + p * blobs[l->in[k]].c, (size_t)blobs[l->in[k]].c * sizeof(float));
@@ -283,21 +372,36 @@ static int run_layer(kn_net *net, const kn_layer *l, kn_tensor *blobs, kiln_err 
   return kiln_fail(e, KILN_EINVAL, "layer '%s' has type '%s', which kiln does not implement", l->name, l->type);
 }
 
+/* The PReLU after layer i that Winograd can apply in its store: it reads
+ * only layer i's output, nothing else does, and its slopes fit. */
+static const kn_layer *fusable_prelu(const kn_net *n, int i) {
+  const kn_layer *l = &n->g.layers[i], *p = i + 1 < n->g.nlayers ? &n->g.layers[i + 1] : NULL;
+  if (!n->wino || !p || strcmp(p->type, "PReLU") || p->nin != 1 || p->nout != 1 || l->nout != 1 || p->in[0] != l->out[0] ||
+      n->last_use[l->out[0]] != i + 1 || kn_param(l, 9, 0) != 0 || !p->slope ||
+      (p->nslope != 1 && p->nslope != (int64_t)kn_param(l, 0, 0)))
+    return NULL;
+  return p;
+}
+
 int kn_net_run(kn_net *n, const kn_tensor *in, kn_tensor *out, kiln_err *e) {
   kn_tensor *blobs = calloc((size_t)n->g.nblobs, sizeof *blobs);
   if (!blobs) return kiln_fail(e, KILN_ENOMEM, "out of memory");
-  int r = kn_tensor_alloc(&blobs[n->in_blob], in->h, in->w, in->c) < 0 ? kiln_fail(e, KILN_ENOMEM, "out of memory") : 0;
+  int r = blob_alloc(n, &blobs[n->in_blob], in->h, in->w, in->c) < 0 ? kiln_fail(e, KILN_ENOMEM, "out of memory") : 0;
   if (r == 0) memcpy(blobs[n->in_blob].d, in->d, (size_t)in->h * in->w * in->c * sizeof *in->d);
   for (int i = 0; r == 0 && i < n->g.nlayers; i++) {
-    r = run_layer(n, &n->g.layers[i], blobs, e);
-    for (int k = 0; r == 0 && k < n->g.layers[i].nin; k++)   /* a blob no later layer reads is freed now */
-      if (n->last_use[n->g.layers[i].in[k]] == i) kn_tensor_free(&blobs[n->g.layers[i].in[k]]);
+    const kn_layer *l = &n->g.layers[i], *p = NULL;
+    int oh, ow;
+    if (l->nin > 0 && blobs[l->in[0]].d && kn_wino_shape(l, &blobs[l->in[0]], &oh, &ow)) p = fusable_prelu(n, i);
+    r = run_layer(n, l, p, blobs, e);
+    for (int k = 0; r == 0 && k < l->nin; k++)   /* a blob no later layer reads goes back to the spares */
+      if (n->last_use[l->in[k]] == i) blob_release(n, &blobs[l->in[k]]);
+    if (p) i++;                                   /* the PReLU is done */
   }
   if (r == 0) {
     *out = blobs[n->out_blob];
     blobs[n->out_blob].d = NULL;
   }
-  for (int b = 0; b < n->g.nblobs; b++) kn_tensor_free(&blobs[b]);
+  for (int b = 0; b < n->g.nblobs; b++) blob_release(n, &blobs[b]);
   free(blobs);
   return r;
 }

@@ -1,0 +1,399 @@
+/* winograd.c — 3x3, stride-1, undilated, ungrouped convolutions by
+ * Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms
+ * for Convolutional Neural Networks", 2015), for the executor (net.c).
+ *
+ * Each 4x4 block of output pixels ("tile") is computed from the 6x6 input
+ * patch under it: V = Bt d B per input channel, U = G g Gt per (output,
+ * input) channel pair (once per layer, at first use), then for each of the
+ * 36 transformed positions xi a matrix product M[xi] = V[xi] (tiles x C) .
+ * U[xi] (C x K), and Y = At M A per tile and output channel, with the bias
+ * and the activation (ReLU, leaky ReLU, or a following PReLU that net.c
+ * fuses in) applied before the store. The products take 36 multiplies per
+ * tile and channel pair where the direct convolution takes 144: 4x fewer.
+ *
+ * Work is split in blocks of NB tiles; a block's V and M stay in the cache
+ * of the thread that owns it (per-thread scratch, grown once and reused for
+ * every layer and frame). The blocks are shared out to a thread pool with
+ * an atomic counter. The product is an AVX2/FMA kernel of 6 tiles x 16
+ * output channels when the CPU has them, else portable C of the same shape;
+ * the transforms are plain C compiled for both. Channels are padded with
+ * zeros to multiples of 8 (inputs) and 16 (outputs), so any C and K work.
+ *
+ * Invariants: U for a layer depends only on its weights (not the input
+ * size); every output element is written exactly once; results equal the
+ * direct path's within float rounding (tests/test_nn.c checks 1e-4 on the
+ * golden fixture, tests/nn_compare.sh the real weights against PyTorch). */
+#include "nn/net.h"
+#include "util/pool.h"
+
+#include <immintrin.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NB 36                   /* tiles per block: a multiple of the kernel's 6 rows */
+/* Floats between one xi's matrix and the next in a block's V and M: a
+ * cache line more than the matrix, so the 36 do not fall on the same L1
+ * sets (NB * 64 floats is a multiple of 4 KiB's aliasing stride). */
+#define VS(cp) ((size_t)NB * (cp) + 16)
+#define MAXTHR 64
+
+typedef struct kn_wino_layer {
+  const kn_layer *l;
+  int c, k, cp, kp;             /* channels in/out, and padded to 8 / 16 */
+  float *u;                     /* [36][cp][kp] */
+  float *bias;                  /* [kp] (zeros without one) */
+} kn_wino_layer;
+
+typedef struct wino_scratch {
+  float *v, *m, *patch;         /* [36][NB][cp], [36][NB][kp], [36][cp] */
+  size_t vcap, mcap, pcap;      /* floats allocated */
+} wino_scratch;
+
+struct kn_wino {
+  kn_wino_layer *ls;
+  int n, cap;
+  kp_pool *pool;                /* NULL: one thread */
+  int nthr;
+  wino_scratch s[MAXTHR];
+  int avx2;
+};
+
+kn_wino *kn_wino_new(int threads) {
+  kn_wino *w = calloc(1, sizeof *w);
+  if (!w) return NULL;
+  w->nthr = threads > 0 ? threads : kp_ncpu();
+  if (w->nthr > MAXTHR) w->nthr = MAXTHR;
+  if (w->nthr > 1 && !(w->pool = kp_pool_new(w->nthr))) { free(w); return NULL; }
+  __builtin_cpu_init();
+  w->avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !getenv("KILN_NN_NO_AVX2");
+  return w;
+}
+
+void kn_wino_free(kn_wino *w) {
+  if (!w) return;
+  if (w->pool) kp_pool_free(w->pool);
+  for (int i = 0; i < w->n; i++) { free(w->ls[i].u); free(w->ls[i].bias); }
+  for (int i = 0; i < MAXTHR; i++) { free(w->s[i].v); free(w->s[i].m); free(w->s[i].patch); }
+  free(w->ls);
+  free(w);
+}
+
+int kn_wino_shape(const kn_layer *l, const kn_tensor *x, int *oh, int *ow) {
+  if (strcmp(l->type, "Convolution")) return 0;
+  int kw = (int)kn_param(l, 1, 0), kh = (int)kn_param(l, 11, (float)kw);
+  int dw = (int)kn_param(l, 2, 1), dh = (int)kn_param(l, 12, (float)dw), sw = (int)kn_param(l, 3, 1),
+      sh = (int)kn_param(l, 13, (float)sw);
+  int pl = (int)kn_param(l, 4, 0), pt = (int)kn_param(l, 14, (float)pl), pr = (int)kn_param(l, 15, (float)pl),
+      pb = (int)kn_param(l, 16, (float)pt);
+  int oc = (int)kn_param(l, 0, 0), act = (int)kn_param(l, 9, 0);
+  if (kw != 3 || kh != 3 || dw != 1 || dh != 1 || sw != 1 || sh != 1 || pl < 0 || pt < 0 || pr < 0 || pb < 0 || pl > 2 ||
+      pt > 2 || pr > 2 || pb > 2 || act > 2 || oc < 1 || (int64_t)oc * x->c * 9 != l->nweight)
+    return 0;
+  *oh = x->h + pt + pb - 2;
+  *ow = x->w + pl + pr - 2;
+  return *oh >= 1 && *ow >= 1;
+}
+
+/* U = G g Gt for every (k, c), in double; G's rows are the points 0, -1, 1,
+ * -1/2 and 1/2 scaled, and infinity. */
+static kn_wino_layer *layer_for(kn_wino *w, const kn_layer *l, int c, kiln_err *e) {
+  for (int i = 0; i < w->n; i++)
+    if (w->ls[i].l == l && w->ls[i].c == c) return &w->ls[i];
+  if (w->n == w->cap) {
+    int cap = w->cap ? 2 * w->cap : 32;
+    kn_wino_layer *nl = realloc(w->ls, (size_t)cap * sizeof *nl);
+    if (!nl) { kiln_fail(e, KILN_ENOMEM, "out of memory"); return NULL; }
+    w->ls = nl;
+    w->cap = cap;
+  }
+  static const double G[6][3] = {{1.0 / 4, 0, 0},          {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                 {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+  kn_wino_layer *L = &w->ls[w->n];
+  L->l = l;
+  L->c = c;
+  L->k = (int)kn_param(l, 0, 0);
+  L->cp = (c + 7) / 8 * 8;
+  L->kp = (L->k + 15) / 16 * 16;
+  L->u = calloc((size_t)36 * L->cp * L->kp, sizeof *L->u);
+  L->bias = calloc((size_t)L->kp, sizeof *L->bias);
+  if (!L->u || !L->bias) {
+    free(L->u);
+    free(L->bias);
+    kiln_fail(e, KILN_ENOMEM, "out of memory");
+    return NULL;
+  }
+  for (int k = 0; k < L->k; k++) {
+    if (l->bias) L->bias[k] = l->bias[k];
+    for (int ci = 0; ci < c; ci++) {
+      const float *g = l->weight + ((size_t)k * c + ci) * 9;
+      double t[6][3];                                   /* G g */
+      for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 3; j++) t[i][j] = G[i][0] * g[0 * 3 + j] + G[i][1] * g[1 * 3 + j] + G[i][2] * g[2 * 3 + j];
+      for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 6; j++)
+          L->u[((size_t)(i * 6 + j) * L->cp + ci) * L->kp + k] = (float)(t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
+    }
+  }
+  w->n++;
+  return L;
+}
+
+typedef struct wino_job {
+  kn_wino *w;
+  const kn_wino_layer *L;
+  const kn_tensor *x;
+  kn_tensor *y;
+  const float *slope;           /* [kp]: negative values are multiplied by it */
+  int pt, pl, tw, ntiles, nblocks;
+  atomic_int next;
+  int tid_next;
+} wino_job;
+
+/* Eight channels at once, in GCC's vector extension (one AVX register, or
+ * two SSE ones in the portable build); loads and stores need no alignment. */
+typedef float v8 __attribute__((vector_size(32), aligned(4)));
+typedef int v8i __attribute__((vector_size(32), aligned(4)));
+
+/* Bt d B for 8 channels; the patch's (r, q) is at p[r * rs + q * cs], v
+ * gets v[xi * vs]. */
+static inline __attribute__((always_inline)) void in_tf8(const float *p, size_t rs, size_t cs, float *v, size_t vs) {
+  v8 t[6][6];
+  for (int j = 0; j < 6; j++) {
+    const float *c = p + j * cs;
+    v8 d0 = *(const v8 *)c, d1 = *(const v8 *)(c + rs), d2 = *(const v8 *)(c + 2 * rs), d3 = *(const v8 *)(c + 3 * rs),
+       d4 = *(const v8 *)(c + 4 * rs), d5 = *(const v8 *)(c + 5 * rs);
+    t[0][j] = 4 * d0 - 5 * d2 + d4;
+    t[1][j] = -4 * (d1 + d2) + d3 + d4;
+    t[2][j] = 4 * (d1 - d2) - d3 + d4;
+    t[3][j] = 2 * (d3 - d1) - d2 + d4;
+    t[4][j] = 2 * (d1 - d3) - d2 + d4;
+    t[5][j] = 4 * d1 - 5 * d3 + d5;
+  }
+  for (int i = 0; i < 6; i++) {
+    v8 d0 = t[i][0], d1 = t[i][1], d2 = t[i][2], d3 = t[i][3], d4 = t[i][4], d5 = t[i][5];
+    *(v8 *)(v + (i * 6 + 0) * vs) = 4 * d0 - 5 * d2 + d4;
+    *(v8 *)(v + (i * 6 + 1) * vs) = -4 * (d1 + d2) + d3 + d4;
+    *(v8 *)(v + (i * 6 + 2) * vs) = 4 * (d1 - d2) - d3 + d4;
+    *(v8 *)(v + (i * 6 + 3) * vs) = 2 * (d3 - d1) - d2 + d4;
+    *(v8 *)(v + (i * 6 + 4) * vs) = 2 * (d1 - d3) - d2 + d4;
+    *(v8 *)(v + (i * 6 + 5) * vs) = 4 * d1 - 5 * d3 + d5;
+  }
+}
+
+/* At m A for 8 output channels, then the bias and the negative slope; m is
+ * m[xi * ms]; o gets [16]. */
+static inline __attribute__((always_inline)) void out_tf8(const float *m, size_t ms, const float *bias, const float *slope,
+                                                          v8 o[16]) {
+  v8 t[4][6];
+  for (int j = 0; j < 6; j++) {
+    v8 m0 = *(const v8 *)(m + (0 * 6 + j) * ms), m1 = *(const v8 *)(m + (1 * 6 + j) * ms),
+       m2 = *(const v8 *)(m + (2 * 6 + j) * ms), m3 = *(const v8 *)(m + (3 * 6 + j) * ms),
+       m4 = *(const v8 *)(m + (4 * 6 + j) * ms), m5 = *(const v8 *)(m + (5 * 6 + j) * ms);
+    v8 a = m1 + m2, b = m1 - m2, cc = m3 + m4, d = m3 - m4;
+    t[0][j] = m0 + a + cc;
+    t[1][j] = b + 2 * d;
+    t[2][j] = a + 4 * cc;
+    t[3][j] = b + 8 * d + m5;
+  }
+  v8 bi = *(const v8 *)bias, sl = *(const v8 *)slope, zero = {0};
+  for (int i = 0; i < 4; i++) {
+    v8 m0 = t[i][0], m1 = t[i][1], m2 = t[i][2], m3 = t[i][3], m4 = t[i][4], m5 = t[i][5];
+    v8 a = m1 + m2, b = m1 - m2, cc = m3 + m4, d = m3 - m4, r[4];
+    r[0] = m0 + a + cc + bi;
+    r[1] = b + 2 * d + bi;
+    r[2] = a + 4 * cc + bi;
+    r[3] = b + 8 * d + m5 + bi;
+    for (int q = 0; q < 4; q++) {
+      v8i neg = r[q] < zero;                            /* -1 where negative */
+      o[i * 4 + q] = (v8)(((v8i)(r[q] * sl) & neg) | ((v8i)r[q] & ~neg));
+    }
+  }
+}
+
+/* M = V . U for one xi: v [NB][cp], u [cp][kp], m [NB][kp]; nb a multiple of 6. */
+__attribute__((target("avx2,fma"))) static void gemm_avx2(const float *v, const float *u, float *m, int nb, int cp, int kp) {
+  for (int k = 0; k < kp; k += 16)
+    for (int t = 0; t < nb; t += 6) {
+      __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
+             c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+      const float *a = v + (size_t)t * cp, *b = u + k;
+      for (int i = 0; i < cp; i++, b += kp) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
+        x = _mm256_broadcast_ss(a + i);
+        c00 = _mm256_fmadd_ps(x, b0, c00);
+        c01 = _mm256_fmadd_ps(x, b1, c01);
+        x = _mm256_broadcast_ss(a + cp + i);
+        c10 = _mm256_fmadd_ps(x, b0, c10);
+        c11 = _mm256_fmadd_ps(x, b1, c11);
+        x = _mm256_broadcast_ss(a + 2 * cp + i);
+        c20 = _mm256_fmadd_ps(x, b0, c20);
+        c21 = _mm256_fmadd_ps(x, b1, c21);
+        x = _mm256_broadcast_ss(a + 3 * cp + i);
+        c30 = _mm256_fmadd_ps(x, b0, c30);
+        c31 = _mm256_fmadd_ps(x, b1, c31);
+        x = _mm256_broadcast_ss(a + 4 * cp + i);
+        c40 = _mm256_fmadd_ps(x, b0, c40);
+        c41 = _mm256_fmadd_ps(x, b1, c41);
+        x = _mm256_broadcast_ss(a + 5 * cp + i);
+        c50 = _mm256_fmadd_ps(x, b0, c50);
+        c51 = _mm256_fmadd_ps(x, b1, c51);
+      }
+      float *o = m + (size_t)t * kp + k;
+      _mm256_storeu_ps(o, c00);
+      _mm256_storeu_ps(o + 8, c01);
+      _mm256_storeu_ps(o + kp, c10);
+      _mm256_storeu_ps(o + kp + 8, c11);
+      _mm256_storeu_ps(o + 2 * kp, c20);
+      _mm256_storeu_ps(o + 2 * kp + 8, c21);
+      _mm256_storeu_ps(o + 3 * kp, c30);
+      _mm256_storeu_ps(o + 3 * kp + 8, c31);
+      _mm256_storeu_ps(o + 4 * kp, c40);
+      _mm256_storeu_ps(o + 4 * kp + 8, c41);
+      _mm256_storeu_ps(o + 5 * kp, c50);
+      _mm256_storeu_ps(o + 5 * kp + 8, c51);
+    }
+}
+
+static inline __attribute__((always_inline)) void gemm_c(const float *v, const float *u, float *m, int nb, int cp, int kp) {
+  for (int k = 0; k < kp; k += 16)
+    for (int t = 0; t < nb; t += 6) {
+      float acc[6][16] = {{0}};
+      const float *b = u + k;
+      for (int i = 0; i < cp; i++, b += kp)
+        for (int r = 0; r < 6; r++) {
+          float a = v[(size_t)(t + r) * cp + i];
+          for (int q = 0; q < 16; q++) acc[r][q] += a * b[q];
+        }
+      for (int r = 0; r < 6; r++) memcpy(m + (size_t)(t + r) * kp + k, acc[r], sizeof acc[r]);
+    }
+}
+
+/* One block of tiles: gather and transform the inputs, 36 products, and
+ * the output transform with bias and activation. */
+static inline __attribute__((always_inline)) void block(wino_job *j, wino_scratch *s, int b, int avx2) {
+  const kn_wino_layer *L = j->L;
+  const kn_tensor *x = j->x;
+  kn_tensor *y = j->y;
+  int cp = L->cp, kp = L->kp, c = L->c, k = L->k;
+  int t0 = b * NB, nt = j->ntiles - t0 < NB ? j->ntiles - t0 : NB, nb = (nt + 5) / 6 * 6;
+  for (int t = 0; t < nb; t++) {
+    int ty = (t0 + t) / j->tw, tx = (t0 + t) % j->tw, iy0 = ty * 4 - j->pt, ix0 = tx * 4 - j->pl;
+    const float *p = s->patch;
+    size_t rs = (size_t)6 * cp, cs = (size_t)cp;
+    if (t < nt && c == cp && iy0 >= 0 && ix0 >= 0 && iy0 + 6 <= x->h && ix0 + 6 <= x->w) {
+      p = x->d + ((size_t)iy0 * x->w + ix0) * c;          /* inside the frame: read it in place */
+      rs = (size_t)x->w * c;
+    } else if (t < nt) {
+      for (int r = 0; r < 6; r++)
+        for (int q = 0; q < 6; q++) {
+          int iy = iy0 + r, ix = ix0 + q;
+          float *d = s->patch + (r * 6 + q) * cp;
+          if (iy < 0 || iy >= x->h || ix < 0 || ix >= x->w) {
+            memset(d, 0, (size_t)cp * sizeof *d);
+          } else {
+            memcpy(d, x->d + ((size_t)iy * x->w + ix) * c, (size_t)c * sizeof *d);
+            if (cp > c) memset(d + c, 0, (size_t)(cp - c) * sizeof *d);
+          }
+        }
+    } else {
+      memset(s->patch, 0, (size_t)36 * cp * sizeof *s->patch);
+    }
+    for (int q = 0; q < cp; q += 8) in_tf8(p + q, rs, cs, s->v + (size_t)t * cp + q, VS(cp));
+  }
+  for (int xi = 0; xi < 36; xi++) {
+    const float *v = s->v + (size_t)xi * VS(cp), *u = L->u + (size_t)xi * cp * kp;
+    float *m = s->m + (size_t)xi * VS(kp);
+    if (avx2) gemm_avx2(v, u, m, nb, cp, kp);
+    else gemm_c(v, u, m, nb, cp, kp);
+  }
+  for (int t = 0; t < nt; t++) {
+    int ty = (t0 + t) / j->tw, tx = (t0 + t) % j->tw;
+    for (int q0 = 0; q0 < k; q0 += 8) {
+      v8 o[16];
+      out_tf8(s->m + (size_t)t * kp + q0, VS(kp), L->bias + q0, j->slope + q0, o);
+      int nq = k - q0 < 8 ? k - q0 : 8;
+      for (int i = 0; i < 4; i++) {
+        int oy = ty * 4 + i;
+        if (oy >= y->h) break;
+        float *row = y->d + ((size_t)oy * y->w + tx * 4) * k + q0;
+        for (int jj = 0; jj < 4 && tx * 4 + jj < y->w; jj++, row += k) {
+          if (nq == 8) *(v8 *)row = o[i * 4 + jj];
+          else memcpy(row, &o[i * 4 + jj], (size_t)nq * sizeof(float));
+        }
+      }
+    }
+  }
+}
+
+__attribute__((target("avx2,fma"))) static void block_avx2(wino_job *j, wino_scratch *s, int b) { block(j, s, b, 1); }
+static void block_c(wino_job *j, wino_scratch *s, int b) { block(j, s, b, 0); }
+
+static void run_blocks(wino_job *j, int tid) {
+  wino_scratch *s = &j->w->s[tid];
+  for (int b; (b = atomic_fetch_add(&j->next, 1)) < j->nblocks;) {
+    if (j->w->avx2) block_avx2(j, s, b);
+    else block_c(j, s, b);
+  }
+}
+
+typedef struct wino_arg {
+  wino_job *j;
+  int tid;
+} wino_arg;
+
+static void task(void *a) {
+  wino_arg *wa = a;
+  run_blocks(wa->j, wa->tid);
+}
+
+static int grow(float **p, size_t *cap, size_t n) {
+  if (*cap >= n) return 0;
+  float *q = aligned_alloc(64, (n * sizeof *q + 63) / 64 * 64);
+  if (!q) return -1;
+  free(*p);
+  *p = q;
+  *cap = n;
+  return 0;
+}
+
+int kn_wino_conv(kn_wino *w, const kn_layer *l, const kn_tensor *x, const float *slope, int nslope, kn_tensor *y,
+                 kiln_err *e) {
+  int oh, ow;
+  if (!kn_wino_shape(l, x, &oh, &ow) || y->h != oh || y->w != ow || y->c != (int)kn_param(l, 0, 0))
+    return kiln_fail(e, KILN_EINTERNAL, "layer '%s' is not a Winograd convolution for this input", l->name);
+  const kn_wino_layer *L = layer_for(w, l, x->c, e);
+  if (!L) return KILN_ENOMEM;
+  float *sl = malloc((size_t)L->kp * sizeof *sl);
+  if (!sl) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+  int act = (int)kn_param(l, 9, 0);
+  const kn_param_kv *ap = kn_param_array(l, 10);
+  for (int q = 0; q < L->kp; q++)
+    sl[q] = slope ? slope[nslope == 1 ? 0 : q < L->k ? q : 0] : act == 1 ? 0 : act == 2 ? (ap && ap->n ? ap->v[0] : 0) : 1;
+  int nthr = w->nthr;
+  for (int t = 0; t < nthr; t++)
+    if (grow(&w->s[t].v, &w->s[t].vcap, 36 * VS(L->cp)) < 0 || grow(&w->s[t].m, &w->s[t].mcap, 36 * VS(L->kp)) < 0 ||
+        grow(&w->s[t].patch, &w->s[t].pcap, (size_t)36 * L->cp) < 0) {
+      free(sl);
+      return kiln_fail(e, KILN_ENOMEM, "out of memory");
+    }
+  int pl = (int)kn_param(l, 4, 0), pt = (int)kn_param(l, 14, (float)pl);
+  wino_job j = {.w = w, .L = L, .x = x, .y = y, .slope = sl, .pt = pt, .pl = pl, .tw = (ow + 3) / 4};
+  j.ntiles = j.tw * ((oh + 3) / 4);
+  j.nblocks = (j.ntiles + NB - 1) / NB;
+  atomic_init(&j.next, 0);
+  if (!w->pool || j.nblocks < 2) {
+    run_blocks(&j, 0);
+  } else {
+    wino_arg args[MAXTHR];
+    int r = 0;
+    for (int t = 0; t < nthr && r == 0; t++) {
+      args[t] = (wino_arg){&j, t};
+      r = kp_pool_submit(w->pool, task, &args[t]);
+    }
+    kp_pool_wait(w->pool);
+    if (r < 0) run_blocks(&j, 0);                      /* a task not submitted: finish the blocks here */
+  }
+  free(sl);
+  return 0;
+}
