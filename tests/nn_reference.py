@@ -10,9 +10,14 @@ executor (src/nn/net.c) can be checked against an independent one.
                                  fixture; re-run to regenerate it)
   nn_reference.py run PARAM BIN IN OUT   run a model on IN (raw float32 HxWx3
                                  with a "H W C" text header line) into OUT
+  nn_reference.py image PARAM BIN IN OUT [IN OUT]...   upscale image files
+                                 (anything the ffmpeg CLI reads) as kiln does:
+                                 RGB bytes / 255, the model, x 255 rounded
+                                 and clamped; OUT .png (via ffmpeg) or .npy
+                                 (the float32 HxWx3 output before rounding)
 
 Needs Debian's python3-torch; ctest uses the fixture and needs no torch."""
-import struct, sys
+import json, struct, subprocess, sys
 
 import torch
 import torch.nn.functional as F
@@ -200,6 +205,37 @@ def fixture(d):
     write_tensor(f"{d}/tiny.out", forward(layers, weights, x))
 
 
+def read_image(path):
+    """An image file -> 1x3xHxW float32 in [0,1] (its RGB24 bytes / 255)."""
+    info = json.loads(subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                                      "stream=width,height", "-of", "json", path],
+                                     check=True, capture_output=True).stdout)["streams"][0]
+    w, h = info["width"], info["height"]
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", path, "-frames:v", "1", "-f", "rawvideo",
+                          "-pix_fmt", "rgb24", "-"], check=True, capture_output=True).stdout
+    assert len(raw) == w * h * 3, (path, len(raw), w, h)
+    x = torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(1, h, w, 3).permute(0, 3, 1, 2)
+    return x.float() / 255.0
+
+
+def write_npy(path, t):
+    """NCHW (batch 1) -> a float32 HxWxC .npy (format 1.0, no numpy needed)."""
+    t = t[0].permute(1, 2, 0).contiguous()
+    head = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d, %d), }" % tuple(t.shape)
+    head += " " * (63 - (10 + len(head)) % 64) + "\n"
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(head)) + head.encode())
+        f.write(struct.pack("<%df" % t.numel(), *t.flatten().tolist()))
+
+
+def write_png(path, t):
+    """NCHW in [0,1] -> an RGB24 PNG, each value x 255 + 0.5, clamped, truncated (as kiln rounds)."""
+    b = (t[0].permute(1, 2, 0) * 255.0 + 0.5).clamp(0, 255).floor().to(torch.uint8).contiguous()
+    h, w, _ = b.shape
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+                    "-i", "-", "-frames:v", "1", path], input=bytes(b.flatten().tolist()), check=True)
+
+
 if __name__ == "__main__":
     torch.set_grad_enabled(False)
     if sys.argv[1] == "fixture":
@@ -207,5 +243,10 @@ if __name__ == "__main__":
     elif sys.argv[1] == "run":
         layers, weights = load(sys.argv[2], sys.argv[3])
         write_tensor(sys.argv[5], forward(layers, weights, read_tensor(sys.argv[4])))
+    elif sys.argv[1] == "image" and len(sys.argv) >= 6 and len(sys.argv) % 2 == 0:
+        layers, weights = load(sys.argv[2], sys.argv[3])
+        for src, dst in zip(sys.argv[4::2], sys.argv[5::2]):
+            y = forward(layers, weights, read_image(src))
+            (write_npy if dst.endswith(".npy") else write_png)(dst, y)
     else:
         raise SystemExit(__doc__)
