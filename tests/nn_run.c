@@ -7,6 +7,7 @@
  * usage: nn_run PARAM BIN IN OUT */
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "nn/net.h"
@@ -43,6 +44,11 @@ int main(int argc, char **argv) {
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (rep) fprintf(stderr, "run %d: %.1f ms\n", i + 1, (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
+  }
+  if (rep) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    fprintf(stderr, "peak rss: %ld KiB\n", ru.ru_maxrss);
   }
   f = fopen(argv[4], "wb");
   fprintf(f, "%d %d %d\n", out.h, out.w, out.c);
