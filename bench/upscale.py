@@ -132,7 +132,7 @@ def cold_starts(n=5):
         os.makedirs(os.path.join(T, "models"))
         os.symlink(d, os.path.join(T, "models", M))
         clip = os.path.join(T, "clip.mp4")
-        subprocess.run([kilnt.KILN, "sample", "bars", clip, "--width", "64", "--height", "36", "--seconds", "0.2"],
+        subprocess.run([kilnt.KILN, "sample", "bars", clip, "--size", "64x36", "--seconds", "0.2"],
                        check=True, capture_output=True)
         s = kilnt.Server(T, "functions:\n  upscale: {max_workers: 1, idle_timeout_s: 0, max_chunks: 1}\n")
         st, b, _ = s.req("PUT", "/v1/objects/in/clip.mp4", open(clip, "rb").read())
