@@ -225,10 +225,11 @@ static void test_tiles(void) {
   if (!CHECKV(kn_tensor_alloc(&in, 29, 37, 3) == 0, "alloc")) { kn_net_free(&n); return; }
   fill(&in, 5);
   static const int tiles[] = {4, 7, 10, 16, 29, 36};   /* 7, 10, 16: leave a partial row and column */
-  for (int dn = 0; dn < 2; dn++) {
-    CHECK(kn_net_use_dnnl(&n, dn) == 0, "oneDNN %d", dn);
+  static const int paths[] = {KN_PATH_DIRECT, KN_PATH_DNNL, KN_PATH_FAST};
+  for (int k = 0; k < 3; k++) {
+    CHECK(kn_net_set_path(&n, paths[k]) == 0, "path %d", paths[k]);
     double d = tiled_vs_whole(&n, &in, tiles, (int)(sizeof tiles / sizeof *tiles), ov, &e);
-    CHECK(d >= 0 && d <= 1e-4, "%s path: tiled = whole within 1e-4, got %g (%s)", dn ? "oneDNN" : "direct", d, e.msg);
+    CHECK(d >= 0 && d <= 1e-4, "path %d: tiled = whole within 1e-4, got %g (%s)", paths[k], d, e.msg);
   }
   /* an overlap under the receptive field shows seams: the check can fail */
   static const int seven[] = {7};
@@ -250,7 +251,7 @@ static void test_tiles(void) {
   kn_net_free(&n);
 }
 
-/* test_nn tile PARAM BIN HxW TILE: tiled vs whole on a model (oneDNN). */
+/* test_nn tile PARAM BIN HxW TILE: tiled vs whole on a model (the path upscale uses). */
 static int tile_main(char **argv) {
   kn_net n;
   kiln_err e = {0};

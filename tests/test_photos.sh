@@ -4,8 +4,9 @@
 # building and messi5, each downscaled x4 (bicubic) and cut to at most
 # 128x128 around its centre, upscaled by realesr-animevideov3-x4 to PNG by
 # kiln and by the reference; each pair must agree within PSNR >= 50 dB. The
-# same photos through kiln in 40-pixel tiles must equal the whole run, and the
-# real weights tiled vs whole must agree within 1e-4 (test_nn tile). Writes a
+# same photos through kiln in 40-pixel tiles must equal the whole run within
+# float rounding (PSNR >= 60 dB: a few values one step apart), and the real
+# weights tiled vs whole must agree within 1e-4 (test_nn tile). Writes a
 # side-by-side PNG (bicubic | kiln) per photo into OUTDIR for a person to
 # look at. Needs the photos (scripts/samples), the weights (`kiln models
 # fetch`) and python3-torch: without any of them it exits 77 (SKIPPED).
@@ -71,7 +72,7 @@ for p in "${photos[@]}"; do
   atleast "$db" 50 && ok || bad "$p: kiln vs the PyTorch reference PSNR $db dB, want >= 50"
   "$KILN" run upscale "$T/$p.png" -o "$T/$p-tiled.png" -q --param tile=40 \
     && tdb=$(psnr "$T/$p-tiled.png" "$T/$p-kiln.png") && echo "  $p in 40-pixel tiles vs whole: PSNR $tdb dB" \
-    && [ "$tdb" = inf ] && ok || bad "$p: the tiled run differs from the whole run (PSNR ${tdb:-?} dB)"
+    && atleast "$tdb" 60 && ok || bad "$p: the tiled run differs from the whole run (PSNR ${tdb:-?} dB, want >= 60)"
   # for a person: bicubic | kiln, side by side
   ffmpeg -v error -nostdin -y -i "$T/$p.png" -i "$T/$p-kiln.png" \
     -filter_complex "[0]scale=iw*4:ih*4:flags=bicubic[b];[b][1]hstack" -frames:v 1 "$OUT/$p-bicubic-vs-kiln.png" \
