@@ -68,6 +68,8 @@ typedef struct kf_shape {
 typedef struct kf_result {
   km_pipeline_stats stats;
   int no_output;                /* the run wrote no output file (its stats are the result) */
+  json_t *info;                 /* NULL, or an object the function adds to the result's stats (owned by the
+                                   result: whoever fills kf_result json_decref's it) */
 } kf_result;
 
 typedef struct kf_desc {
@@ -80,6 +82,14 @@ typedef struct kf_desc {
   void (*exit)(void *state);
   int (*run)(void *state, const kf_task *t, kf_result *res, kiln_err *e);
   int chunkable;                /* frame-parallel: may be split into output frame ranges */
+  /* Once per job, before a chunkable job is split (may be NULL): looks at
+   * the whole input (t->input; t->params validated) and returns in *add a
+   * new object whose members the engine adds to the params of every chunk
+   * and of the join, so work that needs the whole video (remove_watermark's
+   * detection) is done once and every chunk gets the same answer. The
+   * members must be parameters of fn's own table. A run given no such
+   * member does the work itself, so an unsplit job needs no prepare. */
+  int (*prepare)(void *state, const kf_task *t, json_t **add, kiln_err *e);
   /* Fills s for validated params on a probed input (pr: NULL for a function
    * without input). Needed by chunkable functions. */
   int (*shape)(const json_t *params, const km_probe *pr, kf_shape *s, kiln_err *e);

@@ -11,9 +11,10 @@ extern const kf_desc kf_overlay;
 extern const kf_desc kf_noop;
 extern const kf_desc kf_join;
 extern const kf_desc kf_upscale;
+extern const kf_desc kf_remove_watermark;
 
-static const kf_desc *const registry[] = {&kf_reframe, &kf_overlay, &kf_upscale, &kf_noop, NULL};
-static const kf_desc *const all[] = {&kf_reframe, &kf_overlay, &kf_upscale, &kf_noop, &kf_join, NULL};
+static const kf_desc *const registry[] = {&kf_reframe, &kf_overlay, &kf_upscale, &kf_remove_watermark, &kf_noop, NULL};
+static const kf_desc *const all[] = {&kf_reframe, &kf_overlay, &kf_upscale, &kf_remove_watermark, &kf_noop, &kf_join, NULL};
 
 const kf_desc *const *kf_registry(void) { return registry; }
 const kf_desc *const *kf_registry_all(void) { return all; }

@@ -1,0 +1,585 @@
+/* wm_fill.c — removing a located mark from frames (wmark.h): the blend
+ * estimate, the harmonic fill, and the per-frame removal.
+ *
+ * Per frame and region, in order:
+ *   1. blend inversion: where the estimated alpha is low enough to trust
+ *      (a < INVERT_MAX), B = (I - a*L) / (1 - a) — the picture itself, not
+ *      a guess; where a is about 0 (the mask's dilation) I is kept;
+ *   2. temporal fill: the last frames (every other one, KI_WM_HISTORY deep)
+ *      with the global translation between frames (SAD search at low
+ *      resolution, refined at full resolution, sub-pixel by parabola); each
+ *      still-masked pixel takes the value the scene point had in the most
+ *      recent frame where it was outside that frame's mask, the shift
+ *      re-checked on the ring around the mask; the difference on that ring
+ *      is spread over the filled pixels by a harmonic fill (a seamless,
+ *      Poisson-like blend, so a change of light does not show as a seam);
+ *   3. spatial fill: what remains solves Laplace's equation with everything
+ *      known around it as boundary (coarse to fine), which is smooth and so
+ *      does not shimmer from frame to frame.
+ * The state holds references to earlier input frames (never written) and is
+ * used by one stream of frames in order. */
+#include "img/wmark.h"
+#include "util/err.h"
+
+#include <libavutil/frame.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define INVERT_MAX 0.72f        /* above this alpha, inverting amplifies noise more than filling costs */
+#define ALPHA_NONE 0.04f        /* below this the pixel is not under the mark */
+#define RING 6                  /* ring outside the mask used to check a temporal match, pixels */
+#define MATCH_MAD 10.0          /* mean abs luma difference on the ring for a temporal source to count */
+
+void ki_wm_region_release(ki_wm_region *r) {
+  free(r->mask);
+  free(r->alpha);
+  for (int i = 0; i < 3; i++) free(r->al[i]);
+  memset(r, 0, sizeof *r);
+}
+
+/* ---- harmonic fill --------------------------------------------------- */
+
+static void relax(float *v, const uint8_t *known, int w, int h, int iters) {
+  for (int it = 0; it < iters; it++)
+    for (int y = 0; y < h; y++)
+      for (int x = 0; x < w; x++) {
+        size_t p = (size_t)y * w + x;
+        if (known[p]) continue;
+        float s = 0;
+        int n = 0;
+        if (x > 0) { s += v[p - 1]; n++; }
+        if (x < w - 1) { s += v[p + 1]; n++; }
+        if (y > 0) { s += v[p - w]; n++; }
+        if (y < h - 1) { s += v[p + w]; n++; }
+        if (n) v[p] = s / (float)n;
+      }
+}
+
+void ki_harmonic_fill(float *v, const uint8_t *known, int w, int h) {
+  size_t np = (size_t)w * h, nk = 0;
+  double mean = 0;
+  for (size_t p = 0; p < np; p++)
+    if (known[p]) { nk++; mean += v[p]; }
+  if (nk == 0 || nk == np) return;
+  mean /= (double)nk;
+  int cw = (w + 1) / 2, ch = (h + 1) / 2;
+  float *cv = NULL;
+  uint8_t *ck = NULL;
+  if (w > 4 && h > 4 && (cv = malloc((size_t)cw * ch * sizeof *cv)) && (ck = malloc((size_t)cw * ch))) {
+    for (int y = 0; y < ch; y++)
+      for (int x = 0; x < cw; x++) {
+        float s = 0;
+        int n = 0;
+        for (int j = 0; j < 2; j++)
+          for (int i = 0; i < 2; i++) {
+            int fx = 2 * x + i, fy = 2 * y + j;
+            if (fx < w && fy < h && known[(size_t)fy * w + fx]) { s += v[(size_t)fy * w + fx]; n++; }
+          }
+        cv[(size_t)y * cw + x] = n ? s / (float)n : (float)mean;
+        ck[(size_t)y * cw + x] = n > 0;
+      }
+    ki_harmonic_fill(cv, ck, cw, ch);
+    for (int y = 0; y < h; y++)
+      for (int x = 0; x < w; x++)
+        if (!known[(size_t)y * w + x]) v[(size_t)y * w + x] = cv[(size_t)(y / 2) * cw + x / 2];
+    relax(v, known, w, h, 12);
+  } else {
+    for (size_t p = 0; p < np; p++)
+      if (!known[p]) v[p] = (float)mean;
+    relax(v, known, w, h, 40);
+  }
+  free(cv);
+  free(ck);
+}
+
+/* ---- blend estimate -------------------------------------------------- */
+
+static int cmp_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+/* Temporal mean and std of plane p of the crops (cw x ch). */
+static void crop_stats(uint8_t *const (*crop)[3], int n, int p, int cw, int ch, float *mu, float *sd) {
+  size_t np = (size_t)cw * ch;
+  for (size_t q = 0; q < np; q++) {
+    double s = 0, s2 = 0;
+    for (int i = 0; i < n; i++) { double v = crop[i][p][q]; s += v; s2 += v * v; }
+    double m = s / n, var = s2 / n - m * m;
+    mu[q] = (float)m;
+    if (sd) sd[q] = var > 0 ? (float)sqrt(var) : 0;
+  }
+}
+
+int ki_wm_estimate(ki_wm_region *r, uint8_t *const (*crop)[3], int n, int margin) {
+  if (n < 4) return 0;
+  int m = margin, cw = r->w + 2 * m, ch = r->h + 2 * m;
+  size_t np = (size_t)cw * ch;
+  int ret = KILN_ENOMEM;
+  float *mu = malloc(np * sizeof *mu), *sd = malloc(np * sizeof *sd), *muB = malloc(np * sizeof *muB),
+        *sdB = malloc(np * sizeof *sdB), *a = calloc((size_t)r->w * r->h, sizeof *a), *mid = NULL;
+  uint8_t *known = malloc(np);
+  if (!mu || !sd || !muB || !sdB || !a || !known) goto fail;
+  for (int y = 0; y < ch; y++)
+    for (int x = 0; x < cw; x++) {
+      int rx = x - m, ry = y - m;
+      int in = rx >= 0 && ry >= 0 && rx < r->w && ry < r->h && r->mask[(size_t)ry * r->w + rx];
+      known[(size_t)y * cw + x] = !in;
+    }
+  crop_stats(crop, n, 0, cw, ch, mu, sd);
+  memcpy(muB, mu, np * sizeof *mu);
+  memcpy(sdB, sd, np * sizeof *sd);
+  ki_harmonic_fill(muB, known, cw, ch);
+  ki_harmonic_fill(sdB, known, cw, ch);
+  size_t nm = 0;
+  for (int y = 0; y < r->h; y++)
+    for (int x = 0; x < r->w; x++) {
+      size_t q = (size_t)y * r->w + x, c = (size_t)(y + m) * cw + x + m;
+      if (!r->mask[q]) continue;
+      nm++;
+      float b = sdB[c];
+      float one_a = b > 3 ? sd[c] / b : 0;   /* a still background tells nothing: treat as opaque */
+      if (one_a > 1) one_a = 1;
+      a[q] = 1 - one_a;
+    }
+  if (nm == 0) { ret = 0; goto fail; }
+  /* a mark of one alpha (the usual case) gets that alpha exactly: the median of its mid-alpha pixels */
+  mid = malloc(nm * sizeof *mid);
+  if (!mid) goto fail;
+  size_t nmid = 0;
+  for (size_t q = 0; q < (size_t)r->w * r->h; q++)
+    if (r->mask[q]) {
+      if (a[q] > 0.15f && a[q] < 0.9f) mid[nmid++] = a[q];
+    }
+  if (nmid < nm / 4 || nmid < 8) { ret = 0; goto fail; }   /* opaque (or nothing to trust): inpaint it all */
+  qsort(mid, nmid, sizeof *mid, cmp_float);
+  float med = mid[nmid / 2];
+  for (size_t q = 0; q < (size_t)r->w * r->h; q++)
+    if (r->mask[q] && fabsf(a[q] - med) < 0.15f) a[q] = med;
+  for (int p = 0; p < 3; p++) {
+    int pw = p ? r->w / 2 : r->w, ph = p ? r->h / 2 : r->h, pm = p ? m / 2 : m;
+    int pcw = p ? cw / 2 : cw, pch = p ? ch / 2 : ch;
+    if (p) {
+      crop_stats(crop, n, p, pcw, pch, mu, NULL);
+      for (int y = 0; p == 1 && y < pch; y++)
+        for (int x = 0; x < pcw; x++) {
+          int k = 1;
+          for (int j = 0; j < 2; j++)
+            for (int i = 0; i < 2; i++) k &= known[(size_t)(2 * y + j) * cw + 2 * x + i];
+          known[(size_t)y * pcw + x] = (uint8_t)k;   /* reuses the buffer: the luma map is no longer needed */
+        }
+      memcpy(muB, mu, (size_t)pcw * pch * sizeof *mu);
+      ki_harmonic_fill(muB, known, pcw, pch);
+    }
+    float *al = malloc((size_t)pw * ph * sizeof *al);
+    if (!al) goto fail;
+    r->al[p] = al;
+    for (int y = 0; y < ph; y++)
+      for (int x = 0; x < pw; x++) {
+        float av;
+        if (p) av = 0.25f * (a[(size_t)(2 * y) * r->w + 2 * x] + a[(size_t)(2 * y) * r->w + 2 * x + 1] +
+                             a[(size_t)(2 * y + 1) * r->w + 2 * x] + a[(size_t)(2 * y + 1) * r->w + 2 * x + 1]);
+        else av = a[(size_t)y * r->w + x];
+        size_t c = (size_t)(y + pm) * pcw + x + pm;
+        al[(size_t)y * pw + x] = mu[c] - (1 - av) * muB[c];
+      }
+  }
+  r->alpha = a;
+  a = NULL;
+  ret = 0;
+fail:
+  if (ret < 0 || !r->alpha) {
+    for (int p = 0; p < 3; p++) { free(r->al[p]); r->al[p] = NULL; }
+  }
+  free(mu); free(sd); free(muB); free(sdB); free(a); free(mid); free(known);
+  return ret;
+}
+
+/* ---- the per-frame removal -------------------------------------------- */
+
+#define MAXR 16                 /* regions remembered per history frame */
+#define SEARCH_LR 8             /* motion search radius at low resolution, pixels */
+
+typedef struct wm_hist {
+  AVFrame *f;                   /* a reference to an input frame (never written) */
+  double px, py;                /* its position: I_t(x) ~ I_h(x + pos_t - pos_h) */
+  const ki_wm_region *r[MAXR];
+  int nr;
+} wm_hist;
+
+struct ki_wm_state {
+  int w, h;
+  int lf, lw, lh;               /* low-resolution factor and size for the motion search */
+  uint8_t *lr_prev, *lr_cur, *lmask;
+  AVFrame *prev;
+  double px, py;                /* position of the previous frame */
+  wm_hist hist[KI_WM_HISTORY];
+  int nh, head;                 /* hist[(head - 1 - i) mod N] is the i-th newest */
+  int64_t seq;
+};
+
+int ki_wm_state_new(ki_wm_state **out, int w, int h) {
+  ki_wm_state *st = calloc(1, sizeof *st);
+  if (!st) return KILN_ENOMEM;
+  st->w = w;
+  st->h = h;
+  st->lf = w / 160 > 1 ? w / 160 : 1;
+  st->lw = w / st->lf;
+  st->lh = h / st->lf;
+  size_t n = (size_t)st->lw * st->lh;
+  st->lr_prev = malloc(n);
+  st->lr_cur = malloc(n);
+  st->lmask = malloc(n);
+  if (!st->lr_prev || !st->lr_cur || !st->lmask) { ki_wm_state_free(st); return KILN_ENOMEM; }
+  *out = st;
+  return 0;
+}
+
+void ki_wm_state_free(ki_wm_state *st) {
+  if (!st) return;
+  for (int i = 0; i < KI_WM_HISTORY; i++) av_frame_free(&st->hist[i].f);
+  av_frame_free(&st->prev);
+  free(st->lr_prev);
+  free(st->lr_cur);
+  free(st->lmask);
+  free(st);
+}
+
+static int in_region(const ki_wm_region *r, int x, int y) {
+  if (x < r->x || y < r->y || x >= r->x + r->w || y >= r->y + r->h) return 0;
+  return r->mask[(size_t)(y - r->y) * r->w + (x - r->x)];
+}
+
+static int in_any(const ki_wm_region *const *r, int n, int x, int y) {
+  for (int i = 0; i < n; i++)
+    if (in_region(r[i], x, y)) return 1;
+  return 0;
+}
+
+/* Is the luma square [x0, x1] x [y0, y1] clear of every region (and in the frame)? */
+static int clear_box(const ki_wm_region *const *r, int n, int x0, int y0, int x1, int y1, int w, int h) {
+  if (x0 < 0 || y0 < 0 || x1 >= w || y1 >= h) return 0;
+  for (int i = 0; i < n; i++) {
+    const ki_wm_region *g = r[i];
+    if (x1 < g->x || y1 < g->y || x0 >= g->x + g->w || y0 >= g->y + g->h) continue;
+    for (int y = y0; y <= y1; y++)
+      for (int x = x0; x <= x1; x++)
+        if (in_region(g, x, y)) return 0;
+  }
+  return 1;
+}
+
+static float bilinear(const uint8_t *pl, int ls, int w, int h, double x, double y) {
+  if (x < 0) x = 0;
+  if (y < 0) y = 0;
+  if (x > w - 1) x = w - 1;
+  if (y > h - 1) y = h - 1;
+  int x0 = (int)x, y0 = (int)y;
+  int x1 = x0 + 1 < w ? x0 + 1 : x0, y1 = y0 + 1 < h ? y0 + 1 : y0;
+  float fx = (float)(x - x0), fy = (float)(y - y0);
+  const uint8_t *a = pl + (size_t)y0 * ls, *b = pl + (size_t)y1 * ls;
+  return (1 - fy) * ((1 - fx) * a[x0] + fx * a[x1]) + fy * ((1 - fx) * b[x0] + fx * b[x1]);
+}
+
+static double parabola(double sm, double s0, double sp) {
+  double d = sm - 2 * s0 + sp;
+  if (d <= 1e-9) return 0;
+  double o = 0.5 * (sm - sp) / d;
+  return o < -0.5 ? -0.5 : o > 0.5 ? 0.5 : o;
+}
+
+/* Mean abs difference of cur and prev (low resolution) at shift (dx, dy), unmasked pixels. */
+static double lr_sad(const ki_wm_state *st, int dx, int dy) {
+  int R = SEARCH_LR, w = st->lw, h = st->lh;
+  double s = 0;
+  long n = 0;
+  for (int y = R; y < h - R; y++)
+    for (int x = R; x < w - R; x++) {
+      size_t p = (size_t)y * w + x;
+      if (st->lmask[p]) continue;
+      s += abs(st->lr_cur[p] - st->lr_prev[(size_t)(y + dy) * w + x + dx]);
+      n++;
+    }
+  return n ? s / n : 1e9;
+}
+
+/* Full-resolution mean abs difference of luma at integer shift, every 4th pixel. */
+static double fr_sad(const AVFrame *cur, const AVFrame *prev, int w, int h, int dx, int dy,
+                     const ki_wm_region *const *r, int nr) {
+  int m = abs(dx) > abs(dy) ? abs(dx) + 1 : abs(dy) + 1;
+  double s = 0;
+  long n = 0;
+  for (int y = m; y < h - m; y += 4)
+    for (int x = m; x < w - m; x += 4) {
+      if (nr && in_any(r, nr, x, y)) continue;
+      s += abs(cur->data[0][(size_t)y * cur->linesize[0] + x] - prev->data[0][(size_t)(y + dy) * prev->linesize[0] + x + dx]);
+      n++;
+    }
+  return n ? s / n : 1e9;
+}
+
+/* Global translation d with cur(x) ~ prev(x + d). */
+static void motion(ki_wm_state *st, const AVFrame *in, const ki_wm_region *const *r, int nr, double *dx, double *dy) {
+  int f = st->lf, w = st->lw, h = st->lh;
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++) {
+      int s = 0;
+      for (int j = 0; j < f; j++)
+        for (int i = 0; i < f; i++) s += in->data[0][(size_t)(y * f + j) * in->linesize[0] + x * f + i];
+      st->lr_cur[(size_t)y * w + x] = (uint8_t)(s / (f * f));
+      st->lmask[(size_t)y * w + x] = (uint8_t)in_any(r, nr, x * f + f / 2, y * f + f / 2);
+    }
+  *dx = *dy = 0;
+  if (!st->prev || w <= 2 * SEARCH_LR + 4 || h <= 2 * SEARCH_LR + 4) return;
+  double best = 1e18;
+  int bx = 0, by = 0;
+  for (int j = -SEARCH_LR; j <= SEARCH_LR; j++)
+    for (int i = -SEARCH_LR; i <= SEARCH_LR; i++) {
+      double s = lr_sad(st, i, j);
+      if (s < best - 1e-9 || (fabs(s - best) < 1e-9 && abs(i) + abs(j) < abs(bx) + abs(by))) { best = s; bx = i; by = j; }
+    }
+  if (f == 1) {
+    double ox = abs(bx) < SEARCH_LR ? parabola(lr_sad(st, bx - 1, by), best, lr_sad(st, bx + 1, by)) : 0;
+    double oy = abs(by) < SEARCH_LR ? parabola(lr_sad(st, bx, by - 1), best, lr_sad(st, bx, by + 1)) : 0;
+    *dx = bx + ox;
+    *dy = by + oy;
+    return;
+  }
+  int cx = bx * f, cy = by * f, rr = f / 2 + 1, fx = cx, fy = cy;
+  best = 1e18;
+  for (int j = cy - rr; j <= cy + rr; j++)
+    for (int i = cx - rr; i <= cx + rr; i++) {
+      double s = fr_sad(in, st->prev, st->w, st->h, i, j, r, nr);
+      if (s < best) { best = s; fx = i; fy = j; }
+    }
+  *dx = fx + parabola(fr_sad(in, st->prev, st->w, st->h, fx - 1, fy, r, nr), best,
+                      fr_sad(in, st->prev, st->w, st->h, fx + 1, fy, r, nr));
+  *dy = fy + parabola(fr_sad(in, st->prev, st->w, st->h, fx, fy - 1, r, nr), best,
+                      fr_sad(in, st->prev, st->w, st->h, fx, fy + 1, r, nr));
+}
+
+typedef struct wm_src { const wm_hist *h; double dx, dy; } wm_src;
+
+/* The history frames that match the ring around region R at their shift,
+ * newest first (at most KI_WM_HISTORY). */
+static int find_sources(const ki_wm_state *st, const AVFrame *in, const ki_wm_region *R, const ki_wm_region *const *cur,
+                        int ncur, double px, double py, int ax, int ay, int aw, int ah, wm_src *out) {
+  int n = 0;
+  for (int i = 0; i < st->nh; i++) {
+    const wm_hist *h = &st->hist[((st->head - 1 - i) % KI_WM_HISTORY + KI_WM_HISTORY) % KI_WM_HISTORY];
+    double dx = px - h->px, dy = py - h->py;
+    if (fabs(dx) < 0.75 && fabs(dy) < 0.75) continue;   /* the mark hid the same scene there */
+    double best = 1e18, bdx = dx, bdy = dy;
+    for (int j = -1; j <= 1; j++)
+      for (int k = -1; k <= 1; k++) {
+        double sx = dx + k, sy = dy + j, s = 0;
+        long cnt = 0;
+        for (int y = ay; y < ay + ah; y += 2)
+          for (int x = ax; x < ax + aw; x += 2) {
+            if (in_region(R, x, y) || in_any(cur, ncur, x, y)) continue;
+            int qx = (int)floor(x + sx), qy = (int)floor(y + sy);
+            if (!clear_box(h->r, h->nr, qx, qy, qx + 1, qy + 1, st->w, st->h)) continue;
+            s += fabsf((float)in->data[0][(size_t)y * in->linesize[0] + x] -
+                       bilinear(h->f->data[0], h->f->linesize[0], st->w, st->h, x + sx, y + sy));
+            cnt++;
+          }
+        if (cnt >= 16 && s / cnt < best) { best = s / cnt; bdx = sx; bdy = sy; }
+      }
+    if (best > MATCH_MAD) continue;
+    out[n++] = (wm_src){h, bdx, bdy};
+  }
+  return n;
+}
+
+enum { S_KNOWN = 0, S_TODO, S_INVERTED, S_TEMPORAL, S_SPATIAL };
+
+/* Removes region R from plane p of out. srcs: the temporal sources (luma shifts). */
+static int fill_region_plane(const ki_wm_state *st, const AVFrame *in, AVFrame *out, int p, const ki_wm_region *R,
+                             int ax, int ay, int aw, int ah, const wm_src *srcs, int nsrc, ki_wm_mode mode,
+                             ki_wm_frame_stats *fs) {
+  int s = p ? 2 : 1;
+  int bx = ax / s, by = ay / s, bw = aw / s, bh = ah / s, pw = st->w / s, ph = st->h / s;
+  size_t np = (size_t)bw * bh;
+  float *v = malloc(np * sizeof *v), *d = NULL;
+  uint8_t *k = malloc(np), *known = malloc(np);
+  int8_t *from = malloc(np);
+  int ret = KILN_ENOMEM;
+  if (!v || !k || !known || !from) goto fail;
+  const uint8_t *ip = in->data[p];
+  int ils = in->linesize[p];
+  size_t ntodo = 0;
+  for (int y = 0; y < bh; y++)
+    for (int x = 0; x < bw; x++) {
+      size_t q = (size_t)y * bw + x;
+      int X = (bx + x) * s, Y = (by + y) * s, m = 0;
+      for (int j = 0; j < s; j++)
+        for (int i = 0; i < s; i++) m |= in_region(R, X + i, Y + j);
+      k[q] = m ? S_TODO : S_KNOWN;
+      from[q] = -1;
+      v[q] = ip[(size_t)(by + y) * ils + bx + x];
+      ntodo += m;
+    }
+  if (p == 0 && fs) fs->px_masked += (int64_t)ntodo;
+  if (mode == KI_WM_BLUR) {
+    int rad = (R->w < R->h ? R->w : R->h) / (4 * s);
+    if (rad < 3) rad = 3;
+    float *t = malloc(np * sizeof *t);
+    if (!t) goto fail;
+    for (int pass = 0; pass < 3; pass++) {
+      for (int y = 0; y < bh; y++)
+        for (int x = 0; x < bw; x++) {
+          float sum = 0;
+          int c = 0;
+          for (int i = x - rad; i <= x + rad; i++)
+            if (i >= 0 && i < bw) { sum += v[(size_t)y * bw + i]; c++; }
+          t[(size_t)y * bw + x] = sum / c;
+        }
+      for (int y = 0; y < bh; y++)
+        for (int x = 0; x < bw; x++) {
+          float sum = 0;
+          int c = 0;
+          for (int j = y - rad; j <= y + rad; j++)
+            if (j >= 0 && j < bh) { sum += t[(size_t)j * bw + x]; c++; }
+          v[(size_t)y * bw + x] = sum / c;
+        }
+    }
+    free(t);
+  } else {
+    /* 1. blend inversion */
+    if (R->alpha) {
+      int rw = R->w / s;
+      for (int y = 0; y < bh; y++)
+        for (int x = 0; x < bw; x++) {
+          size_t q = (size_t)y * bw + x;
+          if (k[q] != S_TODO) continue;
+          int lx = (bx + x) - R->x / s, ly = (by + y) - R->y / s;
+          if (lx < 0 || ly < 0 || lx >= rw || ly >= R->h / s) continue;
+          float a;
+          if (p) a = 0.25f * (R->alpha[(size_t)(2 * ly) * R->w + 2 * lx] + R->alpha[(size_t)(2 * ly) * R->w + 2 * lx + 1] +
+                              R->alpha[(size_t)(2 * ly + 1) * R->w + 2 * lx] + R->alpha[(size_t)(2 * ly + 1) * R->w + 2 * lx + 1]);
+          else a = R->alpha[(size_t)ly * R->w + lx];
+          if (a >= INVERT_MAX) continue;
+          if (a >= ALPHA_NONE) v[q] = (v[q] - R->al[p][(size_t)ly * rw + lx]) / (1 - a);
+          k[q] = S_INVERTED;
+          if (p == 0 && fs) fs->px_inverted++;
+        }
+    }
+    /* 2. temporal */
+    for (int si = 0; si < nsrc && si < 127; si++) {
+      const wm_src *sr = &srcs[si];
+      const AVFrame *hf = sr->h->f;
+      double sx = sr->dx / s, sy = sr->dy / s;
+      int left = 0;
+      for (int y = 0; y < bh; y++)
+        for (int x = 0; x < bw; x++) {
+          size_t q = (size_t)y * bw + x;
+          if (k[q] != S_TODO) continue;
+          double qx = bx + x + sx, qy = by + y + sy;
+          int lx = (int)floor(qx * s), ly = (int)floor(qy * s);
+          if (!clear_box(sr->h->r, sr->h->nr, lx - (s - 1), ly - (s - 1), lx + s, ly + s, st->w, st->h)) { left = 1; continue; }
+          v[q] = bilinear(hf->data[p], hf->linesize[p], pw, ph, qx, qy);
+          k[q] = S_TEMPORAL;
+          from[q] = (int8_t)si;
+          if (p == 0 && fs) fs->px_temporal++;
+        }
+      /* seamless: the difference on the ring spread over the pixels this source filled */
+      d = malloc(np * sizeof *d);
+      if (!d) goto fail;
+      int any = 0;
+      for (int y = 0; y < bh; y++)
+        for (int x = 0; x < bw; x++) {
+          size_t q = (size_t)y * bw + x;
+          known[q] = k[q] == S_KNOWN;
+          d[q] = 0;
+          if (k[q] == S_TEMPORAL && from[q] == si) any = 1;
+          if (k[q] != S_KNOWN) continue;
+          double qx = bx + x + sx, qy = by + y + sy;
+          int lx = (int)floor(qx * s), ly = (int)floor(qy * s);
+          if (clear_box(sr->h->r, sr->h->nr, lx, ly, lx + s, ly + s, st->w, st->h))
+            d[q] = v[q] - bilinear(hf->data[p], hf->linesize[p], pw, ph, qx, qy);
+        }
+      if (any) {
+        ki_harmonic_fill(d, known, bw, bh);
+        for (size_t q = 0; q < np; q++)
+          if (k[q] == S_TEMPORAL && from[q] == si) v[q] += d[q];
+      }
+      free(d);
+      d = NULL;
+      if (!left) break;
+    }
+    /* 3. spatial */
+    int todo = 0;
+    for (size_t q = 0; q < np; q++) {
+      known[q] = k[q] != S_TODO;
+      todo |= !known[q];
+    }
+    if (todo) {
+      ki_harmonic_fill(v, known, bw, bh);
+      for (size_t q = 0; q < np; q++)
+        if (k[q] == S_TODO) { k[q] = S_SPATIAL; if (p == 0 && fs) fs->px_spatial++; }
+    }
+  }
+  uint8_t *op = out->data[p];
+  int ols = out->linesize[p];
+  for (int y = 0; y < bh; y++)
+    for (int x = 0; x < bw; x++) {
+      size_t q = (size_t)y * bw + x;
+      if (k[q] == S_KNOWN) continue;
+      float f = v[q] + 0.5f;
+      op[(size_t)(by + y) * ols + bx + x] = (uint8_t)(f < 0 ? 0 : f > 255 ? 255 : f);
+    }
+  ret = 0;
+fail:
+  free(v); free(k); free(known); free(from); free(d);
+  return ret;
+}
+
+int ki_wm_frame(ki_wm_state *st, const AVFrame *in, AVFrame *out, const ki_wm_region *const *r, int n,
+                ki_wm_mode mode, int temporal, ki_wm_frame_stats *fs) {
+  if (av_frame_copy(out, in) < 0) return KILN_EINTERNAL;
+  if (n > MAXR) n = MAXR;
+  double dx = 0, dy = 0;
+  if (temporal && mode == KI_WM_INPAINT) motion(st, in, r, n, &dx, &dy);
+  double px = st->px + dx, py = st->py + dy;
+  wm_src srcs[KI_WM_HISTORY];
+  for (int i = 0; i < n; i++) {
+    const ki_wm_region *R = r[i];
+    int g = RING + 2;
+    int ax = (R->x - g) & ~1, ay = (R->y - g) & ~1;
+    if (ax < 0) ax = 0;
+    if (ay < 0) ay = 0;
+    int ex = (R->x + R->w + g + 1) & ~1, ey = (R->y + R->h + g + 1) & ~1;
+    if (ex > st->w) ex = st->w;
+    if (ey > st->h) ey = st->h;
+    int nsrc = temporal && mode == KI_WM_INPAINT ? find_sources(st, in, R, r, n, px, py, ax, ay, ex - ax, ey - ay, srcs) : 0;
+    for (int p = 0; p < 3; p++) {
+      int rc = fill_region_plane(st, in, out, p, R, ax, ay, ex - ax, ey - ay, srcs, nsrc, mode, fs);
+      if (rc < 0) return rc;
+    }
+  }
+  if (temporal && mode == KI_WM_INPAINT) {
+    uint8_t *t = st->lr_prev;
+    st->lr_prev = st->lr_cur;
+    st->lr_cur = t;
+    av_frame_free(&st->prev);
+    st->prev = av_frame_clone(in);
+    if (!st->prev) return KILN_ENOMEM;
+    st->px = px;
+    st->py = py;
+    if (st->seq % 2 == 0) {
+      wm_hist *h = &st->hist[st->head];
+      av_frame_free(&h->f);
+      h->f = av_frame_clone(in);
+      if (!h->f) return KILN_ENOMEM;
+      h->px = px;
+      h->py = py;
+      h->nr = n;
+      for (int i = 0; i < n; i++) h->r[i] = r[i];
+      st->head = (st->head + 1) % KI_WM_HISTORY;
+      if (st->nh < KI_WM_HISTORY) st->nh++;
+    }
+  }
+  st->seq++;
+  return 0;
+}

@@ -1,0 +1,376 @@
+/* test_watermark.c — remove_watermark against synthetic ground truth.
+ *
+ * Each clip is watermarked here with known alpha (tests/wm_synth.c), so the
+ * clean picture under the mark is known exactly: a panning scene with an
+ * opaque logo, a 50% translucent logo and white text with a shadow; a mark
+ * that changes corner every 3 s; a real clip (opencv-doc's Megamind.avi,
+ * when scripts/samples has fetched it). Detection runs as the engine runs
+ * it (prepare once, its result passed to the run as `detected`) and is
+ * scored on the true mark: recall (share of the mark's pixels in the mask),
+ * mask area over the mark's, and in-mask luma PSNR of the output against
+ * the clean frames. Then: no watermark (found none, frames kept, audio
+ * kept), bad inputs (a box outside the frame, a mask over most of it), a
+ * one-frame and a 16x16 video, the blur and crop modes. */
+#include "t.h"
+#include "tutil.h"
+#include "wm_synth.h"
+
+#include "fn/fn.h"
+#include "img/img.h"
+#include "util/json.h"
+
+#include <libavutil/log.h>
+#include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define W 320
+#define H 240
+
+typedef struct clip {
+  int w, h, frames;
+  const t_video *src;           /* real clip frames (clean), or NULL: the panning scene */
+  ws_layer *(*layers)(const struct clip *c, int n, int *nl);   /* the marks on frame n */
+  ws_layer *L;                  /* layers, built by the test */
+  int nl;
+} clip;
+
+static void clean_frame(const clip *c, AVFrame *f, int n) {
+  if (c->src) av_frame_copy(f, c->src->f[n]);
+  else ws_scene(f, n);
+}
+
+static int write_clip(const char *path, const clip *c, const char *audio_from, int marked) {
+  kiln_err e = {0};
+  km_enc_opts o = {.width = c->w, .height = c->h, .fps = {25, 1}, .lossless = 1, .preset = "ultrafast", .gop = 25};
+  km_audio_opts ao = {.path = audio_from};
+  km_writer *w = NULL;
+  int r = km_writer_open(&w, path, path, &o, audio_from ? &ao : NULL, &e);
+  if (r < 0) { fprintf(stderr, "  writer: %s\n", e.msg); return r; }
+  AVFrame *f = km_frame_new(c->w, c->h);
+  for (int n = 0; n < c->frames && r == 0; n++) {
+    clean_frame(c, f, n);
+    int nl = 0;
+    ws_layer *ls = marked && c->layers ? c->layers(c, n, &nl) : NULL;
+    for (int i = 0; i < nl; i++) ws_apply(&ls[i], f);
+    r = km_writer_write(w, f, &e);
+  }
+  if (r == 0) r = km_writer_finish(w, &e);
+  if (r < 0) fprintf(stderr, "  writer: %s\n", e.msg);
+  av_frame_free(&f);
+  km_writer_free(w);
+  return r;
+}
+
+/* Runs remove_watermark as a job does: prepare, then the run with its result. */
+static int run_wm(const char *in, const char *out, const char *params, json_t **info, json_t **detected, kiln_err *e) {
+  const kf_desc *fn = kf_find("remove_watermark");
+  json_error_t je;
+  json_t *raw = json_loads(params ? params : "{}", 0, &je), *p = NULL, *add = NULL;
+  int r = kf_validate(fn, raw, &p, e);
+  json_decref(raw);
+  if (r < 0) return r;
+  kf_task t = {.input = in, .output = out, .params = p, .start = 0, .end = -1, .threads = 2};
+  if ((r = fn->prepare(NULL, &t, &add, e)) < 0) { json_decref(p); return r; }
+  json_object_update(p, add);
+  if (detected) *detected = json_incref(json_object_get(add, "detected"));
+  json_decref(add);
+  kf_result res;
+  memset(&res, 0, sizeof res);
+  r = fn->run(NULL, &t, &res, e);
+  if (info) *info = res.info;
+  else json_decref(res.info);
+  json_decref(p);
+  return r;
+}
+
+/* The union of the detected masks on frame n, full frame. */
+static void mask_at(const json_t *det, int n, int w, int h, uint8_t *m) {
+  memset(m, 0, (size_t)w * h);
+  const json_t *regs = json_object_get(det, "regions");
+  for (size_t i = 0; i < json_array_size(regs); i++) {
+    const json_t *g = json_array_get(regs, i);
+    int x = (int)kj_num(g, "x", 0), y = (int)kj_num(g, "y", 0), rw = (int)kj_num(g, "w", 0), rh = (int)kj_num(g, "h", 0);
+    if (n < kj_num(g, "start", 0) || n >= kj_num(g, "end", 0)) continue;
+    uint8_t *b = ws_b64(json_string_value(json_object_get(g, "mask")), (size_t)rw * rh);
+    if (!b) continue;
+    for (int yy = 0; yy < rh; yy++)
+      for (int xx = 0; xx < rw; xx++)
+        if (b[(size_t)yy * rw + xx]) m[(size_t)(y + yy) * w + x + xx] = 1;
+    free(b);
+  }
+}
+
+typedef struct score {
+  double recall, area, psnr_out, psnr_in, worst_recall;
+} score;
+
+/* Scores layer k of every frame of `out` (detected with det) against the clean clip. */
+static score score_layer(const clip *c, const char *in, const char *out, const json_t *det, int k) {
+  score s = {0, 0, 0, 0, 1};
+  t_video vo, vi;
+  if (t_decode(out, 0, -1, &vo) < 0 || t_decode(in, 0, -1, &vi) < 0) return s;
+  AVFrame *clean = km_frame_new(c->w, c->h);
+  uint8_t *m = malloc((size_t)c->w * c->h);
+  ws_err eo = {0}, ei = {0};
+  double hit = 0, mark = 0, area = 0;
+  for (int n = 0; n < vo.n && n < vi.n && n < c->frames; n++) {
+    int nl = 0;
+    ws_layer *ls = c->layers(c, n, &nl);
+    if (k >= nl) continue;
+    const ws_layer *L = &ls[k];
+    double fm = 0;
+    for (size_t p = 0; p < (size_t)c->w * c->h; p++) fm += L->a[p] > 0.05f;
+    if (fm == 0) continue;
+    clean_frame(c, clean, n);
+    ws_err_add(&eo, L, vo.f[n], clean);
+    ws_err_add(&ei, L, vi.f[n], clean);
+    mask_at(det, n, c->w, c->h, m);
+    double rc, ar;
+    ws_recall(L, m, &rc, &ar);
+    /* area: the mask pixels near this mark (its box grown by 8) */
+    int x0 = c->w, y0 = c->h, x1 = 0, y1 = 0;
+    for (int y = 0; y < c->h; y++)
+      for (int x = 0; x < c->w; x++)
+        if (L->a[(size_t)y * c->w + x] > 0.05f) {
+          if (x < x0) x0 = x;
+          if (x > x1) x1 = x;
+          if (y < y0) y0 = y;
+          if (y > y1) y1 = y;
+        }
+    double a = 0;
+    for (int y = y0 - 8; y <= y1 + 8; y++)
+      for (int x = x0 - 8; x <= x1 + 8; x++)
+        if (x >= 0 && y >= 0 && x < c->w && y < c->h) a += m[(size_t)y * c->w + x];
+    hit += rc * fm;
+    mark += fm;
+    area += a;
+    if (rc < s.worst_recall) s.worst_recall = rc;
+  }
+  s.recall = mark > 0 ? hit / mark : 0;
+  s.area = mark > 0 ? area / mark : 0;
+  s.psnr_out = ws_err_psnr(&eo);
+  s.psnr_in = ws_err_psnr(&ei);
+  free(m);
+  av_frame_free(&clean);
+  t_video_free(&vo);
+  t_video_free(&vi);
+  return s;
+}
+
+/* ---- the three-mark clip ---- */
+
+static ws_layer three[3];
+static ws_layer *three_layers(const clip *c, int n, int *nl) { (void)c; (void)n; *nl = 3; return three; }
+
+static void test_three_marks(void) {
+  static const uint8_t orange[3] = {150, 60, 190}, white[3] = {235, 128, 128};
+  for (int i = 0; i < 3; i++) ws_layer_init(&three[i], W, H);
+  ws_opaque_logo(&three[0], W - 80, H - 46, 34, orange);
+  ws_translucent_logo(&three[1], 14, 12, 44, 0.5, white);
+  ws_text(&three[2], 12, H - 36, 3, "KILN", white, 1);
+  clip c = {W, H, 100, NULL, three_layers, NULL, 0};
+  const char *in = t_path("three.mp4"), *out = t_path("three_out.mp4");
+  CHECK(write_clip(in, &c, NULL, 1) == 0, "write the clip");
+  json_t *info = NULL, *det = NULL;
+  kiln_err e = {0};
+  int r = run_wm(in, out, "{\"lossless\": true}", &info, &det, &e);
+  CHECK(r == 0, "remove_watermark: %s", e.msg);
+  if (getenv("WM_DEBUG")) kj_print(info);
+  if (r == 0) {
+    CHECK(kj_num(info, "watermarks_found", 0) >= 3, "found %g regions, expected the 3 marks",
+          kj_num(info, "watermarks_found", 0));
+    const char *names[3] = {"opaque logo", "50% translucent logo", "text with shadow"};
+    const double floor_db[3] = {30, 34, 28};
+    for (int k = 0; k < 3; k++) {
+      score s = score_layer(&c, in, out, det, k);
+      fprintf(stderr, "  %-22s recall %.4f (worst frame %.3f), mask %.2fx the mark, in-mask PSNR %.2f dB (input %.2f dB)\n",
+              names[k], s.recall, s.worst_recall, s.area, s.psnr_out, s.psnr_in);
+      CHECK(s.recall >= 0.98, "%s: recall %.4f < 0.98", names[k], s.recall);
+      CHECK(s.area <= 3.0, "%s: mask %.2fx the mark's area > 3", names[k], s.area);
+      CHECK(s.psnr_out >= floor_db[k], "%s: in-mask PSNR %.2f dB < %.0f dB", names[k], s.psnr_out, floor_db[k]);
+      CHECK(s.psnr_out >= s.psnr_in + 10, "%s: %.2f dB is not 10 dB over the input's %.2f dB", names[k], s.psnr_out, s.psnr_in);
+    }
+    const json_t *regs = json_object_get(info, "regions");
+    int translucent = 0;
+    for (size_t i = 0; i < json_array_size(regs); i++)
+      translucent += !strcmp(kj_str(json_array_get(regs, i), "kind", ""), "translucent");
+    CHECK(translucent >= 1, "the 50%% logo is reported translucent (its blend inverted)");
+    /* modes: blur and crop keep the size and change the marked pixels */
+    json_t *bi = NULL;
+    r = run_wm(in, t_path("three_blur.mp4"), "{\"mode\": \"blur\"}", &bi, NULL, &e);
+    CHECK(r == 0 && !strcmp(kj_str(bi, "mode", ""), "blur"), "blur: %s", e.msg);
+    json_decref(bi);
+    r = run_wm(in, t_path("three_crop.mp4"), "{\"mode\": \"crop\", \"boxes\": [{\"x\": 220, \"y\": 190, \"w\": 90, \"h\": 44}]}",
+               &bi, NULL, &e);
+    CHECK(r == 0, "crop: %s", e.msg);
+    km_probe pr;
+    CHECK(r == 0 && km_probe_file(t_path("three_crop.mp4"), &pr, &e) == 0 && pr.width == W && pr.height == H,
+          "crop keeps the frame size");
+    json_decref(bi);
+  }
+  json_decref(info);
+  json_decref(det);
+  for (int i = 0; i < 3; i++) ws_layer_release(&three[i]);
+}
+
+/* ---- a mark that changes corner every 3 s ---- */
+
+static ws_layer corner[3];
+static ws_layer *corner_layers(const clip *c, int n, int *nl) {
+  (void)c;
+  *nl = 1;
+  return &corner[(n / 75) % 3];
+}
+
+static void test_moving_mark(void) {
+  static const uint8_t white[3] = {235, 128, 128};
+  for (int i = 0; i < 3; i++) ws_layer_init(&corner[i], W, H);
+  ws_text(&corner[0], 10, 10, 3, "WM", white, 1);
+  ws_text(&corner[1], W - 50, H - 34, 3, "WM", white, 1);
+  ws_text(&corner[2], W - 50, 10, 3, "WM", white, 1);
+  clip c = {W, H, 225, NULL, corner_layers, NULL, 0};
+  const char *in = t_path("corner.mp4"), *out = t_path("corner_out.mp4");
+  CHECK(write_clip(in, &c, NULL, 1) == 0, "write the clip");
+  json_t *info = NULL, *det = NULL;
+  kiln_err e = {0};
+  int r = run_wm(in, out, "{\"lossless\": true}", &info, &det, &e);
+  CHECK(r == 0, "remove_watermark: %s", e.msg);
+  if (r == 0) {
+    score s = score_layer(&c, in, out, det, 0);
+    fprintf(stderr, "  moving mark: recall %.4f (worst frame %.3f), mask %.2fx, in-mask PSNR %.2f dB (input %.2f dB), %g regions\n",
+            s.recall, s.worst_recall, s.area, s.psnr_out, s.psnr_in, kj_num(info, "watermarks_found", 0));
+    CHECK(kj_num(info, "watermarks_found", 0) >= 3, "one region per corner");
+    CHECK(s.recall >= 0.98, "recall %.4f < 0.98", s.recall);
+    CHECK(s.worst_recall >= 0.9, "a frame where the mark came back: recall %.3f", s.worst_recall);
+    CHECK(s.area <= 3.0, "mask %.2fx the mark's area > 3 (on the frames it is on)", s.area);
+    CHECK(s.psnr_out >= 28, "in-mask PSNR %.2f dB < 28 dB", s.psnr_out);
+  }
+  json_decref(info);
+  json_decref(det);
+  for (int i = 0; i < 3; i++) ws_layer_release(&corner[i]);
+}
+
+/* ---- a real clip ---- */
+
+static ws_layer real[2];
+static ws_layer *real_layers(const clip *c, int n, int *nl) { (void)c; (void)n; *nl = 2; return real; }
+
+static void test_real_clip(void) {
+  char path[1024];
+  const char *dir = getenv("KILN_SAMPLES");
+  const char *home = getenv("HOME");
+  if (dir) snprintf(path, sizeof path, "%s/Megamind.avi", dir);
+  else snprintf(path, sizeof path, "%s/.cache/kiln/samples/Megamind.avi", home ? home : "/");
+  struct stat sb;
+  if (stat(path, &sb) != 0) {
+    fprintf(stderr, "  SKIPPED: %s is missing (run scripts/samples)\n", path);
+    return;
+  }
+  t_video src;
+  CHECK(t_decode(path, 0, 96, &src) == 0 && src.n == 96, "decode %s", path);
+  if (src.n < 96) { t_video_free(&src); return; }
+  static const uint8_t white[3] = {235, 128, 128}, blue[3] = {80, 200, 100};
+  int w = src.w & ~1, h = src.h & ~1;
+  for (int i = 0; i < 2; i++) ws_layer_init(&real[i], w, h);
+  ws_opaque_logo(&real[0], w - 110, h - 60, 44, blue);
+  ws_text(&real[1], w / 2 - 60, h * 7 / 10, 4, "KILN", white, 1);   /* over the moving character: the room behind is static */
+  clip c = {w, h, 96, &src, real_layers, NULL, 0};
+  const char *in = t_path("real.mp4"), *out = t_path("real_out.mp4");
+  CHECK(write_clip(in, &c, NULL, 1) == 0, "write the clip");
+  json_t *info = NULL, *det = NULL;
+  kiln_err e = {0};
+  int r = run_wm(in, out, "{\"lossless\": true}", &info, &det, &e);
+  CHECK(r == 0, "remove_watermark: %s", e.msg);
+  if (r == 0) {
+    const char *names[2] = {"opaque logo", "text with shadow"};
+    for (int k = 0; k < 2; k++) {
+      score s = score_layer(&c, in, out, det, k);
+      fprintf(stderr, "  Megamind %-16s recall %.4f, mask %.2fx, in-mask PSNR %.2f dB (input %.2f dB)\n", names[k],
+              s.recall, s.area, s.psnr_out, s.psnr_in);
+      CHECK(s.recall >= 0.98, "%s: recall %.4f < 0.98", names[k], s.recall);
+      /* 720 px wide: detection runs at half resolution, so a thin mark's mask is coarser */
+      CHECK(s.area <= 3.5, "%s: mask %.2fx > 3.5", names[k], s.area);
+      CHECK(s.psnr_out >= s.psnr_in + 8, "%s: %.2f dB is not 8 dB over the input's %.2f", names[k], s.psnr_out, s.psnr_in);
+    }
+  }
+  json_decref(info);
+  json_decref(det);
+  for (int i = 0; i < 2; i++) ws_layer_release(&real[i]);
+  t_video_free(&src);
+}
+
+/* ---- no watermark, audio, bad inputs ---- */
+
+static void test_no_watermark(void) {
+  kiln_err e = {0};
+  km_testsrc ts = {.pattern = KM_PATTERN_BARS, .width = 64, .height = 64, .fps = {25, 1}, .frames = 60, .tone_hz = 440};
+  const char *tone = t_path("tone.mkv");
+  CHECK(km_testsrc_write(tone, &ts, &e) == 0, "tone: %s", e.msg);
+  clip c = {W, H, 60, NULL, NULL, NULL, 0};
+  const char *in = t_path("clean.mkv"), *out = t_path("clean_out.mp4");
+  CHECK(write_clip(in, &c, tone, 0) == 0, "write the clip");
+  json_t *info = NULL;
+  int r = run_wm(in, out, NULL, &info, NULL, &e);
+  CHECK(r == 0, "remove_watermark: %s", e.msg);
+  if (r == 0) {
+    CHECK(kj_num(info, "watermarks_found", -1) == 0, "found %g marks in a clip without any", kj_num(info, "watermarks_found", -1));
+    t_video vo;
+    double worst = 100;
+    AVFrame *f = km_frame_new(W, H);
+    CHECK(t_decode(out, 0, -1, &vo) == 0 && vo.n == 60, "60 frames out, got %d", vo.n);
+    for (int n = 0; n < vo.n; n++) {
+      ws_scene(f, n);
+      double p = ki_psnr(ki_mse(vo.f[n]->data[0], vo.f[n]->linesize[0], f->data[0], f->linesize[0], W, H));
+      if (p < worst) worst = p;
+    }
+    CHECK(worst >= 38, "frames kept within codec tolerance: worst PSNR %.2f dB", worst);
+    av_frame_free(&f);
+    t_video_free(&vo);
+    km_probe pr;
+    CHECK(km_probe_file(out, &pr, &e) == 0 && pr.n_audio == 1, "the audio is kept");
+  }
+  json_decref(info);
+}
+
+static void test_bad_inputs(void) {
+  kiln_err e = {0};
+  clip c = {W, H, 20, NULL, NULL, NULL, 0};
+  const char *in = t_path("short.mp4");
+  CHECK(write_clip(in, &c, NULL, 0) == 0, "write the clip");
+  int r = run_wm(in, t_path("bad1.mp4"), "{\"boxes\": [{\"x\": 300, \"y\": 10, \"w\": 40, \"h\": 20}]}", NULL, NULL, &e);
+  CHECK(r == KILN_EPARAM && strstr(e.msg, "boxes[0]") && strstr(e.msg, "outside"), "a box outside the frame: %s", e.msg);
+  r = run_wm(in, t_path("bad2.mp4"), "{\"boxes\": [{\"x\": 0, \"y\": 0, \"w\": 320, \"h\": 200}]}", NULL, NULL, &e);
+  CHECK(r == KILN_EPARAM && strstr(e.msg, "covers"), "a mask over most of the frame: %s", e.msg);
+  CHECK(access(t_path("bad2.mp4"), F_OK) != 0, "no output left behind");
+  r = run_wm(in, t_path("bad3.mp4"), "{\"mode\": \"sharpen\"}", NULL, NULL, &e);
+  CHECK(r == KILN_EPARAM && strstr(e.msg, "mode"), "unknown mode: %s", e.msg);
+  /* one frame and a 16x16 video: nothing to learn from, still a clean run */
+  clip one = {W, H, 1, NULL, NULL, NULL, 0};
+  CHECK(write_clip(t_path("one.mp4"), &one, NULL, 0) == 0, "write");
+  json_t *info = NULL;
+  r = run_wm(t_path("one.mp4"), t_path("one_out.mp4"), NULL, &info, NULL, &e);
+  CHECK(r == 0 && kj_num(info, "watermarks_found", -1) == 0, "one frame: %s", r ? e.msg : "marks found");
+  json_decref(info);
+  info = NULL;
+  clip tiny = {16, 16, 10, NULL, NULL, NULL, 0};
+  CHECK(write_clip(t_path("tiny.mp4"), &tiny, NULL, 0) == 0, "write");
+  r = run_wm(t_path("tiny.mp4"), t_path("tiny_out.mp4"), NULL, &info, NULL, &e);
+  CHECK(r == 0, "16x16: %s", e.msg);
+  json_decref(info);
+  info = NULL;
+  r = run_wm(t_path("tiny.mp4"), t_path("tiny_box.mp4"), "{\"boxes\": [{\"x\": 2, \"y\": 2, \"w\": 4, \"h\": 4}]}", &info, NULL, &e);
+  CHECK(r == 0 && kj_num(info, "watermarks_found", 0) == 1, "16x16 with a box: %s", e.msg);
+  json_decref(info);
+}
+
+int main(void) {
+  av_log_set_level(AV_LOG_QUIET);
+  T_RUN(test_three_marks);
+  T_RUN(test_moving_mark);
+  T_RUN(test_real_clip);
+  T_RUN(test_no_watermark);
+  T_RUN(test_bad_inputs);
+  t_cleanup();
+  return t_done();
+}
