@@ -270,7 +270,7 @@ static int tile_main(char **argv) {
   return d <= 1e-4 ? 0 : 1;
 }
 
-/* Winograd F(4x4, 3x3) (nn/winograd.c) against the direct path, on a model
+/* Winograd F(6x6, 3x3) and F(4x4, 3x3) (nn/winograd.c) against the direct path, on a model
  * the test writes: 13 -> 20 channels (neither a multiple of 8 or 16) with a
  * PReLU fused into the store, then 20 -> 16 with a fused leaky ReLU and
  * asymmetric padding, on sizes with partial tiles, a frame smaller than
@@ -298,8 +298,10 @@ static void test_winograd(void) {
     }
   }
   fclose(f);
-  static const int sizes[][2] = {{23, 31}, {4, 4}, {1, 2}, {5, 9}, {64, 40}};
-  for (int avx2 = 1; avx2 >= 0; avx2--) {
+  static const int sizes[][2] = {{23, 31}, {4, 4}, {1, 2}, {5, 9}, {64, 40}, {13, 17}};
+  for (int run = 0; run < 4; run++) {
+    int avx2 = run < 2, tm = run % 2 ? 4 : 6;
+    setenv("KILN_NN_WINOGRAD", tm == 4 ? "4" : "6", 1);
     if (!avx2) setenv("KILN_NN_NO_AVX2", "1", 1);
     kn_net wn, dn;
     kiln_err e = {0};
@@ -315,7 +317,8 @@ static void test_winograd(void) {
       if (ok && CHECKV(a.h == in.h && a.w == in.w - 1 && a.c == 16 && b.h == a.h && b.w == a.w,
                       "output %dx%dx%d for %dx%d", a.h, a.w, a.c, in.h, in.w)) {
         double d = max_diff(&a, &b);
-        CHECK(d <= 1e-5, "%s Winograd vs direct on %dx%d: max abs difference %g", avx2 ? "AVX2" : "portable", in.h, in.w, d);
+        CHECK(d <= 1e-5, "%s F(%dx%d,3x3) vs direct on %dx%d: max abs difference %g", avx2 ? "AVX2" : "portable", tm, tm, in.h,
+              in.w, d);
       }
       kn_tensor_free(&in);
       kn_tensor_free(&a);
@@ -325,6 +328,7 @@ static void test_winograd(void) {
     kn_net_free(&dn);
   }
   unsetenv("KILN_NN_NO_AVX2");
+  unsetenv("KILN_NN_WINOGRAD");
 }
 
 int main(int argc, char **argv) {

@@ -1,28 +1,35 @@
 /* winograd.c — 3x3, stride-1, undilated, ungrouped convolutions by
- * Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms
- * for Convolutional Neural Networks", 2015), for the executor (net.c).
+ * Winograd's minimal filtering (Lavin & Gray, "Fast Algorithms for
+ * Convolutional Neural Networks", 2015), for the executor (net.c):
+ * F(6x6, 3x3) by default, F(4x4, 3x3) with KILN_NN_WINOGRAD=4.
  *
- * Each 4x4 block of output pixels ("tile") is computed from the 6x6 input
- * patch under it: V = Bt d B per input channel, U = G g Gt per (output,
- * input) channel pair (once per layer, at first use), then for each of the
- * 36 transformed positions xi a matrix product M[xi] = V[xi] (tiles x C) .
- * U[xi] (C x K), and Y = At M A per tile and output channel, with the bias
- * and the activation (ReLU, leaky ReLU, or a following PReLU that net.c
- * fuses in) applied before the store. The products take 36 multiplies per
- * tile and channel pair where the direct convolution takes 144: 4x fewer.
+ * Each m x m block of output pixels ("tile", m = 6 or 4) is computed from
+ * the n x n input patch under it (n = m + 2): V = Bt d B per input
+ * channel, U = G g Gt per (output, input) channel pair (once per layer, at
+ * first use), then for each of the n * n transformed positions xi a matrix
+ * product M[xi] = V[xi] (tiles x C) . U[xi] (C x K), and Y = At M A per
+ * tile and output channel, with the bias and the activation (ReLU, leaky
+ * ReLU, or a following PReLU that net.c fuses in) applied before the
+ * store. F(6x6) takes 64 multiplies per tile and channel pair for 36
+ * outputs where the direct convolution takes 324 (5.1x fewer; F(4x4): 36
+ * for 16, 4x). Its transforms use the points 0, +-1, +-2, +-1/2: the error
+ * grows with the tile (about 2e-5 against 9e-6 for F(4x4) on the video
+ * model's output), far inside the 1e-3 the models are held to.
  *
  * Work is split in blocks of NB tiles; a block's V and M stay in the cache
  * of the thread that owns it (per-thread scratch, grown once and reused for
  * every layer and frame). The blocks are shared out to a thread pool with
  * an atomic counter. The product is an AVX2/FMA kernel of 6 tiles x 16
  * output channels when the CPU has them, else portable C of the same shape;
- * the transforms are plain C compiled for both. Channels are padded with
- * zeros to multiples of 8 (inputs) and 16 (outputs), so any C and K work.
+ * the transforms are GCC vector-extension C compiled for both. Channels are
+ * padded with zeros to multiples of 8 (inputs) and 16 (outputs), so any C
+ * and K work.
  *
  * Invariants: U for a layer depends only on its weights (not the input
  * size); every output element is written exactly once; results equal the
- * direct path's within float rounding (tests/test_nn.c checks 1e-4 on the
- * golden fixture, tests/nn_compare.sh the real weights against PyTorch). */
+ * direct path's within float rounding (tests/test_nn.c checks 1e-5 for both
+ * tile sizes and both kernels, tests/nn_compare.sh the real weights against
+ * PyTorch). */
 #include "nn/net.h"
 #include "util/pool.h"
 
@@ -33,7 +40,7 @@
 
 #define NB 36                   /* tiles per block: a multiple of the kernel's 6 rows */
 /* Floats between one xi's matrix and the next in a block's V and M: a
- * cache line more than the matrix, so the 36 do not fall on the same L1
+ * cache line more than the matrix, so the n * n do not fall on the same L1
  * sets (NB * 64 floats is a multiple of 4 KiB's aliasing stride). */
 #define VS(cp) ((size_t)NB * (cp) + 16)
 #define MAXTHR 64
@@ -41,12 +48,13 @@
 typedef struct kn_wino_layer {
   const kn_layer *l;
   int c, k, cp, kp;             /* channels in/out, and padded to 8 / 16 */
-  float *u;                     /* [36][cp][kp] */
+  int m;                        /* output tile side: 4 or 6 (n = m + 2 transformed points) */
+  float *u;                     /* [n * n][cp][kp] */
   float *bias;                  /* [kp] (zeros without one) */
 } kn_wino_layer;
 
 typedef struct wino_scratch {
-  float *v, *m, *patch;         /* [36][NB][cp], [36][NB][kp], [36][cp] */
+  float *v, *m, *patch;         /* [n * n][VS(cp)], [n * n][VS(kp)], [n * n][cp] */
   size_t vcap, mcap, pcap;      /* floats allocated */
 } wino_scratch;
 
@@ -57,6 +65,7 @@ struct kn_wino {
   int nthr;
   wino_scratch s[MAXTHR];
   int avx2;
+  int m;                        /* the tile side for new layers: 6 (default) or 4 (KILN_NN_WINOGRAD=4) */
 };
 
 kn_wino *kn_wino_new(int threads) {
@@ -67,6 +76,8 @@ kn_wino *kn_wino_new(int threads) {
   if (w->nthr > 1 && !(w->pool = kp_pool_new(w->nthr))) { free(w); return NULL; }
   __builtin_cpu_init();
   w->avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !getenv("KILN_NN_NO_AVX2");
+  const char *m = getenv("KILN_NN_WINOGRAD");
+  w->m = m && !strcmp(m, "4") ? 4 : 6;
   return w;
 }
 
@@ -107,15 +118,28 @@ static kn_wino_layer *layer_for(kn_wino *w, const kn_layer *l, int c, kiln_err *
     w->ls = nl;
     w->cap = cap;
   }
-  static const double G[6][3] = {{1.0 / 4, 0, 0},          {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                 {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+  /* G for F(4x4, 3x3) (points 0, +-1, +-2 and infinity) and F(6x6, 3x3)
+   * (0, +-1, +-2, +-1/2, infinity), scaled to match the At below. */
+  static const double G4[6][3] = {{1.0 / 4, 0, 0},          {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                  {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+  static const double G6[8][3] = {{1, 0, 0},
+                                  {-2.0 / 9, -2.0 / 9, -2.0 / 9},
+                                  {-2.0 / 9, 2.0 / 9, -2.0 / 9},
+                                  {1.0 / 90, 1.0 / 45, 2.0 / 45},
+                                  {1.0 / 90, -1.0 / 45, 2.0 / 45},
+                                  {1.0 / 45, 1.0 / 90, 1.0 / 180},
+                                  {1.0 / 45, -1.0 / 90, 1.0 / 180},
+                                  {0, 0, 1}};
   kn_wino_layer *L = &w->ls[w->n];
   L->l = l;
   L->c = c;
+  L->m = w->m;
+  int n = L->m + 2;
+  const double(*G)[3] = L->m == 4 ? G4 : G6;
   L->k = (int)kn_param(l, 0, 0);
   L->cp = (c + 7) / 8 * 8;
   L->kp = (L->k + 15) / 16 * 16;
-  L->u = calloc((size_t)36 * L->cp * L->kp, sizeof *L->u);
+  L->u = calloc((size_t)n * n * L->cp * L->kp, sizeof *L->u);
   L->bias = calloc((size_t)L->kp, sizeof *L->bias);
   if (!L->u || !L->bias) {
     free(L->u);
@@ -127,12 +151,12 @@ static kn_wino_layer *layer_for(kn_wino *w, const kn_layer *l, int c, kiln_err *
     if (l->bias) L->bias[k] = l->bias[k];
     for (int ci = 0; ci < c; ci++) {
       const float *g = l->weight + ((size_t)k * c + ci) * 9;
-      double t[6][3];                                   /* G g */
-      for (int i = 0; i < 6; i++)
+      double t[8][3];                                   /* G g */
+      for (int i = 0; i < n; i++)
         for (int j = 0; j < 3; j++) t[i][j] = G[i][0] * g[0 * 3 + j] + G[i][1] * g[1 * 3 + j] + G[i][2] * g[2 * 3 + j];
-      for (int i = 0; i < 6; i++)
-        for (int j = 0; j < 6; j++)
-          L->u[((size_t)(i * 6 + j) * L->cp + ci) * L->kp + k] = (float)(t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
+      for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++)
+          L->u[((size_t)(i * n + j) * L->cp + ci) * L->kp + k] = (float)(t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
     }
   }
   w->n++;
@@ -211,6 +235,71 @@ static inline __attribute__((always_inline)) void out_tf8(const float *m, size_t
   }
 }
 
+/* Bt d B for F(6x6, 3x3): 8x8 patches. */
+#define BT8(d0, d1, d2, d3, d4, d5, d6, d7, o, os)                                                                     \
+  do {                                                                                                                 \
+    v8 a_ = d2 + d6 - 4.25f * d4, b_ = d1 + d5 - 4.25f * d3;                                                           \
+    v8 c_ = 0.25f * d2 - 1.25f * d4 + d6, e_ = 0.5f * d1 - 2.5f * d3 + 2 * d5;                                         \
+    v8 f_ = 4 * d2 - 5 * d4 + d6, g_ = 2 * d1 - 2.5f * d3 + 0.5f * d5;                                                 \
+    o(0, os) = d0 - d6 + 5.25f * (d4 - d2);                                                                            \
+    o(1, os) = a_ + b_;                                                                                                \
+    o(2, os) = a_ - b_;                                                                                                \
+    o(3, os) = c_ + e_;                                                                                                \
+    o(4, os) = c_ - e_;                                                                                                \
+    o(5, os) = f_ + g_;                                                                                                \
+    o(6, os) = f_ - g_;                                                                                                \
+    o(7, os) = d7 - d1 + 5.25f * (d3 - d5);                                                                            \
+  } while (0)
+
+static inline __attribute__((always_inline)) void in_tf8_8(const float *p, size_t rs, size_t cs, float *v, size_t vs) {
+  v8 t[8][8];
+  for (int j = 0; j < 8; j++) {
+    const float *c = p + j * cs;
+#define LD(r) (*(const v8 *)(c + (r) * rs))
+#define TO(i, jj) t[i][jj]
+    BT8(LD(0), LD(1), LD(2), LD(3), LD(4), LD(5), LD(6), LD(7), TO, j);
+#undef LD
+#undef TO
+  }
+  for (int i = 0; i < 8; i++) {
+#define VO(q, ii) (*(v8 *)(v + ((ii) * 8 + (q)) * vs))
+    BT8(t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5], t[i][6], t[i][7], VO, i);
+#undef VO
+  }
+}
+
+/* At m A for F(6x6, 3x3), then the bias and the negative slope; o gets [36]. */
+static inline __attribute__((always_inline)) void out_tf8_6(const float *m, size_t ms, const float *bias, const float *slope,
+                                                            v8 o[36]) {
+  v8 t[6][8];
+  for (int j = 0; j < 8; j++) {
+    v8 r[8];
+    for (int i = 0; i < 8; i++) r[i] = *(const v8 *)(m + (i * 8 + j) * ms);
+    v8 a1 = r[1] + r[2], b1 = r[1] - r[2], a2 = r[3] + r[4], b2 = r[3] - r[4], a3 = r[5] + r[6], b3 = r[5] - r[6];
+    t[0][j] = r[0] + a1 + a2 + 32 * a3;
+    t[1][j] = b1 + 2 * b2 + 16 * b3;
+    t[2][j] = a1 + 4 * a2 + 8 * a3;
+    t[3][j] = b1 + 8 * b2 + 4 * b3;
+    t[4][j] = a1 + 16 * a2 + 2 * a3;
+    t[5][j] = b1 + 32 * b2 + b3 + r[7];
+  }
+  v8 bi = *(const v8 *)bias, sl = *(const v8 *)slope, zero = {0};
+  for (int i = 0; i < 6; i++) {
+    v8 *r = t[i], y[6];
+    v8 a1 = r[1] + r[2], b1 = r[1] - r[2], a2 = r[3] + r[4], b2 = r[3] - r[4], a3 = r[5] + r[6], b3 = r[5] - r[6];
+    y[0] = r[0] + a1 + a2 + 32 * a3 + bi;
+    y[1] = b1 + 2 * b2 + 16 * b3 + bi;
+    y[2] = a1 + 4 * a2 + 8 * a3 + bi;
+    y[3] = b1 + 8 * b2 + 4 * b3 + bi;
+    y[4] = a1 + 16 * a2 + 2 * a3 + bi;
+    y[5] = b1 + 32 * b2 + b3 + r[7] + bi;
+    for (int q = 0; q < 6; q++) {
+      v8i neg = y[q] < zero;
+      o[i * 6 + q] = (v8)(((v8i)(y[q] * sl) & neg) | ((v8i)y[q] & ~neg));
+    }
+  }
+}
+
 /* M = V . U for one xi: v [NB][cp], u [cp][kp], m [NB][kp]; nb a multiple of 6. */
 __attribute__((target("avx2,fma"))) static void gemm_avx2(const float *v, const float *u, float *m, int nb, int cp, int kp) {
   for (int k = 0; k < kp; k += 16)
@@ -269,26 +358,26 @@ static inline __attribute__((always_inline)) void gemm_c(const float *v, const f
     }
 }
 
-/* One block of tiles: gather and transform the inputs, 36 products, and
- * the output transform with bias and activation. */
+/* One block of tiles: gather and transform the inputs, the n * n
+ * products, and the output transform with bias and activation. */
 static inline __attribute__((always_inline)) void block(wino_job *j, wino_scratch *s, int b, int avx2) {
   const kn_wino_layer *L = j->L;
   const kn_tensor *x = j->x;
   kn_tensor *y = j->y;
-  int cp = L->cp, kp = L->kp, c = L->c, k = L->k;
+  int cp = L->cp, kp = L->kp, c = L->c, k = L->k, tm = L->m, n = tm + 2, nx = n * n;
   int t0 = b * NB, nt = j->ntiles - t0 < NB ? j->ntiles - t0 : NB, nb = (nt + 5) / 6 * 6;
   for (int t = 0; t < nb; t++) {
-    int ty = (t0 + t) / j->tw, tx = (t0 + t) % j->tw, iy0 = ty * 4 - j->pt, ix0 = tx * 4 - j->pl;
+    int ty = (t0 + t) / j->tw, tx = (t0 + t) % j->tw, iy0 = ty * tm - j->pt, ix0 = tx * tm - j->pl;
     const float *p = s->patch;
-    size_t rs = (size_t)6 * cp, cs = (size_t)cp;
-    if (t < nt && c == cp && iy0 >= 0 && ix0 >= 0 && iy0 + 6 <= x->h && ix0 + 6 <= x->w) {
+    size_t rs = (size_t)n * cp, cs = (size_t)cp;
+    if (t < nt && c == cp && iy0 >= 0 && ix0 >= 0 && iy0 + n <= x->h && ix0 + n <= x->w) {
       p = x->d + ((size_t)iy0 * x->w + ix0) * c;          /* inside the frame: read it in place */
       rs = (size_t)x->w * c;
     } else if (t < nt) {
-      for (int r = 0; r < 6; r++)
-        for (int q = 0; q < 6; q++) {
+      for (int r = 0; r < n; r++)
+        for (int q = 0; q < n; q++) {
           int iy = iy0 + r, ix = ix0 + q;
-          float *d = s->patch + (r * 6 + q) * cp;
+          float *d = s->patch + (r * n + q) * cp;
           if (iy < 0 || iy >= x->h || ix < 0 || ix >= x->w) {
             memset(d, 0, (size_t)cp * sizeof *d);
           } else {
@@ -297,11 +386,14 @@ static inline __attribute__((always_inline)) void block(wino_job *j, wino_scratc
           }
         }
     } else {
-      memset(s->patch, 0, (size_t)36 * cp * sizeof *s->patch);
+      memset(s->patch, 0, (size_t)nx * cp * sizeof *s->patch);
     }
-    for (int q = 0; q < cp; q += 8) in_tf8(p + q, rs, cs, s->v + (size_t)t * cp + q, VS(cp));
+    for (int q = 0; q < cp; q += 8) {
+      if (tm == 4) in_tf8(p + q, rs, cs, s->v + (size_t)t * cp + q, VS(cp));
+      else in_tf8_8(p + q, rs, cs, s->v + (size_t)t * cp + q, VS(cp));
+    }
   }
-  for (int xi = 0; xi < 36; xi++) {
+  for (int xi = 0; xi < nx; xi++) {
     const float *v = s->v + (size_t)xi * VS(cp), *u = L->u + (size_t)xi * cp * kp;
     float *m = s->m + (size_t)xi * VS(kp);
     if (avx2) gemm_avx2(v, u, m, nb, cp, kp);
@@ -310,16 +402,17 @@ static inline __attribute__((always_inline)) void block(wino_job *j, wino_scratc
   for (int t = 0; t < nt; t++) {
     int ty = (t0 + t) / j->tw, tx = (t0 + t) % j->tw;
     for (int q0 = 0; q0 < k; q0 += 8) {
-      v8 o[16];
-      out_tf8(s->m + (size_t)t * kp + q0, VS(kp), L->bias + q0, j->slope + q0, o);
+      v8 o[36];
+      if (tm == 4) out_tf8(s->m + (size_t)t * kp + q0, VS(kp), L->bias + q0, j->slope + q0, o);
+      else out_tf8_6(s->m + (size_t)t * kp + q0, VS(kp), L->bias + q0, j->slope + q0, o);
       int nq = k - q0 < 8 ? k - q0 : 8;
-      for (int i = 0; i < 4; i++) {
-        int oy = ty * 4 + i;
+      for (int i = 0; i < tm; i++) {
+        int oy = ty * tm + i;
         if (oy >= y->h) break;
-        float *row = y->d + ((size_t)oy * y->w + tx * 4) * k + q0;
-        for (int jj = 0; jj < 4 && tx * 4 + jj < y->w; jj++, row += k) {
-          if (nq == 8) *(v8 *)row = o[i * 4 + jj];
-          else memcpy(row, &o[i * 4 + jj], (size_t)nq * sizeof(float));
+        float *row = y->d + ((size_t)oy * y->w + tx * tm) * k + q0;
+        for (int jj = 0; jj < tm && tx * tm + jj < y->w; jj++, row += k) {
+          if (nq == 8) *(v8 *)row = o[i * tm + jj];
+          else memcpy(row, &o[i * tm + jj], (size_t)nq * sizeof(float));
         }
       }
     }
@@ -372,14 +465,14 @@ int kn_wino_conv(kn_wino *w, const kn_layer *l, const kn_tensor *x, const float 
     sl[q] = slope ? slope[nslope == 1 ? 0 : q < L->k ? q : 0] : act == 1 ? 0 : act == 2 ? (ap && ap->n ? ap->v[0] : 0) : 1;
   int nthr = w->nthr;
   for (int t = 0; t < nthr; t++)
-    if (grow(&w->s[t].v, &w->s[t].vcap, 36 * VS(L->cp)) < 0 || grow(&w->s[t].m, &w->s[t].mcap, 36 * VS(L->kp)) < 0 ||
-        grow(&w->s[t].patch, &w->s[t].pcap, (size_t)36 * L->cp) < 0) {
+    if (grow(&w->s[t].v, &w->s[t].vcap, 64 * VS(L->cp)) < 0 || grow(&w->s[t].m, &w->s[t].mcap, 64 * VS(L->kp)) < 0 ||
+        grow(&w->s[t].patch, &w->s[t].pcap, (size_t)64 * L->cp) < 0) {
       free(sl);
       return kiln_fail(e, KILN_ENOMEM, "out of memory");
     }
   int pl = (int)kn_param(l, 4, 0), pt = (int)kn_param(l, 14, (float)pl);
-  wino_job j = {.w = w, .L = L, .x = x, .y = y, .slope = sl, .pt = pt, .pl = pl, .tw = (ow + 3) / 4};
-  j.ntiles = j.tw * ((oh + 3) / 4);
+  wino_job j = {.w = w, .L = L, .x = x, .y = y, .slope = sl, .pt = pt, .pl = pl, .tw = (ow + L->m - 1) / L->m};
+  j.ntiles = j.tw * ((oh + L->m - 1) / L->m);
   j.nblocks = (j.ntiles + NB - 1) / NB;
   atomic_init(&j.next, 0);
   if (!w->pool || j.nblocks < 2) {
