@@ -8,8 +8,8 @@
 #       regenerates the golden fixture (tests/fixtures/nn, which ctest's nn
 #       test uses without torch) in a scratch folder and requires it to equal
 #       the committed one (the PyTorch output within 1e-5), runs kiln on the
-#       regenerated one, then compares every installed catalog model of
-#       Real-ESRGAN's video family. Exits 77 (SKIPPED) without torch.
+#       regenerated one, then compares every installed catalog model but
+#       realesrgan-x4plus (slow). Exits 77 (SKIPPED) without torch.
 # To rewrite the committed fixture: ${PYTHON:-/usr/bin/python3} tests/nn_reference.py fixture tests/fixtures/nn
 set -eu
 B=${1:?usage: nn_compare.sh BUILD_DIR MODEL [HxW] | BUILD_DIR --all}

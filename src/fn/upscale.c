@@ -24,6 +24,7 @@
 #include "nn/tile.h"
 #include "util/home.h"
 #include "util/json.h"
+#include "util/log.h"
 
 #include <libswscale/swscale.h>
 #include <pthread.h>
@@ -186,6 +187,8 @@ static void pick_tile(up_ctx *c, const json_t *p, int w, int h) {
   c->overlap = kn_net_radius(&c->net);
   c->tile = (int)kj_num(p, "tile", 0);
   if (c->tile <= 0) c->tile = kn_tile_auto(&c->net, c->scale, c->overlap, w, h, (size_t)UP_MEMORY_MB / 2 << 20);
+  if (c->tile > 0 && (c->tile < w || c->tile < h))
+    klog(KLOG_DEBUG, "upscale: the model runs on %dx%d in %d-pixel tiles (overlap %d)", w, h, c->tile, c->overlap);
 }
 
 /* A still image: read, (crop,) resize to the model's input, upscale, resize
@@ -322,7 +325,7 @@ const kf_desc kf_upscale = {
            "scale, upscaled, and resized to `width` x `height` (default 810x1440). Frames too large for memory run in\n"
            "overlapping tiles (`tile`) that stitch without seams.",
     .params = upscale_params,
-    .res = {.gpu = "T4", .memory_mb = 2048, .timeout_s = 3600, .retries = 1, .idle_timeout_s = 300,
+    .res = {.gpu = "T4", .memory_mb = UP_MEMORY_MB, .timeout_s = 3600, .retries = 1, .idle_timeout_s = 300,
             .min_workers = 0, .max_workers = 4, .concurrency = 1, .cpus = 2},
     .run = upscale_run,
     .chunkable = 1,
