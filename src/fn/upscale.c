@@ -263,8 +263,9 @@ static int upscale_run(void *state, const kf_task *t, kf_result *res, kiln_err *
   if (r < 0) return r;
   int image = km_probe_is_image(&pr);
   if (image && !has_png_name(t->output))
-    return kiln_fail(e, KILN_EPARAM, "upscale: '%s' is a still image, so the output is a PNG: name it .png (got '%s')",
-                     t->input, t->output);
+    return kiln_fail(e, KILN_EPARAM,
+                     "upscale: '%s' is a still image, so the output is a PNG: name it .png (got '%s'; through kiln serve, "
+                     "whose outputs are .mp4, still images are not supported yet: use kiln run)", t->input, t->output);
   if (!image && has_png_name(t->output))
     return kiln_fail(e, KILN_EPARAM, "upscale: a .png output is for a still image input, and '%s' is a video", t->input);
   char param[4400], bin[4400];
