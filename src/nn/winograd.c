@@ -38,7 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NB 36                   /* tiles per block: a multiple of the kernel's 6 rows */
+#define NB 12                   /* tiles per block: a multiple of the kernel's 6 rows */
 /* Floats between one xi's matrix and the next in a block's V and M: a
  * cache line more than the matrix, so the n * n do not fall on the same L1
  * sets (NB * 64 floats is a multiple of 4 KiB's aliasing stride). */
