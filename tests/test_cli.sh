@@ -226,7 +226,7 @@ expect "speed out of range" 2 "'speed\[0\]\.speed' must be between 0.25 and 4, g
 expect "speed too slow" 2 "between 0.25 and 4, got 0.1" -- "$KILN" run reframe "$T/in.mp4" -o "$T/out.mp4" --param 'speed=[{"start":0,"end":1,"speed":0.1}]'
 expect "unwritable output" 1 "cannot write output '/nonexistent-kiln-dir/out.mp4'" -- "$KILN" run reframe "$T/in.mp4" -o /nonexistent-kiln-dir/out.mp4
 expect "unknown container" 1 "cannot tell the container" -- "$KILN" run reframe "$T/in.mp4" -o "$T/out.xyz"
-expect "unknown function" 2 "unknown function 'crop' \(known: reframe, overlay, upscale, noop\)" -- "$KILN" run crop "$T/in.mp4" -o "$T/out.mp4"
+expect "unknown function" 2 "unknown function 'crop' \(known: reframe, overlay, upscale, (remove_watermark, )?noop\)" -- "$KILN" run crop "$T/in.mp4" -o "$T/out.mp4"
 expect "no output named" 2 "needs an output file" -- "$KILN" run reframe "$T/in.mp4"
 echo '{"dim": 0.5,' > "$T/broken.json"
 expect "bad params file" 2 "not valid JSON \(line" -- "$KILN" run overlay "$T/in.mp4" -o "$T/out.mp4" --params "$T/broken.json"
