@@ -268,31 +268,31 @@ static inline __attribute__((always_inline)) void in_tf8_8(const float *p, size_
   }
 }
 
+/* At r for F(6x6, 3x3): the 8 values r[0..7] to 6 in y, each plus add. */
+static inline __attribute__((always_inline)) void at8(const v8 r[8], v8 add, v8 y[6]) {
+  v8 a1 = r[1] + r[2], b1 = r[1] - r[2], a2 = r[3] + r[4], b2 = r[3] - r[4], a3 = r[5] + r[6], b3 = r[5] - r[6];
+  y[0] = r[0] + a1 + a2 + 32 * a3 + add;
+  y[1] = b1 + 2 * b2 + 16 * b3 + add;
+  y[2] = a1 + 4 * a2 + 8 * a3 + add;
+  y[3] = b1 + 8 * b2 + 4 * b3 + add;
+  y[4] = a1 + 16 * a2 + 2 * a3 + add;
+  y[5] = b1 + 32 * b2 + b3 + r[7] + add;
+}
+
 /* At m A for F(6x6, 3x3), then the bias and the negative slope; o gets [36]. */
 static inline __attribute__((always_inline)) void out_tf8_6(const float *m, size_t ms, const float *bias, const float *slope,
                                                             v8 o[36]) {
-  v8 t[6][8];
+  v8 t[8][6], zero = {0};                         /* t[j][i]: column j's i-th value */
   for (int j = 0; j < 8; j++) {
     v8 r[8];
     for (int i = 0; i < 8; i++) r[i] = *(const v8 *)(m + (i * 8 + j) * ms);
-    v8 a1 = r[1] + r[2], b1 = r[1] - r[2], a2 = r[3] + r[4], b2 = r[3] - r[4], a3 = r[5] + r[6], b3 = r[5] - r[6];
-    t[0][j] = r[0] + a1 + a2 + 32 * a3;
-    t[1][j] = b1 + 2 * b2 + 16 * b3;
-    t[2][j] = a1 + 4 * a2 + 8 * a3;
-    t[3][j] = b1 + 8 * b2 + 4 * b3;
-    t[4][j] = a1 + 16 * a2 + 2 * a3;
-    t[5][j] = b1 + 32 * b2 + b3 + r[7];
+    at8(r, zero, t[j]);
   }
-  v8 bi = *(const v8 *)bias, sl = *(const v8 *)slope, zero = {0};
+  v8 bi = *(const v8 *)bias, sl = *(const v8 *)slope;
   for (int i = 0; i < 6; i++) {
-    v8 *r = t[i], y[6];
-    v8 a1 = r[1] + r[2], b1 = r[1] - r[2], a2 = r[3] + r[4], b2 = r[3] - r[4], a3 = r[5] + r[6], b3 = r[5] - r[6];
-    y[0] = r[0] + a1 + a2 + 32 * a3 + bi;
-    y[1] = b1 + 2 * b2 + 16 * b3 + bi;
-    y[2] = a1 + 4 * a2 + 8 * a3 + bi;
-    y[3] = b1 + 8 * b2 + 4 * b3 + bi;
-    y[4] = a1 + 16 * a2 + 2 * a3 + bi;
-    y[5] = b1 + 32 * b2 + b3 + r[7] + bi;
+    v8 r[8], y[6];
+    for (int j = 0; j < 8; j++) r[j] = t[j][i];
+    at8(r, bi, y);
     for (int q = 0; q < 6; q++) {
       v8i neg = y[q] < zero;
       o[i * 6 + q] = (v8)(((v8i)(y[q] * sl) & neg) | ((v8i)y[q] & ~neg));
