@@ -178,6 +178,15 @@ done
 "$KILN" run upscale "$T/pic.jpg" -o "$T/up-crop.png" --param model="$fx" --param 'crop=[{"frame":0,"x":8,"y":4,"h":40}]' --param width=90 --param height=160 -q 2>/dev/null \
   && [ "$(ffprobe -v error -show_entries stream=width,height -of csv=p=0 "$T/up-crop.png")" = "90,160" ] \
   && ok || bad "crop, upscale, resize an image to 90x160"
+# an identity model (x1: a ReLU of [0,1]) gives the picture back exactly: decode, [0,1], PNG are lossless
+printf '7767517\n2 2\nInput in 0 1 data\nReLU r 1 1 data out\n' > "$T/id.param"; : > "$T/id.bin"
+"$KILN" run upscale "$T/pic.png" -o "$T/id.png" --param model="$T/id" -q 2>/dev/null \
+  && [ "$(ffmpeg -v error -i "$T/pic.png" -pix_fmt rgb24 -f framemd5 - | grep -v '^#')" = "$(ffmpeg -v error -i "$T/id.png" -pix_fmt rgb24 -f framemd5 - | grep -v '^#')" ] \
+  && ok || bad "an identity model does not give the PNG back exactly"
+mkdir -p "$T/taken.png"
+"$KILN" run upscale "$T/pic.png" -o "$T/taken.png" --param model="$fx" -q 2>"$T/taken.err"
+[ $? -eq 1 ] && grep -q "cannot move the finished output to '$T/taken.png'" "$T/taken.err" && [ -z "$(ls -A "$T" | grep '^\.taken')" ] \
+  && ok || bad "an output that cannot be renamed into place leaves its temporary file: $(cat "$T/taken.err"; ls -A "$T")"
 expect "upscale image, width not a multiple of the scale" 2 "upscale: width 99 is not a whole multiple of the model's scale \(x2\)" -- \
   "$KILN" run upscale "$T/pic.png" -o "$T/out.png" --param model="$fx" --param width=99 --param height=60
 expect "upscale image to a video name" 2 "is a still image, so the output is a PNG: name it .png" -- \

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
+#include <libavutil/opt.h>
 #include <libswscale/swscale.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,11 +39,27 @@ void km_image_release(km_image *im) {
   im->w = im->h = 0;
 }
 
-/* Converts (and scales) a decoded frame into im (already allocated). */
+/* Converts (and scales) a decoded frame into im (already allocated), with
+ * the frame's chroma siting (JPEG's is centred, not swscale's default) and
+ * range, as FFmpeg's scale filter does. */
 static int frame_to_rgb(const AVFrame *f, km_image *im) {
-  struct SwsContext *s = sws_getContext(f->width, f->height, f->format, im->w, im->h, AV_PIX_FMT_RGB24,
-                                        SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, NULL, NULL, NULL);
+  struct SwsContext *s = sws_alloc_context();
   if (!s) return -1;
+  av_opt_set_int(s, "srcw", f->width, 0);
+  av_opt_set_int(s, "srch", f->height, 0);
+  av_opt_set_int(s, "src_format", f->format, 0);
+  av_opt_set_int(s, "dstw", im->w, 0);
+  av_opt_set_int(s, "dsth", im->h, 0);
+  av_opt_set_int(s, "dst_format", AV_PIX_FMT_RGB24, 0);
+  av_opt_set_int(s, "sws_flags", SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, 0);
+  if (f->color_range == AVCOL_RANGE_JPEG) av_opt_set_int(s, "src_range", 1, 0);
+  av_opt_set_int(s, "dst_range", 1, 0);
+  int x, y;
+  if (f->chroma_location != AVCHROMA_LOC_UNSPECIFIED && avcodec_enum_to_chroma_pos(&x, &y, f->chroma_location) == 0) {
+    av_opt_set_int(s, "src_h_chr_pos", x, 0);
+    av_opt_set_int(s, "src_v_chr_pos", y, 0);
+  }
+  if (sws_init_context(s, NULL, NULL) < 0) { sws_freeContext(s); return -1; }
   uint8_t *dst[4] = {im->rgb};
   int ls[4] = {im->w * 3};
   sws_scale(s, (const uint8_t *const *)f->data, f->linesize, 0, f->height, dst, ls);
