@@ -11,7 +11,10 @@
  *   GET    /metrics                      Prometheus text
  * A job body is {"input": KEY | {"base64": ...}, "params": {...},
  * "webhook": URL}; everything in it is checked before anything is queued,
- * and every refusal names what is wrong. */
+ * and every refusal names what is wrong. The flat form hosted platforms'
+ * clients send, {"video_bytes": BASE64, PARAM: VALUE, ...}, is the same job
+ * (the other members are its params); its call answers {"video_bytes":
+ * BASE64 of the output, "stats": {...}, "cost": {...}, "job_id": ...}. */
 #include "api/http.h"
 #include "engine/planner.h"
 
@@ -118,6 +121,55 @@ static enum MHD_Result job_ref(kiln_server *s, struct MHD_Connection *c, unsigne
   return ret;
 }
 
+/* The flat contract's answer for an ended job o (taken): {"video_bytes"
+ * (the output, base64), "stats", "cost", "job_id", "state"}; a failed job
+ * is its error with 400 (bad input) or 500. */
+static enum MHD_Result flat_answer(kiln_server *s, struct MHD_Connection *c, json_t *o) {
+  const char *state = json_string_value(json_object_get(o, "state"));
+  if (!state || strcmp(state, "succeeded")) {
+    const json_t *er = json_object_get(o, "error");
+    const char *cls = json_string_value(json_object_get(er, "class"));
+    const char *msg = json_string_value(json_object_get(er, "message"));
+    json_t *a = json_pack("{s:s, s:s, s:{s:s, s:s}}", "job_id", json_string_value(json_object_get(o, "job_id")), "state",
+                          state ? state : "failed", "error", "code", cls ? cls : "failed", "message",
+                          msg ? msg : "the job did not succeed");
+    unsigned status = cls && !strcmp(cls, "bad_input") ? 400 : cls && !strcmp(cls, "cancelled") ? 409 : 500;
+    json_decref(o);
+    return kh_json(s, c, status, a);
+  }
+  const json_t *res = json_object_get(o, "result");
+  const char *key = json_string_value(json_object_get(json_array_get(json_object_get(res, "outputs"), 0), "key"));
+  char path[4200];
+  kiln_err e = {0};
+  unsigned char *raw = NULL;
+  char *b64 = NULL;
+  FILE *f = NULL;
+  enum MHD_Result ret;
+  if (!key || ks_local_path(s->store, key, path, sizeof path, &e) < 0 || !(f = fopen(path, "rb"))) {
+    ret = kh_error(s, c, 500, "internal", "the output of job %s cannot be read", json_string_value(json_object_get(o, "job_id")));
+    goto out;
+  }
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  raw = malloc(n > 0 ? (size_t)n : 1);
+  b64 = malloc(4 * (((size_t)(n > 0 ? n : 0) + 2) / 3) + 1);
+  if (n < 0 || !raw || !b64 || fread(raw, 1, (size_t)n, f) != (size_t)n) {
+    ret = kh_error(s, c, 500, "internal", "the output of job %s cannot be read", json_string_value(json_object_get(o, "job_id")));
+    goto out;
+  }
+  EVP_EncodeBlock((unsigned char *)b64, raw, (int)n);
+  json_t *a = json_pack("{s:s, s:O, s:O, s:O, s:O}", "video_bytes", b64, "stats", json_object_get(res, "stats"), "cost",
+                        json_object_get(o, "cost"), "job_id", json_object_get(o, "job_id"), "state", json_object_get(o, "state"));
+  ret = kh_json(s, c, 200, a);
+out:
+  if (f) fclose(f);
+  free(raw);
+  free(b64);
+  json_decref(o);
+  return ret;
+}
+
 /* Checks a job body and submits it. Returns MHD result having answered. */
 static enum MHD_Result submit(kiln_server *s, struct MHD_Connection *c, kq *q, const ke_fnconf *fc, req *rq,
                               int call) {
@@ -134,6 +186,22 @@ static enum MHD_Result submit(kiln_server *s, struct MHD_Connection *c, kq *q, c
   int stored_inline = 0;
   kiln_err e = {0};
   if (!json_is_object(b)) { ret = kh_error(s, c, 400, "bad_json", "request body must be a JSON object"); goto out; }
+  int flat = json_object_get(b, "video_bytes") != NULL;
+  if (flat) {                                      /* {"video_bytes": B64, params...} -> {"input": {"base64"}, "params"} */
+    json_t *vb = json_object_get(b, "video_bytes");
+    if (!json_is_string(vb)) { ret = kh_error(s, c, 400, "bad_request", "\"video_bytes\" must be a base64 string"); goto out; }
+    json_t *nb = json_pack("{s:{s:O}, s:o}", "input", "base64", vb, "params", json_object());
+    const char *fk;
+    json_t *fv;
+    json_object_foreach(b, fk, fv) {
+      if (!strcmp(fk, "video_bytes")) continue;
+      if (!strcmp(fk, "webhook") || !strcmp(fk, "plan")) json_object_set(nb, fk, fv);
+      else json_object_set(json_object_get(nb, "params"), fk, fv);
+    }
+    json_decref(b);
+    b = nb;
+  }
+  const char *b64name = flat ? "video_bytes" : "input.base64";
   const char *k;
   json_t *v;
   json_object_foreach(b, k, v) {
@@ -211,14 +279,15 @@ static enum MHD_Result submit(kiln_server *s, struct MHD_Connection *c, kq *q, c
     size_t n = strlen(b64);
     if ((long long)(n / 4 * 3) > s->inline_max) {
       ret = kh_error(s, c, 413, "too_large",
-                     "inline base64 input of about %zu bytes is over the limit of %lld bytes; upload the file with"
-                     " PUT /v1/objects/{key} and pass its key as \"input\"", n / 4 * 3, (long long)s->inline_max);
+                     "inline base64 %s of about %zu bytes is over the limit of %lld bytes; upload the file with"
+                     " PUT /v1/objects/{key} and pass its key as \"input\"", flat ? "video_bytes" : "input", n / 4 * 3,
+                     (long long)s->inline_max);
       goto out;
     }
     unsigned char *raw = NULL;
     size_t rawn = 0;
     if (b64_decode(b64, n, &raw, &rawn) < 0) {
-      ret = kh_error(s, c, 400, "bad_request", "\"input.base64\" is not valid base64");
+      ret = kh_error(s, c, 400, "bad_request", "\"%s\" is not valid base64", b64name);
       goto out;
     }
     unsigned char rnd[8];
@@ -269,7 +338,7 @@ static enum MHD_Result submit(kiln_server *s, struct MHD_Connection *c, kq *q, c
           kh_base_url(s, c, base, sizeof base);
           json_t *o = ke_job_json(&j, s->store, base, ke_now_ms());
           kq_job_release(&j);
-          ret = kh_json(s, c, 200, o);
+          ret = flat ? flat_answer(s, c, o) : kh_json(s, c, 200, o);
           goto out;
         }
         kq_job_release(&j);

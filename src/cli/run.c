@@ -42,6 +42,8 @@ int kc_run(int argc, char **argv) {
   long long out_a = 0, out_b = 0;
   kiln_err e = {0};
   json_t *params = NULL;
+  kf_result res;
+  memset(&res, 0, sizeof res);
   kc_params kp = {0};
   int r = 0;
 
@@ -111,7 +113,6 @@ int kc_run(int argc, char **argv) {
                   .out_end = out_b,
                   .threads = (int)threads, .progress = kc_progress_cb, .progress_arg = &pg,
                   .cancel = &g_cancel};
-  kf_result res;
   memset(&res, 0, sizeof res);
   r = fn->run(state, &task, &res, &e);
   kc_progress_end(&pg, res.stats.frames_out, r == 0);
@@ -129,6 +130,7 @@ int kc_run(int argc, char **argv) {
                           "frames_in", (json_int_t)st->frames_in, "seconds", st->seconds, "fps", st->fps, "width",
                           st->out_w, "height", st->out_h, "out_fps", av_q2d(st->out_fps), "duration",
                           st->out_duration, "audio", st->audio);
+    if (res.info) json_object_update_missing(o, res.info);   /* the function's own figures */
     kj_print(o);
     json_decref(o);
   } else if (!quiet && st->out_w == 0) {
@@ -141,6 +143,7 @@ int kc_run(int argc, char **argv) {
             st->out_duration, st->audio, st->seconds, st->fps);
   }
 done:
+  json_decref(res.info);
   kc_params_release(&kp);
   json_decref(params);
   if (r < 0) {

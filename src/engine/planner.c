@@ -418,6 +418,24 @@ static void plan_one(ke_planner *pl, const kq_job *j) {
   int64_t starts[KE_PLAN_MAX + 1];
   int n = ke_chunk_ranges(sh.frames, sh.gop, p.rows[p.chosen].n, starts);
   int r;
+  /* a function that must see the whole input once (remove_watermark's
+   * detection) does it here; its answer goes into every chunk's params.
+   * If it fails, the job runs whole and the worker reports the problem. */
+  json_t *cparams = NULL;
+  if (n > 1 && fc->fn->prepare) {
+    json_t *add = NULL;
+    kf_task pt = {.input = key ? path : NULL, .params = params, .start = 0, .end = -1, .threads = 1};
+    kiln_err pe = {0};
+    if (fc->fn->prepare(NULL, &pt, &add, &pe) == 0 && json_is_object(add)) {
+      cparams = json_deep_copy(params);
+      json_object_update(cparams, add);
+    } else {
+      klog(KLOG_INFO, "planner: job %s: prepare failed, running it whole: %s", j->id, pe.msg);
+      n = 1;
+    }
+    json_decref(add);
+  }
+  if (cparams) params = cparams;
   if (n <= 1) {
     r = kq_release(pl->q, j->id, plan, sh.frames, now, &e);
   } else {
@@ -446,6 +464,7 @@ static void plan_one(ke_planner *pl, const kq_job *j) {
   if (r < 0) klog(KLOG_WARN, "planner: job %s: %s", j->id, e.msg);
   else klog(KLOG_DEBUG, "planner: job %s: %d chunk(s), predicted %.0f ms (%s)", j->id, n, p.rows[p.chosen].wall_ms, p.why);
   free(plan);
+  json_decref(cparams);
   json_decref(spec);
 }
 

@@ -239,6 +239,11 @@ static int refine_run(const ki_wm_samples *s, const int *idx, int n, int bx, int
         if (y > y1) y1 = y;
       }
   if (x1 < 0) goto fail;
+  {   /* a "mark" over a quarter of the frame is a still part of the scene */
+    long area = 0;
+    for (size_t p = 0; p < np; p++) area += E[p];
+    if (area > (long)s->w * s->h / 4) goto fail;
+  }
   if (*nout == *cap) {
     int nc = *cap ? *cap * 2 : 8;
     ki_wm_found *nf = realloc(*out, (size_t)nc * sizeof *nf);

@@ -224,7 +224,7 @@ int ki_wm_state_new(ki_wm_state **out, int w, int h) {
   if (!st) return KILN_ENOMEM;
   st->w = w;
   st->h = h;
-  st->lf = w / 160 > 1 ? w / 160 : 1;
+  st->lf = w / 80 > 1 ? w / 80 : 1;
   st->lw = w / st->lf;
   st->lh = h / st->lf;
   size_t n = (size_t)st->lw * st->lh;
@@ -359,45 +359,55 @@ static void motion(ki_wm_state *st, const AVFrame *in, const ki_wm_region *const
                       fr_sad(in, st->prev, st->w, st->h, fx, fy + 1, r, nr));
 }
 
-typedef struct wm_src { const wm_hist *h; double dx, dy; } wm_src;
+typedef struct wm_src { const wm_hist *h; double dx, dy; int ok; } wm_src;   /* ok: 0 unchecked, 1 matches, -1 not */
 
-/* The history frames that match the ring around region R at their shift,
- * newest first (at most KI_WM_HISTORY). */
-static int find_sources(const ki_wm_state *st, const AVFrame *in, const ki_wm_region *R, const ki_wm_region *const *cur,
-                        int ncur, double px, double py, int ax, int ay, int aw, int ah, wm_src *out) {
+/* Where the ring around region R is checked: the frame, the regions on it, the area. */
+typedef struct wm_ring { const AVFrame *in; const ki_wm_region *R; const ki_wm_region *const *cur; int ncur, ax, ay, aw, ah; } wm_ring;
+
+/* The history frames that show the scene under the mark elsewhere, newest
+ * first, at the shift the global motion predicts (not checked yet). */
+static int find_sources(const ki_wm_state *st, double px, double py, wm_src *out) {
   int n = 0;
   for (int i = 0; i < st->nh; i++) {
     const wm_hist *h = &st->hist[((st->head - 1 - i) % KI_WM_HISTORY + KI_WM_HISTORY) % KI_WM_HISTORY];
     double dx = px - h->px, dy = py - h->py;
     if (fabs(dx) < 0.75 && fabs(dy) < 0.75) continue;   /* the mark hid the same scene there */
-    double best = 1e18, bdx = dx, bdy = dy;
-    for (int j = -1; j <= 1; j++)
-      for (int k = -1; k <= 1; k++) {
-        double sx = dx + k, sy = dy + j, s = 0;
-        long cnt = 0;
-        for (int y = ay; y < ay + ah; y += 2)
-          for (int x = ax; x < ax + aw; x += 2) {
-            if (in_region(R, x, y) || in_any(cur, ncur, x, y)) continue;
-            int qx = (int)floor(x + sx), qy = (int)floor(y + sy);
-            if (!clear_box(h->r, h->nr, qx, qy, qx + 1, qy + 1, st->w, st->h)) continue;
-            s += fabsf((float)in->data[0][(size_t)y * in->linesize[0] + x] -
-                       bilinear(h->f->data[0], h->f->linesize[0], st->w, st->h, x + sx, y + sy));
-            cnt++;
-          }
-        if (cnt >= 16 && s / cnt < best) { best = s / cnt; bdx = sx; bdy = sy; }
-      }
-    if (best > MATCH_MAD) continue;
-    out[n++] = (wm_src){h, bdx, bdy};
+    out[n++] = (wm_src){h, dx, dy, 0};
   }
   return n;
+}
+
+/* Checks a source on the ring around the mask, refining its shift by up to
+ * a pixel: sets sr->ok. */
+static void check_source(const ki_wm_state *st, const wm_ring *g, wm_src *sr) {
+  const wm_hist *h = sr->h;
+  double best = 1e18, bdx = sr->dx, bdy = sr->dy;
+  static const int off[5][2] = {{0, 0}, {-1, 0}, {1, 0}, {0, -1}, {0, 1}};
+  for (int c = 0; c < 5; c++) {
+    double sx = sr->dx + off[c][0], sy = sr->dy + off[c][1], s = 0;
+    long cnt = 0;
+    for (int y = g->ay; y < g->ay + g->ah; y += 3)
+      for (int x = g->ax; x < g->ax + g->aw; x += 3) {
+        if (in_region(g->R, x, y) || in_any(g->cur, g->ncur, x, y)) continue;
+        int qx = (int)floor(x + sx), qy = (int)floor(y + sy);
+        if (!clear_box(h->r, h->nr, qx, qy, qx + 1, qy + 1, st->w, st->h)) continue;
+        s += fabsf((float)g->in->data[0][(size_t)y * g->in->linesize[0] + x] -
+                   bilinear(h->f->data[0], h->f->linesize[0], st->w, st->h, x + sx, y + sy));
+        cnt++;
+      }
+    if (cnt >= 12 && s / cnt < best) { best = s / cnt; bdx = sx; bdy = sy; }
+  }
+  sr->ok = best <= MATCH_MAD ? 1 : -1;
+  sr->dx = bdx;
+  sr->dy = bdy;
 }
 
 enum { S_KNOWN = 0, S_TODO, S_INVERTED, S_TEMPORAL, S_SPATIAL };
 
 /* Removes region R from plane p of out. srcs: the temporal sources (luma shifts). */
 static int fill_region_plane(const ki_wm_state *st, const AVFrame *in, AVFrame *out, int p, const ki_wm_region *R,
-                             int ax, int ay, int aw, int ah, const wm_src *srcs, int nsrc, ki_wm_mode mode,
-                             ki_wm_frame_stats *fs) {
+                             const wm_ring *g, wm_src *srcs, int nsrc, ki_wm_mode mode, ki_wm_frame_stats *fs) {
+  int ax = g->ax, ay = g->ay, aw = g->aw, ah = g->ah;
   int s = p ? 2 : 1;
   int bx = ax / s, by = ay / s, bw = aw / s, bh = ah / s, pw = st->w / s, ph = st->h / s;
   size_t np = (size_t)bw * bh;
@@ -466,8 +476,12 @@ static int fill_region_plane(const ki_wm_state *st, const AVFrame *in, AVFrame *
         }
     }
     /* 2. temporal */
-    for (int si = 0; si < nsrc && si < 127; si++) {
-      const wm_src *sr = &srcs[si];
+    int todo_px = 0;
+    for (size_t q = 0; q < np; q++) todo_px |= k[q] == S_TODO;
+    for (int si = 0; todo_px && si < nsrc && si < 127; si++) {
+      wm_src *sr = &srcs[si];
+      if (p == 0 && sr->ok == 0) check_source(st, g, sr);   /* luma checks lazily; chroma follows luma */
+      if (sr->ok != 1) continue;
       const AVFrame *hf = sr->h->f;
       double sx = sr->dx / s, sy = sr->dy / s;
       int left = 0;
@@ -545,16 +559,17 @@ int ki_wm_frame(ki_wm_state *st, const AVFrame *in, AVFrame *out, const ki_wm_re
   wm_src srcs[KI_WM_HISTORY];
   for (int i = 0; i < n; i++) {
     const ki_wm_region *R = r[i];
-    int g = RING + 2;
-    int ax = (R->x - g) & ~1, ay = (R->y - g) & ~1;
+    int gr = RING + 2;
+    int ax = (R->x - gr) & ~1, ay = (R->y - gr) & ~1;
     if (ax < 0) ax = 0;
     if (ay < 0) ay = 0;
-    int ex = (R->x + R->w + g + 1) & ~1, ey = (R->y + R->h + g + 1) & ~1;
+    int ex = (R->x + R->w + gr + 1) & ~1, ey = (R->y + R->h + gr + 1) & ~1;
     if (ex > st->w) ex = st->w;
     if (ey > st->h) ey = st->h;
-    int nsrc = temporal && mode == KI_WM_INPAINT ? find_sources(st, in, R, r, n, px, py, ax, ay, ex - ax, ey - ay, srcs) : 0;
+    int nsrc = temporal && mode == KI_WM_INPAINT ? find_sources(st, px, py, srcs) : 0;
+    wm_ring g = {in, R, r, n, ax, ay, ex - ax, ey - ay};
     for (int p = 0; p < 3; p++) {
-      int rc = fill_region_plane(st, in, out, p, R, ax, ay, ex - ax, ey - ay, srcs, nsrc, mode, fs);
+      int rc = fill_region_plane(st, in, out, p, R, &g, srcs, nsrc, mode, fs);
       if (rc < 0) return rc;
     }
   }

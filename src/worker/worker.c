@@ -312,6 +312,7 @@ static void run_job(worker *w, kq_job *j) {
     }
     if (st->frames_out > 0)
       json_object_set_new(stats, "ms_per_frame", json_real((double)(now - t0) / (double)st->frames_out));
+    if (res.info) json_object_update_missing(stats, res.info);   /* the function's own figures (kf_result.info) */
     json_t *result = res.no_output ? json_pack("{s:[], s:o}", "outputs", "stats", stats)
                                    : json_pack("{s:[{s:s, s:I}], s:o}", "outputs", "key", out_key, "bytes",
                                                (json_int_t)bytes, "stats", stats);
@@ -344,6 +345,7 @@ static void run_job(worker *w, kq_job *j) {
       klog(KLOG_WARN, "worker %s: could not record the failure of job %s: %s", w->row.id, j->id, e2.msg);
     klog(KLOG_INFO, "worker %s: job %s failed (%s%s): %s", w->row.id, j->id, cls, retrying ? ", will retry" : "", e.msg);
   }
+  json_decref(res.info);
   json_decref(params);
   json_decref(spec);
 }
