@@ -16,7 +16,9 @@
  * frame's rectangle is resampled to the output size over the model's scale
  * (even, for 4:2:0), upscaled, and resized to width x height (810x1440 by
  * default, which an x4 model makes from 202x360). One frame runs through the
- * model at a time (oneDNN uses the cores inside each convolution). */
+ * model at a time (oneDNN uses the cores inside each convolution). A worker
+ * keeps its last model loaded from job to job (up_state; enter loads the
+ * default one when it is installed). */
 #include "fn/common.h"
 #include "img/img.h"
 #include "nn/models.h"
@@ -50,7 +52,9 @@ static const kf_param upscale_params[] = {
     {NULL}};
 
 typedef struct up_ctx {
-  kn_net net;
+  kn_net *net;                  /* the worker's cached net (up_state) or own */
+  kn_net own;
+  struct up_state *shared;      /* non-NULL: net is the worker's, given back at the end */
   kf_key *keys;                 /* crop keyframes (source seconds), or NULL */
   int nkeys;
   int mid_w, mid_h;             /* with a crop: the model's input size (the output over the scale) */
@@ -91,7 +95,7 @@ static void tensor_to_bytes(const kn_tensor *y, uint8_t *rgb) {
 
 /* The model on x, checked to make exactly scale times its size. */
 static int run_model(up_ctx *c, const kn_tensor *x, kn_tensor *y, kiln_err *e) {
-  int r = kn_net_run_tiled(&c->net, x, c->tile, c->overlap, y, e);
+  int r = kn_net_run_tiled(c->net, x, c->tile, c->overlap, y, e);
   if (r == 0 && (y->h != x->h * c->scale || y->w != x->w * c->scale || y->c != 3))
     r = kiln_fail(e, KILN_EINTERNAL, "the model made %dx%dx%d from %dx%d", y->w, y->h, y->c, x->w, x->h);
   return r;
@@ -151,6 +155,104 @@ static int measure_scale(kn_net *n, int *scale, kiln_err *e) {
   return r;
 }
 
+/* A worker's state (enter/exit): the last model it loaded, kept warm from
+ * job to job (weights read and converted once, oneDNN primitives and
+ * Winograd buffers reused). enter loads the default model when it is
+ * installed, so a worker's cold start includes it; a job for another model
+ * replaces it. One job uses it at a time; a concurrent one loads its own. */
+typedef struct up_state {
+  pthread_mutex_t mu;
+  int busy, loaded;
+  char param[4400];             /* the loaded net's .param path */
+  kn_net net;
+  int scale;
+} up_state;
+
+/* Loads param/bin into n on kiln's default (fast) path and measures its scale. */
+static int load_model(kn_net *n, const char *param, const char *bin, int *scale, kiln_err *e) {
+  int r = kn_net_load(n, param, bin, e);
+  if (r < 0) return r;
+  if (kn_net_use_dnnl(n, 1) < 0) r = kiln_fail(e, KILN_EINTERNAL, "oneDNN cannot start");
+  if (r == 0) r = measure_scale(n, scale, e);
+  if (r < 0) kn_net_free(n);
+  return r;
+}
+
+/* Points c->net at the worker's net for param (loading it if it holds
+ * another), or at a net of its own when the worker's is in use. */
+static int acquire_net(up_state *s, const char *param, const char *bin, up_ctx *c, kiln_err *e) {
+  if (s) {
+    pthread_mutex_lock(&s->mu);
+    int mine = !s->busy;
+    if (mine) s->busy = 1;
+    pthread_mutex_unlock(&s->mu);
+    if (mine) {
+      int r = 0;
+      if (!s->loaded || strcmp(s->param, param)) {
+        if (s->loaded) kn_net_free(&s->net);
+        s->loaded = 0;
+        if ((r = load_model(&s->net, param, bin, &s->scale, e)) == 0) {
+          s->loaded = 1;
+          snprintf(s->param, sizeof s->param, "%s", param);
+          klog(KLOG_DEBUG, "upscale: loaded %s into the worker", param);
+        }
+      } else {
+        klog(KLOG_DEBUG, "upscale: %s is loaded already", param);
+      }
+      if (r < 0) {
+        pthread_mutex_lock(&s->mu);
+        s->busy = 0;
+        pthread_mutex_unlock(&s->mu);
+        return r;
+      }
+      c->net = &s->net;
+      c->scale = s->scale;
+      c->shared = s;
+      return 0;
+    }
+  }
+  int r = load_model(&c->own, param, bin, &c->scale, e);
+  if (r == 0) c->net = &c->own;
+  return r;
+}
+
+static void release_net(up_ctx *c) {
+  if (c->shared) {
+    pthread_mutex_lock(&c->shared->mu);
+    c->shared->busy = 0;
+    pthread_mutex_unlock(&c->shared->mu);
+  } else if (c->net) {
+    kn_net_free(&c->own);
+  }
+  c->net = NULL;
+  c->shared = NULL;
+}
+
+static int upscale_enter(void **state, kiln_err *e) {
+  up_state *s = calloc(1, sizeof *s);
+  if (!s) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+  pthread_mutex_init(&s->mu, NULL);
+  char param[4400], bin[4400];
+  kiln_err le = {0};
+  if (model_files("realesr-animevideov3-x4", param, bin, sizeof param, &le) == 0 &&
+      load_model(&s->net, param, bin, &s->scale, &le) == 0) {
+    s->loaded = 1;
+    snprintf(s->param, sizeof s->param, "%s", param);
+  } else {
+    klog(KLOG_DEBUG, "upscale: the default model is not loaded ahead: %s", le.msg);
+  }
+  *state = s;
+  return 0;
+}
+
+static void upscale_exit(void *state) {
+  up_state *s = state;
+  if (!s) return;
+  if (s->loaded) kn_net_free(&s->net);
+  pthread_mutex_destroy(&s->mu);
+  free(s);
+}
+
 #define UP_MEMORY_MB 2048                         /* the worker's memory (res below); tiles keep a run under half */
 
 static int has_png_name(const char *path) {
@@ -184,9 +286,9 @@ static int sizes(up_ctx *c, const json_t *p, int in_w, int in_h, int even, int *
 
 /* The tile size for a model input of w x h: the `tile` param, or automatic. */
 static void pick_tile(up_ctx *c, const json_t *p, int w, int h) {
-  c->overlap = kn_net_radius(&c->net);
+  c->overlap = kn_net_radius(c->net);
   c->tile = (int)kj_num(p, "tile", 0);
-  if (c->tile <= 0) c->tile = kn_tile_auto(&c->net, c->scale, c->overlap, w, h, (size_t)UP_MEMORY_MB / 2 << 20);
+  if (c->tile <= 0) c->tile = kn_tile_auto(c->net, c->scale, c->overlap, w, h, (size_t)UP_MEMORY_MB / 2 << 20);
   if (c->tile > 0 && (c->tile < w || c->tile < h))
     klog(KLOG_DEBUG, "upscale: the model runs on %dx%d in %d-pixel tiles (overlap %d)", w, h, c->tile, c->overlap);
 }
@@ -256,7 +358,6 @@ done:
 }
 
 static int upscale_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) {
-  (void)state;
   const json_t *p = t->params;
   km_probe pr;
   int r = kf_probe_video(t, &pr, e);
@@ -273,9 +374,7 @@ static int upscale_run(void *state, const kf_task *t, kf_result *res, kiln_err *
   up_ctx *c = calloc(1, sizeof *c);
   if (!c) return kiln_fail(e, KILN_ENOMEM, "out of memory");
   pthread_mutex_init(&c->mu, NULL);
-  if ((r = kn_net_load(&c->net, param, bin, e)) < 0) goto out;
-  if (kn_net_use_dnnl(&c->net, 1) < 0) { r = kiln_fail(e, KILN_EINTERNAL, "oneDNN cannot start"); goto out; }
-  if ((r = measure_scale(&c->net, &c->scale, e)) < 0) goto out;
+  if ((r = acquire_net(state, param, bin, c, e)) < 0) goto out;
   if (image) { r = upscale_image(c, t, p, &pr, res, e); goto out; }
   km_pipeline_cfg cfg;
   kf_pipeline_from_task(t, p, &cfg);
@@ -292,7 +391,7 @@ out:
   free(c->keys);
   sws_freeContext(c->toRGB);
   sws_freeContext(c->toYUV);
-  kn_net_free(&c->net);
+  release_net(c);
   pthread_mutex_destroy(&c->mu);
   free(c);
   return r;
@@ -328,6 +427,8 @@ const kf_desc kf_upscale = {
     .params = upscale_params,
     .res = {.gpu = "T4", .memory_mb = UP_MEMORY_MB, .timeout_s = 3600, .retries = 1, .idle_timeout_s = 300,
             .min_workers = 0, .max_workers = 4, .concurrency = 1, .cpus = 2},
+    .enter = upscale_enter,
+    .exit = upscale_exit,
     .run = upscale_run,
     .chunkable = 1,
     .shape = upscale_shape,

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# test_upscale_serve.sh — upscale through a real `kiln serve` with the test
+# model (tests/fixtures/nn/tiny, x2): two jobs on one warm worker both
+# succeed with the model's size, the second reuses the net the first loaded
+# (the worker keeps its model from job to job), and a still image, which the
+# engine cannot name as a PNG output yet, fails as bad input saying so.
+#   test_upscale_serve.sh KILN
+set -u
+KILN=${1:?usage: test_upscale_serve.sh KILN}
+here=$(cd "$(dirname "$0")" && pwd)
+T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-upserve-XXXXXX")
+export KILN_HOME="$T/home"
+spid=
+trap '[ -n "$spid" ] && kill "$spid" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"' EXIT
+pass=0 fail=0
+ok()  { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "  FAIL: $*" >&2; }
+. "$here/serve_lib.sh"
+
+fx="$here/fixtures/nn/tiny"
+"$KILN" sample bars "$T/v.mp4" --seconds 0.4 --size 64x48 >/dev/null 2>&1 || { echo "cannot make a sample"; exit 1; }
+ffmpeg -v error -nostdin -f lavfi -i testsrc2=size=64x48 -frames:v 1 -y "$T/pic.png"
+KILN_TOKEN=$("$KILN" token create --name t 2>/dev/null) || { echo "cannot make a token"; exit 1; }
+export KILN_TOKEN
+printf '#!/bin/sh\nexec "%s" --log-level debug "$@"\n' "$KILN" > "$T/kiln-debug"; chmod +x "$T/kiln-debug"
+KILN="$T/kiln-debug" start_serve            # debug lines say when the worker loads a model
+export KILN_URL=$url
+
+for i in 1 2; do
+  "$KILN" submit upscale "$T/v.mp4" -o "$T/out$i.mp4" --param model="$fx" >"$T/sub$i.log" 2>&1 \
+    && [ "$("$KILN" probe --json "$T/out$i.mp4" | python3 -c 'import json,sys; v=json.load(sys.stdin)["video"]; print(v["width"], v["height"])')" = "128 96" ] \
+    && ok || bad "upscale job $i: $(tail -2 "$T/sub$i.log")"
+done
+grep -q "upscale: $fx.param is loaded already" "$T/serve.err" && ok \
+  || bad "the second job did not reuse the worker's net: $(grep 'upscale:' "$T/serve.err")"
+[ "$(grep -c "upscale: loaded $fx.param into the worker" "$T/serve.err")" = 1 ] && ok || bad "the model was loaded more than once"
+
+"$KILN" submit upscale "$T/pic.png" -o "$T/pic-x2.png" --param model="$fx" >"$T/img.log" 2>&1
+rc=$?
+[ $rc -eq 1 ] && grep -q "failed (bad_input): upscale: .* is a still image.*still images are not supported yet: use kiln run" "$T/img.log" \
+  && [ ! -e "$T/pic-x2.png" ] && ok || bad "a still image through serve: exit $rc, $(tail -1 "$T/img.log")"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
