@@ -183,6 +183,24 @@ printf '7767517\n2 2\nInput in 0 1 data\nReLU r 1 1 data out\n' > "$T/id.param";
 "$KILN" run upscale "$T/pic.png" -o "$T/id.png" --param model="$T/id" -q 2>/dev/null \
   && [ "$(ffmpeg -v error -i "$T/pic.png" -pix_fmt rgb24 -f framemd5 - | grep -v '^#')" = "$(ffmpeg -v error -i "$T/id.png" -pix_fmt rgb24 -f framemd5 - | grep -v '^#')" ] \
   && ok || bad "an identity model does not give the PNG back exactly"
+# a JPEG's EXIF orientation is applied: each of the 8 gives the upright picture (orientation 1 turned by hand)
+python3 - "$T/pic.jpg" "$T" <<'PY'
+import struct, sys
+j = open(sys.argv[1], "rb").read()
+for o in range(1, 9):
+    ifd = b"II*\x00" + struct.pack("<IH", 8, 1) + struct.pack("<HHIHH", 0x0112, 3, 1, o, 0) + struct.pack("<I", 0)
+    app1 = b"Exif\x00\x00" + ifd
+    open(f"{sys.argv[2]}/exif{o}.jpg", "wb").write(j[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + j[2:])
+PY
+md5s() { ffmpeg -v error -i "$1" -pix_fmt rgb24 -f framemd5 - | grep -v '^#' | awk -F, '{print $NF}'; }
+"$KILN" run upscale "$T/exif1.jpg" -o "$T/exif1.png" --param model="$T/id" -q 2>/dev/null
+for turn in 2:hflip 3:hflip,vflip 4:vflip 5:transpose=cclock_flip 6:transpose=clock 7:transpose=clock_flip 8:transpose=cclock; do
+  o=${turn%%:*}
+  ffmpeg -v error -nostdin -y -i "$T/exif1.png" -vf "${turn#*:}" "$T/exif-want$o.png" \
+    && "$KILN" run upscale "$T/exif$o.jpg" -o "$T/exif$o.png" --param model="$T/id" -q 2>/dev/null \
+    && [ -n "$(md5s "$T/exif$o.png")" ] && [ "$(md5s "$T/exif$o.png")" = "$(md5s "$T/exif-want$o.png")" ] \
+    && ok || bad "EXIF orientation $o is not applied as ${turn#*:}"
+done
 mkdir -p "$T/taken.png"
 "$KILN" run upscale "$T/pic.png" -o "$T/taken.png" --param model="$fx" -q 2>"$T/taken.err"
 [ $? -eq 1 ] && grep -q "cannot move the finished output to '$T/taken.png'" "$T/taken.err" && [ -z "$(ls -A "$T" | grep '^\.taken')" ] \

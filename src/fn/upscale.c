@@ -300,9 +300,9 @@ static int upscale_image(up_ctx *c, const kf_task *t, const json_t *p, const km_
   kn_tensor x = {0}, y = {0};
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  int ow, oh, r = sizes(c, p, pr->width, pr->height, 0, &ow, &oh, e);
+  int ow, oh, r = km_image_read(t->input, &src, e);    /* upright: its size may differ from the probe's */
   if (r < 0) goto done;
-  if ((r = km_image_read(t->input, &src, e)) < 0) goto done;
+  if ((r = sizes(c, p, src.w, src.h, 0, &ow, &oh, e)) < 0) goto done;
   const km_image *in = &src;
   if (json_object_get(p, "crop")) {               /* the first keyframe's rectangle, to whole pixels */
     km_probe ip = *pr;

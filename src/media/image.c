@@ -6,14 +6,18 @@
  * padding), owned by the image (km_image_release). A PNG is written under a
  * temporary name next to the output (".NAME.part-PID") and renamed only when
  * every byte is on disk: the output is there whole or not at all. Alpha is
- * dropped (the colour channels are kept as they are, not composited). */
+ * dropped (the colour channels are kept as they are, not composited). A
+ * picture is turned upright as its EXIF orientation says (as the ffmpeg CLI
+ * does), so what is read is what a viewer shows. */
 #include "media/media.h"
 #include "media/media_int.h"
 
 #include <errno.h>
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
+#include <libavutil/display.h>
 #include <libavutil/opt.h>
+#include <math.h>
 #include <libswscale/swscale.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +71,45 @@ static int frame_to_rgb(const AVFrame *f, km_image *im) {
   return 0;
 }
 
+/* Turns im upright as its frame's display matrix (a JPEG's EXIF
+ * orientation) says, the way the ffmpeg CLI's autorotation does: a quarter
+ * turn either way (with a flip when the matrix mirrors), a half turn as a
+ * horizontal and/or vertical flip, or a vertical flip alone. Other angles
+ * are left as stored. Returns -1 when out of memory. */
+enum { OR_NONE, OR_CLOCK, OR_CCLOCK, OR_TRANSPOSE, OR_ANTITRANSPOSE, OR_FLIPS };
+static int orient(const AVFrame *f, km_image *im) {
+  const AVFrameSideData *sd = av_frame_get_side_data(f, AV_FRAME_DATA_DISPLAYMATRIX);
+  if (!sd || sd->size < 9 * sizeof(int32_t)) return 0;
+  const int32_t *m = (const int32_t *)sd->data;
+  double theta = -round(av_display_rotation_get(m));
+  if (isnan(theta)) return 0;
+  theta -= 360 * floor(theta / 360 + 0.9 / 360);
+  int mode = OR_NONE, hf = 0, vf = 0;
+  if (fabs(theta - 90) < 1) mode = m[3] > 0 ? OR_TRANSPOSE : OR_CLOCK;
+  else if (fabs(theta - 270) < 1) mode = m[3] < 0 ? OR_ANTITRANSPOSE : OR_CCLOCK;
+  else if (fabs(theta - 180) < 1) { mode = OR_FLIPS; hf = m[0] < 0; vf = m[4] < 0; }
+  else if (fabs(theta) < 1 && m[4] < 0) { mode = OR_FLIPS; vf = 1; }
+  if (mode == OR_NONE || (mode == OR_FLIPS && !hf && !vf)) return 0;
+  int w = im->w, h = im->h, turn = mode != OR_FLIPS;
+  km_image o;
+  if (km_image_alloc(&o, turn ? h : w, turn ? w : h) < 0) return -1;
+  for (int y = 0; y < o.h; y++)
+    for (int x = 0; x < o.w; x++) {
+      int sx, sy;
+      switch (mode) {
+      case OR_CLOCK: sx = y; sy = h - 1 - x; break;
+      case OR_CCLOCK: sx = w - 1 - y; sy = x; break;
+      case OR_TRANSPOSE: sx = y; sy = x; break;
+      case OR_ANTITRANSPOSE: sx = w - 1 - y; sy = h - 1 - x; break;
+      default: sx = hf ? w - 1 - x : x; sy = vf ? h - 1 - y : y; break;
+      }
+      memcpy(o.rgb + ((size_t)y * o.w + x) * 3, im->rgb + ((size_t)sy * w + sx) * 3, 3);
+    }
+  km_image_release(im);
+  *im = o;
+  return 0;
+}
+
 int km_image_read(const char *path, km_image *im, kiln_err *e) {
   memset(im, 0, sizeof *im);
   AVFormatContext *fc = NULL;
@@ -114,7 +157,7 @@ int km_image_read(const char *path, km_image *im, kiln_err *e) {
     }
   }
   if (f->width <= 0 || f->height <= 0) { r = kiln_fail(e, KILN_ECORRUPT, "input '%s' has an empty picture", path); goto done; }
-  if (km_image_alloc(im, f->width, f->height) < 0 || frame_to_rgb(f, im) < 0) {
+  if (km_image_alloc(im, f->width, f->height) < 0 || frame_to_rgb(f, im) < 0 || orient(f, im) < 0) {
     km_image_release(im);
     r = kiln_fail(e, KILN_ENOMEM, "out of memory");
     goto done;
