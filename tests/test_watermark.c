@@ -236,6 +236,7 @@ static void test_moving_mark(void) {
   kiln_err e = {0};
   int r = run_wm(in, out, "{\"lossless\": true}", &info, &det, &e);
   CHECK(r == 0, "remove_watermark: %s", e.msg);
+  if (getenv("WM_DEBUG")) kj_print(info);
   if (r == 0) {
     score s = score_layer(&c, in, out, det, 0);
     fprintf(stderr, "  moving mark: recall %.4f (worst frame %.3f), mask %.2fx, in-mask PSNR %.2f dB (input %.2f dB), %g regions\n",
@@ -276,7 +277,7 @@ static void test_real_clip(void) {
   ws_opaque_logo(&real[0], w - 110, h - 60, 44, blue);
   ws_text(&real[1], w / 2 - 60, h * 7 / 10, 4, "KILN", white, 1);   /* over the moving character: the room behind is static */
   clip c = {w, h, 96, &src, real_layers, NULL, 0};
-  const char *in = t_path("real.mp4"), *out = t_path("real_out.mp4");
+  const char *in = getenv("WM_REAL_IN") ? getenv("WM_REAL_IN") : t_path("real.mp4"), *out = t_path("real_out.mp4");
   CHECK(write_clip(in, &c, NULL, 1) == 0, "write the clip");
   json_t *info = NULL, *det = NULL;
   kiln_err e = {0};

@@ -234,7 +234,8 @@ static int estimate_all(const kf_task *t, const km_probe *pr, wm_set *s, int64_t
   crops *cr = calloc((size_t)s->n, sizeof *cr);
   if (!cr) return kiln_fail(e, KILN_ENOMEM, "out of memory");
   for (int i = 0; i < s->n; i++) {
-    int64_t span = s->r[i].end - s->r[i].start;
+    if (s->r[i].sure_end > s->r[i].end) s->r[i].sure_end = s->r[i].end;
+    int64_t span = s->r[i].sure_end - s->r[i].sure_start;
     cr[i].step = span / EST_MAX > stride ? span / EST_MAX : stride;
     if (cr[i].step < 1) cr[i].step = 1;
     cr[i].cap = EST_MAX + 2;
@@ -250,7 +251,8 @@ static int estimate_all(const kf_task *t, const km_probe *pr, wm_set *s, int64_t
     if (r <= 0) break;
     for (int i = 0; i < s->n; i++) {
       ki_wm_region *g = &s->r[i];
-      if (fi.src_index < g->start || fi.src_index >= g->end || (fi.src_index - g->start) % cr[i].step || cr[i].n >= cr[i].cap)
+      if (fi.src_index < g->sure_start || fi.src_index >= g->sure_end || (fi.src_index - g->sure_start) % cr[i].step ||
+          cr[i].n >= cr[i].cap)
         continue;
       int m = EST_MARGIN, cw = g->w + 2 * m, ch = g->h + 2 * m;
       uint8_t **c = cr[i].c[cr[i].n];
@@ -301,7 +303,11 @@ static int wm_detect_all(const kf_task *t, const km_probe *pr, wm_set *s, kiln_e
   km_decoder *dec = NULL;
   int64_t total = pr->frames > 0 ? pr->frames : 1;
   int want = (int)kj_num(p, "samples", 160);
-  int64_t stride = total / want > 1 ? total / want : 1;
+  /* about 6 samples a second (a detection window of 12 then spans 2 s: long enough for slow
+   * content to move, short enough that a mark staying 3 s fills one), fewer on long videos */
+  int64_t stride = llround((pr->fps > 0 ? pr->fps : 25) / 6);
+  if (stride < 1) stride = 1;
+  if (total / stride > want) stride = (total + want - 1) / want;
   int margin = (int)kj_num(p, "margin", 2);
   const json_t *boxes = json_object_get(p, "boxes");
   if (boxes) {
@@ -318,6 +324,8 @@ static int wm_detect_all(const kf_task *t, const km_probe *pr, wm_set *s, kiln_e
       g->start = (int64_t)floor(kj_num(b, "start", 0) * s->fps);
       const json_t *en = json_object_get(b, "end");
       g->end = en ? (int64_t)ceil(json_number_value(en) * s->fps) : INT64_MAX;
+      g->sure_start = g->start;
+      g->sure_end = g->end;
       if ((r = region_grow(g, 0, fw, fh)) < 0) return kiln_fail(e, r, "remove_watermark: boxes[%zu] is outside the frame", i);
     }
   } else {
@@ -363,6 +371,8 @@ static int wm_detect_all(const kf_task *t, const km_probe *pr, wm_set *s, kiln_e
       g->x = f->x * k; g->y = f->y * k; g->w = f->w * k; g->h = f->h * k;
       for (int y = 0; y < g->h; y++)
         for (int x = 0; x < g->w; x++) g->mask[(size_t)y * g->w + x] = f->mask[(size_t)(y / k) * f->w + x / k];
+      g->sure_start = smp.frame[f->first];
+      g->sure_end = smp.frame[f->last] + 1;
       g->start = f->first > 0 ? smp.frame[f->first - 1] + 1 : 0;
       g->end = f->last < smp.n - 1 ? smp.frame[f->last + 1] : INT64_MAX;
       if ((r = region_grow(g, margin, fw, fh)) < 0) { r = kiln_fail(e, r, "out of memory"); goto done; }

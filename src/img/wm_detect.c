@@ -26,7 +26,8 @@
 #include <string.h>
 
 #define WIN 12                  /* samples per detection window */
-#define EDGE_T 14.0             /* |grad M| of a mark's edge, 8-bit levels per pixel, at sensitivity 1 */
+#define EDGE_T 14.0             /* |grad M| of a mark's edge, 8-bit levels per pixel, at sensitivity 1 (finding it;
+                                   its mask takes edges down to half that, around what was found) */
 #define RATIO_T 0.5             /* |grad M| / mean |grad I| for an edge that stays */
 #define PRESENT_T 1.5           /* a sample has the mark when its edges on the mark's are this much stronger than nearby */
 #define RING_CHANGE_T 4.0       /* median temporal std just outside a mark: the scene must move there */
@@ -204,15 +205,13 @@ static int refine_run(const ki_wm_samples *s, const int *idx, int n, int bx, int
   int r = KILN_ENOMEM, nring = 0;
   if (!M || !G || !V || !E || !D) goto fail;
   window_stats(s, idx, n, bx, by, bw, bh, M, G, V);
-  static_edges(M, G, bw, bh, et, RATIO_T + 0.1, E);
+  static_edges(M, G, bw, bh, et * 0.5, RATIO_T + 0.1, E);
   int ne = 0;
-  for (int y = 0; y < bh; y++)
-    for (int x = 0; x < bw; x++) {
-      size_t p = (size_t)y * bw + x;
-      if (lab[(size_t)(by + y) * s->w + bx + x] != cid) E[p] = 0;
-      ne += E[p];
-    }
+  (void)lab;
+  (void)cid;
+  for (size_t p = 0; p < np; p++) ne += E[p];
   r = 0;
+  if (getenv("WM_DEBUG")) fprintf(stderr, "refine box %d,%d %dx%d samples %d..%d: %d edge px\n", bx, by, bw, bh, first, last, ne);
   if (ne < MIN_EDGE_PX) goto fail;
   /* the scene must change just outside the mark */
   memcpy(D, E, np);
@@ -224,8 +223,31 @@ static int refine_run(const ki_wm_samples *s, const int *idx, int n, int bx, int
   r = 0;
   if (nring < 8) goto fail;
   qsort(ring, (size_t)nring, sizeof *ring, cmp_float);
+  if (getenv("WM_DEBUG")) fprintf(stderr, "  ring median std %.2f\n", ring[nring / 2]);
   if (ring[nring / 2] < RING_CHANGE_T) goto fail;
-  /* close, fill the holes (the flat inside of a logo), dilate a pixel */
+  /* the still inside of an opaque mark: next to its edges, unchanging while the ring changes */
+  {
+    float still = ring[nring / 2] * 0.12f;
+    if (still < 2.5f) still = 2.5f;
+    uint8_t *in = malloc(np);
+    if (!in) { r = KILN_ENOMEM; goto fail; }
+    memcpy(in, E, np);
+    if ((r = morph(in, bw, bh, 2, 1)) < 0) { free(in); goto fail; }
+    for (int pass = 0; pass < bw + bh; pass++) {   /* grow from the edges through still pixels */
+      int grew = 0;
+      for (int y = 1; y < bh - 1; y++)
+        for (int x = 1; x < bw - 1; x++) {
+          size_t p = (size_t)y * bw + x;
+          if (in[p] || V[p] >= still) continue;
+          if (in[p - 1] || in[p + 1] || in[p - bw] || in[p + bw]) { in[p] = 1; grew = 1; }
+        }
+      if (!grew) break;
+    }
+    for (size_t p = 0; p < np; p++)
+      if (in[p] && V[p] < still) E[p] = 1;
+    free(in);
+  }
+  /* close and fill the holes (the flat inside of a logo) */
   if ((r = morph(E, bw, bh, 2, 1)) < 0 || (r = morph(E, bw, bh, 2, 0)) < 0) goto fail;
   int open = (bx > 0 ? 1 : 0) | (by > 0 ? 2 : 0) | (bx + bw < s->w ? 4 : 0) | (by + bh < s->h ? 8 : 0);
   if ((r = fill_holes(E, bw, bh, open)) < 0) goto fail;

@@ -56,6 +56,7 @@ typedef struct ki_wm_region {
   int x, y, w, h;               /* bounding box, even x, y, w, h, inside the frame */
   uint8_t *mask;                /* w*h: 1 to remove (owned) */
   int64_t start, end;           /* source frames [start, end) it is on */
+  int64_t sure_start, sure_end; /* [first, last] sampled frame seen with it (blend estimates use only these) */
   /* Blend estimate (NULL: none, inpaint everything): the mark is
    * I = a*L + (1-a)*B; alpha[w*h], al[0] = a*L for Y (w*h), al[1], al[2] for U
    * and V (w/2*h/2, alpha averaged over each chroma sample's 4 luma pixels). */
