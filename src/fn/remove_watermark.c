@@ -227,7 +227,8 @@ static int region_grow(ki_wm_region *r, int m, int fw, int fh) {
  * frames it is on, for the blend estimate. */
 #define EST_MARGIN 8
 #define EST_MAX 48
-static int estimate_all(const kf_task *t, const km_probe *pr, wm_set *s, int64_t stride, kiln_err *e) {
+static int estimate_all(const kf_task *t, const km_probe *pr, wm_set *s, int64_t stride, AVFrame *const *kept,
+                        const int64_t *kept_idx, int nkept, kiln_err *e) {
   int r = 0;
   km_decoder *dec = NULL;
   typedef struct { uint8_t *(*c)[3]; int n, cap; int64_t step; } crops;
@@ -242,17 +243,25 @@ static int estimate_all(const kf_task *t, const km_probe *pr, wm_set *s, int64_t
     cr[i].c = calloc((size_t)cr[i].cap, sizeof *cr[i].c);
     if (!cr[i].c) { r = kiln_fail(e, KILN_ENOMEM, "out of memory"); goto done; }
   }
-  if ((r = km_decoder_open(&dec, t->input, pr, 0, -1, t->threads, e)) < 0) goto done;
-  for (;;) {
+  /* the sampled frames detection kept, else a second decode */
+  if (!kept && (r = km_decoder_open(&dec, t->input, pr, 0, -1, t->threads, e)) < 0) goto done;
+  for (int ki = 0;; ki++) {
     AVFrame *f = NULL;
     km_frame_info fi;
     if (t->cancel && *t->cancel) { r = kiln_fail(e, KILN_ECANCELLED, "cancelled"); goto done; }
-    r = km_decoder_read(dec, &f, &fi, e);
-    if (r <= 0) break;
+    if (kept) {
+      if (ki >= nkept) { r = 0; break; }
+      f = av_frame_clone(kept[ki]);
+      if (!f) { r = kiln_fail(e, KILN_ENOMEM, "out of memory"); goto done; }
+      fi.src_index = kept_idx[ki];
+    } else {
+      r = km_decoder_read(dec, &f, &fi, e);
+      if (r <= 0) break;
+    }
     for (int i = 0; i < s->n; i++) {
       ki_wm_region *g = &s->r[i];
-      if (fi.src_index < g->sure_start || fi.src_index >= g->sure_end || (fi.src_index - g->sure_start) % cr[i].step ||
-          cr[i].n >= cr[i].cap)
+      if (fi.src_index < g->sure_start || fi.src_index >= g->sure_end || cr[i].n >= cr[i].cap ||
+          (!kept && (fi.src_index - g->sure_start) % cr[i].step) || (kept && ki % (int)(cr[i].step / stride) != 0))
         continue;
       int m = EST_MARGIN, cw = g->w + 2 * m, ch = g->h + 2 * m;
       uint8_t **c = cr[i].c[cr[i].n];
@@ -301,6 +310,9 @@ static int wm_detect_all(const kf_task *t, const km_probe *pr, wm_set *s, kiln_e
   ki_wm_found *found = NULL;
   int nfound = 0;
   km_decoder *dec = NULL;
+  AVFrame **kept = NULL;
+  int64_t *kept_idx = NULL;
+  int nkept = 0, kept_cap = 0;
   int64_t total = pr->frames > 0 ? pr->frames : 1;
   int want = (int)kj_num(p, "samples", 160);
   /* about 6 samples a second (a detection window of 12 then spans 2 s: long enough for slow
@@ -330,6 +342,12 @@ static int wm_detect_all(const kf_task *t, const km_probe *pr, wm_set *s, kiln_e
     }
   } else {
     smp.scale = (pr->width + 639) / 640;          /* detection at <= 640 px wide (averaging also calms noise) */
+    /* keep the sampled frames for the blend estimate when they fit in 192 MB (saves a decode) */
+    if ((double)fw * fh * 1.5 * (double)(total / stride + 1) <= 192e6) {
+      kept = calloc((size_t)(total / stride + 2), sizeof *kept);
+      kept_idx = calloc((size_t)(total / stride + 2), sizeof *kept_idx);
+      kept_cap = kept && kept_idx ? (int)(total / stride + 2) : 0;
+    }
     if ((r = km_decoder_open(&dec, t->input, pr, 0, -1, t->threads, e)) < 0) goto done;
     int64_t last = -1;
     for (;;) {
@@ -343,6 +361,11 @@ static int wm_detect_all(const kf_task *t, const km_probe *pr, wm_set *s, kiln_e
         av_frame_free(&f);
         r = kiln_fail(e, KILN_ENOMEM, "out of memory");
         goto done;
+      }
+      if (fi.src_index % stride == 0 && nkept < kept_cap) {
+        kept_idx[nkept] = fi.src_index;
+        kept[nkept++] = f;
+        f = NULL;
       }
       av_frame_free(&f);
     }
@@ -381,9 +404,13 @@ static int wm_detect_all(const kf_task *t, const km_probe *pr, wm_set *s, kiln_e
   for (int i = 0; i < s->n; i++)
     if (s->r[i].end > total || s->r[i].end == INT64_MAX) s->r[i].end = total;
   s->frames = total;
-  if (s->n && strcmp(kj_str(p, "mode", "inpaint"), "crop") != 0) r = estimate_all(t, pr, s, stride, e);
+  if (s->n && strcmp(kj_str(p, "mode", "inpaint"), "crop") != 0)
+    r = estimate_all(t, pr, s, stride, nkept && kept_cap ? kept : NULL, kept_idx, nkept, e);
   else r = 0;
 done:
+  for (int i = 0; i < nkept; i++) av_frame_free(&kept[i]);
+  free(kept);
+  free(kept_idx);
   km_decoder_free(dec);
   ki_wm_samples_release(&smp);
   ki_wm_found_free(found, nfound);

@@ -41,19 +41,25 @@ void ki_wm_region_release(ki_wm_region *r) {
 /* ---- harmonic fill --------------------------------------------------- */
 
 static void relax(float *v, const uint8_t *known, int w, int h, int iters) {
+  size_t np = (size_t)w * h, n = 0;
+  for (size_t p = 0; p < np; p++) n += !known[p];
+  int *idx = malloc((n ? n : 1) * sizeof *idx);
+  if (!idx) return;
+  n = 0;
+  for (size_t p = 0; p < np; p++)
+    if (!known[p]) idx[n++] = (int)p;
   for (int it = 0; it < iters; it++)
-    for (int y = 0; y < h; y++)
-      for (int x = 0; x < w; x++) {
-        size_t p = (size_t)y * w + x;
-        if (known[p]) continue;
-        float s = 0;
-        int n = 0;
-        if (x > 0) { s += v[p - 1]; n++; }
-        if (x < w - 1) { s += v[p + 1]; n++; }
-        if (y > 0) { s += v[p - w]; n++; }
-        if (y < h - 1) { s += v[p + w]; n++; }
-        if (n) v[p] = s / (float)n;
-      }
+    for (size_t i = 0; i < n; i++) {
+      int p = idx[i], x = p % w, y = p / w;
+      float s = 0;
+      int c = 0;
+      if (x > 0) { s += v[p - 1]; c++; }
+      if (x < w - 1) { s += v[p + 1]; c++; }
+      if (y > 0) { s += v[p - w]; c++; }
+      if (y < h - 1) { s += v[p + w]; c++; }
+      v[p] = s / (float)c;
+    }
+  free(idx);
 }
 
 void ki_harmonic_fill(float *v, const uint8_t *known, int w, int h) {
@@ -83,7 +89,7 @@ void ki_harmonic_fill(float *v, const uint8_t *known, int w, int h) {
     for (int y = 0; y < h; y++)
       for (int x = 0; x < w; x++)
         if (!known[(size_t)y * w + x]) v[(size_t)y * w + x] = cv[(size_t)(y / 2) * cw + x / 2];
-    relax(v, known, w, h, 12);
+    relax(v, known, w, h, 8);
   } else {
     for (size_t p = 0; p < np; p++)
       if (!known[p]) v[p] = (float)mean;
@@ -304,18 +310,22 @@ static double lr_sad(const ki_wm_state *st, int dx, int dy) {
   return n ? s / n : 1e9;
 }
 
-/* Full-resolution mean abs difference of luma at integer shift, every 4th pixel. */
-static double fr_sad(const AVFrame *cur, const AVFrame *prev, int w, int h, int dx, int dy,
-                     const ki_wm_region *const *r, int nr) {
+/* Full-resolution mean abs difference of luma at integer shift, every 4th
+ * pixel, leaving out the marks (the low-resolution mask). */
+static double fr_sad(const ki_wm_state *st, const AVFrame *cur, const AVFrame *prev, int dx, int dy) {
+  int w = st->w, h = st->h, f = st->lf;
   int m = abs(dx) > abs(dy) ? abs(dx) + 1 : abs(dy) + 1;
   double s = 0;
   long n = 0;
-  for (int y = m; y < h - m; y += 4)
+  for (int y = m; y < h - m; y += 4) {
+    const uint8_t *a = cur->data[0] + (size_t)y * cur->linesize[0], *b = prev->data[0] + (size_t)(y + dy) * prev->linesize[0] + dx;
+    const uint8_t *lm = st->lmask + (size_t)(y / f < st->lh ? y / f : st->lh - 1) * st->lw;
     for (int x = m; x < w - m; x += 4) {
-      if (nr && in_any(r, nr, x, y)) continue;
-      s += abs(cur->data[0][(size_t)y * cur->linesize[0] + x] - prev->data[0][(size_t)(y + dy) * prev->linesize[0] + x + dx]);
+      if (lm[x / f < st->lw ? x / f : st->lw - 1]) continue;
+      s += abs(a[x] - b[x]);
       n++;
     }
+  }
   return n ? s / n : 1e9;
 }
 
@@ -346,17 +356,20 @@ static void motion(ki_wm_state *st, const AVFrame *in, const ki_wm_region *const
     *dy = by + oy;
     return;
   }
-  int cx = bx * f, cy = by * f, rr = f / 2 + 1, fx = cx, fy = cy;
+  /* sub-pixel at low resolution, then +-2 pixels at full resolution around it */
+  double ox = abs(bx) < SEARCH_LR ? parabola(lr_sad(st, bx - 1, by), best, lr_sad(st, bx + 1, by)) : 0;
+  double oy = abs(by) < SEARCH_LR ? parabola(lr_sad(st, bx, by - 1), best, lr_sad(st, bx, by + 1)) : 0;
+  int cx = (int)lround((bx + ox) * f), cy = (int)lround((by + oy) * f), rr = 2, fx = cx, fy = cy;
   best = 1e18;
   for (int j = cy - rr; j <= cy + rr; j++)
     for (int i = cx - rr; i <= cx + rr; i++) {
-      double s = fr_sad(in, st->prev, st->w, st->h, i, j, r, nr);
-      if (s < best) { best = s; fx = i; fy = j; }
+      double sd = fr_sad(st, in, st->prev, i, j);
+      if (sd < best) { best = sd; fx = i; fy = j; }
     }
-  *dx = fx + parabola(fr_sad(in, st->prev, st->w, st->h, fx - 1, fy, r, nr), best,
-                      fr_sad(in, st->prev, st->w, st->h, fx + 1, fy, r, nr));
-  *dy = fy + parabola(fr_sad(in, st->prev, st->w, st->h, fx, fy - 1, r, nr), best,
-                      fr_sad(in, st->prev, st->w, st->h, fx, fy + 1, r, nr));
+  *dx = fx + parabola(fr_sad(st, in, st->prev, fx - 1, fy), best, fr_sad(st, in, st->prev, fx + 1, fy));
+  *dy = fy + parabola(fr_sad(st, in, st->prev, fx, fy - 1), best, fr_sad(st, in, st->prev, fx, fy + 1));
+  (void)r;
+  (void)nr;
 }
 
 typedef struct wm_src { const wm_hist *h; double dx, dy; int ok; } wm_src;   /* ok: 0 unchecked, 1 matches, -1 not */
@@ -497,30 +510,37 @@ static int fill_region_plane(const ki_wm_state *st, const AVFrame *in, AVFrame *
           from[q] = (int8_t)si;
           if (p == 0 && fs) fs->px_temporal++;
         }
-      /* seamless: the difference on the ring spread over the pixels this source filled */
+      if (!left) break;
+    }
+    /* seamless: the difference between the frame and its sources on the ring
+     * around the mask (each ring pixel against the newest source that shows
+     * it) spread over the temporally filled pixels by one harmonic fill */
+    int any = 0;
+    for (size_t q = 0; q < np; q++) any |= k[q] == S_TEMPORAL;
+    if (any) {
       d = malloc(np * sizeof *d);
       if (!d) goto fail;
-      int any = 0;
       for (int y = 0; y < bh; y++)
         for (int x = 0; x < bw; x++) {
           size_t q = (size_t)y * bw + x;
           known[q] = k[q] == S_KNOWN;
           d[q] = 0;
-          if (k[q] == S_TEMPORAL && from[q] == si) any = 1;
           if (k[q] != S_KNOWN) continue;
-          double qx = bx + x + sx, qy = by + y + sy;
-          int lx = (int)floor(qx * s), ly = (int)floor(qy * s);
-          if (clear_box(sr->h->r, sr->h->nr, lx, ly, lx + s, ly + s, st->w, st->h))
-            d[q] = v[q] - bilinear(hf->data[p], hf->linesize[p], pw, ph, qx, qy);
+          for (int si = 0; si < nsrc && si < 127; si++) {
+            const wm_src *sr = &srcs[si];
+            if (sr->ok != 1) continue;
+            double qx = bx + x + sr->dx / s, qy = by + y + sr->dy / s;
+            int lx = (int)floor(qx * s), ly = (int)floor(qy * s);
+            if (!clear_box(sr->h->r, sr->h->nr, lx, ly, lx + s, ly + s, st->w, st->h)) continue;
+            d[q] = v[q] - bilinear(sr->h->f->data[p], sr->h->f->linesize[p], pw, ph, qx, qy);
+            break;
+          }
         }
-      if (any) {
-        ki_harmonic_fill(d, known, bw, bh);
-        for (size_t q = 0; q < np; q++)
-          if (k[q] == S_TEMPORAL && from[q] == si) v[q] += d[q];
-      }
+      ki_harmonic_fill(d, known, bw, bh);
+      for (size_t q = 0; q < np; q++)
+        if (k[q] == S_TEMPORAL) v[q] += d[q];
       free(d);
       d = NULL;
-      if (!left) break;
     }
     /* 3. spatial */
     int todo = 0;
