@@ -386,8 +386,36 @@ static int wm_detect_all(const kf_task *t, const km_probe *pr, wm_set *s, kiln_e
       }
     hint.sensitivity = (hint.sensitivity > 0 ? hint.sensitivity : 1) * kj_num(p, "sensitivity", 1);
     if ((r = ki_wm_detect(&smp, &hint, &found, &nfound)) < 0) { r = kiln_fail(e, r, "out of memory"); goto done; }
+    /* parts of one mark (a ring and what it holds) found apart: one region, their union */
+    for (int i = 0; i < nfound; i++)
+      for (int j = i + 1; j < nfound; j++) {
+        ki_wm_found *a = &found[i], *b = &found[j];
+        if (!b->mask || !a->mask) continue;
+        int ov = a->x < b->x + b->w && b->x < a->x + a->w && a->y < b->y + b->h && b->y < a->y + a->h;
+        int tov = a->first <= b->last && b->first <= a->last;
+        if (!ov || !tov) continue;
+        int x0 = a->x < b->x ? a->x : b->x, y0 = a->y < b->y ? a->y : b->y;
+        int x1 = a->x + a->w > b->x + b->w ? a->x + a->w : b->x + b->w, y1 = a->y + a->h > b->y + b->h ? a->y + a->h : b->y + b->h;
+        uint8_t *m = calloc((size_t)(x1 - x0) * (y1 - y0), 1);
+        if (!m) { r = kiln_fail(e, KILN_ENOMEM, "out of memory"); goto done; }
+        for (int k = 0; k < 2; k++) {
+          const ki_wm_found *g = k ? b : a;
+          for (int y = 0; y < g->h; y++)
+            for (int x = 0; x < g->w; x++)
+              if (g->mask[(size_t)y * g->w + x]) m[(size_t)(g->y - y0 + y) * (x1 - x0) + g->x - x0 + x] = 1;
+        }
+        free(a->mask);
+        a->mask = m;
+        a->x = x0; a->y = y0; a->w = x1 - x0; a->h = y1 - y0;
+        if (b->first < a->first) a->first = b->first;
+        if (b->last > a->last) a->last = b->last;
+        free(b->mask);
+        b->mask = NULL;
+        j = i;                                   /* the union may now touch others: look again */
+      }
     for (int i = 0; i < nfound; i++) {
       const ki_wm_found *f = &found[i];
+      if (!f->mask) continue;
       ki_wm_region *g = set_add(s);
       int k = smp.scale;
       if (!g || !(g->mask = malloc((size_t)f->w * k * f->h * k))) { r = kiln_fail(e, KILN_ENOMEM, "out of memory"); goto done; }

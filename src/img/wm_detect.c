@@ -7,8 +7,10 @@
  * away; so at a mark's edge |grad M| is about the mean of |grad I| (ratio
  * near 1), elsewhere much less. Windows of WIN samples, half overlapping,
  * find edges of marks that stay for a while; their union, grouped into
- * connected candidates, is then checked sample by sample (does this frame
- * have the candidate's edges, in the same direction?) to get the runs of
+ * connected candidates, is then checked sample by sample (are this frame's
+ * edges strong right on the candidate's edges, compared with the pixels
+ * around them? a mark's edge may flip sign as the picture behind it
+ * changes, its place does not) to get the runs of
  * samples where each mark is present; a mark that changes corner is two
  * candidates with their own runs. Each run's mask is rebuilt from its own
  * samples: the closed edge set with its holes filled (the flat inside of a
@@ -21,7 +23,6 @@
 #include "util/err.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -211,7 +212,6 @@ static int refine_run(const ki_wm_samples *s, const int *idx, int n, int bx, int
   (void)cid;
   for (size_t p = 0; p < np; p++) ne += E[p];
   r = 0;
-  if (getenv("WM_DEBUG")) fprintf(stderr, "refine box %d,%d %dx%d samples %d..%d: %d edge px\n", bx, by, bw, bh, first, last, ne);
   if (ne < MIN_EDGE_PX) goto fail;
   /* the scene must change just outside the mark */
   memcpy(D, E, np);
@@ -223,7 +223,6 @@ static int refine_run(const ki_wm_samples *s, const int *idx, int n, int bx, int
   r = 0;
   if (nring < 8) goto fail;
   qsort(ring, (size_t)nring, sizeof *ring, cmp_float);
-  if (getenv("WM_DEBUG")) fprintf(stderr, "  ring median std %.2f\n", ring[nring / 2]);
   if (ring[nring / 2] < RING_CHANGE_T) goto fail;
   /* the still inside of an opaque mark: next to its edges, unchanging while the ring changes */
   {
@@ -397,9 +396,7 @@ int ki_wm_detect(const ki_wm_samples *s, const ki_wm_hint *hint, ki_wm_found **o
       }
     free(Mr);
     free(Gr);
-    /* 3. presence sample by sample: are this sample's edges strong right on
-     * the mark's edges, compared with the pixels around them? (A mark's
-     * edge may flip sign as the picture behind it changes; its place does not.) */
+    /* 3. presence sample by sample (see the file comment) */
     uint8_t *on = calloc(bn, 1), *near = calloc(bn, 1);
     if (!on || !near) { free(on); free(near); goto fail; }
     for (size_t p = 0; p < bn; p++) on[p] = gxr[p] != 0 || gyr[p] != 0;
@@ -430,7 +427,6 @@ int ki_wm_detect(const ki_wm_samples *s, const ki_wm_hint *hint, ki_wm_found **o
         }
       double a = non ? son / non : 0, b = nnear ? snear / nnear : 0;
       pres[k] = (float)(a / (b + 2.0));
-      if (getenv("WM_DEBUG")) fprintf(stderr, "cand %d sample %d pres %.2f (%.1f / %.1f)\n", cid, k, pres[k], a, b);
     }
     free(on);
     free(near);

@@ -429,8 +429,8 @@ static int fill_region_plane(const ki_wm_state *st, const AVFrame *in, AVFrame *
   int8_t *from = malloc(np);
   int ret = KILN_ENOMEM;
   if (!v || !k || !known || !from) goto fail;
-  const uint8_t *ip = in->data[p];
-  int ils = in->linesize[p];
+  const uint8_t *ip = out->data[p];             /* what earlier regions left (a copy of in before them) */
+  int ils = out->linesize[p];
   size_t ntodo = 0;
   for (int y = 0; y < bh; y++)
     for (int x = 0; x < bw; x++) {
