@@ -295,13 +295,14 @@ static double parabola(double sm, double s0, double sp) {
   return o < -0.5 ? -0.5 : o > 0.5 ? 0.5 : o;
 }
 
-/* Mean abs difference of cur and prev (low resolution) at shift (dx, dy), unmasked pixels. */
-static double lr_sad(const ki_wm_state *st, int dx, int dy) {
+/* Mean abs difference of cur and prev (low resolution) at shift (dx, dy),
+ * unmasked pixels, every step-th pixel each way. */
+static double lr_sad_step(const ki_wm_state *st, int dx, int dy, int step) {
   int R = SEARCH_LR, w = st->lw, h = st->lh;
   double s = 0;
   long n = 0;
-  for (int y = R; y < h - R; y++)
-    for (int x = R; x < w - R; x++) {
+  for (int y = R; y < h - R; y += step)
+    for (int x = R; x < w - R; x += step) {
       size_t p = (size_t)y * w + x;
       if (st->lmask[p]) continue;
       s += abs(st->lr_cur[p] - st->lr_prev[(size_t)(y + dy) * w + x + dx]);
@@ -309,6 +310,8 @@ static double lr_sad(const ki_wm_state *st, int dx, int dy) {
     }
   return n ? s / n : 1e9;
 }
+
+static double lr_sad(const ki_wm_state *st, int dx, int dy) { return lr_sad_step(st, dx, dy, 1); }
 
 /* Full-resolution mean abs difference of luma at integer shift, every 4th
  * pixel, leaving out the marks (the low-resolution mask). */
@@ -344,11 +347,12 @@ static void motion(ki_wm_state *st, const AVFrame *in, const ki_wm_region *const
   if (!st->prev || w <= 2 * SEARCH_LR + 4 || h <= 2 * SEARCH_LR + 4) return;
   double best = 1e18;
   int bx = 0, by = 0;
-  for (int j = -SEARCH_LR; j <= SEARCH_LR; j++)
+  for (int j = -SEARCH_LR; j <= SEARCH_LR; j++)      /* the search on every other pixel, then the best again on all */
     for (int i = -SEARCH_LR; i <= SEARCH_LR; i++) {
-      double s = lr_sad(st, i, j);
+      double s = lr_sad_step(st, i, j, 2);
       if (s < best - 1e-9 || (fabs(s - best) < 1e-9 && abs(i) + abs(j) < abs(bx) + abs(by))) { best = s; bx = i; by = j; }
     }
+  best = lr_sad(st, bx, by);
   if (f == 1) {
     double ox = abs(bx) < SEARCH_LR ? parabola(lr_sad(st, bx - 1, by), best, lr_sad(st, bx + 1, by)) : 0;
     double oy = abs(by) < SEARCH_LR ? parabola(lr_sad(st, bx, by - 1), best, lr_sad(st, bx, by + 1)) : 0;
@@ -356,10 +360,10 @@ static void motion(ki_wm_state *st, const AVFrame *in, const ki_wm_region *const
     *dy = by + oy;
     return;
   }
-  /* sub-pixel at low resolution, then +-2 pixels at full resolution around it */
+  /* sub-pixel at low resolution, then +-1 pixel at full resolution around it */
   double ox = abs(bx) < SEARCH_LR ? parabola(lr_sad(st, bx - 1, by), best, lr_sad(st, bx + 1, by)) : 0;
   double oy = abs(by) < SEARCH_LR ? parabola(lr_sad(st, bx, by - 1), best, lr_sad(st, bx, by + 1)) : 0;
-  int cx = (int)lround((bx + ox) * f), cy = (int)lround((by + oy) * f), rr = 2, fx = cx, fy = cy;
+  int cx = (int)lround((bx + ox) * f), cy = (int)lround((by + oy) * f), rr = 1, fx = cx, fy = cy;
   best = 1e18;
   for (int j = cy - rr; j <= cy + rr; j++)
     for (int i = cx - rr; i <= cx + rr; i++) {
