@@ -117,6 +117,7 @@ static json_t *set_json(const wm_set *s) {
     json_t *o = json_pack("{s:i, s:i, s:i, s:i, s:I, s:I}", "x", r->x, "y", r->y, "w", r->w, "h", r->h, "start",
                           (json_int_t)r->start, "end", (json_int_t)r->end);
     json_object_set_new(o, "mask", b64_json(r->mask, (size_t)r->w * r->h));
+    if (r->translucent) json_object_set_new(o, "translucent", json_true());
     if (r->alpha) {
       size_t n = (size_t)r->w * r->h, nc = (size_t)(r->w / 2) * (r->h / 2);
       uint8_t *q = malloc(n);
@@ -148,6 +149,7 @@ static int set_from_json(const json_t *d, wm_set *s, kiln_err *e) {
     r->x = (int)kj_num(o, "x", -1); r->y = (int)kj_num(o, "y", -1);
     r->w = (int)kj_num(o, "w", 0); r->h = (int)kj_num(o, "h", 0);
     r->start = (int64_t)kj_num(o, "start", 0); r->end = (int64_t)kj_num(o, "end", 0);
+    r->translucent = json_is_true(json_object_get(o, "translucent"));
     if (r->x < 0 || r->y < 0 || r->w < 2 || r->h < 2 || r->x + r->w > s->fw || r->y + r->h > s->fh || (r->w | r->h | r->x | r->y) & 1)
       return kiln_fail(e, KILN_EPARAM, "remove_watermark: parameter 'detected' region %zu is damaged or not for this video", i);
     size_t n = (size_t)r->w * r->h, nc = (size_t)(r->w / 2) * (r->h / 2);
@@ -540,7 +542,7 @@ static json_t *regions_info(const wm_set *s, int detected) {
     json_t *o = json_pack("{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:f, s:f, s:s, s:s}", "x", g->x, "y", g->y, "w", g->w,
                           "h", g->h, "pixels", (json_int_t)area, "start_frame", (json_int_t)g->start, "end_frame",
                           (json_int_t)g->end, "start", g->start / s->fps, "end", g->end / s->fps, "kind",
-                          g->alpha ? "translucent" : "opaque", "source", detected ? "detected" : "boxes");
+                          g->translucent ? "translucent" : "opaque", "source", detected ? "detected" : "boxes");
     json_array_append_new(a, o);
   }
   return a;

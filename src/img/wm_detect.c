@@ -226,13 +226,15 @@ static int refine_run(const ki_wm_samples *s, const int *idx, int n, int bx, int
   if (ring[nring / 2] < RING_CHANGE_T) goto fail;
   /* the still inside of an opaque mark: next to its edges, unchanging while the ring changes */
   {
-    float still = ring[nring / 2] * 0.12f;
-    if (still < 2.5f) still = 2.5f;
+    float still = ring[nring / 2] * 0.12f;   /* much stiller than the scene around it */
+    if (still < 1.0f) still = 1.0f;
+    if (still > 6.0f) still = 6.0f;
     uint8_t *in = malloc(np);
     if (!in) { r = KILN_ENOMEM; goto fail; }
     memcpy(in, E, np);
     if ((r = morph(in, bw, bh, 2, 1)) < 0) { free(in); goto fail; }
-    for (int pass = 0; pass < bw + bh; pass++) {   /* grow from the edges through still pixels */
+    int reach = (bw < bh ? bw : bh) / 3;   /* grow from the edges through still pixels, not far */
+    for (int pass = 0; pass < reach; pass++) {
       int grew = 0;
       for (int y = 1; y < bh - 1; y++)
         for (int x = 1; x < bw - 1; x++) {
@@ -260,10 +262,12 @@ static int refine_run(const ki_wm_samples *s, const int *idx, int n, int bx, int
         if (y > y1) y1 = y;
       }
   if (x1 < 0) goto fail;
-  {   /* a "mark" over a quarter of the frame is a still part of the scene */
+  {   /* a "mark" over a quarter of the frame, or spanning most of it both ways, is a still part
+       of the scene (or a fade: edges that stay while every value changes) */
     long area = 0;
     for (size_t p = 0; p < np; p++) area += E[p];
     if (area > (long)s->w * s->h / 4) goto fail;
+    if (x1 - x0 + 1 > s->w * 6 / 10 && y1 - y0 + 1 > s->h * 6 / 10) goto fail;
   }
   if (*nout == *cap) {
     int nc = *cap ? *cap * 2 : 8;

@@ -158,11 +158,13 @@ int ki_wm_estimate(ki_wm_region *r, uint8_t *const (*crop)[3], int n, int margin
     if (r->mask[q]) {
       if (a[q] > 0.15f && a[q] < 0.9f) mid[nmid++] = a[q];
     }
-  if (nmid < nm / 4 || nmid < 8) { ret = 0; goto fail; }   /* opaque (or nothing to trust): inpaint it all */
-  qsort(mid, nmid, sizeof *mid, cmp_float);
-  float med = mid[nmid / 2];
-  for (size_t q = 0; q < (size_t)r->w * r->h; q++)
-    if (r->mask[q] && fabsf(a[q] - med) < 0.15f) a[q] = med;
+  r->translucent = nmid >= nm / 4 && nmid >= 8;
+  if (r->translucent) {                          /* one alpha for the mark's mid pixels */
+    qsort(mid, nmid, sizeof *mid, cmp_float);
+    float med = mid[nmid / 2];
+    for (size_t q = 0; q < (size_t)r->w * r->h; q++)
+      if (r->mask[q] && fabsf(a[q] - med) < 0.15f) a[q] = med;
+  }
   for (int p = 0; p < 3; p++) {
     int pw = p ? r->w / 2 : r->w, ph = p ? r->h / 2 : r->h, pm = p ? m / 2 : m;
     int pcw = p ? cw / 2 : cw, pch = p ? ch / 2 : ch;

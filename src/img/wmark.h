@@ -62,6 +62,7 @@ typedef struct ki_wm_region {
    * and V (w/2*h/2, alpha averaged over each chroma sample's 4 luma pixels). */
   float *alpha;
   float *al[3];
+  int translucent;              /* a quarter of its pixels or more are neither clear nor opaque */
 } ki_wm_region;
 
 void ki_wm_region_release(ki_wm_region *r);
@@ -70,8 +71,10 @@ void ki_wm_region_release(ki_wm_region *r);
  * taken from frames it is on: crop[i][p] is plane p (0: Y w*h, 1-2: chroma
  * w/2*h/2) of a rectangle of r's box grown by `margin` luma pixels on every
  * side ((w+2m) x (h+2m), m even). Background statistics come from the ring
- * just outside the mask. Sets r->alpha and r->al (or leaves them NULL when
- * nothing is translucent). Returns 0 or KILN_ENOMEM. */
+ * just outside the mask. Sets r->alpha and r->al (left NULL when there are
+ * too few crops or the background never changes) and r->translucent. An
+ * opaque mark keeps its map too: its clear pixels (the mask's margin) are
+ * then kept and only its opaque ones filled. Returns 0 or KILN_ENOMEM. */
 int ki_wm_estimate(ki_wm_region *r, uint8_t *const (*crop)[3], int n, int margin);
 
 /* Harmonic fill: every pixel of v (w x h, stride w) with known[p] == 0 gets
