@@ -19,6 +19,10 @@ SGEMM, bench_peak, on one thread and on all); peak RSS of each side; and the col
 an upscale worker under `kiln serve` (process start -> model loaded and ready, the
 worker's own cold_start_ms, 5 workers one after another).
 
+Each size runs on all the CPUs and on one thread (KILN_NN_THREADS / OMP_NUM_THREADS=1 /
+torch.set_num_threads(1)): the one-thread figures do not depend on how OpenMP's spinning
+threads fare beside other processes.
+
 usage: bench/upscale.py [BUILD_DIR] [MODEL] [WxH ...]   (python3 with torch: /usr/bin/python3)"""
 import json, os, re, resource, shutil, statistics, struct, subprocess, sys, tempfile, time
 
@@ -94,9 +98,10 @@ def conv_flops(h, w):
     return total
 
 
-def kiln_run(path, inp, h, w):
+def kiln_run(path, inp, h, w, nthr):
     out = subprocess.run([os.path.join(B, "tests", "nn_run"), param, binp, inp, inp + ".out"], capture_output=True, text=True,
-                         env=dict(os.environ, KILN_NN_REPEAT=str(RUNS), KILN_NN_PATH=path))
+                         env=dict(os.environ, KILN_NN_REPEAT=str(RUNS), KILN_NN_PATH=path, KILN_NN_THREADS=str(nthr),
+                                  OMP_NUM_THREADS=str(nthr)))
     if out.returncode:
         raise SystemExit("nn_run failed: " + out.stderr)
     ms = [float(m) for m in re.findall(r"run \d+: ([0-9.]+) ms", out.stderr)]
@@ -105,9 +110,9 @@ def kiln_run(path, inp, h, w):
     return ms[1:], rss
 
 
-def torch_run(fmt, h, w):
+def torch_run(fmt, h, w, nthr):
     out = subprocess.run(["/usr/bin/python3", "-c", TORCH_CHILD, os.path.join(here, "..", "tests"), param, binp, str(h), str(w),
-                          str(RUNS), fmt, str(threads)], capture_output=True, text=True)
+                          str(RUNS), fmt, str(nthr)], capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(nthr)))
     if out.returncode:
         raise SystemExit("PyTorch side failed: " + out.stderr[-2000:])
     ms = [float(v) for v in re.search(r"^ms (.*)$", out.stdout, re.M).group(1).split()]
@@ -153,8 +158,8 @@ def cold_starts(n=5):
 
 g = peak()
 print(f"peak (oneDNN SGEMM 2048^3, best of 5): {g[1]:.1f} GFLOP/s on 1 thread, {g[threads]:.1f} GFLOP/s on {threads}\n")
-print(f"| {M}, {threads} threads, input | kiln fast ms/frame | kiln oneDNN ms/frame | PyTorch ms/frame (best layout) "
-      f"| kiln fast / PyTorch | kiln fast GFLOP/s (% of peak) | PyTorch GFLOP/s | peak RSS kiln / PyTorch |")
+print(f"| {M}: input, threads | kiln fast ms/frame | kiln oneDNN ms/frame | PyTorch ms/frame (best layout) "
+      f"| kiln fast / PyTorch | kiln fast GFLOP/s (% of peak) | PyTorch GFLOP/s (% of peak) | peak RSS kiln / PyTorch |")
 print("|---|---|---|---|---|---|---|---|")
 for s in sizes:
     w, h = map(int, s.split("x"))
@@ -162,20 +167,21 @@ for s in sizes:
     with tempfile.NamedTemporaryFile(delete=False) as f:
         f.write(b"%d %d 3\n" % (h, w) + struct.pack("<%df" % (h * w * 3), *[v / 4294967295.0 for v in rnd]))
         inp = f.name
-    kf, kd, tt = [], [], {"contiguous": [], "channels_last": []}
-    rss_k = rss_t = 0
-    for rep in range(2):                               # alternate the sides twice: both see the same machine
-        a, r = kiln_run("fast", inp, h, w); kf += a; rss_k = max(rss_k, r)
-        for fmt in tt:
-            a, r = torch_run(fmt, h, w); tt[fmt] += a; rss_t = max(rss_t, r)
-        a, _ = kiln_run("dnnl", inp, h, w); kd += a
+    for nthr in sorted({threads, 1}, reverse=True):
+        kf, kd, tt = [], [], {"contiguous": [], "channels_last": []}
+        rss_k = rss_t = 0
+        for rep in range(2):                           # alternate the sides twice: both see the same machine
+            a, r = kiln_run("fast", inp, h, w, nthr); kf += a; rss_k = max(rss_k, r)
+            for fmt in tt:
+                a, r = torch_run(fmt, h, w, nthr); tt[fmt] += a; rss_t = max(rss_t, r)
+            a, _ = kiln_run("dnnl", inp, h, w, nthr); kd += a
+        fl = conv_flops(h, w)
+        best = min(tt, key=lambda k: statistics.median(tt[k]))
+        mf, md, mt = statistics.median(kf), statistics.median(kd), statistics.median(tt[best])
+        print(f"| {w}x{h} → {w * 4}x{h * 4}, {nthr} | {mf:.0f} | {md:.0f} | {mt:.0f} ({best}) | **{mt / mf:.2f}x** "
+              f"| {fl / mf / 1e6:.0f} ({100 * fl / mf / 1e6 / g[nthr]:.0f}%) | {fl / mt / 1e6:.0f} ({100 * fl / mt / 1e6 / g[nthr]:.0f}%) "
+              f"| {rss_k / 1024:.0f} / {rss_t / 1024:.0f} MiB |")
     os.unlink(inp)
-    fl = conv_flops(h, w)
-    best = min(tt, key=lambda k: statistics.median(tt[k]))
-    mf, md, mt = statistics.median(kf), statistics.median(kd), statistics.median(tt[best])
-    print(f"| {w}x{h} → {w * 4}x{h * 4} | {mf:.0f} | {md:.0f} | {mt:.0f} ({best}) | **{mt / mf:.2f}x** "
-          f"| {fl / mf / 1e6:.0f} ({100 * fl / mf / 1e6 / g[threads]:.0f}%) | {fl / mt / 1e6:.0f} "
-          f"| {rss_k / 1024:.0f} / {rss_t / 1024:.0f} MiB |")
 print(f"\ndirect-convolution work: {conv_flops(202, 360) / 1e9:.1f} GFLOP per 360x202 frame, "
       f"{conv_flops(270, 480) / 1e9:.1f} GFLOP per 480x270 frame")
 cs = cold_starts()

@@ -28,7 +28,8 @@ void kn_dnnl_free(kn_dnnl *d);
 int kn_dnnl_conv(kn_dnnl *d, const kn_layer *l, const kn_tensor *x, kn_tensor *y, kiln_err *e);
 
 /* Winograd convolutions (winograd.c): transformed weights per layer,
- * per-thread scratch, a thread pool of `threads` (<= 0: one per CPU). */
+ * per-thread scratch, a thread pool of `threads` (<= 0: $KILN_NN_THREADS,
+ * else one per CPU). */
 typedef struct kn_wino kn_wino;
 kn_wino *kn_wino_new(int threads);
 void kn_wino_free(kn_wino *w);

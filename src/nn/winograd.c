@@ -71,6 +71,8 @@ struct kn_wino {
 kn_wino *kn_wino_new(int threads) {
   kn_wino *w = calloc(1, sizeof *w);
   if (!w) return NULL;
+  const char *env = getenv("KILN_NN_THREADS");
+  if (threads <= 0 && env) threads = (int)strtol(env, NULL, 10);
   w->nthr = threads > 0 ? threads : kp_ncpu();
   if (w->nthr > MAXTHR) w->nthr = MAXTHR;
   if (w->nthr > 1 && !(w->pool = kp_pool_new(w->nthr))) { free(w); return NULL; }
