@@ -21,6 +21,7 @@
 
 #include <libavutil/log.h>
 #include <math.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -337,7 +338,8 @@ static void test_no_watermark(void) {
 static void test_bad_inputs(void) {
   kiln_err e = {0};
   clip c = {W, H, 20, NULL, NULL, NULL, 0};
-  const char *in = t_path("short.mp4");
+  char in[1024];                                  /* t_path's buffers rotate: keep our own copy */
+  snprintf(in, sizeof in, "%s", t_path("short.mp4"));
   CHECK(write_clip(in, &c, NULL, 0) == 0, "write the clip");
   int r = run_wm(in, t_path("bad1.mp4"), "{\"boxes\": [{\"x\": 300, \"y\": 10, \"w\": 40, \"h\": 20}]}", NULL, NULL, &e);
   CHECK(r == KILN_EPARAM && strstr(e.msg, "boxes[0]") && strstr(e.msg, "outside"), "a box outside the frame: %s", e.msg);
@@ -346,6 +348,37 @@ static void test_bad_inputs(void) {
   CHECK(access(t_path("bad2.mp4"), F_OK) != 0, "no output left behind");
   r = run_wm(in, t_path("bad3.mp4"), "{\"mode\": \"sharpen\"}", NULL, NULL, &e);
   CHECK(r == KILN_EPARAM && strstr(e.msg, "mode"), "unknown mode: %s", e.msg);
+  /* a mask image instead of detection: the frame's size or a clear error */
+  for (int k = 0; k < 2; k++) {
+    km_image im = {0};
+    int mw = k ? W + 80 : W, mh = k ? H + 60 : H;
+    km_image_alloc(&im, mw, mh);
+    memset(im.rgb, 0, (size_t)mw * mh * 3);
+    for (int y = 180; y < 220; y++) memset(im.rgb + ((size_t)y * mw + 240) * 3, 255, 60 * 3);
+    CHECK(km_image_write_png(t_path("mask.png"), &im, &e) == 0, "write the mask: %s", e.msg);
+    km_image_release(&im);
+    FILE *f = fopen(t_path("mask.png"), "rb");
+    unsigned char buf[65536];
+    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+    if (f) fclose(f);
+    char *b64 = malloc(4 * ((n + 2) / 3) + 1);
+    EVP_EncodeBlock((unsigned char *)b64, buf, (int)n);
+    json_t *pj = json_pack("{s:s}", "mask", b64);
+    char *ps = json_dumps(pj, JSON_COMPACT);
+    json_t *mi = NULL;
+    r = run_wm(in, t_path("mask_out.mp4"), ps, &mi, NULL, &e);
+    if (k) CHECK(r == KILN_EPARAM && strstr(e.msg, "'mask'") && strstr(e.msg, "400x300"), "a mask larger than the frame: %s", e.msg);
+    else {
+      const json_t *g0 = json_array_get(json_object_get(mi, "regions"), 0);
+      CHECK(r == 0 && kj_num(mi, "watermarks_found", 0) == 1 && !strcmp(kj_str(g0, "source", ""), "mask") &&
+                kj_num(g0, "x", 0) == 240 && kj_num(g0, "w", 0) == 60,
+            "a mask image: %s", r ? e.msg : "wrong region");
+    }
+    json_decref(mi);
+    free(ps);
+    json_decref(pj);
+    free(b64);
+  }
   /* one frame and a 16x16 video: nothing to learn from, still a clean run */
   clip one = {W, H, 1, NULL, NULL, NULL, 0};
   CHECK(write_clip(t_path("one.mp4"), &one, NULL, 0) == 0, "write");

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *const wm_modes[] = {"inpaint", "blur", "crop", NULL};
 static const char *const wm_platforms[] = {"auto", "corners", "sora", "tiktok", "capcut", "veo", NULL};
@@ -48,6 +49,8 @@ static const kf_param wm_params[] = {
     {"platform", KF_STR, "\"auto\"", 0, 0, 0, 0, wm_platforms, NULL,
      "where to look: auto (anywhere), corners, or a platform's usual places, which detection then confirms"},
     {"boxes", KF_ARR, NULL, 0, 1, 1, 64, NULL, box_fields, "the marks' boxes instead of detection"},
+    {"mask", KF_STR, NULL, 0, 0, 0, 0, NULL, NULL,
+     "a mask image instead of detection: PNG or JPEG as base64, the frame's size, light pixels mark the watermark (whole video)"},
     {"sensitivity", KF_NUM, "1", 0, 1, 0.25, 4, NULL, NULL, "detection: above 1 finds fainter marks (and more false ones)"},
     {"samples", KF_INT, "160", 0, 1, 8, 2000, NULL, NULL, "detection: most frames sampled across the video"},
     {"margin", KF_INT, "2", 0, 1, 0, 32, NULL, NULL, "pixels added around each mask (anti-aliased edges, shadows)"},
@@ -301,6 +304,64 @@ done:
   return r;
 }
 
+/* The `mask` parameter: a base64 image of the frame's size; light pixels
+ * (luma > 127) are the mark, on the whole video. */
+static int mask_region(const char *b64, const km_probe *pr, wm_set *s, kiln_err *e) {
+  size_t len = strlen(b64);
+  uint8_t *raw = len % 4 == 0 && len > 0 ? malloc(len / 4 * 3) : NULL;
+  int n = raw ? EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)len) : -1;
+  if (n <= 0) { free(raw); return kiln_fail(e, KILN_EPARAM, "remove_watermark: parameter 'mask' is not base64 of an image"); }
+  char tmp[] = "/tmp/kiln-mask-XXXXXX";
+  int fd = mkstemp(tmp);
+  if (fd < 0 || write(fd, raw, (size_t)n) != n) {
+    if (fd >= 0) { close(fd); unlink(tmp); }
+    free(raw);
+    return kiln_fail(e, KILN_EIO, "remove_watermark: cannot write the mask to a temporary file");
+  }
+  close(fd);
+  free(raw);
+  km_image im = {0};
+  kiln_err ie = {0};
+  int r = km_image_read(tmp, &im, &ie);
+  unlink(tmp);
+  if (r < 0) return kiln_fail(e, KILN_EPARAM, "remove_watermark: parameter 'mask' is not an image FFmpeg can read");
+  if (im.w != pr->width || im.h != pr->height) {
+    r = kiln_fail(e, KILN_EPARAM, "remove_watermark: parameter 'mask' is %dx%d; it must be the %dx%d frame's size", im.w, im.h,
+                  pr->width, pr->height);
+    km_image_release(&im);
+    return r;
+  }
+  int x0 = im.w, y0 = im.h, x1 = -1, y1 = -1;
+  for (int y = 0; y < im.h; y++)
+    for (int x = 0; x < im.w; x++) {
+      const uint8_t *q = im.rgb + ((size_t)y * im.w + x) * 3;
+      if (q[0] * 77 + q[1] * 150 + q[2] * 29 > 127 * 256) {
+        if (x < x0) x0 = x;
+        if (x > x1) x1 = x;
+        if (y < y0) y0 = y;
+        if (y > y1) y1 = y;
+      }
+    }
+  ki_wm_region *g = x1 >= 0 ? set_add(s) : NULL;
+  if (x1 >= 0 && (!g || !(g->mask = malloc((size_t)(x1 - x0 + 1) * (y1 - y0 + 1))))) {
+    km_image_release(&im);
+    return kiln_fail(e, KILN_ENOMEM, "out of memory");
+  }
+  if (g) {
+    g->x = x0; g->y = y0; g->w = x1 - x0 + 1; g->h = y1 - y0 + 1;
+    for (int y = 0; y < g->h; y++)
+      for (int x = 0; x < g->w; x++) {
+        const uint8_t *q = im.rgb + ((size_t)(y0 + y) * im.w + x0 + x) * 3;
+        g->mask[(size_t)y * g->w + x] = q[0] * 77 + q[1] * 150 + q[2] * 29 > 127 * 256;
+      }
+    g->start = g->sure_start = 0;
+    g->end = g->sure_end = INT64_MAX;
+  }
+  km_image_release(&im);
+  if (g && (r = region_grow(g, 0, s->fw, s->fh)) < 0) return kiln_fail(e, r, "remove_watermark: the mask is outside the frame");
+  return 0;
+}
+
 /* Detection (or the boxes) for the whole input: fills s. */
 static int wm_detect_all(const kf_task *t, const km_probe *pr, wm_set *s, kiln_err *e) {
   const json_t *p = t->params;
@@ -324,7 +385,10 @@ static int wm_detect_all(const kf_task *t, const km_probe *pr, wm_set *s, kiln_e
   if (total / stride > want) stride = (total + want - 1) / want;
   int margin = (int)kj_num(p, "margin", 2);
   const json_t *boxes = json_object_get(p, "boxes");
-  if (boxes) {
+  const char *mask64 = kj_str(p, "mask", NULL);
+  if (mask64) {
+    if ((r = mask_region(mask64, pr, s, e)) < 0) return r;
+  } else if (boxes) {
     for (size_t i = 0; i < json_array_size(boxes); i++) {
       const json_t *b = json_array_get(boxes, i);
       int x = (int)kj_num(b, "x", 0), y = (int)kj_num(b, "y", 0), w = (int)kj_num(b, "w", 1), h = (int)kj_num(b, "h", 1);
@@ -533,7 +597,7 @@ static int crop_rect(const wm_set *s, wm_ctx *c, kiln_err *e) {
   return 0;
 }
 
-static json_t *regions_info(const wm_set *s, int detected) {
+static json_t *regions_info(const wm_set *s, const char *source) {
   json_t *a = json_array();
   for (int i = 0; i < s->n; i++) {
     const ki_wm_region *g = &s->r[i];
@@ -542,7 +606,7 @@ static json_t *regions_info(const wm_set *s, int detected) {
     json_t *o = json_pack("{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:f, s:f, s:s, s:s}", "x", g->x, "y", g->y, "w", g->w,
                           "h", g->h, "pixels", (json_int_t)area, "start_frame", (json_int_t)g->start, "end_frame",
                           (json_int_t)g->end, "start", g->start / s->fps, "end", g->end / s->fps, "kind",
-                          g->translucent ? "translucent" : "opaque", "source", detected ? "detected" : "boxes");
+                          g->translucent ? "translucent" : "opaque", "source", source);
     json_array_append_new(a, o);
   }
   return a;
@@ -591,7 +655,8 @@ static int wm_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) {
   }
   r = km_pipeline_run(&cfg, &res->stats, e);
   if (r < 0) goto done;
-  res->info = json_pack("{s:i, s:o, s:s, s:f, s:f}", "watermarks_found", s.n, "regions", regions_info(&s, !json_object_get(p, "boxes")),
+  res->info = json_pack("{s:i, s:o, s:s, s:f, s:f}", "watermarks_found", s.n, "regions",
+                        regions_info(&s, json_object_get(p, "boxes") ? "boxes" : json_object_get(p, "mask") ? "mask" : "detected"),
                         "mode", mode, "detection_ms", det_ms, "ms_per_frame",
                         res->stats.frames_out > 0 ? (now_ms() - t0) / (double)res->stats.frames_out : 0.0);
   if (c.st)
