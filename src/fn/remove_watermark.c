@@ -479,9 +479,11 @@ static int wm_detect_all(const kf_task *t, const km_probe *pr, wm_set *s, kiln_e
         b->mask = NULL;
         j = i;                                   /* the union may now touch others: look again */
       }
+    double min_s = total / s->fps >= 3 ? 1.0 : 0;   /* a mark stays a second or more; a blip is the scene */
     for (int i = 0; i < nfound; i++) {
       const ki_wm_found *f = &found[i];
       if (!f->mask) continue;
+      if ((double)(smp.frame[f->last] - smp.frame[f->first] + stride) / s->fps < min_s) continue;
       ki_wm_region *g = set_add(s);
       int k = smp.scale;
       if (!g || !(g->mask = malloc((size_t)f->w * k * f->h * k))) { r = kiln_fail(e, KILN_ENOMEM, "out of memory"); goto done; }
