@@ -2,8 +2,8 @@
 # test_upscale_serve.sh — upscale through a real `kiln serve` with the test
 # model (tests/fixtures/nn/tiny, x2): two jobs on one warm worker both
 # succeed with the model's size, the second reuses the net the first loaded
-# (the worker keeps its model from job to job), and a still image, which the
-# engine cannot name as a PNG output yet, fails as bad input saying so.
+# (the worker keeps its model from job to job), and a still image comes back
+# as a PNG of the model's size (its output object is named .png).
 #   test_upscale_serve.sh KILN
 set -u
 KILN=${1:?usage: test_upscale_serve.sh KILN}
@@ -35,10 +35,18 @@ grep -q "upscale: $fx.param is loaded already" "$T/serve.err" && ok \
   || bad "the second job did not reuse the worker's net: $(grep 'upscale:' "$T/serve.err")"
 [ "$(grep -c "upscale: loaded $fx.param into the worker" "$T/serve.err")" = 1 ] && ok || bad "the model was loaded more than once"
 
-"$KILN" submit upscale "$T/pic.png" -o "$T/pic-x2.png" --param model="$fx" >"$T/img.log" 2>&1
+"$KILN" submit upscale "$T/pic.png" -o "$T/pic-x2.png" --param model="$fx" --json >"$T/img.json" 2>"$T/img.log"
 rc=$?
-[ $rc -eq 1 ] && grep -q "failed (bad_input): upscale: .* is a still image.*still images are not supported yet: use kiln run" "$T/img.log" \
-  && [ ! -e "$T/pic-x2.png" ] && ok || bad "a still image through serve: exit $rc, $(tail -1 "$T/img.log")"
+[ $rc -eq 0 ] && python3 - "$T/img.json" "$T/pic-x2.png" <<'PY' && ok || bad "a still image through serve: exit $rc, $(tail -2 "$T/img.log")"
+import json, struct, sys
+j = json.load(open(sys.argv[1]))
+keys = [o["key"] for o in j["result"]["outputs"]]
+png = open(sys.argv[2], "rb").read(24)
+assert keys and keys[0].endswith(".png"), keys
+assert png[:8] == b"\x89PNG\r\n\x1a\n", png[:8]
+w, h = struct.unpack(">II", png[16:24])
+assert (w, h) == (128, 96), (w, h)
+PY
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

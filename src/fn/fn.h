@@ -96,6 +96,10 @@ typedef struct kf_desc {
   int internal;                 /* the engine's own (join): not listed, not callable over HTTP */
   int no_input;                 /* takes no input file (synthetic functions) */
   const char *out_ext;          /* extension of the output object ("mp4" when NULL) */
+  /* The output's extension for this input file when it depends on the
+   * input (upscale: "png" for a still image), or NULL for out_ext. The
+   * worker asks it for a whole job before naming the output. */
+  const char *(*out_ext_for)(const char *input);
   double cost_ms_per_mpixel;    /* planner hint: kernel time per output megapixel on one CPU core */
 } kf_desc;
 

@@ -357,6 +357,14 @@ done:
   return r;
 }
 
+/* A still image's output is a PNG, also through kiln serve. */
+static const char *upscale_out_ext(const char *input) {
+  km_probe pr;
+  kiln_err e = {0};
+  if (km_probe_file(input, &pr, &e) < 0) return NULL;   /* the run names what is wrong */
+  return km_probe_is_image(&pr) ? "png" : NULL;
+}
+
 static int upscale_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) {
   const json_t *p = t->params;
   km_probe pr;
@@ -365,8 +373,7 @@ static int upscale_run(void *state, const kf_task *t, kf_result *res, kiln_err *
   int image = km_probe_is_image(&pr);
   if (image && !has_png_name(t->output))
     return kiln_fail(e, KILN_EPARAM,
-                     "upscale: '%s' is a still image, so the output is a PNG: name it .png (got '%s'; through kiln serve, "
-                     "whose outputs are .mp4, still images are not supported yet: use kiln run)", t->input, t->output);
+                     "upscale: '%s' is a still image, so the output is a PNG: name it .png (got '%s')", t->input, t->output);
   if (!image && has_png_name(t->output))
     return kiln_fail(e, KILN_EPARAM, "upscale: a .png output is for a still image input, and '%s' is a video", t->input);
   char param[4400], bin[4400];
@@ -428,6 +435,7 @@ const kf_desc kf_upscale = {
     .res = {.gpu = "T4", .memory_mb = UP_MEMORY_MB, .timeout_s = 3600, .retries = 1, .idle_timeout_s = 300,
             .min_workers = 0, .max_workers = 4, .concurrency = 1, .cpus = 2},
     .enter = upscale_enter,
+    .out_ext_for = upscale_out_ext,
     .exit = upscale_exit,
     .run = upscale_run,
     .chunkable = 1,

@@ -232,9 +232,6 @@ static void run_job(worker *w, kq_job *j) {
   const char *ext = json_string_value(json_object_get(spec, "ext"));
   if (!ext) ext = fn->out_ext ? fn->out_ext : "mp4";
   char out_key[KS_KEY_MAX + 1];
-  if (j->kind == KQ_CHUNK) snprintf(out_key, sizeof out_key, "jobs/%s/chunk-%d.%s", j->parent, j->part, ext);
-  else if (j->kind == KQ_JOIN) snprintf(out_key, sizeof out_key, "jobs/%s/output.%s", j->parent, ext);
-  else snprintf(out_key, sizeof out_key, "jobs/%s/output.%s", j->id, ext);
   const json_t *range = json_object_get(spec, "range");
   const json_t *chunks = json_object_get(spec, "chunks");
   char in_path[4200] = "", scratch[4200] = "", out_path[4400] = "";
@@ -246,6 +243,13 @@ static void run_job(worker *w, kq_job *j) {
   if (rc == 0 && in_key && (rc = ks_local_path(w->store, in_key, in_path, sizeof in_path, &e)) < 0) {
     if (rc == KILN_ENOENT) kiln_fail(&e, KILN_ENOENT, "input object '%s' does not exist (upload it first)", in_key);
   }
+  if (rc == 0 && in_key && fn->out_ext_for && j->kind != KQ_CHUNK && j->kind != KQ_JOIN) {
+    const char *x = fn->out_ext_for(in_path);      /* a still image's PNG, say */
+    if (x) ext = x;
+  }
+  if (j->kind == KQ_CHUNK) snprintf(out_key, sizeof out_key, "jobs/%s/chunk-%d.%s", j->parent, j->part, ext);
+  else if (j->kind == KQ_JOIN) snprintf(out_key, sizeof out_key, "jobs/%s/output.%s", j->parent, ext);
+  else snprintf(out_key, sizeof out_key, "jobs/%s/output.%s", j->id, ext);
   if (rc == 0 && j->kind == KQ_JOIN && json_array_size(chunks) > 0) {
     /* the chunks' files, in order; none at all: chunks without output (noop) */
     size_t n = json_array_size(chunks), missing = 0;
