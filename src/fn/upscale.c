@@ -440,5 +440,5 @@ const kf_desc kf_upscale = {
     .run = upscale_run,
     .chunkable = 1,
     .shape = upscale_shape,
-    .cost_ms_per_mpixel = 2000,
+    .cost_ms_per_mpixel = 700,   /* x4 video model, Winograd, one core: 664-680 ms per output megapixel (bench/README.md) */
 };
