@@ -3,13 +3,16 @@
 # (tests/nn_reference.py), which needs python3-torch.
 #   tests/nn_compare.sh BUILD_DIR MODEL [HxW]
 #       a fetched model (fetched first if missing) on a random input: prints
-#       the max abs error (goal <= 1e-3 on the [0,1] scale)
+#       the max abs error (goal <= 1e-3 on the [0,1] scale) against the
+#       reference's graph reading, and requires that reading to equal the
+#       architecture the model claims to be (SRVGGNetCompact or RRDBNet,
+#       rebuilt by nn_reference.py arch) within 1e-5
 #   tests/nn_compare.sh BUILD_DIR --all   (ctest: nn_reference)
 #       regenerates the golden fixture (tests/fixtures/nn, which ctest's nn
 #       test uses without torch) in a scratch folder and requires it to equal
 #       the committed one (the PyTorch output within 1e-5), runs kiln on the
-#       regenerated one, then compares every installed catalog model but
-#       realesrgan-x4plus (slow). Exits 77 (SKIPPED) without torch.
+#       regenerated one, then compares every installed catalog model (CI
+#       installs the video models). Exits 77 (SKIPPED) without torch.
 # To rewrite the committed fixture: ${PYTHON:-/usr/bin/python3} tests/nn_reference.py fixture tests/fixtures/nn
 set -eu
 B=${1:?usage: nn_compare.sh BUILD_DIR MODEL [HxW] | BUILD_DIR --all}
@@ -48,7 +51,7 @@ print(f"kiln on the regenerated fixture: max abs error against PyTorch {err:.3g}
 sys.exit(0 if err <= 1e-3 else 1)
 PY
   n=0
-  for m in realesr-animevideov3-x2 realesr-animevideov3-x3 realesr-animevideov3-x4 realesrgan-x4fast; do
+  for m in realesr-animevideov3-x2 realesr-animevideov3-x3 realesr-animevideov3-x4 realesrgan-x4fast realesrgan-x4plus; do
     if [ -f "$home/models/$m/manifest.json" ]; then "$0" "$B" "$m" 20x18 || exit 1; n=$((n + 1))
     else echo "($m is not installed: not compared)"; fi
   done
@@ -64,15 +67,18 @@ random.seed(1); h, w = int(sys.argv[2]), int(sys.argv[3])
 open(sys.argv[1], "wb").write(b"%d %d 3\n" % (h, w) + struct.pack("<%df" % (h * w * 3), *[random.random() for _ in range(h * w * 3)]))
 PY
 "$PY" "$here/nn_reference.py" run "$d/$M.param" "$d/$M.bin" "$T/in" "$T/ref"
+"$PY" "$here/nn_reference.py" arch "$d/$M.param" "$d/$M.bin" "$T/in" "$T/arch"
 "$B/tests/nn_run" "$d/$M.param" "$d/$M.bin" "$T/in" "$T/kiln"
-python3 - "$T/ref" "$T/kiln" "$M" "$S" <<'PY'
+python3 - "$T/ref" "$T/kiln" "$M" "$S" "$T/arch" <<'PY'
 import struct, sys
 def rd(p):
     b = open(p, "rb").read(); nl = b.index(b"\n"); h, w, c = map(int, b[:nl].split())
     return (h, w, c), struct.unpack_from("<%df" % (h * w * c), b, nl + 1)
-(sa, a), (sb, b) = rd(sys.argv[1]), rd(sys.argv[2])
-assert sa == sb, (sa, sb)
+(sa, a), (sb, b), (sc, c) = rd(sys.argv[1]), rd(sys.argv[2]), rd(sys.argv[5])
+assert sa == sb == sc, (sa, sb, sc)
 err = max(abs(x - y) for x, y in zip(a, b))
-print(f"{sys.argv[3]} on a {sys.argv[4]} input -> {sa[0]}x{sa[1]}: max abs error against PyTorch {err:.3g}")
-sys.exit(0 if err <= 1e-3 else 1)
+arch = max(abs(x - y) for x, y in zip(a, c))
+print(f"{sys.argv[3]} on a {sys.argv[4]} input -> {sa[0]}x{sa[1]}: max abs error against PyTorch {err:.3g} "
+      f"(PyTorch's graph reading vs the architecture rebuilt: {arch:.3g})")
+sys.exit(0 if err <= 1e-3 and arch <= 1e-5 else 1)
 PY

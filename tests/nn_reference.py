@@ -10,6 +10,12 @@ executor (src/nn/net.c) can be checked against an independent one.
                                  fixture; re-run to regenerate it)
   nn_reference.py run PARAM BIN IN OUT   run a model on IN (raw float32 HxWx3
                                  with a "H W C" text header line) into OUT
+  nn_reference.py arch PARAM BIN IN OUT  the same through the architecture the
+                                 file holds, rebuilt as Real-ESRGAN writes it
+                                 (SRVGGNetCompact or RRDBNet, filled from the
+                                 file's weights in order), not by walking the
+                                 graph: if the graph reading and this agree,
+                                 the graph is the network it claims to be
   nn_reference.py image PARAM BIN IN OUT [IN OUT]...   upscale image files
                                  (anything the ffmpeg CLI reads) as kiln does:
                                  RGB bytes / 255, the model, x 255 rounded
@@ -151,6 +157,74 @@ def forward(layers, weights, x):
     return blobs[last[-1]]
 
 
+def conv_weights(layers, weights):
+    """The convolutions' (weight OIHW, bias) in file order."""
+    out = []
+    for typ, name, ins, outs, p in layers:
+        if typ == "Convolution":
+            w, b = weights[name]
+            oc = int(p[0])
+            out.append((w.reshape(oc, w.numel() // (oc * 9), 3, 3), b))
+    return out
+
+
+def srvgg_compact(layers, weights, x):
+    """SRVGGNetCompact (Real-ESRGAN's video and general-v3 models): conv + PReLU
+    n times, a last conv to 3 * r * r, pixel shuffle r, plus the input
+    upsampled by nearest; the x2 and x3 video files are the x4 network with
+    a bicubic resize after it, as Real-ESRGAN's own inference does."""
+    convs = conv_weights(layers, weights)
+    prelus = [weights[name][0] for typ, name, ins, outs, p in layers if typ == "PReLU"]
+    r = next(int(p.get(0, 1)) for typ, name, ins, outs, p in layers if typ == "PixelShuffle")
+    assert len(prelus) == len(convs) - 1, "not an SRVGGNetCompact: %d convs, %d PReLUs" % (len(convs), len(prelus))
+    y = x
+    for (w, b), a in zip(convs[:-1], prelus):
+        y = F.prelu(F.conv2d(y, w, b, padding=1), a)
+    y = F.pixel_shuffle(F.conv2d(y, convs[-1][0], convs[-1][1], padding=1), r)
+    y = y + F.interpolate(x, scale_factor=r, mode="nearest")
+    if layers[-1][0] == "Interp":                 # x2 and x3: the x4 network, then a bicubic resize
+        p = layers[-1][4]
+        mode = {1: "nearest", 2: "bilinear", 3: "bicubic"}[int(p.get(0, 1))]
+        size = (round(y.shape[2] * p.get(1, 1.0)), round(y.shape[3] * p.get(2, 1.0)))
+        y = F.interpolate(y, size=size, mode=mode, **({"align_corners": False} if mode != "nearest" else {}))
+    return y
+
+
+def rrdbnet(layers, weights, x):
+    """RRDBNet x4 (ESRGAN / Real-ESRGAN x4plus): conv_first; RRDB blocks of three
+    residual dense blocks (five convs over the concatenation of all earlier
+    features, leaky ReLU 0.2, the block's output x 0.2 + its input), each RRDB's
+    output x 0.2 + its input; conv_body added to conv_first's features; two
+    nearest x2 upsamplings each with a conv + leaky ReLU; conv_hr + leaky ReLU;
+    conv_last."""
+    convs = conv_weights(layers, weights)
+    nblocks, rest = divmod(len(convs) - 6, 15)
+    assert rest == 0 and nblocks > 0, "not an RRDBNet: %d convs" % len(convs)
+    it = iter(convs)
+    conv = lambda t: (lambda w, b: F.conv2d(t, w, b, padding=1))(*next(it))
+    lrelu = lambda t: F.leaky_relu(t, 0.2)
+    feat = conv(x)
+    body = feat
+    for _ in range(nblocks):
+        rrdb_in = body
+        for _ in range(3):
+            xs = [body]
+            for _ in range(4):
+                xs.append(lrelu(conv(torch.cat(xs, 1))))
+            body = conv(torch.cat(xs, 1)) * 0.2 + xs[0]
+        body = body * 0.2 + rrdb_in
+    feat = feat + conv(body)
+    feat = lrelu(conv(F.interpolate(feat, scale_factor=2, mode="nearest")))
+    feat = lrelu(conv(F.interpolate(feat, scale_factor=2, mode="nearest")))
+    return conv(lrelu(conv(feat)))
+
+
+def arch_forward(layers, weights, x):
+    if any(typ == "PReLU" for typ, name, ins, outs, p in layers):
+        return srvgg_compact(layers, weights, x)
+    return rrdbnet(layers, weights, x)
+
+
 def write_tensor(path, t):
     """NCHW (batch 1) -> a "H W C" header line, then float32 HxWxC."""
     t = t[0].permute(1, 2, 0).contiguous()
@@ -240,9 +314,9 @@ if __name__ == "__main__":
     torch.set_grad_enabled(False)
     if sys.argv[1] == "fixture":
         fixture(sys.argv[2])
-    elif sys.argv[1] == "run":
+    elif sys.argv[1] in ("run", "arch"):
         layers, weights = load(sys.argv[2], sys.argv[3])
-        write_tensor(sys.argv[5], forward(layers, weights, read_tensor(sys.argv[4])))
+        write_tensor(sys.argv[5], (forward if sys.argv[1] == "run" else arch_forward)(layers, weights, read_tensor(sys.argv[4])))
     elif sys.argv[1] == "image" and len(sys.argv) >= 6 and len(sys.argv) % 2 == 0:
         layers, weights = load(sys.argv[2], sys.argv[3])
         for src, dst in zip(sys.argv[4::2], sys.argv[5::2]):
