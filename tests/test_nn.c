@@ -329,6 +329,23 @@ static void test_winograd(void) {
   }
   unsetenv("KILN_NN_NO_AVX2");
   unsetenv("KILN_NN_WINOGRAD");
+  /* the thread count changes who computes a block, never its numbers */
+  kn_net n;
+  kiln_err e = {0};
+  kn_tensor in = {0}, one = {0}, three = {0};
+  if (CHECKV(kn_net_load(&n, param, bin, &e) == 0 && kn_net_set_path(&n, KN_PATH_WINOGRAD) == 0, "%s", e.msg) &&
+      CHECKV(kn_tensor_alloc(&in, 61, 47, 13) == 0, "alloc")) {
+    fill(&in, 21);
+    CHECK(kn_net_set_threads(&n, 1) == 0 && kn_net_run(&n, &in, &one, &e) == 0 && kn_net_set_threads(&n, 3) == 0 &&
+              kn_net_run(&n, &in, &three, &e) == 0,
+          "runs on 1 and 3 threads: %s", e.msg);
+    CHECK(one.d && three.d && max_diff(&one, &three) == 0, "1 and 3 threads give the same output, differing by %g",
+          one.d && three.d ? max_diff(&one, &three) : -1.0);
+  }
+  kn_tensor_free(&in);
+  kn_tensor_free(&one);
+  kn_tensor_free(&three);
+  kn_net_free(&n);
 }
 
 int main(int argc, char **argv) {

@@ -382,6 +382,7 @@ static int upscale_run(void *state, const kf_task *t, kf_result *res, kiln_err *
   if (!c) return kiln_fail(e, KILN_ENOMEM, "out of memory");
   pthread_mutex_init(&c->mu, NULL);
   if ((r = acquire_net(state, param, bin, c, e)) < 0) goto out;
+  if (kn_net_set_threads(c->net, t->threads) < 0) { r = kiln_fail(e, KILN_ENOMEM, "upscale: cannot start %d threads", t->threads); goto out; }
   if (image) { r = upscale_image(c, t, p, &pr, res, e); goto out; }
   km_pipeline_cfg cfg;
   kf_pipeline_from_task(t, p, &cfg);

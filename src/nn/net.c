@@ -201,6 +201,13 @@ int kn_net_path_named(const char *name) {
   return -1;
 }
 
+int kn_net_set_threads(kn_net *n, int threads) {
+  if (!n->wino || kn_wino_asked(n->wino) == threads) return 0;
+  kn_wino_free(n->wino);
+  n->wino = kn_wino_new(threads);
+  return n->wino ? 0 : -1;
+}
+
 int kn_net_use_dnnl(kn_net *n, int on) { return kn_net_set_path(n, on ? KN_PATH_FAST : KN_PATH_DIRECT); }
 
 /* A blob's buffer: the smallest spare that holds it, else a new one. Every

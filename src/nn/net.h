@@ -33,6 +33,7 @@ int kn_dnnl_conv(kn_dnnl *d, const kn_layer *l, const kn_tensor *x, kn_tensor *y
 typedef struct kn_wino kn_wino;
 kn_wino *kn_wino_new(int threads);
 void kn_wino_free(kn_wino *w);
+int kn_wino_asked(const kn_wino *w);   /* the threads it was made with */
 /* 1 and the output size when layer l on x is one Winograd computes (3x3,
  * stride 1, no dilation or groups, padding <= 2, no activation but relu or
  * leaky relu), else 0. */
@@ -74,6 +75,10 @@ int kn_net_run(kn_net *n, const kn_tensor *in, kn_tensor *out, kiln_err *e);
 int kn_net_set_path(kn_net *n, int path);
 /* The path by name ("direct", "dnnl", "winograd", "fast"), or -1. */
 int kn_net_path_named(const char *name);
+/* The Winograd path's threads (<= 0: $KILN_NN_THREADS, else one per CPU),
+ * e.g. a worker's `cpus`; a change remakes its pool (the weights are
+ * transformed again on the next run). 0, or -1 when it cannot start. */
+int kn_net_set_threads(kn_net *n, int threads);
 /* kn_net_set_path(n, on ? KN_PATH_FAST : KN_PATH_DIRECT). */
 int kn_net_use_dnnl(kn_net *n, int on);
 

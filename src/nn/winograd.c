@@ -66,11 +66,13 @@ struct kn_wino {
   wino_scratch s[MAXTHR];
   int avx2;
   int m;                        /* the tile side for new layers: 6 (default) or 4 (KILN_NN_WINOGRAD=4) */
+  int asked;                    /* kn_wino_new's threads argument */
 };
 
 kn_wino *kn_wino_new(int threads) {
   kn_wino *w = calloc(1, sizeof *w);
   if (!w) return NULL;
+  w->asked = threads;
   const char *env = getenv("KILN_NN_THREADS");
   if (threads <= 0 && env) threads = (int)strtol(env, NULL, 10);
   w->nthr = threads > 0 ? threads : kp_ncpu();
@@ -91,6 +93,8 @@ void kn_wino_free(kn_wino *w) {
   free(w->ls);
   free(w);
 }
+
+int kn_wino_asked(const kn_wino *w) { return w->asked; }
 
 int kn_wino_shape(const kn_layer *l, const kn_tensor *x, int *oh, int *ow) {
   if (strcmp(l->type, "Convolution")) return 0;
