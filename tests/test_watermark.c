@@ -17,6 +17,7 @@
 
 #include "fn/fn.h"
 #include "img/img.h"
+#include "img/wmark.h"
 #include "util/json.h"
 
 #include <libavutil/log.h>
@@ -302,6 +303,144 @@ static void test_real_clip(void) {
   t_video_free(&src);
 }
 
+/* ---- a fade from black and a still shot ---- */
+
+static ws_layer fade_mark;
+static ws_layer *fade_layers(const clip *c, int n, int *nl) { (void)c; (void)n; *nl = 1; return &fade_mark; }
+
+/* The panning scene opening with a 1.6 s fade from black, still for 2 s in
+ * the middle (every edge of the scene stays there, like a mark's), then
+ * panning again; white text on it throughout. */
+static void test_fade_still(void) {
+  static const uint8_t white[3] = {235, 128, 128};
+  const int N = 200;
+  t_video v = {N, W, H, calloc(N, sizeof(AVFrame *)), NULL};
+  for (int n = 0; n < N; n++) {
+    AVFrame *f = v.f[n] = km_frame_new(W, H);
+    ws_scene(f, n < 100 ? n : n < 150 ? 100 : n - 50);
+    double g = n < 40 ? n / 40.0 : 1;
+    for (int p = 0; p < 3 && g < 1; p++) {
+      int pw = p ? W / 2 : W, ph = p ? H / 2 : H, z = p ? 128 : 0;
+      for (int y = 0; y < ph; y++)
+        for (int x = 0; x < pw; x++) {
+          uint8_t *q = &f->data[p][(size_t)y * f->linesize[p] + x];
+          *q = (uint8_t)lrint(z + (*q - z) * g);
+        }
+    }
+  }
+  ws_layer_init(&fade_mark, W, H);
+  ws_text(&fade_mark, 12, H - 36, 3, "KILN", white, 1);
+  clip c = {W, H, N, &v, fade_layers, NULL, 0};
+  const char *in = t_path("fade.mp4"), *out = t_path("fade_out.mp4");
+  CHECK(write_clip(in, &c, NULL, 1) == 0, "write the clip");
+  json_t *info = NULL, *det = NULL;
+  kiln_err e = {0};
+  int r = run_wm(in, out, "{\"lossless\": true}", &info, &det, &e);
+  CHECK(r == 0, "remove_watermark: %s", e.msg);
+  if (r == 0) {
+    score sc = score_layer(&c, in, out, det, 0);
+    fprintf(stderr, "  fade + still: recall %.4f (worst frame %.3f), mask %.2fx, in-mask PSNR %.2f dB (input %.2f dB), %g regions\n",
+            sc.recall, sc.worst_recall, sc.area, sc.psnr_out, sc.psnr_in, kj_num(info, "watermarks_found", 0));
+    CHECK(sc.recall >= 0.98, "recall %.4f < 0.98", sc.recall);
+    CHECK(sc.area <= 3.0, "mask %.2fx the mark's area > 3", sc.area);
+    CHECK(sc.psnr_out >= sc.psnr_in + 10, "%.2f dB is not 10 dB over the input's %.2f dB", sc.psnr_out, sc.psnr_in);
+    /* nothing found but the mark: every region is on the text (its box grown by 8) */
+    int x0 = W, y0 = H, x1 = 0, y1 = 0;
+    for (int y = 0; y < H; y++)
+      for (int x = 0; x < W; x++)
+        if (fade_mark.a[(size_t)y * W + x] > 0.05f) {
+          if (x < x0) x0 = x;
+          if (x > x1) x1 = x;
+          if (y < y0) y0 = y;
+          if (y > y1) y1 = y;
+        }
+    const json_t *regs = json_object_get(info, "regions");
+    CHECK(json_array_size(regs) >= 1, "the text is found");
+    for (size_t i = 0; i < json_array_size(regs); i++) {
+      const json_t *g = json_array_get(regs, i);
+      int gx = (int)kj_num(g, "x", 0), gy = (int)kj_num(g, "y", 0), gw = (int)kj_num(g, "w", 0), gh = (int)kj_num(g, "h", 0);
+      CHECK(gx >= x0 - 8 && gy >= y0 - 8 && gx + gw <= x1 + 9 && gy + gh <= y1 + 9,
+            "region %zu (%d, %d, %dx%d) is not on the text (%d..%d, %d..%d): a false region", i, gx, gy, gw, gh, x0, x1, y0, y1);
+    }
+  }
+  json_decref(info);
+  json_decref(det);
+  ws_layer_release(&fade_mark);
+  t_video_free(&v);
+}
+
+/* ---- the temporal fill looks ahead ---- */
+
+/* The first frame of a pan has no earlier frames: with the frames after it
+ * pushed, the scene under an opaque logo comes from them instead of the
+ * spatial fill; later frames mix both. */
+static void test_lookahead(void) {
+  static const uint8_t orange[3] = {150, 60, 190};
+  const int N = 12;
+  ws_layer L;
+  ws_layer_init(&L, W, H);
+  ws_opaque_logo(&L, 140, 100, 28, orange);
+  int x0 = W, y0 = H, x1 = 0, y1 = 0;
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x++)
+      if (L.a[(size_t)y * W + x] > 0.05f) {
+        if (x < x0) x0 = x;
+        if (x > x1) x1 = x;
+        if (y < y0) y0 = y;
+        if (y > y1) y1 = y;
+      }
+  ki_wm_region R = {0};
+  R.x = (x0 - 2) & ~1; R.y = (y0 - 2) & ~1;
+  R.w = ((x1 + 4) & ~1) - R.x; R.h = ((y1 + 4) & ~1) - R.y;
+  R.end = N;
+  R.sure_end = N;
+  R.mask = malloc((size_t)R.w * R.h);
+  memset(R.mask, 1, (size_t)R.w * R.h);
+  const ki_wm_region *rp = &R;
+  AVFrame *clean[2 * KI_WM_AHEAD + N + 1], *marked[2 * KI_WM_AHEAD + N + 1];
+  int NF = 2 * KI_WM_AHEAD + N + 1;
+  for (int n = 0; n < NF; n++) {
+    clean[n] = km_frame_new(W, H);
+    marked[n] = km_frame_new(W, H);
+    ws_scene(clean[n], n);
+    ws_scene(marked[n], n);
+    ws_apply(&L, marked[n]);
+  }
+  AVFrame *out = km_frame_new(W, H);
+  double first[2] = {0}, all[2] = {0};
+  ki_wm_frame_stats fs[2];
+  for (int ahead = 0; ahead < 2; ahead++) {
+    ki_wm_state *st = NULL;
+    memset(&fs[ahead], 0, sizeof fs[ahead]);
+    CHECK(ki_wm_state_new(&st, W, H) == 0, "state");
+    if (!st) break;
+    ws_err e0 = {0}, ea = {0};
+    for (int n = 0; n < N; n++) {
+      for (int k = n; ahead && k <= n + 2 * KI_WM_AHEAD && k < NF; k++)
+        CHECK(ki_wm_push(st, marked[k], k, &rp, 1) == 0, "push frame %d", k);
+      ki_wm_frame_stats f1 = {0};
+      CHECK(ki_wm_frame(st, n, marked[n], out, &rp, 1, KI_WM_INPAINT, 1, &f1) == 0, "frame %d", n);
+      if (n == 0) ws_err_add(&e0, &L, out, clean[0]);
+      if (n == 0) fs[ahead] = f1;
+      ws_err_add(&ea, &L, out, clean[n]);
+    }
+    first[ahead] = ws_err_psnr(&e0);
+    all[ahead] = ws_err_psnr(&ea);
+    ki_wm_state_free(st);
+  }
+  fprintf(stderr, "  lookahead: frame 0 %.2f dB (earlier frames only %.2f dB, %lld of %lld pixels temporal), frames 0-%d %.2f dB (%.2f dB)\n",
+          first[1], first[0], (long long)fs[1].px_temporal, (long long)fs[1].px_masked, N - 1, all[1], all[0]);
+  CHECK(fs[0].px_temporal == 0, "frame 0 alone has nothing earlier to fill from");
+  CHECK(fs[1].px_temporal >= fs[1].px_masked / 3, "frame 0 filled from later frames: %lld of %lld pixels",
+        (long long)fs[1].px_temporal, (long long)fs[1].px_masked);
+  CHECK(first[1] >= first[0] + 2, "frame 0: %.2f dB with later frames is not 2 dB over %.2f dB", first[1], first[0]);
+  CHECK(all[1] >= all[0] + 2, "frames 0-%d: %.2f dB is not 2 dB over %.2f dB", N - 1, all[1], all[0]);
+  for (int n = 0; n < NF; n++) { av_frame_free(&clean[n]); av_frame_free(&marked[n]); }
+  av_frame_free(&out);
+  free(R.mask);
+  ws_layer_release(&L);
+}
+
 /* ---- no watermark, audio, bad inputs ---- */
 
 static void test_no_watermark(void) {
@@ -403,6 +542,8 @@ int main(void) {
   T_RUN(test_three_marks);
   T_RUN(test_moving_mark);
   T_RUN(test_real_clip);
+  T_RUN(test_fade_still);
+  T_RUN(test_lookahead);
   T_RUN(test_no_watermark);
   T_RUN(test_bad_inputs);
   t_cleanup();

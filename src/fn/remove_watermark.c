@@ -13,9 +13,11 @@
  * plain JSON (masks and blend maps base64), so it travels in a chunk's spec.
  *
  * Removal (wm_run): the pipeline with one kernel thread — the kernel keeps
- * the last frames for the temporal fill, so frames must come in order (the
- * pipeline's FIFO pool on one thread gives them in order; a chunk's encoder
- * warm-up frames fill the history before its first frame). Mode `crop`
+ * the frames around the current one for the temporal fill, so frames must
+ * come in order (the pipeline's FIFO pool on one thread gives them in order;
+ * a chunk's encoder warm-up frames fill the history before its first frame),
+ * and a second decoder, opened at the kernel's first frame, pushes the frames
+ * up to 2*KI_WM_AHEAD ahead of it. Mode `crop`
  * instead crops away the band that holds every mark and scales back to the
  * frame size. */
 #include "fn/common.h"
@@ -552,7 +554,43 @@ typedef struct wm_ctx {
   double cx, cy, cw, ch;        /* crop mode: the rectangle kept */
   pthread_mutex_t mu;           /* the kernel's state: one frame at a time, in order */
   ki_wm_frame_stats fs;
+  /* the frames ahead: a second decoder, opened at the first frame the kernel
+   * gets, runs up to 2*KI_WM_AHEAD frames ahead of it */
+  const char *input;
+  const km_probe *pr;
+  km_decoder *ahead;
+  int ahead_state;              /* 0 not opened, 1 reading, 2 at the end (or failed: the fill uses earlier frames only) */
+  int64_t ahead_last;
 } wm_ctx;
+
+static int regions_on(const wm_set *s, int64_t n, const ki_wm_region **on) {
+  int k = 0;
+  for (int i = 0; i < s->n && k < 16; i++)
+    if (n >= s->r[i].start && n < s->r[i].end) on[k++] = &s->r[i];
+  return k;
+}
+
+/* Pushes the frames up to 2*KI_WM_AHEAD past frame n into the kernel's state. */
+static int feed_ahead(wm_ctx *c, int64_t n) {
+  if (c->ahead_state == 0) {
+    kiln_err e = {0};
+    c->ahead_state = km_decoder_open(&c->ahead, c->input, c->pr, n, -1, 1, &e) < 0 ? 2 : 1;
+    c->ahead_last = n - 1;
+  }
+  while (c->ahead_state == 1 && c->ahead_last < n + 2 * KI_WM_AHEAD) {
+    AVFrame *f = NULL;
+    km_frame_info fi;
+    kiln_err e = {0};
+    if (km_decoder_read(c->ahead, &f, &fi, &e) <= 0) { c->ahead_state = 2; break; }
+    const ki_wm_region *on[16];
+    int k = regions_on(c->s, fi.src_index, on);
+    int r = f->width >= c->s->fw && f->height >= c->s->fh ? ki_wm_push(c->st, f, fi.src_index, on, k) : 0;
+    c->ahead_last = fi.src_index;
+    av_frame_free(&f);
+    if (r < 0) return r;
+  }
+  return 0;
+}
 
 static int wm_kernel(const void *ctx, const km_kinfo *ki, const AVFrame *in, AVFrame *out, kiln_err *e) {
   wm_ctx *c = (wm_ctx *)ctx;    /* the one kernel thread owns the history (see the file comment) */
@@ -561,11 +599,10 @@ static int wm_kernel(const void *ctx, const km_kinfo *ki, const AVFrame *in, AVF
     return 0;
   }
   const ki_wm_region *on[16];
-  int n = 0;
-  for (int i = 0; i < c->s->n && n < 16; i++)
-    if (ki->src.src_index >= c->s->r[i].start && ki->src.src_index < c->s->r[i].end) on[n++] = &c->s->r[i];
+  int n = regions_on(c->s, ki->src.src_index, on);
   pthread_mutex_lock(&c->mu);
-  int r = ki_wm_frame(c->st, in, out, on, n, c->mode, c->temporal, &c->fs);
+  int r = c->temporal && c->mode == KI_WM_INPAINT ? feed_ahead(c, ki->src.src_index) : 0;
+  if (r == 0) r = ki_wm_frame(c->st, ki->src.src_index, in, out, on, n, c->mode, c->temporal, &c->fs);
   pthread_mutex_unlock(&c->mu);
   if (r < 0) return kiln_fail(e, r, "frame %lld: removing the watermark failed", (long long)ki->src.src_index);
   return 0;
@@ -624,6 +661,8 @@ static int wm_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) {
   memset(&c, 0, sizeof c);
   pthread_mutex_init(&c.mu, NULL);
   c.s = &s;
+  c.input = t->input;
+  c.pr = &pr;
   double t0 = now_ms(), det_ms = 0;
   const json_t *det = json_object_get(p, "detected");
   s.fw = pr.width & ~1; s.fh = pr.height & ~1; s.fps = pr.fps > 0 ? pr.fps : 25;
@@ -666,6 +705,7 @@ static int wm_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) {
                                                        "inverted", (json_int_t)c.fs.px_inverted, "temporal",
                                                        (json_int_t)c.fs.px_temporal, "spatial", (json_int_t)c.fs.px_spatial));
 done:
+  km_decoder_free(c.ahead);
   ki_wm_state_free(c.st);
   pthread_mutex_destroy(&c.mu);
   set_release(&s);
@@ -691,7 +731,7 @@ const kf_desc kf_remove_watermark = {
            "picture around them changes; each mark gets its own mask and time range (a mark that changes\n"
            "corner is two). `boxes` replace detection; `platform` limits it to a platform's usual places.\n"
            "A translucent mark's alpha and colour are estimated and the blend inverted; the rest is filled\n"
-           "from earlier frames under global motion, then spatially (a harmonic fill), with the seam\n"
+           "from frames before and after under global motion, then spatially (a harmonic fill), with the seam\n"
            "blended. `blur` blurs the mask instead; `crop` cuts away the band with the mark and scales back.\n"
            "Detection runs once per job; chunks get its result. Static scenes: a logo on a background that\n"
            "never changes cannot be told from the scene; pass `boxes`. See docs/watermark.md.",

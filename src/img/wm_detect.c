@@ -6,8 +6,16 @@
  * in every sample at full strength, while the edges of moving content average
  * away; so at a mark's edge |grad M| is about the mean of |grad I| (ratio
  * near 1), elsewhere much less. Windows of WIN samples, half overlapping,
- * find edges of marks that stay for a while; their union, grouped into
- * connected candidates, is then checked sample by sample (are this frame's
+ * find edges of marks that stay for a while. The cue needs the scene to
+ * move: near-black samples are left out, a window whose brightness changes
+ * (a fade: every edge of the scene stays where it is) is skipped, an edge
+ * counts only where the scene moved around it in that window (temporal std
+ * with each sample brought to the window's brightness), and only where that
+ * held in two windows or more (a still moment of the scene is not a mark);
+ * a group of them spanning much of the frame (a slow scene, maybe with a
+ * mark in it) keeps only the edges that stay over all those samples. Those
+ * edges, grouped into connected candidates, are then checked sample by
+ * sample (are this frame's
  * edges strong right on the candidate's edges, compared with the pixels
  * around them? a mark's edge may flip sign as the picture behind it
  * changes, its place does not) to get the runs of
@@ -31,8 +39,14 @@
                                    its mask takes edges down to half that, around what was found) */
 #define RATIO_T 0.5             /* |grad M| / mean |grad I| for an edge that stays */
 #define PRESENT_T 1.5           /* a sample has the mark when its edges on the mark's are this much stronger than nearby */
-#define RING_CHANGE_T 4.0       /* median temporal std just outside a mark: the scene must move there */
+#define RING_CHANGE_T 5.0       /* median temporal std just outside a mark: the scene must move there (a still object
+                                   beside something that moves reaches about 5) */
 #define MIN_EDGE_PX 10
+#define DARK_T 28.0             /* a sample darker than this on average (black, a fade's start) says nothing */
+#define FADE_T 0.2              /* a window whose samples' mean luma spans more than this share is a fade */
+#define MOVE_T 1.5              /* an edge stays only where the scene around it moved: mean gain-normalised
+                                   temporal std over the 9x9 box around it, levels */
+#define MOVE_R 4
 
 int ki_wm_samples_add(ki_wm_samples *s, const uint8_t *plane, int ls, int fw, int fh, int64_t frame) {
   if (s->scale < 1) s->scale = 1;
@@ -291,6 +305,70 @@ fail:
   return r;
 }
 
+/* The samples of window [a, a + win) that can tell a mark from the scene:
+ * not near black. Returns their count (in idx), or 0 when the window is a
+ * fade (their brightness changes by more than FADE_T: every edge of a fading
+ * scene stays where it is, like a mark's). */
+static int window_idx(const double *mean, int a, int win, int *idx) {
+  int n = 0;
+  double lo = 1e9, hi = 0;
+  for (int k = a; k < a + win; k++) {
+    if (mean[k] < DARK_T) continue;
+    idx[n++] = k;
+    if (mean[k] < lo) lo = mean[k];
+    if (mean[k] > hi) hi = mean[k];
+  }
+  if (n < 3 || n < win / 2) return 0;
+  if (hi - lo > FADE_T * hi) return 0;
+  return n;
+}
+
+/* How much the scene moved around each pixel over samples idx[0..n): the
+ * temporal std of luma with each sample scaled to the window's mean
+ * brightness (so a change of light is not motion), averaged over the
+ * (2*MOVE_R+1)^2 box around the pixel. L: W*H; t: W*H scratch. */
+static void window_motion(const ki_wm_samples *s, const int *idx, int n, const double *mean, float *L, float *t) {
+  int W = s->w, H = s->h, R = MOVE_R;
+  size_t np = (size_t)W * H;
+  double g = 0;
+  for (int k = 0; k < n; k++) g += mean[idx[k]];
+  g /= n;
+  memset(L, 0, np * sizeof *L);
+  memset(t, 0, np * sizeof *t);
+  for (int k = 0; k < n; k++) {
+    const uint8_t *I = s->y[idx[k]];
+    float gk = (float)(g / mean[idx[k]]);
+    for (size_t p = 0; p < np; p++) {
+      float v = I[p] * gk;
+      L[p] += v;
+      t[p] += v * v;
+    }
+  }
+  for (size_t p = 0; p < np; p++) {
+    float m = L[p] / (float)n, var = t[p] / (float)n - m * m;
+    L[p] = var > 0 ? sqrtf(var) : 0;
+  }
+  /* box mean, separable (rows into t, columns back into L) */
+  for (int y = 0; y < H; y++) {
+    const float *row = L + (size_t)y * W;
+    for (int x = 0; x < W; x++) {
+      float sum = 0;
+      int c = 0;
+      for (int i = x - R; i <= x + R; i++)
+        if (i >= 0 && i < W) { sum += row[i]; c++; }
+      t[(size_t)y * W + x] = sum / (float)c;
+    }
+  }
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x++) {
+      float sum = 0;
+      int c = 0;
+      for (int j = y - R; j <= y + R; j++)
+        if (j >= 0 && j < H) { sum += t[(size_t)j * W + x]; c++; }
+      L[(size_t)y * W + x] = sum / (float)c;
+    }
+}
+
 int ki_wm_detect(const ki_wm_samples *s, const ki_wm_hint *hint, ki_wm_found **out, int *nout) {
   *out = NULL;
   *nout = 0;
@@ -304,8 +382,16 @@ int ki_wm_detect(const ki_wm_samples *s, const ki_wm_hint *hint, ki_wm_found **o
   int16_t *bestwin = malloc(np * sizeof *bestwin);
   int *lab = malloc(np * sizeof *lab), *idx = malloc((size_t)K * sizeof *idx), *stack = malloc(np * sizeof *stack);
   float *pres = malloc((size_t)K * sizeof *pres);
-  float *gxr = NULL, *gyr = NULL;
-  if (!M || !G || !best || !E || !any || !dil || !bestwin || !lab || !idx || !stack || !pres) goto fail;
+  float *gxr = NULL, *gyr = NULL, *L = malloc(np * sizeof *L), *Lt = malloc(np * sizeof *Lt);
+  double *mean = malloc((size_t)K * sizeof *mean);
+  uint8_t *votes = calloc(np, 1), *used = calloc((size_t)K, 1);
+  if (!M || !G || !best || !E || !any || !dil || !bestwin || !lab || !idx || !stack || !pres || !L || !Lt || !mean || !votes || !used)
+    goto fail;
+  for (int k = 0; k < K; k++) {
+    double sum = 0;
+    for (size_t p = 0; p < np; p++) sum += s->y[k][p];
+    mean[k] = sum / (double)np;
+  }
   if (hint && hint->rects && hint->nrects > 0) {
     if (!(allow = calloc(np, 1))) goto fail;
     for (int i = 0; i < hint->nrects; i++)
@@ -313,21 +399,76 @@ int ki_wm_detect(const ki_wm_samples *s, const ki_wm_hint *hint, ki_wm_found **o
         for (int x = hint->rects[i][0]; x < hint->rects[i][0] + hint->rects[i][2]; x++)
           if (x >= 0 && y >= 0 && x < W && y < H) allow[(size_t)y * W + x] = 1;
   }
-  /* 1. windows: the union of the edges that stay */
+  /* 1. windows: the edges that stay while the scene around them moves, in
+   * windows that are not fades; kept where that held in two windows or more
+   * (one still moment of the scene is not a mark) when there are enough */
   int win = K < WIN ? K : WIN, step = win / 2 > 0 ? win / 2 : 1, nwin = 0;
   for (int a = 0;; a += step) {
     if (a + win > K) a = K - win;
-    for (int k = 0; k < win; k++) idx[k] = a + k;
-    window_stats(s, idx, win, 0, 0, W, H, M, G, NULL);
-    static_edges(M, G, W, H, et, rt, E);
-    for (size_t p = 0; p < np; p++) {
-      if (!E[p] || (allow && !allow[p])) continue;
-      float gm = G[p];
-      if (!any[p] || gm > best[p]) { best[p] = gm; bestwin[p] = (int16_t)a; }
-      any[p] = 1;
+    int n = window_idx(mean, a, win, idx);
+    if (n > 0) {
+      window_stats(s, idx, n, 0, 0, W, H, M, G, NULL);
+      static_edges(M, G, W, H, et, rt, E);
+      window_motion(s, idx, n, mean, L, Lt);
+      for (int k = 0; k < n; k++) used[idx[k]] = 1;
+      for (size_t p = 0; p < np; p++) {
+        if (!E[p] || (allow && !allow[p]) || L[p] < MOVE_T) continue;
+        float gm = G[p];
+        if (!votes[p] || gm > best[p]) { best[p] = gm; bestwin[p] = (int16_t)a; }
+        if (votes[p] < 255) votes[p]++;
+      }
+      nwin++;
     }
-    nwin++;
     if (a + win >= K) break;
+  }
+  {
+    int need = nwin >= 4 ? 2 : 1;
+    for (size_t p = 0; p < np; p++) any[p] = votes[p] >= need;
+  }
+  /* a group of those edges over much of the frame is the scene moving slowly (a mark may be merged
+   * with it): of its edges, keep those that stay over all the samples the windows used (a mark there
+   * the whole time does; a slow scene's edges do not) */
+  {
+    memcpy(dil, any, np);
+    if ((r = morph(dil, W, H, 2, 1)) < 0) goto fail;
+    r = KILN_ENOMEM;
+    memset(E, 0, np);
+    for (size_t p = 0; p < np; p++) lab[p] = -1;
+    int big = 0;
+    for (size_t p0 = 0; p0 < np; p0++) {
+      if (!dil[p0] || lab[p0] >= 0) continue;
+      int sp = 0, x0 = W, y0 = H, x1 = -1, y1 = -1;
+      lab[p0] = (int)p0;
+      stack[sp++] = (int)p0;
+      while (sp > 0) {
+        int p = stack[--sp], x = p % W, y = p / W;
+        if (x < x0) x0 = x;
+        if (x > x1) x1 = x;
+        if (y < y0) y0 = y;
+        if (y > y1) y1 = y;
+        for (int dy = -1; dy <= 1; dy++)
+          for (int dx = -1; dx <= 1; dx++) {
+            int nx = x + dx, ny = y + dy;
+            if (nx < 0 || ny < 0 || nx >= W || ny >= H) continue;
+            size_t q = (size_t)ny * W + nx;
+            if (dil[q] && lab[q] < 0) { lab[q] = (int)p0; stack[sp++] = (int)q; }
+          }
+      }
+      if ((long)(x1 - x0 + 1) * (y1 - y0 + 1) <= (long)np / 6) continue;
+      big = 1;
+      for (int y = y0; y <= y1; y++)
+        for (int x = x0; x <= x1; x++)
+          if (lab[(size_t)y * W + x] == (int)p0) E[(size_t)y * W + x] = 1;
+    }
+    int nu = 0;
+    for (int k = 0; k < K; k++)
+      if (used[k]) idx[nu++] = k;
+    if (big && nu >= 3) {
+      window_stats(s, idx, nu, 0, 0, W, H, M, G, NULL);
+      static_edges(M, G, W, H, et, rt, votes);
+      for (size_t p = 0; p < np; p++)
+        if (E[p] && !votes[p]) any[p] = 0;
+    }
   }
   /* 2. candidates: connected groups of those edges (joined over 2 pixels) */
   memcpy(dil, any, np);
@@ -386,8 +527,12 @@ int ki_wm_detect(const ki_wm_samples *s, const ki_wm_hint *hint, ki_wm_found **o
     gxr = malloc(bn * sizeof *gxr);
     gyr = malloc(bn * sizeof *gyr);
     if (!Mr || !Gr || !gxr || !gyr) { free(Mr); free(Gr); goto fail; }
-    for (int k = 0; k < win; k++) idx[k] = ref + k;
-    window_stats(s, idx, win, bx, by, bw, bh, Mr, Gr, NULL);
+    int nref = window_idx(mean, ref, win, idx);
+    if (nref == 0) {
+      nref = win;
+      for (int k = 0; k < win; k++) idx[k] = ref + k;
+    }
+    window_stats(s, idx, nref, bx, by, bw, bh, Mr, Gr, NULL);
     double den = 0;
     for (int y = 0; y < bh; y++)
       for (int x = 0; x < bw; x++) {
@@ -456,7 +601,7 @@ int ki_wm_detect(const ki_wm_samples *s, const ki_wm_hint *hint, ki_wm_found **o
   r = 0;
 fail:
   free(M); free(G); free(best); free(E); free(any); free(dil); free(allow); free(bestwin); free(lab); free(idx);
-  free(stack); free(pres); free(gxr); free(gyr);
+  free(stack); free(pres); free(gxr); free(gyr); free(L); free(Lt); free(mean); free(votes); free(used);
   if (r < 0) { ki_wm_found_free(*out, *nout); *out = NULL; *nout = 0; }
   return r;
 }

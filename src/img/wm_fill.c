@@ -5,19 +5,20 @@
  *   1. blend inversion: where the estimated alpha is low enough to trust
  *      (a < INVERT_MAX), B = (I - a*L) / (1 - a) — the picture itself, not
  *      a guess; where a is about 0 (the mask's dilation) I is kept;
- *   2. temporal fill: the last frames (every other one, KI_WM_HISTORY deep)
- *      with the global translation between frames (SAD search at low
+ *   2. temporal fill: the frames around this one (every other one,
+ *      KI_WM_HISTORY behind and, those the caller pushed, KI_WM_AHEAD
+ *      ahead) with the global translation between frames (SAD search at low
  *      resolution, refined at full resolution, sub-pixel by parabola); each
- *      still-masked pixel takes the value the scene point had in the most
- *      recent frame where it was outside that frame's mask, the shift
+ *      still-masked pixel takes the value the scene point had in the nearest
+ *      frame in time where it was outside that frame's mask, the shift
  *      re-checked on the ring around the mask; the difference on that ring
  *      is spread over the filled pixels by a harmonic fill (a seamless,
  *      Poisson-like blend, so a change of light does not show as a seam);
  *   3. spatial fill: what remains solves Laplace's equation with everything
  *      known around it as boundary (coarse to fine), which is smooth and so
  *      does not shimmer from frame to frame.
- * The state holds references to earlier input frames (never written) and is
- * used by one stream of frames in order. */
+ * The state holds references to input frames (never written) and is used by
+ * one stream of frames in order. */
 #include "img/wmark.h"
 #include "util/err.h"
 
@@ -29,7 +30,8 @@
 #define INVERT_MAX 0.72f        /* above this alpha, inverting amplifies noise more than filling costs */
 #define ALPHA_NONE 0.04f        /* below this the pixel is not under the mark */
 #define RING 6                  /* ring outside the mask used to check a temporal match, pixels */
-#define MATCH_MAD 10.0          /* mean abs luma difference on the ring for a temporal source to count */
+#define MATCH_MAD 5.0           /* mean abs luma difference on the ring for a temporal source to count (10 let
+                                   mismatched sources through on dark or slowly changing scenes) */
 
 void ki_wm_region_release(ki_wm_region *r) {
   free(r->mask);
@@ -208,23 +210,30 @@ fail:
 
 #define MAXR 16                 /* regions remembered per history frame */
 #define SEARCH_LR 8             /* motion search radius at low resolution, pixels */
+#define CUT_MAD 15.0            /* mean abs luma difference at low resolution, after the motion, above which
+                                   two frames are taken for a cut (within a shot: about 5 at most) */
 
 typedef struct wm_hist {
-  AVFrame *f;                   /* a reference to an input frame (never written) */
+  AVFrame *f;                   /* a reference to an input frame (never written); NULL: its position only */
+  int64_t idx;                  /* its frame number */
+  int64_t shot;                 /* frames of one shot (between cuts) share this */
   double px, py;                /* its position: I_t(x) ~ I_h(x + pos_t - pos_h) */
   const ki_wm_region *r[MAXR];
   int nr;
 } wm_hist;
 
+/* Frames remembered: KI_WM_HISTORY kept behind the current one and
+ * KI_WM_AHEAD ahead of it, every other frame, with the positions of all. */
+#define NENT (2 * KI_WM_HISTORY + 2 * KI_WM_AHEAD + 4)
+
 struct ki_wm_state {
   int w, h;
   int lf, lw, lh;               /* low-resolution factor and size for the motion search */
   uint8_t *lr_prev, *lr_cur, *lmask;
-  AVFrame *prev;
-  double px, py;                /* position of the previous frame */
-  wm_hist hist[KI_WM_HISTORY];
-  int nh, head;                 /* hist[(head - 1 - i) mod N] is the i-th newest */
-  int64_t seq;
+  AVFrame *prev;                /* the last frame pushed */
+  wm_hist e[NENT];              /* e[(first + i) % NENT], i < ne: frame numbers ascending */
+  int ne, first;
+  int64_t npushed, shot;
 };
 
 int ki_wm_state_new(ki_wm_state **out, int w, int h) {
@@ -246,13 +255,15 @@ int ki_wm_state_new(ki_wm_state **out, int w, int h) {
 
 void ki_wm_state_free(ki_wm_state *st) {
   if (!st) return;
-  for (int i = 0; i < KI_WM_HISTORY; i++) av_frame_free(&st->hist[i].f);
+  for (int i = 0; i < NENT; i++) av_frame_free(&st->e[i].f);
   av_frame_free(&st->prev);
   free(st->lr_prev);
   free(st->lr_cur);
   free(st->lmask);
   free(st);
 }
+
+static wm_hist *ent(ki_wm_state *st, int i) { return &st->e[(st->first + i) % NENT]; }
 
 static int in_region(const ki_wm_region *r, int x, int y) {
   if (x < r->x || y < r->y || x >= r->x + r->w || y >= r->y + r->h) return 0;
@@ -335,7 +346,8 @@ static double fr_sad(const ki_wm_state *st, const AVFrame *cur, const AVFrame *p
 }
 
 /* Global translation d with cur(x) ~ prev(x + d). */
-static void motion(ki_wm_state *st, const AVFrame *in, const ki_wm_region *const *r, int nr, double *dx, double *dy) {
+static void motion(ki_wm_state *st, const AVFrame *in, const ki_wm_region *const *r, int nr, double *dx, double *dy,
+                   double *mad) {
   int f = st->lf, w = st->lw, h = st->lh;
   for (int y = 0; y < h; y++)
     for (int x = 0; x < w; x++) {
@@ -346,6 +358,7 @@ static void motion(ki_wm_state *st, const AVFrame *in, const ki_wm_region *const
       st->lmask[(size_t)y * w + x] = (uint8_t)in_any(r, nr, x * f + f / 2, y * f + f / 2);
     }
   *dx = *dy = 0;
+  *mad = 0;
   if (!st->prev || w <= 2 * SEARCH_LR + 4 || h <= 2 * SEARCH_LR + 4) return;
   double best = 1e18;
   int bx = 0, by = 0;
@@ -355,6 +368,7 @@ static void motion(ki_wm_state *st, const AVFrame *in, const ki_wm_region *const
       if (s < best - 1e-9 || (fabs(s - best) < 1e-9 && abs(i) + abs(j) < abs(bx) + abs(by))) { best = s; bx = i; by = j; }
     }
   best = lr_sad(st, bx, by);
+  *mad = best;
   if (f == 1) {
     double ox = abs(bx) < SEARCH_LR ? parabola(lr_sad(st, bx - 1, by), best, lr_sad(st, bx + 1, by)) : 0;
     double oy = abs(by) < SEARCH_LR ? parabola(lr_sad(st, bx, by - 1), best, lr_sad(st, bx, by + 1)) : 0;
@@ -383,15 +397,24 @@ typedef struct wm_src { const wm_hist *h; double dx, dy; int ok; } wm_src;   /* 
 /* Where the ring around region R is checked: the frame, the regions on it, the area. */
 typedef struct wm_ring { const AVFrame *in; const ki_wm_region *R; const ki_wm_region *const *cur; int ncur, ax, ay, aw, ah; } wm_ring;
 
-/* The history frames that show the scene under the mark elsewhere, newest
- * first, at the shift the global motion predicts (not checked yet). */
-static int find_sources(const ki_wm_state *st, double px, double py, wm_src *out) {
+/* The remembered frames that show the scene under the mark elsewhere,
+ * of the same shot, nearest in time first (the earlier one of two as near),
+ * at the shift the global motion predicts (not checked yet). */
+static int find_sources(ki_wm_state *st, const wm_hist *cur, wm_src *out) {
+  int64_t index = cur->idx;
+  double px = cur->px, py = cur->py;
   int n = 0;
-  for (int i = 0; i < st->nh; i++) {
-    const wm_hist *h = &st->hist[((st->head - 1 - i) % KI_WM_HISTORY + KI_WM_HISTORY) % KI_WM_HISTORY];
+  int64_t dt[NENT];
+  for (int i = 0; i < st->ne; i++) {
+    const wm_hist *h = ent(st, i);
+    if (!h->f || h->idx == index || h->shot != cur->shot) continue;   /* across a cut it is another scene */
     double dx = px - h->px, dy = py - h->py;
     if (fabs(dx) < 0.75 && fabs(dy) < 0.75) continue;   /* the mark hid the same scene there */
-    out[n++] = (wm_src){h, dx, dy, 0};
+    int64_t d = h->idx < index ? 2 * (index - h->idx) : 2 * (h->idx - index) + 1;
+    int k = n++;
+    for (; k > 0 && dt[k - 1] > d; k--) { dt[k] = dt[k - 1]; out[k] = out[k - 1]; }
+    dt[k] = d;
+    out[k] = (wm_src){h, dx, dy, 0};
   }
   return n;
 }
@@ -416,7 +439,8 @@ static void check_source(const ki_wm_state *st, const wm_ring *g, wm_src *sr) {
       }
     if (cnt >= 12 && s / cnt < best) { best = s / cnt; bdx = sx; bdy = sy; }
   }
-  sr->ok = best <= MATCH_MAD ? 1 : -1;
+  /* refined to about no shift, it would show the scene the mark hides here too */
+  sr->ok = best <= MATCH_MAD && (fabs(bdx) >= 0.75 || fabs(bdy) >= 0.75) ? 1 : -1;
   sr->dx = bdx;
   sr->dy = bdy;
 }
@@ -575,14 +599,61 @@ fail:
   return ret;
 }
 
-int ki_wm_frame(ki_wm_state *st, const AVFrame *in, AVFrame *out, const ki_wm_region *const *r, int n,
+int ki_wm_push(ki_wm_state *st, const AVFrame *f, int64_t index, const ki_wm_region *const *r, int n) {
+  if (n > MAXR) n = MAXR;
+  if (st->ne > 0 && ent(st, st->ne - 1)->idx >= index) return 0;   /* already there */
+  if (st->ne == NENT) {                                          /* the caller ran too far ahead: forget the oldest */
+    av_frame_free(&ent(st, 0)->f);
+    st->first = (st->first + 1) % NENT;
+    st->ne--;
+  }
+  double dx = 0, dy = 0, px = 0, py = 0, mad = 0;
+  motion(st, f, r, n, &dx, &dy, &mad);
+  if (mad > CUT_MAD) {                                           /* a cut: the frames before show another scene */
+    st->shot++;
+    dx = dy = 0;
+  }
+  if (st->ne > 0) {
+    px = ent(st, st->ne - 1)->px + dx;
+    py = ent(st, st->ne - 1)->py + dy;
+  }
+  uint8_t *t = st->lr_prev;
+  st->lr_prev = st->lr_cur;
+  st->lr_cur = t;
+  av_frame_free(&st->prev);
+  if (!(st->prev = av_frame_clone(f))) return KILN_ENOMEM;
+  wm_hist *h = ent(st, st->ne);
+  av_frame_free(&h->f);
+  if (st->npushed % 2 == 0 && !(h->f = av_frame_clone(f))) return KILN_ENOMEM;
+  h->idx = index;
+  h->shot = st->shot;
+  h->px = px;
+  h->py = py;
+  h->nr = n;
+  for (int i = 0; i < n; i++) h->r[i] = r[i];
+  st->ne++;
+  st->npushed++;
+  return 0;
+}
+
+int ki_wm_frame(ki_wm_state *st, int64_t index, const AVFrame *in, AVFrame *out, const ki_wm_region *const *r, int n,
                 ki_wm_mode mode, int temporal, ki_wm_frame_stats *fs) {
   if (av_frame_copy(out, in) < 0) return KILN_EINTERNAL;
   if (n > MAXR) n = MAXR;
-  double dx = 0, dy = 0;
-  if (temporal && mode == KI_WM_INPAINT) motion(st, in, r, n, &dx, &dy);
-  double px = st->px + dx, py = st->py + dy;
-  wm_src srcs[KI_WM_HISTORY];
+  int tf = temporal && mode == KI_WM_INPAINT;
+  const wm_hist *cur = NULL;
+  if (tf) {
+    int rc;
+    if ((st->ne == 0 || ent(st, st->ne - 1)->idx < index) && (rc = ki_wm_push(st, in, index, r, n)) < 0) return rc;
+    while (st->ne > 0 && ent(st, 0)->idx < index - 2 * KI_WM_HISTORY) {   /* too old to keep */
+      av_frame_free(&ent(st, 0)->f);
+      st->first = (st->first + 1) % NENT;
+      st->ne--;
+    }
+    for (int i = 0; i < st->ne && !cur; i++)
+      if (ent(st, i)->idx == index) cur = ent(st, i);
+  }
+  wm_src srcs[NENT];
   for (int i = 0; i < n; i++) {
     const ki_wm_region *R = r[i];
     int gr = RING + 2;
@@ -592,35 +663,12 @@ int ki_wm_frame(ki_wm_state *st, const AVFrame *in, AVFrame *out, const ki_wm_re
     int ex = (R->x + R->w + gr + 1) & ~1, ey = (R->y + R->h + gr + 1) & ~1;
     if (ex > st->w) ex = st->w;
     if (ey > st->h) ey = st->h;
-    int nsrc = temporal && mode == KI_WM_INPAINT ? find_sources(st, px, py, srcs) : 0;
+    int nsrc = cur ? find_sources(st, cur, srcs) : 0;
     wm_ring g = {in, R, r, n, ax, ay, ex - ax, ey - ay};
     for (int p = 0; p < 3; p++) {
       int rc = fill_region_plane(st, in, out, p, R, &g, srcs, nsrc, mode, fs);
       if (rc < 0) return rc;
     }
   }
-  if (temporal && mode == KI_WM_INPAINT) {
-    uint8_t *t = st->lr_prev;
-    st->lr_prev = st->lr_cur;
-    st->lr_cur = t;
-    av_frame_free(&st->prev);
-    st->prev = av_frame_clone(in);
-    if (!st->prev) return KILN_ENOMEM;
-    st->px = px;
-    st->py = py;
-    if (st->seq % 2 == 0) {
-      wm_hist *h = &st->hist[st->head];
-      av_frame_free(&h->f);
-      h->f = av_frame_clone(in);
-      if (!h->f) return KILN_ENOMEM;
-      h->px = px;
-      h->py = py;
-      h->nr = n;
-      for (int i = 0; i < n; i++) h->r[i] = r[i];
-      st->head = (st->head + 1) % KI_WM_HISTORY;
-      if (st->nh < KI_WM_HISTORY) st->nh++;
-    }
-  }
-  st->seq++;
   return 0;
 }

@@ -86,10 +86,12 @@ void ki_harmonic_fill(float *v, const uint8_t *known, int w, int h);
 
 typedef enum { KI_WM_INPAINT = 0, KI_WM_BLUR } ki_wm_mode;
 
-/* Frames seen in order: the last KI_WM_HISTORY frames kept (every other
- * one) with their global motion, for the temporal fill. Not thread-safe:
- * one stream of frames per state. */
+/* Frames seen in order, for the temporal fill: the last 2*KI_WM_HISTORY
+ * frames behind the current one and up to 2*KI_WM_AHEAD ahead of it (those
+ * the caller pushed), every other one kept, with the global motion between
+ * frames. Not thread-safe: one stream of frames per state. */
 #define KI_WM_HISTORY 24
+#define KI_WM_AHEAD 16
 typedef struct ki_wm_state ki_wm_state;
 
 int ki_wm_state_new(ki_wm_state **out, int w, int h);
@@ -99,10 +101,18 @@ typedef struct ki_wm_frame_stats {
   int64_t px_masked, px_inverted, px_temporal, px_spatial;
 } ki_wm_frame_stats;
 
-/* Writes out = in with the regions r[0..n) removed (the caller passes those
- * on this frame), using and then updating st's history (in must be the
- * next frame of the stream). `temporal` 0 turns the temporal fill off. */
-int ki_wm_frame(ki_wm_state *st, const AVFrame *in, AVFrame *out, const ki_wm_region *const *r, int n,
+/* Pushes frame `index` (frame numbers ascending; one already pushed is
+ * ignored) with the regions on it, ahead of the frame being removed, so the
+ * temporal fill can use later frames too; the caller pushes at most
+ * 2*KI_WM_AHEAD frames past the one it removes next. Returns 0 or
+ * KILN_ENOMEM. */
+int ki_wm_push(ki_wm_state *st, const AVFrame *f, int64_t index, const ki_wm_region *const *r, int n);
+
+/* Writes out = in (frame `index`, after any removed before it) with the
+ * regions r[0..n) removed (the caller passes those on this frame), using
+ * the frames remembered behind it and pushed ahead of it (in itself is
+ * pushed when it was not). `temporal` 0 turns the temporal fill off. */
+int ki_wm_frame(ki_wm_state *st, int64_t index, const AVFrame *in, AVFrame *out, const ki_wm_region *const *r, int n,
                 ki_wm_mode mode, int temporal, ki_wm_frame_stats *fs);
 
 #endif
