@@ -32,6 +32,18 @@ int kf_probe_video(const kf_task *t, km_probe *pr, kiln_err *e) {
   return 0;
 }
 
+int kf_shape_same(const json_t *p, const km_probe *pr, kf_shape *s, kiln_err *e) {
+  memset(s, 0, sizeof *s);
+  km_timeline_identity(&s->tl);
+  s->fps = pr->fps_q;
+  s->width = pr->width & ~1;
+  s->height = pr->height & ~1;
+  s->frames = km_pipeline_expected_frames(pr, &s->tl, s->fps);
+  s->audio = !json_is_false(json_object_get(p, "audio")) && pr->n_audio > 0;
+  (void)e;
+  return 0;
+}
+
 void kf_pipeline_from_task(const kf_task *t, const json_t *params, km_pipeline_cfg *c) {
   memset(c, 0, sizeof *c);
   c->input = t->input;

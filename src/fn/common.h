@@ -26,6 +26,11 @@ int kf_crop_keys(const char *fn, const json_t *p, const km_probe *pr, int ow, in
 /* Probes the task's input; KILN_ENOFRAMES (naming it) if it has no video. */
 int kf_probe_video(const kf_task *t, km_probe *pr, kiln_err *e);
 
+/* The shape of a function whose output is its input's frames, changed in
+ * place (overlay, remove_watermark): the source's timeline, frame rate and
+ * even size, and its audio unless params say "audio": false. */
+int kf_shape_same(const json_t *p, const km_probe *pr, kf_shape *s, kiln_err *e);
+
 /* Fills the task-independent part of a pipeline configuration: input and
  * output, frame range, encoder settings, audio, threads, progress, cancel. */
 void kf_pipeline_from_task(const kf_task *t, const json_t *params, km_pipeline_cfg *c);

@@ -82,18 +82,6 @@ static int overlay_run(void *state, const kf_task *t, kf_result *res, kiln_err *
   return r;
 }
 
-static int overlay_shape(const json_t *p, const km_probe *pr, kf_shape *s, kiln_err *e) {
-  memset(s, 0, sizeof *s);
-  km_timeline_identity(&s->tl);
-  s->fps = pr->fps_q;
-  s->width = pr->width & ~1;
-  s->height = pr->height & ~1;
-  s->frames = km_pipeline_expected_frames(pr, &s->tl, s->fps);
-  s->audio = !json_is_false(json_object_get(p, "audio")) && pr->n_audio > 0;
-  (void)e;
-  return 0;
-}
-
 const kf_desc kf_overlay = {
     .name = "overlay",
     .summary = "highlight spotlight on a tracked player: dim around an ellipse, draw a ring",
@@ -107,6 +95,6 @@ const kf_desc kf_overlay = {
             .min_workers = 0, .max_workers = 8, .concurrency = 1, .cpus = 2},
     .run = overlay_run,
     .chunkable = 1,
-    .shape = overlay_shape,
+    .shape = kf_shape_same,
     .cost_ms_per_mpixel = 1.0,
 };

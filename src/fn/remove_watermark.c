@@ -712,18 +712,6 @@ done:
   return r;
 }
 
-static int wm_shape(const json_t *p, const km_probe *pr, kf_shape *s, kiln_err *e) {
-  memset(s, 0, sizeof *s);
-  km_timeline_identity(&s->tl);
-  s->fps = pr->fps_q;
-  s->width = pr->width & ~1;
-  s->height = pr->height & ~1;
-  s->frames = km_pipeline_expected_frames(pr, &s->tl, s->fps);
-  s->audio = !json_is_false(json_object_get(p, "audio")) && pr->n_audio > 0;
-  (void)e;
-  return 0;
-}
-
 const kf_desc kf_remove_watermark = {
     .name = "remove_watermark",
     .summary = "find a watermark without a model and remove it: blend inversion, temporal then spatial fill",
@@ -741,6 +729,6 @@ const kf_desc kf_remove_watermark = {
     .run = wm_run,
     .chunkable = 1,
     .prepare = wm_prepare,
-    .shape = wm_shape,
+    .shape = kf_shape_same,
     .cost_ms_per_mpixel = 2.0,
 };
