@@ -168,22 +168,6 @@ static double run_kiln(const char *in, const char *out, json_t **det) {
   return now_s() - t0;
 }
 
-static void mask_at(const json_t *det, int n, int w, int h, uint8_t *m) {
-  memset(m, 0, (size_t)w * h);
-  const json_t *regs = json_object_get(det, "regions");
-  for (size_t i = 0; i < json_array_size(regs); i++) {
-    const json_t *g = json_array_get(regs, i);
-    int x = (int)kj_num(g, "x", 0), y = (int)kj_num(g, "y", 0), rw = (int)kj_num(g, "w", 0), rh = (int)kj_num(g, "h", 0);
-    if (n < kj_num(g, "start", 0) || n >= kj_num(g, "end", 0)) continue;
-    uint8_t *b = ws_b64(json_string_value(json_object_get(g, "mask")), (size_t)rw * rh);
-    if (!b) continue;
-    for (int yy = 0; yy < rh; yy++)
-      for (int xx = 0; xx < rw; xx++)
-        if (b[(size_t)yy * rw + xx]) m[(size_t)(y + yy) * w + x + xx] = 1;
-    free(b);
-  }
-}
-
 /* SSIM of luma over the box (x0..x1, y0..y1), mean over 8x8 windows, step 4. */
 static double ssim_box(const AVFrame *a, const AVFrame *b, int x0, int y0, int x1, int y1) {
   const double C1 = 6.5025, C2 = 58.5225;
@@ -239,7 +223,7 @@ static int measure(const bclip *c, const char *out, const json_t *det, metrics *
         }
     }
     if (mk) {
-      mask_at(det, n, c->w, c->h, mk);
+      ws_mask_at(det, n, c->w, c->h, mk);
       double rc, ar;
       ws_recall(L, mk, &rc, &ar);
       double fm = 0;

@@ -21,6 +21,20 @@ S=${3:-24x20}
 here=$(cd "$(dirname "$0")" && pwd)
 home=${KILN_HOME:-${XDG_DATA_HOME:-$HOME/.local/share}/kiln}
 PY=${PYTHON:-/usr/bin/python3}
+# maxdiff A B TOL LABEL: two tensor files ("H W C" line, then float32) of one
+# shape whose max abs difference is at most TOL; prints it.
+maxdiff() {
+  python3 - "$@" <<'PY'
+import struct, sys
+def rd(p):
+    b = open(p, "rb").read(); nl = b.index(b"\n"); h, w, c = map(int, b[:nl].split())
+    return (h, w, c), struct.unpack_from("<%df" % (h * w * c), b, nl + 1)
+(sa, a), (sb, b) = rd(sys.argv[1]), rd(sys.argv[2])
+err = max(abs(x - y) for x, y in zip(a, b)) if sa == sb else float("inf")
+print(f"{sys.argv[4]} ({sa[0]}x{sa[1]}x{sa[2]} vs {sb[0]}x{sb[1]}x{sb[2]}): max abs difference {err:.3g}")
+sys.exit(0 if err <= float(sys.argv[3]) else 1)
+PY
+}
 if [ "$M" = --all ]; then
   "$PY" -c 'import torch' 2>/dev/null || { echo "SKIP: $PY has no torch (Debian: apt-get install python3-torch)" >&2; exit 77; }
   T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
@@ -29,27 +43,9 @@ if [ "$M" = --all ]; then
   for f in tiny.param tiny.bin tiny.in; do
     cmp -s "$T/$f" "$fx/$f" || { echo "FAIL: the regenerated $f differs from tests/fixtures/nn/$f" >&2; exit 1; }
   done
-  python3 - "$T/tiny.out" "$fx/tiny.out" <<'PY' || exit 1
-import struct, sys
-def rd(p):
-    b = open(p, "rb").read(); nl = b.index(b"\n"); h, w, c = map(int, b[:nl].split())
-    return (h, w, c), struct.unpack_from("<%df" % (h * w * c), b, nl + 1)
-(sa, a), (sb, b) = rd(sys.argv[1]), rd(sys.argv[2])
-err = max(abs(x - y) for x, y in zip(a, b)) if sa == sb else float("inf")
-print(f"golden fixture regenerated: reference output {sa} vs the committed {sb}: max abs difference {err:.3g}")
-sys.exit(0 if err <= 1e-5 else 1)
-PY
+  maxdiff "$T/tiny.out" "$fx/tiny.out" 1e-5 "golden fixture regenerated: reference output vs the committed one" || exit 1
   "$B/tests/nn_run" "$T/tiny.param" "$T/tiny.bin" "$T/tiny.in" "$T/kiln.out"
-  python3 - "$T/tiny.out" "$T/kiln.out" <<'PY' || exit 1
-import struct, sys
-def rd(p):
-    b = open(p, "rb").read(); nl = b.index(b"\n"); h, w, c = map(int, b[:nl].split())
-    return (h, w, c), struct.unpack_from("<%df" % (h * w * c), b, nl + 1)
-(sa, a), (sb, b) = rd(sys.argv[1]), rd(sys.argv[2])
-err = max(abs(x - y) for x, y in zip(a, b)) if sa == sb else float("inf")
-print(f"kiln on the regenerated fixture: max abs error against PyTorch {err:.3g}")
-sys.exit(0 if err <= 1e-3 else 1)
-PY
+  maxdiff "$T/tiny.out" "$T/kiln.out" 1e-3 "kiln on the regenerated fixture against PyTorch" || exit 1
   n=0
   for m in realesr-animevideov3-x2 realesr-animevideov3-x3 realesr-animevideov3-x4 realesrgan-x4fast realesrgan-x4plus; do
     if [ -f "$home/models/$m/manifest.json" ]; then "$0" "$B" "$m" 20x18 || exit 1; n=$((n + 1))
@@ -69,16 +65,5 @@ PY
 "$PY" "$here/nn_reference.py" run "$d/$M.param" "$d/$M.bin" "$T/in" "$T/ref"
 "$PY" "$here/nn_reference.py" arch "$d/$M.param" "$d/$M.bin" "$T/in" "$T/arch"
 "$B/tests/nn_run" "$d/$M.param" "$d/$M.bin" "$T/in" "$T/kiln"
-python3 - "$T/ref" "$T/kiln" "$M" "$S" "$T/arch" <<'PY'
-import struct, sys
-def rd(p):
-    b = open(p, "rb").read(); nl = b.index(b"\n"); h, w, c = map(int, b[:nl].split())
-    return (h, w, c), struct.unpack_from("<%df" % (h * w * c), b, nl + 1)
-(sa, a), (sb, b), (sc, c) = rd(sys.argv[1]), rd(sys.argv[2]), rd(sys.argv[5])
-assert sa == sb == sc, (sa, sb, sc)
-err = max(abs(x - y) for x, y in zip(a, b))
-arch = max(abs(x - y) for x, y in zip(a, c))
-print(f"{sys.argv[3]} on a {sys.argv[4]} input -> {sa[0]}x{sa[1]}: max abs error against PyTorch {err:.3g} "
-      f"(PyTorch's graph reading vs the architecture rebuilt: {arch:.3g})")
-sys.exit(0 if err <= 1e-3 and arch <= 1e-5 else 1)
-PY
+maxdiff "$T/ref" "$T/kiln" 1e-3 "$M on a $S input: kiln against PyTorch" || exit 1
+maxdiff "$T/ref" "$T/arch" 1e-5 "$M: PyTorch's graph reading vs the architecture rebuilt"

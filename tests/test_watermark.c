@@ -86,23 +86,6 @@ static int run_wm(const char *in, const char *out, const char *params, json_t **
   return r;
 }
 
-/* The union of the detected masks on frame n, full frame. */
-static void mask_at(const json_t *det, int n, int w, int h, uint8_t *m) {
-  memset(m, 0, (size_t)w * h);
-  const json_t *regs = json_object_get(det, "regions");
-  for (size_t i = 0; i < json_array_size(regs); i++) {
-    const json_t *g = json_array_get(regs, i);
-    int x = (int)kj_num(g, "x", 0), y = (int)kj_num(g, "y", 0), rw = (int)kj_num(g, "w", 0), rh = (int)kj_num(g, "h", 0);
-    if (n < kj_num(g, "start", 0) || n >= kj_num(g, "end", 0)) continue;
-    uint8_t *b = ws_b64(json_string_value(json_object_get(g, "mask")), (size_t)rw * rh);
-    if (!b) continue;
-    for (int yy = 0; yy < rh; yy++)
-      for (int xx = 0; xx < rw; xx++)
-        if (b[(size_t)yy * rw + xx]) m[(size_t)(y + yy) * w + x + xx] = 1;
-    free(b);
-  }
-}
-
 typedef struct score {
   double recall, area, psnr_out, psnr_in, worst_recall;
 } score;
@@ -127,7 +110,7 @@ static score score_layer(const clip *c, const char *in, const char *out, const j
     clean_frame(c, clean, n);
     ws_err_add(&eo, L, vo.f[n], clean);
     ws_err_add(&ei, L, vi.f[n], clean);
-    mask_at(det, n, c->w, c->h, m);
+    ws_mask_at(det, n, c->w, c->h, m);
     double rc, ar;
     ws_recall(L, m, &rc, &ar);
     /* area: the mask pixels near this mark (its box grown by 8) */

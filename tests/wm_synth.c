@@ -1,6 +1,7 @@
 /* wm_synth.c — see wm_synth.h. Everything is a pure function of its
  * arguments, so a test can rebuild the clean frame it compares against. */
 #include "wm_synth.h"
+#include "util/json.h"
 
 #include <math.h>
 #include <openssl/evp.h>
@@ -190,4 +191,20 @@ uint8_t *ws_b64(const char *s, size_t n) {
   uint8_t *b = malloc(len / 4 * 3 + 3);
   if (b && EVP_DecodeBlock(b, (const unsigned char *)s, (int)len) < 0) { free(b); return NULL; }
   return b;
+}
+
+void ws_mask_at(const json_t *det, int n, int w, int h, uint8_t *m) {
+  memset(m, 0, (size_t)w * h);
+  const json_t *regs = json_object_get(det, "regions");
+  for (size_t i = 0; i < json_array_size(regs); i++) {
+    const json_t *g = json_array_get(regs, i);
+    int x = (int)kj_num(g, "x", 0), y = (int)kj_num(g, "y", 0), rw = (int)kj_num(g, "w", 0), rh = (int)kj_num(g, "h", 0);
+    if (n < kj_num(g, "start", 0) || n >= kj_num(g, "end", 0)) continue;
+    uint8_t *b = ws_b64(json_string_value(json_object_get(g, "mask")), (size_t)rw * rh);
+    if (!b) continue;
+    for (int yy = 0; yy < rh; yy++)
+      for (int xx = 0; xx < rw; xx++)
+        if (b[(size_t)yy * rw + xx]) m[(size_t)(y + yy) * w + x + xx] = 1;
+    free(b);
+  }
 }

@@ -6,6 +6,7 @@
 #ifndef KILN_WM_SYNTH_H
 #define KILN_WM_SYNTH_H
 
+#include <jansson.h>
 #include <libavutil/frame.h>
 #include <stdint.h>
 
@@ -39,5 +40,9 @@ void ws_recall(const ws_layer *l, const uint8_t *m, double *recall, double *area
 
 /* Decodes a base64 string of exactly n bytes into a new buffer, or NULL. */
 uint8_t *ws_b64(const char *s, size_t n);
+
+/* m (w*h) = the union of the masks that remove_watermark's detection
+ * (`det`: {"regions": [{x, y, w, h, start, end, mask}]}) holds for frame n. */
+void ws_mask_at(const json_t *det, int n, int w, int h, uint8_t *m);
 
 #endif
