@@ -185,92 +185,79 @@ typedef struct wino_job {
 typedef float v8 __attribute__((vector_size(32), aligned(4)));
 typedef int v8i __attribute__((vector_size(32), aligned(4)));
 
-/* Bt d B for 8 channels; the patch's (r, q) is at p[r * rs + q * cs], v
- * gets v[xi * vs]. */
-static inline __attribute__((always_inline)) void in_tf8(const float *p, size_t rs, size_t cs, float *v, size_t vs) {
-  v8 t[6][6];
-  for (int j = 0; j < 6; j++) {
-    const float *c = p + j * cs;
-    v8 d0 = *(const v8 *)c, d1 = *(const v8 *)(c + rs), d2 = *(const v8 *)(c + 2 * rs), d3 = *(const v8 *)(c + 3 * rs),
-       d4 = *(const v8 *)(c + 4 * rs), d5 = *(const v8 *)(c + 5 * rs);
-    t[0][j] = 4 * d0 - 5 * d2 + d4;
-    t[1][j] = -4 * (d1 + d2) + d3 + d4;
-    t[2][j] = 4 * (d1 - d2) - d3 + d4;
-    t[3][j] = 2 * (d3 - d1) - d2 + d4;
-    t[4][j] = 2 * (d1 - d3) - d2 + d4;
-    t[5][j] = 4 * d1 - 5 * d3 + d5;
+/* The 1-D transforms, 8 channels at a time: Bt for F(4x4) (6 values to 6),
+ * At for F(4x4) (6 to 4, each plus add), Bt for F(6x6) (8 to 8). Each 2-D
+ * transform is one of them down the columns, then along the rows. */
+static inline __attribute__((always_inline)) void bt6(const v8 d[6], v8 o[6]) {
+  o[0] = 4 * d[0] - 5 * d[2] + d[4];
+  o[1] = -4 * (d[1] + d[2]) + d[3] + d[4];
+  o[2] = 4 * (d[1] - d[2]) - d[3] + d[4];
+  o[3] = 2 * (d[3] - d[1]) - d[2] + d[4];
+  o[4] = 2 * (d[1] - d[3]) - d[2] + d[4];
+  o[5] = 4 * d[1] - 5 * d[3] + d[5];
+}
+
+static inline __attribute__((always_inline)) void at6(const v8 m[6], v8 add, v8 o[4]) {
+  v8 a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4];
+  o[0] = m[0] + a + c + add;
+  o[1] = b + 2 * d + add;
+  o[2] = a + 4 * c + add;
+  o[3] = b + 8 * d + m[5] + add;
+}
+
+static inline __attribute__((always_inline)) void bt8(const v8 d[8], v8 o[8]) {
+  v8 a = d[2] + d[6] - 4.25f * d[4], b = d[1] + d[5] - 4.25f * d[3];
+  v8 c = 0.25f * d[2] - 1.25f * d[4] + d[6], e = 0.5f * d[1] - 2.5f * d[3] + 2 * d[5];
+  v8 f = 4 * d[2] - 5 * d[4] + d[6], g = 2 * d[1] - 2.5f * d[3] + 0.5f * d[5];
+  o[0] = d[0] - d[6] + 5.25f * (d[4] - d[2]);
+  o[1] = a + b;
+  o[2] = a - b;
+  o[3] = c + e;
+  o[4] = c - e;
+  o[5] = f + g;
+  o[6] = f - g;
+  o[7] = d[7] - d[1] + 5.25f * (d[3] - d[5]);
+}
+
+/* *o = x < 0 ? x * slope : x, lane by lane (through a pointer: a vector
+ * return value would change the ABI between the AVX2 and portable builds). */
+static inline __attribute__((always_inline)) void leaky(v8 *o, const v8 *x, const v8 *slope) {
+  v8 zero = {0};
+  v8i neg = *x < zero;                                    /* -1 where negative */
+  *o = (v8)(((v8i)(*x * *slope) & neg) | ((v8i)*x & ~neg));
+}
+
+/* Bt d B over an n x n patch (n = 6 or 8) for 8 channels; the patch's
+ * (r, q) is at p[r * rs + q * cs], v gets v[xi * vs]. */
+static inline __attribute__((always_inline)) void in_tf(int n, const float *p, size_t rs, size_t cs, float *v, size_t vs) {
+  v8 t[8][8], d[8], o[8];                                 /* t[j][i]: column j's i-th value */
+  for (int j = 0; j < n; j++) {
+    for (int r = 0; r < n; r++) d[r] = *(const v8 *)(p + j * cs + r * rs);
+    if (n == 6) bt6(d, t[j]);
+    else bt8(d, t[j]);
   }
-  for (int i = 0; i < 6; i++) {
-    v8 d0 = t[i][0], d1 = t[i][1], d2 = t[i][2], d3 = t[i][3], d4 = t[i][4], d5 = t[i][5];
-    *(v8 *)(v + (i * 6 + 0) * vs) = 4 * d0 - 5 * d2 + d4;
-    *(v8 *)(v + (i * 6 + 1) * vs) = -4 * (d1 + d2) + d3 + d4;
-    *(v8 *)(v + (i * 6 + 2) * vs) = 4 * (d1 - d2) - d3 + d4;
-    *(v8 *)(v + (i * 6 + 3) * vs) = 2 * (d3 - d1) - d2 + d4;
-    *(v8 *)(v + (i * 6 + 4) * vs) = 2 * (d1 - d3) - d2 + d4;
-    *(v8 *)(v + (i * 6 + 5) * vs) = 4 * d1 - 5 * d3 + d5;
+  for (int i = 0; i < n; i++) {
+    for (int j = 0; j < n; j++) d[j] = t[j][i];
+    if (n == 6) bt6(d, o);
+    else bt8(d, o);
+    for (int q = 0; q < n; q++) *(v8 *)(v + (i * n + q) * vs) = o[q];
   }
 }
 
-/* At m A for 8 output channels, then the bias and the negative slope; m is
- * m[xi * ms]; o gets [16]. */
+/* At m A for F(4x4, 3x3) and 8 output channels, then the bias and the
+ * negative slope; m is m[xi * ms]; o gets [16]. */
 static inline __attribute__((always_inline)) void out_tf8(const float *m, size_t ms, const float *bias, const float *slope,
                                                           v8 o[16]) {
-  v8 t[4][6];
+  v8 t[6][4], r[6], y[4], zero = {0};                    /* t[j][i]: column j's i-th value */
   for (int j = 0; j < 6; j++) {
-    v8 m0 = *(const v8 *)(m + (0 * 6 + j) * ms), m1 = *(const v8 *)(m + (1 * 6 + j) * ms),
-       m2 = *(const v8 *)(m + (2 * 6 + j) * ms), m3 = *(const v8 *)(m + (3 * 6 + j) * ms),
-       m4 = *(const v8 *)(m + (4 * 6 + j) * ms), m5 = *(const v8 *)(m + (5 * 6 + j) * ms);
-    v8 a = m1 + m2, b = m1 - m2, cc = m3 + m4, d = m3 - m4;
-    t[0][j] = m0 + a + cc;
-    t[1][j] = b + 2 * d;
-    t[2][j] = a + 4 * cc;
-    t[3][j] = b + 8 * d + m5;
+    for (int i = 0; i < 6; i++) r[i] = *(const v8 *)(m + (i * 6 + j) * ms);
+    at6(r, zero, t[j]);
   }
-  v8 bi = *(const v8 *)bias, sl = *(const v8 *)slope, zero = {0};
+  v8 bi = *(const v8 *)bias, sl = *(const v8 *)slope;
   for (int i = 0; i < 4; i++) {
-    v8 m0 = t[i][0], m1 = t[i][1], m2 = t[i][2], m3 = t[i][3], m4 = t[i][4], m5 = t[i][5];
-    v8 a = m1 + m2, b = m1 - m2, cc = m3 + m4, d = m3 - m4, r[4];
-    r[0] = m0 + a + cc + bi;
-    r[1] = b + 2 * d + bi;
-    r[2] = a + 4 * cc + bi;
-    r[3] = b + 8 * d + m5 + bi;
-    for (int q = 0; q < 4; q++) {
-      v8i neg = r[q] < zero;                            /* -1 where negative */
-      o[i * 4 + q] = (v8)(((v8i)(r[q] * sl) & neg) | ((v8i)r[q] & ~neg));
-    }
-  }
-}
-
-/* Bt d B for F(6x6, 3x3): 8x8 patches. */
-#define BT8(d0, d1, d2, d3, d4, d5, d6, d7, o, os)                                                                     \
-  do {                                                                                                                 \
-    v8 a_ = d2 + d6 - 4.25f * d4, b_ = d1 + d5 - 4.25f * d3;                                                           \
-    v8 c_ = 0.25f * d2 - 1.25f * d4 + d6, e_ = 0.5f * d1 - 2.5f * d3 + 2 * d5;                                         \
-    v8 f_ = 4 * d2 - 5 * d4 + d6, g_ = 2 * d1 - 2.5f * d3 + 0.5f * d5;                                                 \
-    o(0, os) = d0 - d6 + 5.25f * (d4 - d2);                                                                            \
-    o(1, os) = a_ + b_;                                                                                                \
-    o(2, os) = a_ - b_;                                                                                                \
-    o(3, os) = c_ + e_;                                                                                                \
-    o(4, os) = c_ - e_;                                                                                                \
-    o(5, os) = f_ + g_;                                                                                                \
-    o(6, os) = f_ - g_;                                                                                                \
-    o(7, os) = d7 - d1 + 5.25f * (d3 - d5);                                                                            \
-  } while (0)
-
-static inline __attribute__((always_inline)) void in_tf8_8(const float *p, size_t rs, size_t cs, float *v, size_t vs) {
-  v8 t[8][8];
-  for (int j = 0; j < 8; j++) {
-    const float *c = p + j * cs;
-#define LD(r) (*(const v8 *)(c + (r) * rs))
-#define TO(i, jj) t[i][jj]
-    BT8(LD(0), LD(1), LD(2), LD(3), LD(4), LD(5), LD(6), LD(7), TO, j);
-#undef LD
-#undef TO
-  }
-  for (int i = 0; i < 8; i++) {
-#define VO(q, ii) (*(v8 *)(v + ((ii) * 8 + (q)) * vs))
-    BT8(t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5], t[i][6], t[i][7], VO, i);
-#undef VO
+    for (int j = 0; j < 6; j++) r[j] = t[j][i];
+    at6(r, bi, y);
+    for (int q = 0; q < 4; q++) leaky(&o[i * 4 + q], &y[q], &sl);
   }
 }
 
@@ -299,10 +286,7 @@ static inline __attribute__((always_inline)) void out_tf8_6(const float *m, size
     v8 r[8], y[6];
     for (int j = 0; j < 8; j++) r[j] = t[j][i];
     at8(r, bi, y);
-    for (int q = 0; q < 6; q++) {
-      v8i neg = y[q] < zero;
-      o[i * 6 + q] = (v8)(((v8i)(y[q] * sl) & neg) | ((v8i)y[q] & ~neg));
-    }
+    for (int q = 0; q < 6; q++) leaky(&o[i * 6 + q], &y[q], &sl);
   }
 }
 
@@ -395,8 +379,8 @@ static inline __attribute__((always_inline)) void block(wino_job *j, wino_scratc
       memset(s->patch, 0, (size_t)nx * cp * sizeof *s->patch);
     }
     for (int q = 0; q < cp; q += 8) {
-      if (tm == 4) in_tf8(p + q, rs, cs, s->v + (size_t)t * cp + q, VS(cp));
-      else in_tf8_8(p + q, rs, cs, s->v + (size_t)t * cp + q, VS(cp));
+      if (n == 6) in_tf(6, p + q, rs, cs, s->v + (size_t)t * cp + q, VS(cp));   /* constant n: unrolled */
+      else in_tf(8, p + q, rs, cs, s->v + (size_t)t * cp + q, VS(cp));
     }
   }
   for (int xi = 0; xi < nx; xi++) {
