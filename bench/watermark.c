@@ -22,6 +22,7 @@
 
 #include <libavutil/log.h>
 #include <math.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,10 +148,44 @@ static double run_input(const char *in, const char *out) {
   return sh(cmd) == 0 ? now_s() - t0 : -1;
 }
 
-static double run_kiln(const char *in, const char *out, json_t **det) {
+/* The true mask (alpha > 0.05) as base64 PNG, for WM_TRUE_MASK runs: kiln given what removelogo is given. */
+static char *true_mask_b64(const bclip *c, const char *dir) {
+  km_image im = {0};
+  kiln_err e = {0};
+  char png[1200];
+  snprintf(png, sizeof png, "%s/truemask.png", dir);
+  if (km_image_alloc(&im, c->w, c->h) < 0) return NULL;
+  for (size_t p = 0; p < (size_t)c->w * c->h; p++) memset(im.rgb + 3 * p, c->seg[0].a[p] > 0.05f ? 255 : 0, 3);
+  int r = km_image_write_png(png, &im, &e);
+  km_image_release(&im);
+  FILE *f = r < 0 ? NULL : fopen(png, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  rewind(f);
+  unsigned char *raw = malloc((size_t)n);
+  char *b = malloc(4 * ((size_t)n + 2) / 3 + 4);
+  if (raw && b && fread(raw, 1, (size_t)n, f) == (size_t)n) EVP_EncodeBlock((unsigned char *)b, raw, (int)n);
+  else { free(b); b = NULL; }
+  fclose(f);
+  free(raw);
+  return b;
+}
+
+static double run_kiln(const bclip *c, const char *dir, const char *in, const char *out, json_t **det) {
   const kf_desc *fn = kf_find("remove_watermark");
   kiln_err e = {0};
   json_t *raw = json_pack("{s:i, s:s}", "crf", 18, "preset", "veryfast"), *p = NULL, *add = NULL;
+  const char *extra = getenv("WM_PARAMS");        /* e.g. '{"temporal": false}': more parameters for kiln's side */
+  json_t *x = extra ? json_loads(extra, 0, NULL) : NULL;
+  if (extra && !json_is_object(x)) { fprintf(stderr, "WM_PARAMS is not a JSON object\n"); json_decref(x); json_decref(raw); return -1; }
+  if (x) json_object_update(raw, x);
+  json_decref(x);
+  if (getenv("WM_TRUE_MASK") && c->nseg == 1) {   /* kiln given the true mask instead of detecting it */
+    char *b = true_mask_b64(c, dir);
+    if (b) json_object_set_new(raw, "mask", json_string(b));
+    free(b);
+  }
   double t0 = now_s();
   if (kf_validate(fn, raw, &p, &e) < 0) { fprintf(stderr, "%s\n", e.msg); return -1; }
   json_decref(raw);
@@ -328,7 +363,7 @@ int main(int argc, char **argv) {
     for (int m = 0; m < 4; m++) {
       snprintf(out, sizeof out, "%s/out%d-%d.mp4", dir, i, m);
       json_t *det = NULL;
-      double t = m == 0 ? run_kiln(in, out, &det) : m == 1 ? run_delogo(c, in, out) : m == 2 ? run_removelogo(c, in, out, dir)
+      double t = m == 0 ? run_kiln(c, dir, in, out, &det) : m == 1 ? run_delogo(c, in, out) : m == 2 ? run_removelogo(c, in, out, dir)
                                                                              : run_input(in, out);
       metrics me;
       if (t < 0 || measure(c, out, det, &me) < 0) {

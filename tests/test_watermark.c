@@ -275,8 +275,10 @@ static void test_real_clip(void) {
       fprintf(stderr, "  Megamind %-16s recall %.4f, mask %.2fx, in-mask PSNR %.2f dB (input %.2f dB)\n", names[k],
               s.recall, s.area, s.psnr_out, s.psnr_in);
       CHECK(s.recall >= 0.98, "%s: recall %.4f < 0.98", names[k], s.recall);
-      /* 720 px wide: detection runs at half resolution, so a thin mark's mask is coarser */
-      CHECK(s.area <= 3.5, "%s: mask %.2fx > 3.5", names[k], s.area);
+      /* 720 px wide: detection runs at half resolution; the blend estimate shrinks the mask at full resolution */
+      CHECK(s.area <= 3.0, "%s: mask %.2fx > 3", names[k], s.area);
+      const double floor_db[2] = {36, 27};      /* the still room behind the text gives the temporal fill little */
+      CHECK(s.psnr_out >= floor_db[k], "%s: in-mask PSNR %.2f dB < %.0f dB", names[k], s.psnr_out, floor_db[k]);
       CHECK(s.psnr_out >= s.psnr_in + 8, "%s: %.2f dB is not 8 dB over the input's %.2f", names[k], s.psnr_out, s.psnr_in);
     }
   }
@@ -520,8 +522,90 @@ static void test_bad_inputs(void) {
   json_decref(info);
 }
 
+/* The blend estimate on a coarse mask (a whole box around text with a
+ * shadow): the background it holds — the holes of the letters, the box's
+ * corners, where the scene moves less than around the box — must come out
+ * clear (kept, and out of the shrunk mask), the letters opaque, the shadow
+ * at its alpha, and the shrunk mask must still hold the whole mark. */
+static void test_estimate_coarse(void) {
+  enum { FW = 200, FH = 120, NF = 40, M = 8 };
+  static const uint8_t white[3] = {235, 128, 128};
+  ws_layer L;
+  CHECK(ws_layer_init(&L, FW, FH) == 0, "layer");
+  ws_text(&L, 60, 44, 4, "OHO", white, 1);
+  int x0 = FW, y0 = FH, x1 = 0, y1 = 0;
+  for (int y = 0; y < FH; y++)
+    for (int x = 0; x < FW; x++)
+      if (L.a[(size_t)y * FW + x] > 0) {
+        if (x < x0) x0 = x;
+        if (x > x1) x1 = x;
+        if (y < y0) y0 = y;
+        if (y > y1) y1 = y;
+      }
+  ki_wm_region r = {0};
+  r.x = (x0 - 6) & ~1; r.y = (y0 - 6) & ~1;
+  r.w = ((x1 + 8) & ~1) - r.x; r.h = ((y1 + 8) & ~1) - r.y;
+  r.mask = malloc((size_t)r.w * r.h);
+  memset(r.mask, 1, (size_t)r.w * r.h);
+  int cw = r.w + 2 * M, ch = r.h + 2 * M;
+  uint8_t *(*crop)[3] = calloc(NF, sizeof *crop);
+  AVFrame *f = km_frame_new(FW, FH);
+  for (int n = 0; n < NF; n++) {
+    /* a still texture, and waves moving through it: weaker over the text's middle than around the box */
+    for (int y = 0; y < FH; y++)
+      for (int x = 0; x < FW; x++) {
+        double amp = fabs(y - (y0 + y1) / 2.0) < (y1 - y0) * 0.3 && x > x0 && x < x1 ? 10 : 30;
+        double v = 120 + 25 * sin(0.21 * x + 0.13 * y) + amp * sin(0.17 * x - 0.11 * y + 0.9 * n) * cos(0.05 * y + 0.4 * n);
+        f->data[0][(size_t)y * f->linesize[0] + x] = (uint8_t)lrint(v);
+      }
+    for (int y = 0; y < FH / 2; y++)
+      for (int x = 0; x < FW / 2; x++) {
+        f->data[1][(size_t)y * f->linesize[1] + x] = (uint8_t)(128 + 20 * sin(0.1 * x + 0.3 * n));
+        f->data[2][(size_t)y * f->linesize[2] + x] = 128;
+      }
+    ws_apply(&L, f);
+    for (int p = 0; p < 3; p++) {
+      int sc = p ? 2 : 1, pw = cw / sc, ph = ch / sc;
+      crop[n][p] = malloc((size_t)pw * ph);
+      for (int y = 0; y < ph; y++)
+        for (int x = 0; x < pw; x++)
+          crop[n][p][(size_t)y * pw + x] = f->data[p][(size_t)((r.y - M) / sc + y) * f->linesize[p] + (r.x - M) / sc + x];
+    }
+  }
+  CHECK(ki_wm_estimate(&r, (uint8_t *const(*)[3])crop, NF, M) == 0 && r.alpha, "an estimate");
+  if (r.alpha) {
+    long clear = 0, kept = 0, opaque = 0, opaque_ok = 0, mark = 0, in_mask = 0, mask_px = 0, shadow = 0;
+    double shadow_err = 0;
+    for (int y = 0; y < r.h; y++)
+      for (int x = 0; x < r.w; x++) {
+        size_t q = (size_t)y * r.w + x;
+        float ta = L.a[(size_t)(r.y + y) * FW + r.x + x], ea = r.alpha[q];
+        mask_px += r.mask[q];
+        if (ta == 0) { clear++; kept += !r.mask[q] || ea < 0.04f; }
+        if (ta > 0.05f) { mark++; in_mask += r.mask[q]; }
+        if (ta > 0.99f) { opaque++; opaque_ok += r.mask[q] && ea >= 0.72f; }
+        if (fabsf(ta - 0.6f) < 0.01f) { shadow++; shadow_err += fabsf(ea - 0.6f); }
+      }
+    fprintf(stderr, "  coarse box: %ld of %ld clear pixels kept, %ld of %ld opaque ones filled, shadow alpha off by %.3f, "
+            "mask %.2fx the mark, recall %.4f\n", kept, clear, opaque_ok, opaque, shadow ? shadow_err / shadow : 1,
+            (double)mask_px / mark, (double)in_mask / mark);
+    CHECK(kept >= clear * 0.95, "clear pixels kept: %ld of %ld", kept, clear);
+    CHECK(opaque_ok >= opaque * 0.99, "opaque pixels filled: %ld of %ld", opaque_ok, opaque);
+    CHECK(shadow > 0 && shadow_err / shadow < 0.1, "the shadow's alpha: mean error %.3f", shadow ? shadow_err / shadow : 1);
+    CHECK(in_mask >= mark * 0.99, "the shrunk mask holds the mark: %ld of %ld", in_mask, mark);
+    CHECK(mask_px <= mark * 2.5, "the mask shrank to the mark: %ld pixels for a mark of %ld", mask_px, mark);
+  }
+  for (int n = 0; n < NF; n++)
+    for (int p = 0; p < 3; p++) free(crop[n][p]);
+  free(crop);
+  av_frame_free(&f);
+  ki_wm_region_release(&r);
+  ws_layer_release(&L);
+}
+
 int main(void) {
   av_log_set_level(AV_LOG_QUIET);
+  T_RUN(test_estimate_coarse);
   T_RUN(test_three_marks);
   T_RUN(test_moving_mark);
   T_RUN(test_real_clip);

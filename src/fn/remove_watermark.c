@@ -364,6 +364,19 @@ static int mask_region(const char *b64, const km_probe *pr, wm_set *s, kiln_err 
   return 0;
 }
 
+/* The most of the frame any frame's marks cover, as a share. */
+static double max_cover(const wm_set *s) {
+  double best = 0;
+  for (int i = 0; i < s->n; i++) {
+    double a = 0;
+    for (int k = 0; k < s->n; k++)
+      if (s->r[k].start < s->r[i].end && s->r[i].start < s->r[k].end)
+        for (size_t q = 0; q < (size_t)s->r[k].w * s->r[k].h; q++) a += s->r[k].mask[q];
+    if (a > best) best = a;
+  }
+  return best / ((double)s->fw * s->fh);
+}
+
 /* Detection (or the boxes) for the whole input: fills s. */
 static int wm_detect_all(const kf_task *t, const km_probe *pr, wm_set *s, kiln_err *e) {
   const json_t *p = t->params;
@@ -502,6 +515,13 @@ static int wm_detect_all(const kf_task *t, const km_probe *pr, wm_set *s, kiln_e
   for (int i = 0; i < s->n; i++)
     if (s->r[i].end > total || s->r[i].end == INT64_MAX) s->r[i].end = total;
   s->frames = total;
+  /* before the blend estimate shrinks the masks to what it finds: the user's boxes are judged as given */
+  double cover = max_cover(s);
+  if (cover > 0.5) {
+    r = kiln_fail(e, KILN_EPARAM, "remove_watermark: the watermark mask covers %.0f%% of the frame (at most 50%% can be "
+                  "filled in); give smaller boxes", cover * 100);
+    goto done;
+  }
   if (s->n && strcmp(kj_str(p, "mode", "inpaint"), "crop") != 0)
     r = estimate_all(t, pr, s, stride, nkept && kept_cap ? kept : NULL, kept_idx, nkept, e);
   else r = 0;
@@ -513,19 +533,6 @@ done:
   ki_wm_samples_release(&smp);
   ki_wm_found_free(found, nfound);
   return r;
-}
-
-/* The most of the frame any frame's marks cover, as a share. */
-static double max_cover(const wm_set *s) {
-  double best = 0;
-  for (int i = 0; i < s->n; i++) {
-    double a = 0;
-    for (int k = 0; k < s->n; k++)
-      if (s->r[k].start < s->r[i].end && s->r[i].start < s->r[k].end)
-        for (size_t q = 0; q < (size_t)s->r[k].w * s->r[k].h; q++) a += s->r[k].mask[q];
-    if (a > best) best = a;
-  }
-  return best / ((double)s->fw * s->fh);
 }
 
 static int wm_prepare(void *state, const kf_task *t, json_t **add, kiln_err *e) {
@@ -670,12 +677,6 @@ static int wm_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) {
   else r = wm_detect_all(t, &pr, &s, e);
   if (r < 0) goto done;
   det_ms = det ? kj_num(det, "detection_ms", 0) : now_ms() - t0;
-  double cover = max_cover(&s);
-  if (cover > 0.5) {
-    r = kiln_fail(e, KILN_EPARAM, "remove_watermark: the watermark mask covers %.0f%% of the frame (at most 50%% can be "
-                  "filled in); give smaller boxes", cover * 100);
-    goto done;
-  }
   const char *mode = kj_str(p, "mode", "inpaint");
   c.mode = !strcmp(mode, "blur") ? KI_WM_BLUR : KI_WM_INPAINT;
   c.temporal = !json_is_false(json_object_get(p, "temporal"));

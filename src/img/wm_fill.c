@@ -30,6 +30,11 @@
 #define INVERT_MAX 0.72f        /* above this alpha, inverting amplifies noise more than filling costs */
 #define ALPHA_NONE 0.04f        /* below this the pixel is not under the mark */
 #define RING 6                  /* ring outside the mask used to check a temporal match, pixels */
+#define BG_PASSES 16             /* blend estimate: most passes, each taking the mask's clear pixels found as known */
+#define CLEAR_ALPHA 0.04f        /* ... a pixel is clear if its alpha is below this */
+#define CLEAR_OFFSET 8.0f        /* ... or its temporal mean is within this of the background's (levels) */
+#define CLEAR_OFFSET_ALPHA 0.8f  /*     and its alpha below this (an opaque mark's colour can match the mean) */
+#define KEEP_NEAR 2              /* ... and the mask then keeps what is this near the mark's pixels */
 #define MATCH_MAD 5.0           /* mean abs luma difference on the ring for a temporal source to count (10 let
                                    mismatched sources through on dark or slowly changing scenes) */
 
@@ -136,21 +141,35 @@ int ki_wm_estimate(ki_wm_region *r, uint8_t *const (*crop)[3], int n, int margin
       known[(size_t)y * cw + x] = !in;
     }
   crop_stats(crop, n, 0, cw, ch, mu, sd);
-  memcpy(muB, mu, np * sizeof *mu);
-  memcpy(sdB, sd, np * sizeof *sd);
-  ki_harmonic_fill(muB, known, cw, ch);
-  ki_harmonic_fill(sdB, known, cw, ch);
+  /* The background's statistics under the mask are interpolated from the
+   * pixels known to be clear: at first the ring outside the mask; then the
+   * mask's own pixels found clear too (alpha about 0, or a temporal mean no
+   * different from the background's), which a coarse mask holds many of —
+   * the holes of letters, the dilation — and which sit nearer the rest. */
   size_t nm = 0;
-  for (int y = 0; y < r->h; y++)
-    for (int x = 0; x < r->w; x++) {
-      size_t q = (size_t)y * r->w + x, c = (size_t)(y + m) * cw + x + m;
-      if (!r->mask[q]) continue;
-      nm++;
-      float b = sdB[c];
-      float one_a = b > 3 ? sd[c] / b : 0;   /* a still background tells nothing: treat as opaque */
-      if (one_a > 1) one_a = 1;
-      a[q] = 1 - one_a;
-    }
+  for (int pass = 0, more = 1; pass < BG_PASSES && more; pass++) {   /* until a pass finds no more clear pixels */
+    more = 0;
+    memcpy(muB, mu, np * sizeof *mu);
+    memcpy(sdB, sd, np * sizeof *sd);
+    ki_harmonic_fill(muB, known, cw, ch);
+    ki_harmonic_fill(sdB, known, cw, ch);
+    nm = 0;
+    for (int y = 0; y < r->h; y++)
+      for (int x = 0; x < r->w; x++) {
+        size_t q = (size_t)y * r->w + x, c = (size_t)(y + m) * cw + x + m;
+        a[q] = 0;
+        if (!r->mask[q] || known[c]) continue;
+        float b = sdB[c];
+        float one_a = b > 3 ? sd[c] / b : 0;   /* a still background tells nothing: treat as opaque */
+        if (one_a > 1) one_a = 1;
+        a[q] = 1 - one_a;
+        if (a[q] < CLEAR_ALPHA || (fabsf(mu[c] - muB[c]) < CLEAR_OFFSET && a[q] < CLEAR_OFFSET_ALPHA)) {
+          known[c] = 1;                         /* clear: the next pass interpolates from it too */
+          a[q] = 0;
+          more = 1;
+        } else nm++;
+      }
+  }
   if (nm == 0) { ret = 0; goto fail; }
   /* a mark of one alpha (the usual case) gets that alpha exactly: the median of its mid-alpha pixels */
   mid = malloc(nm * sizeof *mid);
@@ -195,6 +214,19 @@ int ki_wm_estimate(ki_wm_region *r, uint8_t *const (*crop)[3], int n, int margin
         al[(size_t)y * pw + x] = mu[c] - (1 - av) * muB[c];
       }
   }
+  /* the mask keeps only what lies within KEEP_NEAR pixels of the mark's
+   * pixels (not clear): a coarse mask shrinks to the mark at full resolution */
+  for (int y = 0; y < r->h; y++)
+    for (int x = 0; x < r->w; x++) {
+      size_t q = (size_t)y * r->w + x;
+      if (!r->mask[q]) continue;
+      int near = 0;
+      for (int j = y - KEEP_NEAR; j <= y + KEEP_NEAR && !near; j++)
+        for (int i = x - KEEP_NEAR; i <= x + KEEP_NEAR && !near; i++)
+          near = i >= 0 && j >= 0 && i < r->w && j < r->h && a[(size_t)j * r->w + i] >= CLEAR_ALPHA;
+      known[q] = (uint8_t)near;                 /* reuses the buffer: the chroma maps are done */
+    }
+  for (size_t q = 0; q < (size_t)r->w * r->h; q++) r->mask[q] = r->mask[q] && known[q];
   r->alpha = a;
   a = NULL;
   ret = 0;
