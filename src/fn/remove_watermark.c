@@ -16,8 +16,8 @@
  * the frames around the current one for the temporal fill, so frames must
  * come in order (the pipeline's FIFO pool on one thread gives them in order;
  * a chunk's encoder warm-up frames fill the history before its first frame),
- * and a second decoder, opened at the kernel's first frame, pushes the frames
- * up to 2*KI_WM_AHEAD ahead of it. Mode `crop`
+ * and the pipeline's lookahead shows the kernel's state each frame as it is
+ * decoded, 2*KI_WM_AHEAD frames before the kernel gets it. Mode `crop`
  * instead crops away the band that holds every mark and scales back to the
  * frame size. */
 #include "fn/common.h"
@@ -559,15 +559,8 @@ typedef struct wm_ctx {
   ki_wm_mode mode;
   int temporal;
   double cx, cy, cw, ch;        /* crop mode: the rectangle kept */
-  pthread_mutex_t mu;           /* the kernel's state: one frame at a time, in order */
+  pthread_mutex_t mu;           /* the kernel's state: the kernel and the decode thread's pushes */
   ki_wm_frame_stats fs;
-  /* the frames ahead: a second decoder, opened at the first frame the kernel
-   * gets, runs up to 2*KI_WM_AHEAD frames ahead of it */
-  const char *input;
-  const km_probe *pr;
-  km_decoder *ahead;
-  int ahead_state;              /* 0 not opened, 1 reading, 2 at the end (or failed: the fill uses earlier frames only) */
-  int64_t ahead_last;
 } wm_ctx;
 
 static int regions_on(const wm_set *s, int64_t n, const ki_wm_region **on) {
@@ -577,26 +570,17 @@ static int regions_on(const wm_set *s, int64_t n, const ki_wm_region **on) {
   return k;
 }
 
-/* Pushes the frames up to 2*KI_WM_AHEAD past frame n into the kernel's state. */
-static int feed_ahead(wm_ctx *c, int64_t n) {
-  if (c->ahead_state == 0) {
-    kiln_err e = {0};
-    c->ahead_state = km_decoder_open(&c->ahead, c->input, c->pr, n, -1, 1, &e) < 0 ? 2 : 1;
-    c->ahead_last = n - 1;
-  }
-  while (c->ahead_state == 1 && c->ahead_last < n + 2 * KI_WM_AHEAD) {
-    AVFrame *f = NULL;
-    km_frame_info fi;
-    kiln_err e = {0};
-    if (km_decoder_read(c->ahead, &f, &fi, &e) <= 0) { c->ahead_state = 2; break; }
-    const ki_wm_region *on[16];
-    int k = regions_on(c->s, fi.src_index, on);
-    int r = f->width >= c->s->fw && f->height >= c->s->fh ? ki_wm_push(c->st, f, fi.src_index, on, k) : 0;
-    c->ahead_last = fi.src_index;
-    av_frame_free(&f);
-    if (r < 0) return r;
-  }
-  return 0;
+/* The pipeline's `see`: each source frame as it is decoded, 2*KI_WM_AHEAD
+ * frames before the kernel gets it, goes into the kernel's state. */
+static int wm_see(const void *ctx, const AVFrame *f, const km_frame_info *fi, kiln_err *e) {
+  wm_ctx *c = (wm_ctx *)ctx;
+  if (f->width < c->s->fw || f->height < c->s->fh) return 0;
+  const ki_wm_region *on[16];
+  int k = regions_on(c->s, fi->src_index, on);
+  pthread_mutex_lock(&c->mu);
+  int r = ki_wm_push(c->st, f, fi->src_index, on, k);
+  pthread_mutex_unlock(&c->mu);
+  return r < 0 ? kiln_fail(e, r, "out of memory") : 0;
 }
 
 static int wm_kernel(const void *ctx, const km_kinfo *ki, const AVFrame *in, AVFrame *out, kiln_err *e) {
@@ -608,8 +592,7 @@ static int wm_kernel(const void *ctx, const km_kinfo *ki, const AVFrame *in, AVF
   const ki_wm_region *on[16];
   int n = regions_on(c->s, ki->src.src_index, on);
   pthread_mutex_lock(&c->mu);
-  int r = c->temporal && c->mode == KI_WM_INPAINT ? feed_ahead(c, ki->src.src_index) : 0;
-  if (r == 0) r = ki_wm_frame(c->st, ki->src.src_index, in, out, on, n, c->mode, c->temporal, &c->fs);
+  int r = ki_wm_frame(c->st, ki->src.src_index, in, out, on, n, c->mode, c->temporal, &c->fs);
   pthread_mutex_unlock(&c->mu);
   if (r < 0) return kiln_fail(e, r, "frame %lld: removing the watermark failed", (long long)ki->src.src_index);
   return 0;
@@ -668,8 +651,6 @@ static int wm_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) {
   memset(&c, 0, sizeof c);
   pthread_mutex_init(&c.mu, NULL);
   c.s = &s;
-  c.input = t->input;
-  c.pr = &pr;
   double t0 = now_ms(), det_ms = 0;
   const json_t *det = json_object_get(p, "detected");
   s.fw = pr.width & ~1; s.fh = pr.height & ~1; s.fps = pr.fps > 0 ? pr.fps : 25;
@@ -694,6 +675,10 @@ static int wm_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) {
     cfg.kernel = wm_kernel;
     cfg.kctx = &c;
     cfg.kernel_threads = c.st ? 1 : 0;            /* the history: frames in order */
+    if (c.st && c.temporal && c.mode == KI_WM_INPAINT) {   /* the frames ahead, as they are decoded */
+      cfg.see = wm_see;
+      cfg.lookahead = 2 * KI_WM_AHEAD;
+    }
   }
   r = km_pipeline_run(&cfg, &res->stats, e);
   if (r < 0) goto done;
@@ -706,7 +691,6 @@ static int wm_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) {
                                                        "inverted", (json_int_t)c.fs.px_inverted, "temporal",
                                                        (json_int_t)c.fs.px_temporal, "spatial", (json_int_t)c.fs.px_spatial));
 done:
-  km_decoder_free(c.ahead);
   ki_wm_state_free(c.st);
   pthread_mutex_destroy(&c.mu);
   set_release(&s);

@@ -8,7 +8,7 @@
  *   2. temporal fill: the frames around this one (every other one,
  *      KI_WM_HISTORY behind and, those the caller pushed, KI_WM_AHEAD
  *      ahead) with the global translation between frames (SAD search at low
- *      resolution, refined at full resolution, sub-pixel by parabola); each
+ *      resolution, refined at full resolution, sub-pixel by equiangular line fitting); each
  *      still-masked pixel takes the value the scene point had in the nearest
  *      frame in time where it was outside that frame's mask, the shift
  *      re-checked on the ring around the mask; the difference on that ring
@@ -255,8 +255,9 @@ typedef struct wm_hist {
 } wm_hist;
 
 /* Frames remembered: KI_WM_HISTORY kept behind the current one and
- * KI_WM_AHEAD ahead of it, every other frame, with the positions of all. */
-#define NENT (2 * KI_WM_HISTORY + 2 * KI_WM_AHEAD + 4)
+ * KI_WM_AHEAD ahead of it, every other frame, with the positions of all,
+ * and room for KI_WM_SLACK frames pushed further ahead (not used yet). */
+#define NENT (2 * KI_WM_HISTORY + 2 * KI_WM_AHEAD + KI_WM_SLACK + 4)
 
 struct ki_wm_state {
   int w, h;
@@ -333,10 +334,13 @@ static float bilinear(const uint8_t *pl, int ls, int w, int h, double x, double 
   return (1 - fy) * ((1 - fx) * a[x0] + fx * a[x1]) + fy * ((1 - fx) * b[x0] + fx * b[x1]);
 }
 
-static double parabola(double sm, double s0, double sp) {
-  double d = sm - 2 * s0 + sp;
-  if (d <= 1e-9) return 0;
-  double o = 0.5 * (sm - sp) / d;
+/* The sub-pixel offset of a minimum of absolute differences from the costs
+ * at -1, 0, +1: equiangular line fitting (a sum of absolute differences is
+ * V-shaped about its minimum; a parabola's vertex is biased towards 0 there). */
+static double subpixel(double sm, double s0, double sp) {
+  double hi = sm > sp ? sm : sp;
+  if (hi - s0 <= 1e-9) return 0;
+  double o = 0.5 * (sm - sp) / (hi - s0);
   return o < -0.5 ? -0.5 : o > 0.5 ? 0.5 : o;
 }
 
@@ -402,15 +406,15 @@ static void motion(ki_wm_state *st, const AVFrame *in, const ki_wm_region *const
   best = lr_sad(st, bx, by);
   *mad = best;
   if (f == 1) {
-    double ox = abs(bx) < SEARCH_LR ? parabola(lr_sad(st, bx - 1, by), best, lr_sad(st, bx + 1, by)) : 0;
-    double oy = abs(by) < SEARCH_LR ? parabola(lr_sad(st, bx, by - 1), best, lr_sad(st, bx, by + 1)) : 0;
+    double ox = abs(bx) < SEARCH_LR ? subpixel(lr_sad(st, bx - 1, by), best, lr_sad(st, bx + 1, by)) : 0;
+    double oy = abs(by) < SEARCH_LR ? subpixel(lr_sad(st, bx, by - 1), best, lr_sad(st, bx, by + 1)) : 0;
     *dx = bx + ox;
     *dy = by + oy;
     return;
   }
   /* sub-pixel at low resolution, then +-1 pixel at full resolution around it */
-  double ox = abs(bx) < SEARCH_LR ? parabola(lr_sad(st, bx - 1, by), best, lr_sad(st, bx + 1, by)) : 0;
-  double oy = abs(by) < SEARCH_LR ? parabola(lr_sad(st, bx, by - 1), best, lr_sad(st, bx, by + 1)) : 0;
+  double ox = abs(bx) < SEARCH_LR ? subpixel(lr_sad(st, bx - 1, by), best, lr_sad(st, bx + 1, by)) : 0;
+  double oy = abs(by) < SEARCH_LR ? subpixel(lr_sad(st, bx, by - 1), best, lr_sad(st, bx, by + 1)) : 0;
   int cx = (int)lround((bx + ox) * f), cy = (int)lround((by + oy) * f), rr = 1, fx = cx, fy = cy;
   best = 1e18;
   for (int j = cy - rr; j <= cy + rr; j++)
@@ -418,8 +422,8 @@ static void motion(ki_wm_state *st, const AVFrame *in, const ki_wm_region *const
       double sd = fr_sad(st, in, st->prev, i, j);
       if (sd < best) { best = sd; fx = i; fy = j; }
     }
-  *dx = fx + parabola(fr_sad(st, in, st->prev, fx - 1, fy), best, fr_sad(st, in, st->prev, fx + 1, fy));
-  *dy = fy + parabola(fr_sad(st, in, st->prev, fx, fy - 1), best, fr_sad(st, in, st->prev, fx, fy + 1));
+  *dx = fx + subpixel(fr_sad(st, in, st->prev, fx - 1, fy), best, fr_sad(st, in, st->prev, fx + 1, fy));
+  *dy = fy + subpixel(fr_sad(st, in, st->prev, fx, fy - 1), best, fr_sad(st, in, st->prev, fx, fy + 1));
   (void)r;
   (void)nr;
 }
@@ -427,7 +431,27 @@ static void motion(ki_wm_state *st, const AVFrame *in, const ki_wm_region *const
 typedef struct wm_src { const wm_hist *h; double dx, dy; int ok; } wm_src;   /* ok: 0 unchecked, 1 matches, -1 not */
 
 /* Where the ring around region R is checked: the frame, the regions on it, the area. */
-typedef struct wm_ring { const AVFrame *in; const ki_wm_region *R; const ki_wm_region *const *cur; int ncur, ax, ay, aw, ah; } wm_ring;
+typedef struct wm_ring {
+  const AVFrame *in;
+  const ki_wm_region *R;
+  const ki_wm_region *const *cur;
+  int ncur, ax, ay, aw, ah;
+  int (*pt)[2];                 /* the ring's pixels the check reads (every 3rd each way, outside every mark), n of them */
+  int npt;
+} wm_ring;
+
+/* Lists the ring's pixels for check_source: every 3rd pixel each way of
+ * the area, leaving out every region on this frame. pt: room for the area/9+. */
+static void ring_points(wm_ring *g) {
+  g->npt = 0;
+  for (int y = g->ay; y < g->ay + g->ah; y += 3)
+    for (int x = g->ax; x < g->ax + g->aw; x += 3) {
+      if (in_region(g->R, x, y) || in_any(g->cur, g->ncur, x, y)) continue;
+      g->pt[g->npt][0] = x;
+      g->pt[g->npt][1] = y;
+      g->npt++;
+    }
+}
 
 /* The remembered frames that show the scene under the mark elsewhere,
  * of the same shot, nearest in time first (the earlier one of two as near),
@@ -440,6 +464,7 @@ static int find_sources(ki_wm_state *st, const wm_hist *cur, wm_src *out) {
   for (int i = 0; i < st->ne; i++) {
     const wm_hist *h = ent(st, i);
     if (!h->f || h->idx == index || h->shot != cur->shot) continue;   /* across a cut it is another scene */
+    if (h->idx > index + 2 * KI_WM_AHEAD) continue;   /* pushed early: the result must not depend on how early */
     double dx = px - h->px, dy = py - h->py;
     if (fabs(dx) < 0.75 && fabs(dy) < 0.75) continue;   /* the mark hid the same scene there */
     int64_t d = h->idx < index ? 2 * (index - h->idx) : 2 * (h->idx - index) + 1;
@@ -459,17 +484,18 @@ static void check_source(const ki_wm_state *st, const wm_ring *g, wm_src *sr) {
   static const int off[5][2] = {{0, 0}, {-1, 0}, {1, 0}, {0, -1}, {0, 1}};
   for (int c = 0; c < 5; c++) {
     double sx = sr->dx + off[c][0], sy = sr->dy + off[c][1], s = 0;
+    /* the mean over at most npt pixels: once the sum passes lim it can neither pass nor beat the best */
+    double lim = (best < MATCH_MAD ? best : MATCH_MAD) * g->npt;
     long cnt = 0;
-    for (int y = g->ay; y < g->ay + g->ah; y += 3)
-      for (int x = g->ax; x < g->ax + g->aw; x += 3) {
-        if (in_region(g->R, x, y) || in_any(g->cur, g->ncur, x, y)) continue;
-        int qx = (int)floor(x + sx), qy = (int)floor(y + sy);
-        if (!clear_box(h->r, h->nr, qx, qy, qx + 1, qy + 1, st->w, st->h)) continue;
-        s += fabsf((float)g->in->data[0][(size_t)y * g->in->linesize[0] + x] -
-                   bilinear(h->f->data[0], h->f->linesize[0], st->w, st->h, x + sx, y + sy));
-        cnt++;
-      }
-    if (cnt >= 12 && s / cnt < best) { best = s / cnt; bdx = sx; bdy = sy; }
+    for (int i = 0; i < g->npt && s <= lim; i++) {
+      int x = g->pt[i][0], y = g->pt[i][1];
+      int qx = (int)floor(x + sx), qy = (int)floor(y + sy);
+      if (!clear_box(h->r, h->nr, qx, qy, qx + 1, qy + 1, st->w, st->h)) continue;
+      s += fabsf((float)g->in->data[0][(size_t)y * g->in->linesize[0] + x] -
+                 bilinear(h->f->data[0], h->f->linesize[0], st->w, st->h, x + sx, y + sy));
+      cnt++;
+    }
+    if (s <= lim && cnt >= 12 && s / cnt < best) { best = s / cnt; bdx = sx; bdy = sy; }
   }
   /* refined to about no shift, it would show the scene the mark hides here too */
   sr->ok = best <= MATCH_MAD && (fabs(bdx) >= 0.75 || fabs(bdy) >= 0.75) ? 1 : -1;
@@ -696,11 +722,16 @@ int ki_wm_frame(ki_wm_state *st, int64_t index, const AVFrame *in, AVFrame *out,
     if (ex > st->w) ex = st->w;
     if (ey > st->h) ey = st->h;
     int nsrc = cur ? find_sources(st, cur, srcs) : 0;
-    wm_ring g = {in, R, r, n, ax, ay, ex - ax, ey - ay};
+    wm_ring g = {in, R, r, n, ax, ay, ex - ax, ey - ay, NULL, 0};
+    if (nsrc > 0) {
+      if (!(g.pt = malloc(((size_t)(g.aw / 3 + 1) * (g.ah / 3 + 1)) * sizeof *g.pt))) return KILN_ENOMEM;
+      ring_points(&g);
+    }
     for (int p = 0; p < 3; p++) {
       int rc = fill_region_plane(st, in, out, p, R, &g, srcs, nsrc, mode, fs);
-      if (rc < 0) return rc;
+      if (rc < 0) { free(g.pt); return rc; }
     }
+    free(g.pt);
   }
   return 0;
 }

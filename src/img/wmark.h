@@ -89,9 +89,12 @@ typedef enum { KI_WM_INPAINT = 0, KI_WM_BLUR } ki_wm_mode;
 /* Frames seen in order, for the temporal fill: the last 2*KI_WM_HISTORY
  * frames behind the current one and up to 2*KI_WM_AHEAD ahead of it (those
  * the caller pushed), every other one kept, with the global motion between
- * frames. Not thread-safe: one stream of frames per state. */
+ * frames. The caller may push up to KI_WM_SLACK frames further ahead (they
+ * are kept, not used yet). Not thread-safe: one stream of frames per state,
+ * pushes and removals serialised by the caller. */
 #define KI_WM_HISTORY 24
 #define KI_WM_AHEAD 16
+#define KI_WM_SLACK 64
 typedef struct ki_wm_state ki_wm_state;
 
 int ki_wm_state_new(ki_wm_state **out, int w, int h);
@@ -103,9 +106,9 @@ typedef struct ki_wm_frame_stats {
 
 /* Pushes frame `index` (frame numbers ascending; one already pushed is
  * ignored) with the regions on it, ahead of the frame being removed, so the
- * temporal fill can use later frames too; the caller pushes at most
- * 2*KI_WM_AHEAD frames past the one it removes next. Returns 0 or
- * KILN_ENOMEM. */
+ * temporal fill can use later frames too (those up to 2*KI_WM_AHEAD past
+ * the frame removed; the caller pushes at most 2*KI_WM_AHEAD + KI_WM_SLACK
+ * past the one it removes next). Returns 0 or KILN_ENOMEM. */
 int ki_wm_push(ki_wm_state *st, const AVFrame *f, int64_t index, const ki_wm_region *const *r, int n);
 
 /* Writes out = in (frame `index`, after any removed before it) with the

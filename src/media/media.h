@@ -176,6 +176,11 @@ typedef int (*km_kernel_fn)(const void *ctx, const km_kinfo *ki, const AVFrame *
 
 typedef void (*km_progress_fn)(void *arg, int64_t frames_done, int64_t frames_total);
 
+/* Sees each source frame as it is decoded, in order, on the decode thread,
+ * `lookahead` source frames before the kernel gets it (a kernel that uses
+ * later frames: remove_watermark's temporal fill). Returns 0 or an error. */
+typedef int (*km_see_fn)(const void *ctx, const AVFrame *f, const km_frame_info *fi, kiln_err *e);
+
 typedef struct km_pipeline_cfg {
   const char *input, *output;   /* output is written to a temporary name, renamed at the end */
   const km_probe *probe;        /* the input's probe, if the caller has one (else NULL) */
@@ -195,6 +200,8 @@ typedef struct km_pipeline_cfg {
                                    for a kernel much cheaper than the encoder */
   km_kernel_fn kernel;          /* NULL: copy frames */
   const void *kctx;
+  km_see_fn see;                /* NULL: none; else called with kctx on every source frame decoded */
+  int lookahead;                /* with `see`: source frames decoded (and seen) ahead of the one the kernel gets */
   km_progress_fn progress;
   void *progress_arg;
   volatile int *cancel;         /* set non-zero to stop; the run returns KILN_ECANCELLED */

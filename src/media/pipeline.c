@@ -1,7 +1,8 @@
 /* pipeline.c — decode thread → kernel on a thread pool → encode (caller's
  * thread), frame-parallel with the output order kept.
  *
- *   decode thread:  read source frame, pick which output frames show it
+ *   decode thread:  read source frame (with a lookahead: `see` it, and hold
+ *                   it until `lookahead` more are read), pick which output frames show it
  *                   (trim, speed, output fps), put each in slot[n % Q]
  *                   and hand the slot to the pool
  *   pool threads:   run the kernel on a slot: in -> out       (any order)
@@ -61,6 +62,9 @@ typedef struct pl {
   int nspare;
   int64_t first;                /* the first output frame made (a chunk's out_start, less its warm-up) */
   int64_t stop;                 /* the frame to stop before (a chunk's end, plus its encoder tail); < 0: none */
+  AVFrame **ahead;              /* with cfg.see: decoded frames not yet given to the selector, a ring of lookahead+1 */
+  km_frame_info *ahead_info;
+  int ahead_first, nahead, ahead_end;
 } pl;
 
 static double now_s(void) {
@@ -131,6 +135,34 @@ static int emit(pl *p, const AVFrame *f, const km_frame_info *fi, int64_t n) {
   return 0;
 }
 
+/* The next source frame for the selector. With a lookahead, frames are
+ * decoded and seen up to `lookahead` frames before they come out of here
+ * (a FIFO of decoded frames); at the end of the input the FIFO drains.
+ * Returns 1 (a frame), 0 (the end) or an error, as km_decoder_read. */
+static int next_frame(pl *p, AVFrame **f, km_frame_info *fi, kiln_err *e) {
+  const km_pipeline_cfg *c = p->c;
+  if (!c->see) return km_decoder_read(p->dec, f, fi, e);
+  while (!p->ahead_end && p->nahead <= c->lookahead) {
+    AVFrame *g = NULL;
+    km_frame_info gi;
+    int r = km_decoder_read(p->dec, &g, &gi, e);
+    if (r < 0) return r;
+    if (r == 0) { p->ahead_end = 1; break; }
+    if ((r = c->see(c->kctx, g, &gi, e)) < 0) { av_frame_free(&g); return r; }
+    int k = (p->ahead_first + p->nahead) % (c->lookahead + 1);
+    p->ahead[k] = g;
+    p->ahead_info[k] = gi;
+    p->nahead++;
+  }
+  if (p->nahead == 0) return 0;
+  *f = p->ahead[p->ahead_first];
+  *fi = p->ahead_info[p->ahead_first];
+  p->ahead[p->ahead_first] = NULL;
+  p->ahead_first = (p->ahead_first + 1) % (c->lookahead + 1);
+  p->nahead--;
+  return 1;
+}
+
 /* The frame selector: output frame n shows the source frame on screen at
  * source time to_src((n + 0.5) / fps) — the middle of its output interval. */
 static void *decode_main(void *arg) {
@@ -146,7 +178,7 @@ static void *decode_main(void *arg) {
   for (;;) {
     if (cancelled(p)) { r = kiln_fail(&e, KILN_ECANCELLED, "cancelled"); break; }
     if (n_stop >= 0 && n >= n_stop) { r = 0; break; }
-    r = km_decoder_read(p->dec, &cur, &ci, &e);
+    r = next_frame(p, &cur, &ci, &e);
     if (r < 0) break;
     int at_end = r == 0;
     double t_c;
@@ -317,6 +349,12 @@ int km_pipeline_run(const km_pipeline_cfg *c, km_pipeline_stats *st, kiln_err *e
   p.spare = calloc((size_t)p.q, sizeof *p.spare);
   if (!p.slots || !p.spare) { r = kiln_fail(e, KILN_ENOMEM, "out of memory"); goto done; }
   for (int i = 0; i < p.q; i++) p.slots[i].pl = &p;
+  if (c->see) {
+    if (c->lookahead < 0) { r = kiln_fail(e, KILN_EINVAL, "pipeline: negative lookahead"); goto done; }
+    p.ahead = calloc((size_t)c->lookahead + 1, sizeof *p.ahead);
+    p.ahead_info = calloc((size_t)c->lookahead + 1, sizeof *p.ahead_info);
+    if (!p.ahead || !p.ahead_info) { r = kiln_fail(e, KILN_ENOMEM, "out of memory"); goto done; }
+  }
   if (pthread_create(&th, NULL, decode_main, &p) != 0) { r = kiln_fail(e, KILN_EINTERNAL, "cannot start the decode thread"); goto done; }
   started = 1;
 
@@ -394,6 +432,9 @@ done:
   }
   for (int i = 0; i < p.nspare; i++) av_frame_free(&p.spare[i]);
   free(p.spare);
+  for (int i = 0; p.ahead && i <= c->lookahead; i++) av_frame_free(&p.ahead[i]);
+  free(p.ahead);
+  free(p.ahead_info);
   km_writer_free(w);
   km_decoder_free(p.dec);
   if (r < 0) unlink(tmp);
