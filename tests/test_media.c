@@ -1,8 +1,11 @@
 /* test_media.c — probe, frame-exact range decoding, rotation, encoding and
- * muxing with audio (copy and AAC), and damaged inputs. Every clip is made
+ * muxing with audio (copy and AAC), damaged inputs, and the pipeline's
+ * lookahead. Every clip is made
  * here by km_testsrc_write. */
 #include <libavutil/log.h>
 #include <math.h>
+#include <pthread.h>
+#include <string.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -171,6 +174,83 @@ static void test_audio_durations(void) {
   }
 }
 
+/* The pipeline's lookahead: `see` gets every source frame once, in order,
+ * and the kernel gets frame n only after frames up to n + lookahead (or the
+ * last) were seen, in a whole run and in a chunk; an error from `see`
+ * fails the run and leaves no output. */
+typedef struct la_ctx {
+  pthread_mutex_t mu;
+  int64_t last_seen, frames, fail_at;
+  int lookahead, seen, out_of_order, too_early, kernels;
+} la_ctx;
+
+static int la_see(const void *ctx, const AVFrame *f, const km_frame_info *fi, kiln_err *e) {
+  la_ctx *c = (la_ctx *)ctx;
+  (void)f;
+  pthread_mutex_lock(&c->mu);
+  if (fi->src_index != c->last_seen + 1 && c->last_seen >= 0) c->out_of_order++;
+  c->last_seen = fi->src_index;
+  c->seen++;
+  pthread_mutex_unlock(&c->mu);
+  if (fi->src_index == c->fail_at) return kiln_fail(e, KILN_EINVAL, "see: refused frame %lld", (long long)fi->src_index);
+  return 0;
+}
+
+static int la_kernel(const void *ctx, const km_kinfo *ki, const AVFrame *in, AVFrame *out, kiln_err *e) {
+  la_ctx *c = (la_ctx *)ctx;
+  pthread_mutex_lock(&c->mu);
+  int64_t want = ki->src.src_index + c->lookahead < c->frames - 1 ? ki->src.src_index + c->lookahead : c->frames - 1;
+  if (c->last_seen < want) c->too_early++;
+  c->kernels++;
+  pthread_mutex_unlock(&c->mu);
+  if (av_frame_copy(out, in) < 0) return kiln_fail(e, KILN_EINTERNAL, "copy");
+  return 0;
+}
+
+static void test_lookahead(void) {
+  km_testsrc t = coords(64, 48, 40);
+  kiln_err e = {0};
+  CHECK(km_testsrc_write(t_path("la.mkv"), &t, &e) == 0, "%s", e.msg);
+  for (int k = 0; k < 3; k++) {                  /* whole run, a chunk [10, 20), a failing see */
+    la_ctx c;
+    memset(&c, 0, sizeof c);
+    pthread_mutex_init(&c.mu, NULL);
+    c.last_seen = -1;
+    c.frames = 40;
+    c.lookahead = 8;
+    c.fail_at = k == 2 ? 25 : -1;
+    km_pipeline_cfg cfg = {0};
+    cfg.input = t_path("la.mkv");
+    cfg.output = t_path("la_out.mkv");
+    cfg.end = -1;
+    cfg.enc.lossless = 1;
+    cfg.kernel = la_kernel;
+    cfg.kernel_threads = 1;
+    cfg.kctx = &c;
+    cfg.see = la_see;
+    cfg.lookahead = c.lookahead;
+    if (k == 1) { cfg.out_start = 10; cfg.out_end = 20; }
+    km_timeline_identity(&cfg.tl);
+    km_pipeline_stats st;
+    unlink(cfg.output);
+    int r = km_pipeline_run(&cfg, &st, &e);
+    if (k < 2) {
+      CHECK(r == 0, "run %d: %s", k, e.msg);
+      CHECK(st.frames_out == (k ? 10 : 40), "run %d: %lld frames out", k, (long long)st.frames_out);
+      CHECK(c.out_of_order == 0, "run %d: %d frames seen out of order", k, c.out_of_order);
+      CHECK(c.too_early == 0, "run %d: %d frames given to the kernel before the %d after them were seen", k, c.too_early,
+            c.lookahead);
+      CHECK(k ? c.last_seen >= 19 + c.lookahead : c.seen == 40, "run %d: %d seen, the last %lld", k, c.seen,
+            (long long)c.last_seen);
+    } else {
+      CHECK(r < 0 && strstr(e.msg, "refused frame 25"), "a failing see fails the run: %d %s", r, e.msg);
+      CHECK(access(cfg.output, F_OK) != 0, "no output left behind");
+      CHECK(c.kernels <= 25, "the kernel stopped: %d frames", c.kernels);
+    }
+    pthread_mutex_destroy(&c.mu);
+  }
+}
+
 int main(void) {
   av_log_set_level(AV_LOG_QUIET);
   T_RUN(test_probe);
@@ -178,6 +258,7 @@ int main(void) {
   T_RUN(test_rotation);
   T_RUN(test_zero_frames_and_damage);
   T_RUN(test_audio_durations);
+  T_RUN(test_lookahead);
   t_cleanup();
   return t_done();
 }
