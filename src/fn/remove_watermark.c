@@ -27,7 +27,6 @@
 
 #include <math.h>
 #include <openssl/evp.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -559,7 +558,6 @@ typedef struct wm_ctx {
   ki_wm_mode mode;
   int temporal;
   double cx, cy, cw, ch;        /* crop mode: the rectangle kept */
-  pthread_mutex_t mu;           /* the kernel's state: the kernel and the decode thread's pushes */
   ki_wm_frame_stats fs;
 } wm_ctx;
 
@@ -577,9 +575,7 @@ static int wm_see(const void *ctx, const AVFrame *f, const km_frame_info *fi, ki
   if (f->width < c->s->fw || f->height < c->s->fh) return 0;
   const ki_wm_region *on[16];
   int k = regions_on(c->s, fi->src_index, on);
-  pthread_mutex_lock(&c->mu);
-  int r = ki_wm_push(c->st, f, fi->src_index, on, k);
-  pthread_mutex_unlock(&c->mu);
+  int r = ki_wm_push(c->st, f, fi->src_index, on, k);   /* the state lets one thread push while the kernel removes */
   return r < 0 ? kiln_fail(e, r, "out of memory") : 0;
 }
 
@@ -591,9 +587,7 @@ static int wm_kernel(const void *ctx, const km_kinfo *ki, const AVFrame *in, AVF
   }
   const ki_wm_region *on[16];
   int n = regions_on(c->s, ki->src.src_index, on);
-  pthread_mutex_lock(&c->mu);
   int r = ki_wm_frame(c->st, ki->src.src_index, in, out, on, n, c->mode, c->temporal, &c->fs);
-  pthread_mutex_unlock(&c->mu);
   if (r < 0) return kiln_fail(e, r, "frame %lld: removing the watermark failed", (long long)ki->src.src_index);
   return 0;
 }
@@ -649,7 +643,6 @@ static int wm_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) {
   wm_set s = {0};
   wm_ctx c;
   memset(&c, 0, sizeof c);
-  pthread_mutex_init(&c.mu, NULL);
   c.s = &s;
   double t0 = now_ms(), det_ms = 0;
   const json_t *det = json_object_get(p, "detected");
@@ -692,7 +685,6 @@ static int wm_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) {
                                                        (json_int_t)c.fs.px_temporal, "spatial", (json_int_t)c.fs.px_spatial));
 done:
   ki_wm_state_free(c.st);
-  pthread_mutex_destroy(&c.mu);
   set_release(&s);
   return r;
 }

@@ -24,6 +24,7 @@
 
 #include <libavutil/frame.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -267,11 +268,18 @@ struct ki_wm_state {
   wm_hist e[NENT];              /* e[(first + i) % NENT], i < ne: frame numbers ascending */
   int ne, first;
   int64_t npushed, shot;
+  /* One thread may push (ki_wm_push: the motion, then the append) while
+   * another removes (ki_wm_frame): push_mu serialises pushes; mu guards
+   * ne, first and the entries' fields. An entry's frame and regions stay
+   * put until the remover drops it as too old. */
+  pthread_mutex_t push_mu, mu;
 };
 
 int ki_wm_state_new(ki_wm_state **out, int w, int h) {
   ki_wm_state *st = calloc(1, sizeof *st);
   if (!st) return KILN_ENOMEM;
+  pthread_mutex_init(&st->push_mu, NULL);
+  pthread_mutex_init(&st->mu, NULL);
   st->w = w;
   st->h = h;
   st->lf = w / 80 > 1 ? w / 80 : 1;
@@ -293,6 +301,8 @@ void ki_wm_state_free(ki_wm_state *st) {
   free(st->lr_prev);
   free(st->lr_cur);
   free(st->lmask);
+  pthread_mutex_destroy(&st->push_mu);
+  pthread_mutex_destroy(&st->mu);
   free(st);
 }
 
@@ -476,26 +486,46 @@ static int find_sources(ki_wm_state *st, const wm_hist *cur, wm_src *out) {
   return n;
 }
 
+/* Mean abs luma difference on the ring between this frame and source h at
+ * shift (sx, sy), or 1e18 when fewer than 12 ring pixels are visible there
+ * or the mean is sure to be above lim (it stops early: lim * npt bounds the sum). */
+static double ring_mad(const ki_wm_state *st, const wm_ring *g, const wm_hist *h, double sx, double sy, double lim) {
+  double s = 0, smax = lim * g->npt;
+  long cnt = 0;
+  for (int i = 0; i < g->npt && s <= smax; i++) {
+    int x = g->pt[i][0], y = g->pt[i][1];
+    int qx = (int)floor(x + sx), qy = (int)floor(y + sy);
+    if (!clear_box(h->r, h->nr, qx, qy, qx + 1, qy + 1, st->w, st->h)) continue;
+    s += fabsf((float)g->in->data[0][(size_t)y * g->in->linesize[0] + x] -
+               bilinear(h->f->data[0], h->f->linesize[0], st->w, st->h, x + sx, y + sy));
+    cnt++;
+  }
+  return s <= smax && cnt >= 12 ? s / cnt : 1e18;
+}
+
 /* Checks a source on the ring around the mask, refining its shift by up to
- * a pixel: sets sr->ok. */
+ * a pixel, then to a quarter pixel (the motion between frames adds up over
+ * many frames): sets sr->ok. */
 static void check_source(const ki_wm_state *st, const wm_ring *g, wm_src *sr) {
   const wm_hist *h = sr->h;
   double best = 1e18, bdx = sr->dx, bdy = sr->dy;
   static const int off[5][2] = {{0, 0}, {-1, 0}, {1, 0}, {0, -1}, {0, 1}};
-  for (int c = 0; c < 5; c++) {
-    double sx = sr->dx + off[c][0], sy = sr->dy + off[c][1], s = 0;
-    /* the mean over at most npt pixels: once the sum passes lim it can neither pass nor beat the best */
-    double lim = (best < MATCH_MAD ? best : MATCH_MAD) * g->npt;
-    long cnt = 0;
-    for (int i = 0; i < g->npt && s <= lim; i++) {
-      int x = g->pt[i][0], y = g->pt[i][1];
-      int qx = (int)floor(x + sx), qy = (int)floor(y + sy);
-      if (!clear_box(h->r, h->nr, qx, qy, qx + 1, qy + 1, st->w, st->h)) continue;
-      s += fabsf((float)g->in->data[0][(size_t)y * g->in->linesize[0] + x] -
-                 bilinear(h->f->data[0], h->f->linesize[0], st->w, st->h, x + sx, y + sy));
-      cnt++;
+  for (int c = 0; c < 5; c++) {                  /* a good match where predicted needs no whole-pixel step */
+    if (c == 1 && best <= MATCH_MAD / 2) break;
+    double sx = sr->dx + off[c][0], sy = sr->dy + off[c][1];
+    double d = ring_mad(st, g, h, sx, sy, best < 2 * MATCH_MAD ? best : 2 * MATCH_MAD);
+    if (d < best) { best = d; bdx = sx; bdy = sy; }
+  }
+  if (best <= 2 * MATCH_MAD) {                   /* near a match: half a pixel each way, then the line fit */
+    double lim = 4 * MATCH_MAD;
+    double xm = ring_mad(st, g, h, bdx - 0.5, bdy, lim), xp = ring_mad(st, g, h, bdx + 0.5, bdy, lim);
+    double ym = ring_mad(st, g, h, bdx, bdy - 0.5, lim), yp = ring_mad(st, g, h, bdx, bdy + 0.5, lim);
+    double ox = xm < 1e17 && xp < 1e17 ? 0.5 * subpixel(xm, best, xp) : 0;
+    double oy = ym < 1e17 && yp < 1e17 ? 0.5 * subpixel(ym, best, yp) : 0;
+    if (ox != 0 || oy != 0) {
+      double d = ring_mad(st, g, h, bdx + ox, bdy + oy, best);
+      if (d < best) { best = d; bdx += ox; bdy += oy; }
     }
-    if (s <= lim && cnt >= 12 && s / cnt < best) { best = s / cnt; bdx = sx; bdy = sy; }
   }
   /* refined to about no shift, it would show the scene the mark hides here too */
   sr->ok = best <= MATCH_MAD && (fabs(bdx) >= 0.75 || fabs(bdy) >= 0.75) ? 1 : -1;
@@ -657,32 +687,40 @@ fail:
   return ret;
 }
 
-int ki_wm_push(ki_wm_state *st, const AVFrame *f, int64_t index, const ki_wm_region *const *r, int n) {
+static int push_locked(ki_wm_state *st, const AVFrame *f, int64_t index, const ki_wm_region *const *r, int n) {
   if (n > MAXR) n = MAXR;
-  if (st->ne > 0 && ent(st, st->ne - 1)->idx >= index) return 0;   /* already there */
-  if (st->ne == NENT) {                                          /* the caller ran too far ahead: forget the oldest */
-    av_frame_free(&ent(st, 0)->f);
-    st->first = (st->first + 1) % NENT;
-    st->ne--;
-  }
+  pthread_mutex_lock(&st->mu);
+  int there = st->ne > 0 && ent(st, st->ne - 1)->idx >= index;
+  pthread_mutex_unlock(&st->mu);
+  if (there) return 0;                                           /* already there */
   double dx = 0, dy = 0, px = 0, py = 0, mad = 0;
-  motion(st, f, r, n, &dx, &dy, &mad);
+  motion(st, f, r, n, &dx, &dy, &mad);                           /* unlocked: only pushes use its buffers */
   if (mad > CUT_MAD) {                                           /* a cut: the frames before show another scene */
     st->shot++;
     dx = dy = 0;
-  }
-  if (st->ne > 0) {
-    px = ent(st, st->ne - 1)->px + dx;
-    py = ent(st, st->ne - 1)->py + dy;
   }
   uint8_t *t = st->lr_prev;
   st->lr_prev = st->lr_cur;
   st->lr_cur = t;
   av_frame_free(&st->prev);
   if (!(st->prev = av_frame_clone(f))) return KILN_ENOMEM;
+  AVFrame *keep = NULL;
+  if (st->npushed % 2 == 0 && !(keep = av_frame_clone(f))) return KILN_ENOMEM;
+  AVFrame *old = NULL;
+  pthread_mutex_lock(&st->mu);
+  if (st->ne == NENT) {                                          /* the caller ran too far ahead: forget the oldest */
+    old = ent(st, 0)->f;
+    ent(st, 0)->f = NULL;
+    st->first = (st->first + 1) % NENT;
+    st->ne--;
+  }
+  if (st->ne > 0) {
+    px = ent(st, st->ne - 1)->px + dx;
+    py = ent(st, st->ne - 1)->py + dy;
+  }
   wm_hist *h = ent(st, st->ne);
-  av_frame_free(&h->f);
-  if (st->npushed % 2 == 0 && !(h->f = av_frame_clone(f))) return KILN_ENOMEM;
+  AVFrame *stale = h->f;
+  h->f = keep;
   h->idx = index;
   h->shot = st->shot;
   h->px = px;
@@ -691,7 +729,17 @@ int ki_wm_push(ki_wm_state *st, const AVFrame *f, int64_t index, const ki_wm_reg
   for (int i = 0; i < n; i++) h->r[i] = r[i];
   st->ne++;
   st->npushed++;
+  pthread_mutex_unlock(&st->mu);
+  av_frame_free(&old);
+  av_frame_free(&stale);
   return 0;
+}
+
+int ki_wm_push(ki_wm_state *st, const AVFrame *f, int64_t index, const ki_wm_region *const *r, int n) {
+  pthread_mutex_lock(&st->push_mu);
+  int rc = push_locked(st, f, index, r, n);
+  pthread_mutex_unlock(&st->push_mu);
+  return rc;
 }
 
 int ki_wm_frame(ki_wm_state *st, int64_t index, const AVFrame *in, AVFrame *out, const ki_wm_region *const *r, int n,
@@ -701,8 +749,13 @@ int ki_wm_frame(ki_wm_state *st, int64_t index, const AVFrame *in, AVFrame *out,
   int tf = temporal && mode == KI_WM_INPAINT;
   const wm_hist *cur = NULL;
   if (tf) {
-    int rc;
-    if ((st->ne == 0 || ent(st, st->ne - 1)->idx < index) && (rc = ki_wm_push(st, in, index, r, n)) < 0) return rc;
+    int rc = ki_wm_push(st, in, index, r, n);    /* a no-op when it was pushed ahead */
+    if (rc < 0) return rc;
+  }
+  wm_src base[NENT], srcs[NENT];
+  int nbase = 0;
+  if (tf) {
+    pthread_mutex_lock(&st->mu);
     while (st->ne > 0 && ent(st, 0)->idx < index - 2 * KI_WM_HISTORY) {   /* too old to keep */
       av_frame_free(&ent(st, 0)->f);
       st->first = (st->first + 1) % NENT;
@@ -710,8 +763,9 @@ int ki_wm_frame(ki_wm_state *st, int64_t index, const AVFrame *in, AVFrame *out,
     }
     for (int i = 0; i < st->ne && !cur; i++)
       if (ent(st, i)->idx == index) cur = ent(st, i);
+    if (cur) nbase = find_sources(st, cur, base);
+    pthread_mutex_unlock(&st->mu);
   }
-  wm_src srcs[NENT];
   for (int i = 0; i < n; i++) {
     const ki_wm_region *R = r[i];
     int gr = RING + 2;
@@ -721,7 +775,8 @@ int ki_wm_frame(ki_wm_state *st, int64_t index, const AVFrame *in, AVFrame *out,
     int ex = (R->x + R->w + gr + 1) & ~1, ey = (R->y + R->h + gr + 1) & ~1;
     if (ex > st->w) ex = st->w;
     if (ey > st->h) ey = st->h;
-    int nsrc = cur ? find_sources(st, cur, srcs) : 0;
+    int nsrc = nbase;                            /* each region checks the sources afresh */
+    memcpy(srcs, base, (size_t)nbase * sizeof *srcs);
     wm_ring g = {in, R, r, n, ax, ay, ex - ax, ey - ay, NULL, 0};
     if (nsrc > 0) {
       if (!(g.pt = malloc(((size_t)(g.aw / 3 + 1) * (g.ah / 3 + 1)) * sizeof *g.pt))) return KILN_ENOMEM;

@@ -90,8 +90,8 @@ typedef enum { KI_WM_INPAINT = 0, KI_WM_BLUR } ki_wm_mode;
  * frames behind the current one and up to 2*KI_WM_AHEAD ahead of it (those
  * the caller pushed), every other one kept, with the global motion between
  * frames. The caller may push up to KI_WM_SLACK frames further ahead (they
- * are kept, not used yet). Not thread-safe: one stream of frames per state,
- * pushes and removals serialised by the caller. */
+ * are kept, not used yet). One stream of frames per state: one thread may
+ * push (ki_wm_push) while another removes (ki_wm_frame). */
 #define KI_WM_HISTORY 24
 #define KI_WM_AHEAD 16
 #define KI_WM_SLACK 64
