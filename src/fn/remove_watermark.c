@@ -12,21 +12,24 @@
  * (alpha and colour) of a translucent mark (ki_wm_estimate). The result is
  * plain JSON (masks and blend maps base64), so it travels in a chunk's spec.
  *
- * Removal (wm_run): the pipeline with one kernel thread — the kernel keeps
- * the frames around the current one for the temporal fill, so frames must
- * come in order (the pipeline's FIFO pool on one thread gives them in order;
- * a chunk's encoder warm-up frames fill the history before its first frame),
- * and the pipeline's lookahead shows the kernel's state each frame as it is
- * decoded, 2*KI_WM_AHEAD frames before the kernel gets it. Mode `crop`
+ * Removal (wm_run): the pipeline's lookahead shows the kernel's state
+ * (img/wmark.h) each frame as it is decoded, on the decode thread, 2 *
+ * KI_WM_AHEAD frames before the kernel gets it; the state keeps the input
+ * frames around each one and the global motion between them (a chunk's
+ * encoder warm-up frames fill the history before its first frame). Given
+ * that state a frame's removal reads only input frames, so the kernel runs
+ * on several threads at once, each on its own frame. Mode `crop`
  * instead crops away the band that holds every mark and scales back to the
  * frame size. */
 #include "fn/common.h"
 #include "img/img.h"
 #include "img/wmark.h"
 #include "util/json.h"
+#include "util/pool.h"
 
 #include <math.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -559,6 +562,7 @@ typedef struct wm_ctx {
   int temporal;
   double cx, cy, cw, ch;        /* crop mode: the rectangle kept */
   ki_wm_frame_stats fs;
+  pthread_mutex_t mu;           /* fs: the kernel threads add to it */
 } wm_ctx;
 
 static int regions_on(const wm_set *s, int64_t n, const ki_wm_region **on) {
@@ -580,14 +584,21 @@ static int wm_see(const void *ctx, const AVFrame *f, const km_frame_info *fi, ki
 }
 
 static int wm_kernel(const void *ctx, const km_kinfo *ki, const AVFrame *in, AVFrame *out, kiln_err *e) {
-  wm_ctx *c = (wm_ctx *)ctx;    /* the one kernel thread owns the history (see the file comment) */
+  wm_ctx *c = (wm_ctx *)ctx;    /* the state is shared: see the file comment */
   if (c->mode == (ki_wm_mode)-1) {
     if (ki_crop_scale(in, c->cx, c->cy, c->cw, c->ch, out) < 0) return kiln_fail(e, KILN_ENOMEM, "out of memory");
     return 0;
   }
   const ki_wm_region *on[16];
   int n = regions_on(c->s, ki->src.src_index, on);
-  int r = ki_wm_frame(c->st, ki->src.src_index, in, out, on, n, c->mode, c->temporal, &c->fs);
+  ki_wm_frame_stats fs = {0};
+  int r = ki_wm_frame(c->st, ki->src.src_index, in, out, on, n, c->mode, c->temporal, &fs);
+  pthread_mutex_lock(&c->mu);
+  c->fs.px_masked += fs.px_masked;
+  c->fs.px_inverted += fs.px_inverted;
+  c->fs.px_temporal += fs.px_temporal;
+  c->fs.px_spatial += fs.px_spatial;
+  pthread_mutex_unlock(&c->mu);
   if (r < 0) return kiln_fail(e, r, "frame %lld: removing the watermark failed", (long long)ki->src.src_index);
   return 0;
 }
@@ -643,6 +654,7 @@ static int wm_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) {
   wm_set s = {0};
   wm_ctx c;
   memset(&c, 0, sizeof c);
+  pthread_mutex_init(&c.mu, NULL);
   c.s = &s;
   double t0 = now_ms(), det_ms = 0;
   const json_t *det = json_object_get(p, "detected");
@@ -667,7 +679,11 @@ static int wm_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) {
     }
     cfg.kernel = wm_kernel;
     cfg.kctx = &c;
-    cfg.kernel_threads = c.st ? 1 : 0;            /* the history: frames in order */
+    /* frames are independent given the state (the sources are input frames), so
+     * several kernel threads work on neighbouring frames; the pipeline's slots keep
+     * them within 2 * threads + 8 frames of each other (KI_WM_SPAN) */
+    int kt = t->threads > 0 ? t->threads : kp_ncpu();
+    cfg.kernel_threads = kt > 8 ? 8 : kt;
     if (c.st && c.temporal && c.mode == KI_WM_INPAINT) {   /* the frames ahead, as they are decoded */
       cfg.see = wm_see;
       cfg.lookahead = 2 * KI_WM_AHEAD;
@@ -685,6 +701,7 @@ static int wm_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) {
                                                        (json_int_t)c.fs.px_temporal, "spatial", (json_int_t)c.fs.px_spatial));
 done:
   ki_wm_state_free(c.st);
+  pthread_mutex_destroy(&c.mu);
   set_release(&s);
   return r;
 }

@@ -258,7 +258,7 @@ typedef struct wm_hist {
 /* Frames remembered: KI_WM_HISTORY kept behind the current one and
  * KI_WM_AHEAD ahead of it, every other frame, with the positions of all,
  * and room for KI_WM_SLACK frames pushed further ahead (not used yet). */
-#define NENT (2 * KI_WM_HISTORY + 2 * KI_WM_AHEAD + KI_WM_SLACK + 4)
+#define NENT (2 * KI_WM_HISTORY + 2 * KI_WM_AHEAD + KI_WM_SLACK + KI_WM_SPAN + 4)
 
 struct ki_wm_state {
   int w, h;
@@ -474,7 +474,8 @@ static int find_sources(ki_wm_state *st, const wm_hist *cur, wm_src *out) {
   for (int i = 0; i < st->ne; i++) {
     const wm_hist *h = ent(st, i);
     if (!h->f || h->idx == index || h->shot != cur->shot) continue;   /* across a cut it is another scene */
-    if (h->idx > index + 2 * KI_WM_AHEAD) continue;   /* pushed early: the result must not depend on how early */
+    /* pushed early, or kept for a slower thread: the result must not depend on it */
+    if (h->idx > index + 2 * KI_WM_AHEAD || h->idx < index - 2 * KI_WM_HISTORY) continue;
     double dx = px - h->px, dy = py - h->py;
     if (fabs(dx) < 0.75 && fabs(dy) < 0.75) continue;   /* the mark hid the same scene there */
     int64_t d = h->idx < index ? 2 * (index - h->idx) : 2 * (h->idx - index) + 1;
@@ -756,7 +757,8 @@ int ki_wm_frame(ki_wm_state *st, int64_t index, const AVFrame *in, AVFrame *out,
   int nbase = 0;
   if (tf) {
     pthread_mutex_lock(&st->mu);
-    while (st->ne > 0 && ent(st, 0)->idx < index - 2 * KI_WM_HISTORY) {   /* too old to keep */
+    /* too old to keep, even for a thread on a frame up to KI_WM_SPAN before this one */
+    while (st->ne > 0 && ent(st, 0)->idx < index - 2 * KI_WM_HISTORY - KI_WM_SPAN) {
       av_frame_free(&ent(st, 0)->f);
       st->first = (st->first + 1) % NENT;
       st->ne--;

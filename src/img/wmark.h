@@ -91,10 +91,13 @@ typedef enum { KI_WM_INPAINT = 0, KI_WM_BLUR } ki_wm_mode;
  * the caller pushed), every other one kept, with the global motion between
  * frames. The caller may push up to KI_WM_SLACK frames further ahead (they
  * are kept, not used yet). One stream of frames per state: one thread may
- * push (ki_wm_push) while another removes (ki_wm_frame). */
+ * push (ki_wm_push) while others remove (ki_wm_frame), each its own frame,
+ * all within KI_WM_SPAN frames of each other; a frame's result does not
+ * depend on which thread removes it, or when. */
 #define KI_WM_HISTORY 24
 #define KI_WM_AHEAD 16
 #define KI_WM_SLACK 64
+#define KI_WM_SPAN 32
 typedef struct ki_wm_state ki_wm_state;
 
 int ki_wm_state_new(ki_wm_state **out, int w, int h);
