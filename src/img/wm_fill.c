@@ -31,6 +31,7 @@
 #define INVERT_MAX 0.72f        /* above this alpha, inverting amplifies noise more than filling costs */
 #define ALPHA_NONE 0.04f        /* below this the pixel is not under the mark */
 #define RING 6                  /* ring outside the mask used to check a temporal match, pixels */
+#define RING_STEP 4             /* the ring check reads every 4th pixel each way */
 #define BG_PASSES 16             /* blend estimate: most passes, each taking the mask's clear pixels found as known */
 #define CLEAR_ALPHA 0.04f        /* ... a pixel is clear if its alpha is below this */
 #define CLEAR_OFFSET 8.0f        /* ... or its temporal mean is within this of the background's (levels) */
@@ -446,16 +447,16 @@ typedef struct wm_ring {
   const ki_wm_region *R;
   const ki_wm_region *const *cur;
   int ncur, ax, ay, aw, ah;
-  int (*pt)[2];                 /* the ring's pixels the check reads (every 3rd each way, outside every mark), n of them */
+  int (*pt)[2];                 /* the ring's pixels the check reads (every RING_STEP-th each way, outside every mark), n of them */
   int npt;
 } wm_ring;
 
-/* Lists the ring's pixels for check_source: every 3rd pixel each way of
- * the area, leaving out every region on this frame. pt: room for the area/9+. */
+/* Lists the ring's pixels for check_source: every RING_STEP-th pixel each way of
+ * the area, leaving out every region on this frame. pt: room for (aw/RING_STEP+1) x (ah/RING_STEP+1). */
 static void ring_points(wm_ring *g) {
   g->npt = 0;
-  for (int y = g->ay; y < g->ay + g->ah; y += 3)
-    for (int x = g->ax; x < g->ax + g->aw; x += 3) {
+  for (int y = g->ay; y < g->ay + g->ah; y += RING_STEP)
+    for (int x = g->ax; x < g->ax + g->aw; x += RING_STEP) {
       if (in_region(g->R, x, y) || in_any(g->cur, g->ncur, x, y)) continue;
       g->pt[g->npt][0] = x;
       g->pt[g->npt][1] = y;
@@ -781,7 +782,7 @@ int ki_wm_frame(ki_wm_state *st, int64_t index, const AVFrame *in, AVFrame *out,
     memcpy(srcs, base, (size_t)nbase * sizeof *srcs);
     wm_ring g = {in, R, r, n, ax, ay, ex - ax, ey - ay, NULL, 0};
     if (nsrc > 0) {
-      if (!(g.pt = malloc(((size_t)(g.aw / 3 + 1) * (g.ah / 3 + 1)) * sizeof *g.pt))) return KILN_ENOMEM;
+      if (!(g.pt = malloc(((size_t)(g.aw / RING_STEP + 1) * (g.ah / RING_STEP + 1)) * sizeof *g.pt))) return KILN_ENOMEM;
       ring_points(&g);
     }
     for (int p = 0; p < 3; p++) {
