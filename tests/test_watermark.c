@@ -65,6 +65,8 @@ static int write_clip(const char *path, const clip *c, const char *audio_from, i
 }
 
 /* Runs remove_watermark as a job does: prepare, then the run with its result. */
+static int wm_threads = 2;                        /* the task's threads (the kernel runs on as many) */
+
 static int run_wm(const char *in, const char *out, const char *params, json_t **info, json_t **detected, kiln_err *e) {
   const kf_desc *fn = kf_find("remove_watermark");
   json_error_t je;
@@ -72,7 +74,7 @@ static int run_wm(const char *in, const char *out, const char *params, json_t **
   int r = kf_validate(fn, raw, &p, e);
   json_decref(raw);
   if (r < 0) return r;
-  kf_task t = {.input = in, .output = out, .params = p, .start = 0, .end = -1, .threads = 2};
+  kf_task t = {.input = in, .output = out, .params = p, .start = 0, .end = -1, .threads = wm_threads};
   if ((r = fn->prepare(NULL, &t, &add, e)) < 0) { json_decref(p); return r; }
   json_object_update(p, add);
   if (detected) *detected = json_incref(json_object_get(add, "detected"));
@@ -166,7 +168,7 @@ static void test_three_marks(void) {
     CHECK(kj_num(info, "watermarks_found", 0) >= 3, "found %g regions, expected the 3 marks",
           kj_num(info, "watermarks_found", 0));
     const char *names[3] = {"opaque logo", "50% translucent logo", "text with shadow"};
-    const double floor_db[3] = {30, 34, 28};
+    const double floor_db[3] = {35, 35, 38};     /* measured 38.2, 38.8, 42.6 dB */
     for (int k = 0; k < 3; k++) {
       score s = score_layer(&c, in, out, det, k);
       fprintf(stderr, "  %-22s recall %.4f (worst frame %.3f), mask %.2fx the mark, in-mask PSNR %.2f dB (input %.2f dB)\n",
@@ -181,6 +183,25 @@ static void test_three_marks(void) {
     for (size_t i = 0; i < json_array_size(regs); i++)
       translucent += !strcmp(kj_str(json_array_get(regs, i), "kind", ""), "translucent");
     CHECK(translucent >= 1, "the 50%% logo is reported translucent (its blend inverted)");
+    /* the kernel runs on several threads: one thread gives the same frames, bit for bit */
+    wm_threads = 1;
+    r = run_wm(in, t_path("three_out1.mp4"), "{\"lossless\": true}", NULL, NULL, &e);
+    wm_threads = 3;
+    int r3 = run_wm(in, t_path("three_out3.mp4"), "{\"lossless\": true}", NULL, NULL, &e);
+    wm_threads = 2;
+    t_video v1 = {0}, v2 = {0}, v3 = {0};
+    CHECK(r == 0 && r3 == 0 && t_decode(out, 0, -1, &v2) == 0 && t_decode(t_path("three_out1.mp4"), 0, -1, &v1) == 0 &&
+          t_decode(t_path("three_out3.mp4"), 0, -1, &v3) == 0, "runs on 1 and 3 threads: %s", e.msg);
+    if (r == 0 && r3 == 0) {
+      int diff = v1.n != v2.n || v3.n != v2.n;
+      for (int n = 0; !diff && n < v2.n; n++)
+        diff = ki_mse(v1.f[n]->data[0], v1.f[n]->linesize[0], v2.f[n]->data[0], v2.f[n]->linesize[0], W, H) != 0 ||
+               ki_mse(v3.f[n]->data[0], v3.f[n]->linesize[0], v2.f[n]->data[0], v2.f[n]->linesize[0], W, H) != 0;
+      CHECK(!diff, "1, 2 and 3 kernel threads give the same frames");
+      t_video_free(&v1);
+      t_video_free(&v2);
+      t_video_free(&v3);
+    }
     /* modes: blur and crop keep the size and change the marked pixels */
     json_t *bi = NULL;
     r = run_wm(in, t_path("three_blur.mp4"), "{\"mode\": \"blur\"}", &bi, NULL, &e);
@@ -230,7 +251,7 @@ static void test_moving_mark(void) {
     CHECK(s.recall >= 0.98, "recall %.4f < 0.98", s.recall);
     CHECK(s.worst_recall >= 0.9, "a frame where the mark came back: recall %.3f", s.worst_recall);
     CHECK(s.area <= 3.0, "mask %.2fx the mark's area > 3 (on the frames it is on)", s.area);
-    CHECK(s.psnr_out >= 28, "in-mask PSNR %.2f dB < 28 dB", s.psnr_out);
+    CHECK(s.psnr_out >= 38, "in-mask PSNR %.2f dB < 38 dB", s.psnr_out);   /* measured 42.0 dB */
   }
   json_decref(info);
   json_decref(det);
@@ -277,7 +298,7 @@ static void test_real_clip(void) {
       CHECK(s.recall >= 0.98, "%s: recall %.4f < 0.98", names[k], s.recall);
       /* 720 px wide: detection runs at half resolution; the blend estimate shrinks the mask at full resolution */
       CHECK(s.area <= 3.0, "%s: mask %.2fx > 3", names[k], s.area);
-      const double floor_db[2] = {36, 27};      /* the still room behind the text gives the temporal fill little */
+      const double floor_db[2] = {36, 28};      /* measured 39.0, 31.1 dB: the room behind the text is still */
       CHECK(s.psnr_out >= floor_db[k], "%s: in-mask PSNR %.2f dB < %.0f dB", names[k], s.psnr_out, floor_db[k]);
       CHECK(s.psnr_out >= s.psnr_in + 8, "%s: %.2f dB is not 8 dB over the input's %.2f", names[k], s.psnr_out, s.psnr_in);
     }
