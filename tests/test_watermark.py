@@ -112,6 +112,11 @@ try:
         check("chunked output: 100 frames and the audio", frames == 100 and audio == 1, (frames, audio))
         m1, m2 = box_mean(out2, 20), box_mean(out2, 80)
         check("the mark is gone in both chunks", 0 <= m1 < 170 and 0 <= m2 < 170, (m1, m2))
+        st = j["result"].get("stats") or {}
+        regs = st.get("regions") or []
+        check("the chunked job's stats list the regions found, with their time ranges",
+              st.get("watermarks_found", 0) >= 1 and len(regs) == st.get("watermarks_found")
+              and all(r.get("end", 0) > r.get("start", -1) and r.get("source") == "detected" for r in regs), st)
     log = open(os.path.join(T, "a", "serve.log")).read()
     check("the planner ran detection (no prepare failure logged)", "prepare failed" not in log, log[-800:])
 finally:

@@ -90,6 +90,10 @@ typedef struct kf_desc {
    * members must be parameters of fn's own table. A run given no such
    * member does the work itself, so an unsplit job needs no prepare. */
   int (*prepare)(void *state, const kf_task *t, json_t **add, kiln_err *e);
+  /* A chunked job's own figures for the join's stats (as kf_result.info of
+   * an unsplit run), from the params the join is given (they hold what
+   * prepare added) and the input's probe; NULL when none (may be NULL). */
+  json_t *(*join_info)(const json_t *params, const km_probe *pr);
   /* Fills s for validated params on a probed input (pr: NULL for a function
    * without input). Needed by chunkable functions. */
   int (*shape)(const json_t *params, const km_probe *pr, kf_shape *s, kiln_err *e);

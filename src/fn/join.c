@@ -49,6 +49,7 @@ static int join_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) 
   res->stats.out_fps = sh.fps;
   res->stats.out_duration = cs.duration;
   snprintf(res->stats.audio, sizeof res->stats.audio, "%s", cs.audio);
+  if (fn->join_info) res->info = fn->join_info(inner, &pr);   /* e.g. remove_watermark's regions */
   return 0;
 }
 

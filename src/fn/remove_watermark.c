@@ -706,6 +706,22 @@ done:
   return r;
 }
 
+/* A chunked job's stats: the regions detection found (in the join's params). */
+static json_t *wm_join_info(const json_t *params, const km_probe *pr) {
+  const json_t *det = json_object_get(params, "detected");
+  if (!det) return NULL;
+  wm_set s = {0};
+  s.fw = pr->width & ~1; s.fh = pr->height & ~1; s.fps = pr->fps > 0 ? pr->fps : 25;
+  kiln_err e = {0};
+  json_t *info = NULL;
+  if (set_from_json(det, &s, &e) == 0)
+    info = json_pack("{s:i, s:o, s:s, s:f}", "watermarks_found", s.n, "regions",
+                     regions_info(&s, json_object_get(params, "boxes") ? "boxes" : json_object_get(params, "mask") ? "mask" : "detected"),
+                     "mode", kj_str(params, "mode", "inpaint"), "detection_ms", kj_num(det, "detection_ms", 0));
+  set_release(&s);
+  return info;
+}
+
 const kf_desc kf_remove_watermark = {
     .name = "remove_watermark",
     .summary = "find a watermark without a model and remove it: blend inversion, temporal then spatial fill",
@@ -723,6 +739,7 @@ const kf_desc kf_remove_watermark = {
     .run = wm_run,
     .chunkable = 1,
     .prepare = wm_prepare,
+    .join_info = wm_join_info,
     .shape = kf_shape_same,
     .cost_ms_per_mpixel = 2.0,
 };
