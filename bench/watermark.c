@@ -76,17 +76,7 @@ static int write_input(const bclip *c, const char *path) {
   return r;
 }
 
-static void bbox(const ws_layer *l, int *x0, int *y0, int *x1, int *y1) {
-  *x0 = l->w; *y0 = l->h; *x1 = -1; *y1 = -1;
-  for (int y = 0; y < l->h; y++)
-    for (int x = 0; x < l->w; x++)
-      if (l->a[(size_t)y * l->w + x] > 0.05f) {
-        if (x < *x0) *x0 = x;
-        if (x > *x1) *x1 = x;
-        if (y < *y0) *y0 = y;
-        if (y > *y1) *y1 = y;
-      }
-}
+static void bbox(const ws_layer *l, int *x0, int *y0, int *x1, int *y1) { ws_bbox(l, 0.05f, x0, y0, x1, y1); }
 
 static int sh(const char *cmd) {
   int r = system(cmd);

@@ -386,15 +386,8 @@ static void test_lookahead(void) {
   ws_layer L;
   ws_layer_init(&L, W, H);
   ws_opaque_logo(&L, 140, 100, 28, orange);
-  int x0 = W, y0 = H, x1 = 0, y1 = 0;
-  for (int y = 0; y < H; y++)
-    for (int x = 0; x < W; x++)
-      if (L.a[(size_t)y * W + x] > 0.05f) {
-        if (x < x0) x0 = x;
-        if (x > x1) x1 = x;
-        if (y < y0) y0 = y;
-        if (y > y1) y1 = y;
-      }
+  int x0, y0, x1, y1;
+  ws_bbox(&L, 0.05f, &x0, &y0, &x1, &y1);
   ki_wm_region R = {0};
   R.x = (x0 - 2) & ~1; R.y = (y0 - 2) & ~1;
   R.w = ((x1 + 4) & ~1) - R.x; R.h = ((y1 + 4) & ~1) - R.y;
@@ -554,15 +547,8 @@ static void test_estimate_coarse(void) {
   ws_layer L;
   CHECK(ws_layer_init(&L, FW, FH) == 0, "layer");
   ws_text(&L, 60, 44, 4, "OHO", white, 1);
-  int x0 = FW, y0 = FH, x1 = 0, y1 = 0;
-  for (int y = 0; y < FH; y++)
-    for (int x = 0; x < FW; x++)
-      if (L.a[(size_t)y * FW + x] > 0) {
-        if (x < x0) x0 = x;
-        if (x > x1) x1 = x;
-        if (y < y0) y0 = y;
-        if (y > y1) y1 = y;
-      }
+  int x0, y0, x1, y1;
+  ws_bbox(&L, 0, &x0, &y0, &x1, &y1);
   ki_wm_region r = {0};
   r.x = (x0 - 6) & ~1; r.y = (y0 - 6) & ~1;
   r.w = ((x1 + 8) & ~1) - r.x; r.h = ((y1 + 8) & ~1) - r.y;

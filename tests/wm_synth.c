@@ -131,6 +131,18 @@ void ws_scene(AVFrame *f, int64_t n) {
     }
 }
 
+void ws_bbox(const ws_layer *l, float thr, int *x0, int *y0, int *x1, int *y1) {
+  *x0 = l->w; *y0 = l->h; *x1 = -1; *y1 = -1;
+  for (int y = 0; y < l->h; y++)
+    for (int x = 0; x < l->w; x++)
+      if (l->a[(size_t)y * l->w + x] > thr) {
+        if (x < *x0) *x0 = x;
+        if (x > *x1) *x1 = x;
+        if (y < *y0) *y0 = y;
+        if (y > *y1) *y1 = y;
+      }
+}
+
 void ws_apply(const ws_layer *l, AVFrame *f) {
   for (int y = 0; y < l->h; y++)
     for (int x = 0; x < l->w; x++) {

@@ -29,6 +29,9 @@ void ws_scene(AVFrame *f, int64_t n);
 /* Blends the layer onto f in place. */
 void ws_apply(const ws_layer *l, AVFrame *f);
 
+/* The bounding box [x0, x1] x [y0, y1] of the layer's pixels with alpha > thr (x1 < 0: none). */
+void ws_bbox(const ws_layer *l, float thr, int *x0, int *y0, int *x1, int *y1);
+
 /* Accumulates luma squared error inside the layer's mark (alpha > 0.05). */
 typedef struct ws_err { double se; int64_t n; } ws_err;
 void ws_err_add(ws_err *e, const ws_layer *l, const AVFrame *a, const AVFrame *b);
