@@ -22,7 +22,6 @@
 
 #include <libavutil/log.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,24 +140,12 @@ static double run_input(const char *in, const char *out) {
 /* The true mask (alpha > 0.05) as base64 PNG, for WM_TRUE_MASK runs: kiln given what removelogo is given. */
 static char *true_mask_b64(const bclip *c, const char *dir) {
   km_image im = {0};
-  kiln_err e = {0};
   char png[1200];
   snprintf(png, sizeof png, "%s/truemask.png", dir);
   if (km_image_alloc(&im, c->w, c->h) < 0) return NULL;
   for (size_t p = 0; p < (size_t)c->w * c->h; p++) memset(im.rgb + 3 * p, c->seg[0].a[p] > 0.05f ? 255 : 0, 3);
-  int r = km_image_write_png(png, &im, &e);
+  char *b = ws_png_b64(&im, png);
   km_image_release(&im);
-  FILE *f = r < 0 ? NULL : fopen(png, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  rewind(f);
-  unsigned char *raw = malloc((size_t)n);
-  char *b = malloc(4 * ((size_t)n + 2) / 3 + 4);
-  if (raw && b && fread(raw, 1, (size_t)n, f) == (size_t)n) EVP_EncodeBlock((unsigned char *)b, raw, (int)n);
-  else { free(b); b = NULL; }
-  fclose(f);
-  free(raw);
   return b;
 }
 

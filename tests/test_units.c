@@ -9,6 +9,7 @@
 #include "img/img.h"
 #include "media/media.h"
 #include "t.h"
+#include "util/b64.h"
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/pool.h"
@@ -262,11 +263,39 @@ static void test_fs_helpers(void) {
   CHECK(system(cmd) == 0, "cleanup");
 }
 
+static void test_b64(void) {
+  /* round trips of every length mod 3, with and without the padding */
+  const uint8_t bytes[5] = {0x00, 0xff, 0x10, 0x80, 0x7f};
+  for (size_t n = 0; n <= 5; n++) {
+    char *t = ku_b64_encode(bytes, n);
+    CHECK(t && strlen(t) == 4 * ((n + 2) / 3), "encode %zu bytes: %s", n, t ? t : "(null)");
+    for (int unpadded = 0; t && unpadded < 2; unpadded++) {
+      size_t len = strlen(t);
+      while (unpadded && len > 0 && t[len - 1] == '=') len--;
+      uint8_t *b = NULL;
+      size_t bn = 0;
+      int r = ku_b64_decode(t, len, &b, &bn);
+      CHECK(r == 0 && bn == n && memcmp(b, bytes, n) == 0, "decode %zu bytes%s back", n, unpadded ? " (unpadded)" : "");
+      free(b);
+    }
+    free(t);
+  }
+  uint8_t *b = NULL;
+  size_t bn = 0;
+  CHECK(ku_b64_decode("TWFu", 4, &b, &bn) == 0 && bn == 3 && memcmp(b, "Man", 3) == 0, "'TWFu' is 'Man'");
+  free(b);
+  b = NULL;
+  CHECK(ku_b64_decode("TW@u", 4, &b, &bn) < 0, "a character outside the alphabet is refused");
+  CHECK(ku_b64_decode("TWFuT", 5, &b, &bn) < 0, "one character over a group is refused");
+  CHECK(ku_b64_decode("TW Fu", 5, &b, &bn) < 0, "whitespace is refused");
+}
+
 int main(void) {
   T_RUN(test_errors);
   T_RUN(test_json_kv);
   T_RUN(test_pool);
   T_RUN(test_fs_helpers);
+  T_RUN(test_b64);
   T_RUN(test_timeline);
   T_RUN(test_params);
   T_RUN(test_resample);

@@ -1,10 +1,11 @@
 /* wm_synth.c — see wm_synth.h. Everything is a pure function of its
  * arguments, so a test can rebuild the clean frame it compares against. */
 #include "wm_synth.h"
+#include "util/b64.h"
 #include "util/json.h"
 
 #include <math.h>
-#include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -198,10 +199,25 @@ void ws_recall(const ws_layer *l, const uint8_t *m, double *recall, double *area
 }
 
 uint8_t *ws_b64(const char *s, size_t n) {
-  size_t len = s ? strlen(s) : 0;
-  if (!s || len != 4 * ((n + 2) / 3)) return NULL;
-  uint8_t *b = malloc(len / 4 * 3 + 3);
-  if (b && EVP_DecodeBlock(b, (const unsigned char *)s, (int)len) < 0) { free(b); return NULL; }
+  uint8_t *b = NULL;
+  size_t bn = 0;
+  if (!s || ku_b64_decode(s, strlen(s), &b, &bn) < 0) return NULL;
+  if (bn != n) { free(b); return NULL; }
+  return b;
+}
+
+char *ws_png_b64(const km_image *im, const char *path) {
+  kiln_err e = {0};
+  if (km_image_write_png(path, im, &e) < 0) return NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  rewind(f);
+  uint8_t *raw = n > 0 ? malloc((size_t)n) : NULL;
+  char *b = raw && fread(raw, 1, (size_t)n, f) == (size_t)n ? ku_b64_encode(raw, (size_t)n) : NULL;
+  fclose(f);
+  free(raw);
   return b;
 }
 

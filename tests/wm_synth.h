@@ -10,6 +10,8 @@
 #include <libavutil/frame.h>
 #include <stdint.h>
 
+#include "media/media.h"
+
 typedef struct ws_layer {
   int w, h;
   float *a;                     /* alpha per luma pixel, 0..1 */
@@ -43,6 +45,9 @@ void ws_recall(const ws_layer *l, const uint8_t *m, double *recall, double *area
 
 /* Decodes a base64 string of exactly n bytes into a new buffer, or NULL. */
 uint8_t *ws_b64(const char *s, size_t n);
+
+/* Writes im as a PNG at path and returns the file's base64 (malloc'd), or NULL. */
+char *ws_png_b64(const km_image *im, const char *path);
 
 /* m (w*h) = the union of the masks that remove_watermark's detection
  * (`det`: {"regions": [{x, y, w, h, start, end, mask}]}) holds for frame n. */

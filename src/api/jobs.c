@@ -18,7 +18,6 @@
 #include "api/http.h"
 #include "engine/planner.h"
 
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -26,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/b64.h"
 #include "util/fs.h"
 #include "util/log.h"
 
@@ -89,23 +89,6 @@ static json_t *fn_json(kiln_server *s, kq *q, const ke_fnconf *fc) {
   return o;
 }
 
-/* Decodes standard base64 (padding optional, whitespace refused). */
-static int b64_decode(const char *in, size_t n, unsigned char **out, size_t *outn) {
-  while (n > 0 && in[n - 1] == '=') n--;
-  size_t full = (n + 3) / 4 * 4;
-  char *pad = malloc(full + 1);
-  unsigned char *buf = malloc(full / 4 * 3 + 1);
-  if (!pad || !buf) { free(pad); free(buf); return -1; }
-  memcpy(pad, in, n);
-  memset(pad + n, '=', full - n);
-  int len = full ? EVP_DecodeBlock(buf, (unsigned char *)pad, (int)full) : 0;
-  free(pad);
-  if (len < 0 || n % 4 == 1) { free(buf); return -1; }
-  *outn = (size_t)len - (full - n);               /* EVP_DecodeBlock counts the padding as zero bytes */
-  *out = buf;
-  return 0;
-}
-
 /* {"job_id","state","url"} with a Location header: 202 after a spawn, 303 from a call. */
 static enum MHD_Result job_ref(kiln_server *s, struct MHD_Connection *c, unsigned status, const char *id,
                                const char *state, const char *loc) {
@@ -153,12 +136,10 @@ static enum MHD_Result flat_answer(kiln_server *s, struct MHD_Connection *c, jso
   long n = ftell(f);
   fseek(f, 0, SEEK_SET);
   raw = malloc(n > 0 ? (size_t)n : 1);
-  b64 = malloc(4 * (((size_t)(n > 0 ? n : 0) + 2) / 3) + 1);
-  if (n < 0 || !raw || !b64 || fread(raw, 1, (size_t)n, f) != (size_t)n) {
+  if (n < 0 || !raw || fread(raw, 1, (size_t)n, f) != (size_t)n || !(b64 = ku_b64_encode(raw, (size_t)n))) {
     ret = kh_error(s, c, 500, "internal", "the output of job %s cannot be read", json_string_value(json_object_get(o, "job_id")));
     goto out;
   }
-  EVP_EncodeBlock((unsigned char *)b64, raw, (int)n);
   json_t *a = json_pack("{s:s, s:O, s:O, s:O, s:O}", "video_bytes", b64, "stats", json_object_get(res, "stats"), "cost",
                         json_object_get(o, "cost"), "job_id", json_object_get(o, "job_id"), "state", json_object_get(o, "state"));
   ret = kh_json(s, c, 200, a);
@@ -284,9 +265,9 @@ static enum MHD_Result submit(kiln_server *s, struct MHD_Connection *c, kq *q, c
                      (long long)s->inline_max);
       goto out;
     }
-    unsigned char *raw = NULL;
+    uint8_t *raw = NULL;
     size_t rawn = 0;
-    if (b64_decode(b64, n, &raw, &rawn) < 0) {
+    if (ku_b64_decode(b64, n, &raw, &rawn) < 0) {
       ret = kh_error(s, c, 400, "bad_request", "\"%s\" is not valid base64", b64name);
       goto out;
     }

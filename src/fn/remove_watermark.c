@@ -24,11 +24,11 @@
 #include "fn/common.h"
 #include "img/img.h"
 #include "img/wmark.h"
+#include "util/b64.h"
 #include "util/json.h"
 #include "util/pool.h"
 
 #include <math.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,11 +67,8 @@ static const kf_param wm_params[] = {
 /* ---- base64 of byte maps (the detection result travels as JSON) -------- */
 
 static json_t *b64_json(const uint8_t *p, size_t n) {
-  size_t cap = 4 * ((n + 2) / 3) + 1;
-  char *t = malloc(cap);
-  if (!t) return NULL;
-  EVP_EncodeBlock((unsigned char *)t, p, (int)n);
-  json_t *s = json_string(t);
+  char *t = ku_b64_encode(p, n);
+  json_t *s = t ? json_string(t) : NULL;
   free(t);
   return s;
 }
@@ -79,12 +76,10 @@ static json_t *b64_json(const uint8_t *p, size_t n) {
 /* Decodes exactly n bytes into a new buffer, or NULL. */
 static uint8_t *b64_bytes(const json_t *s, size_t n) {
   const char *t = json_string_value(s);
-  if (!t) return NULL;
-  size_t len = strlen(t);
-  if (len != 4 * ((n + 2) / 3)) return NULL;
-  uint8_t *b = malloc(len / 4 * 3 + 3);
-  if (!b) return NULL;
-  if (EVP_DecodeBlock(b, (const unsigned char *)t, (int)len) < 0) { free(b); return NULL; }
+  uint8_t *b = NULL;
+  size_t bn = 0;
+  if (!t || ku_b64_decode(t, strlen(t), &b, &bn) < 0) return NULL;
+  if (bn != n) { free(b); return NULL; }
   return b;
 }
 
@@ -311,13 +306,15 @@ done:
 /* The `mask` parameter: a base64 image of the frame's size; light pixels
  * (luma > 127) are the mark, on the whole video. */
 static int mask_region(const char *b64, const km_probe *pr, wm_set *s, kiln_err *e) {
-  size_t len = strlen(b64);
-  uint8_t *raw = len % 4 == 0 && len > 0 ? malloc(len / 4 * 3) : NULL;
-  int n = raw ? EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)len) : -1;
-  if (n <= 0) { free(raw); return kiln_fail(e, KILN_EPARAM, "remove_watermark: parameter 'mask' is not base64 of an image"); }
+  uint8_t *raw = NULL;
+  size_t n = 0;
+  if (ku_b64_decode(b64, strlen(b64), &raw, &n) < 0 || n == 0) {
+    free(raw);
+    return kiln_fail(e, KILN_EPARAM, "remove_watermark: parameter 'mask' is not base64 of an image");
+  }
   char tmp[] = "/tmp/kiln-mask-XXXXXX";
   int fd = mkstemp(tmp);
-  if (fd < 0 || write(fd, raw, (size_t)n) != n) {
+  if (fd < 0 || write(fd, raw, n) != (ssize_t)n) {
     if (fd >= 0) { close(fd); unlink(tmp); }
     free(raw);
     return kiln_fail(e, KILN_EIO, "remove_watermark: cannot write the mask to a temporary file");
