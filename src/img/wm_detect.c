@@ -348,25 +348,36 @@ static void window_motion(const ki_wm_samples *s, const int *idx, int n, const d
     float m = L[p] / (float)n, var = t[p] / (float)n - m * m;
     L[p] = var > 0 ? sqrtf(var) : 0;
   }
-  /* box mean, separable (rows into t, columns back into L) */
-  for (int y = 0; y < H; y++) {
-    const float *row = L + (size_t)y * W;
-    for (int x = 0; x < W; x++) {
-      float sum = 0;
-      int c = 0;
-      for (int i = x - R; i <= x + R; i++)
-        if (i >= 0 && i < W) { sum += row[i]; c++; }
-      t[(size_t)y * W + x] = sum / (float)c;
+  ki_box_mean(L, t, W, H, R);
+}
+
+/* Labels id the 8-connected group of in's pixels from p0 (lab < 0: not
+ * labelled yet; stack: room for w*h). Returns how many of the group's pixels
+ * are set in `count` (NULL: all of them) and their box x0, y0, x1, y1 in b
+ * (x1 < 0 when none). */
+static int flood8(const uint8_t *in, int *lab, int *stack, int W, int H, size_t p0, int id, const uint8_t *count, int b[4]) {
+  int sp = 0, n = 0;
+  b[0] = W; b[1] = H; b[2] = -1; b[3] = -1;
+  lab[p0] = id;
+  stack[sp++] = (int)p0;
+  while (sp > 0) {
+    int p = stack[--sp], x = p % W, y = p / W;
+    if (!count || count[p]) {
+      n++;
+      if (x < b[0]) b[0] = x;
+      if (x > b[2]) b[2] = x;
+      if (y < b[1]) b[1] = y;
+      if (y > b[3]) b[3] = y;
     }
+    for (int dy = -1; dy <= 1; dy++)
+      for (int dx = -1; dx <= 1; dx++) {
+        int nx = x + dx, ny = y + dy;
+        if (nx < 0 || ny < 0 || nx >= W || ny >= H) continue;
+        size_t q = (size_t)ny * W + nx;
+        if (in[q] && lab[q] < 0) { lab[q] = id; stack[sp++] = (int)q; }
+      }
   }
-  for (int y = 0; y < H; y++)
-    for (int x = 0; x < W; x++) {
-      float sum = 0;
-      int c = 0;
-      for (int j = y - R; j <= y + R; j++)
-        if (j >= 0 && j < H) { sum += t[(size_t)j * W + x]; c++; }
-      L[(size_t)y * W + x] = sum / (float)c;
-    }
+  return n;
 }
 
 int ki_wm_detect(const ki_wm_samples *s, const ki_wm_hint *hint, ki_wm_found **out, int *nout) {
@@ -437,23 +448,9 @@ int ki_wm_detect(const ki_wm_samples *s, const ki_wm_hint *hint, ki_wm_found **o
     int big = 0;
     for (size_t p0 = 0; p0 < np; p0++) {
       if (!dil[p0] || lab[p0] >= 0) continue;
-      int sp = 0, x0 = W, y0 = H, x1 = -1, y1 = -1;
-      lab[p0] = (int)p0;
-      stack[sp++] = (int)p0;
-      while (sp > 0) {
-        int p = stack[--sp], x = p % W, y = p / W;
-        if (x < x0) x0 = x;
-        if (x > x1) x1 = x;
-        if (y < y0) y0 = y;
-        if (y > y1) y1 = y;
-        for (int dy = -1; dy <= 1; dy++)
-          for (int dx = -1; dx <= 1; dx++) {
-            int nx = x + dx, ny = y + dy;
-            if (nx < 0 || ny < 0 || nx >= W || ny >= H) continue;
-            size_t q = (size_t)ny * W + nx;
-            if (dil[q] && lab[q] < 0) { lab[q] = (int)p0; stack[sp++] = (int)q; }
-          }
-      }
+      int gb[4];
+      flood8(dil, lab, stack, W, H, p0, (int)p0, NULL, gb);
+      int x0 = gb[0], y0 = gb[1], x1 = gb[2], y1 = gb[3];
       if ((long)(x1 - x0 + 1) * (y1 - y0 + 1) <= (long)np / 6) continue;
       big = 1;
       for (int y = y0; y <= y1; y++)
@@ -478,26 +475,9 @@ int ki_wm_detect(const ki_wm_samples *s, const ki_wm_hint *hint, ki_wm_found **o
   int ncand = 0;
   for (size_t p0 = 0; p0 < np; p0++) {
     if (!dil[p0] || lab[p0] >= 0) continue;
-    int cid = ncand++, sp = 0, x0 = W, y0 = H, x1 = -1, y1 = -1, ne = 0;
-    lab[p0] = cid;
-    stack[sp++] = (int)p0;
-    while (sp > 0) {
-      int p = stack[--sp], x = p % W, y = p / W;
-      if (any[p]) {
-        ne++;
-        if (x < x0) x0 = x;
-        if (x > x1) x1 = x;
-        if (y < y0) y0 = y;
-        if (y > y1) y1 = y;
-      }
-      for (int dy = -1; dy <= 1; dy++)
-        for (int dx = -1; dx <= 1; dx++) {
-          int nx = x + dx, ny = y + dy;
-          if (nx < 0 || ny < 0 || nx >= W || ny >= H) continue;
-          size_t q = (size_t)ny * W + nx;
-          if (dil[q] && lab[q] < 0) { lab[q] = cid; stack[sp++] = (int)q; }
-        }
-    }
+    int cid = ncand++, cb[4];
+    int ne = flood8(dil, lab, stack, W, H, p0, cid, any, cb);
+    int x0 = cb[0], y0 = cb[1], x1 = cb[2], y1 = cb[3];
     if (ne < MIN_EDGE_PX) continue;
     /* the window where most of its edges were strongest: its mean is the reference */
     int votes_best = -1, ref = 0;

@@ -108,6 +108,27 @@ void ki_harmonic_fill(float *v, const uint8_t *known, int w, int h) {
   free(ck);
 }
 
+void ki_box_mean(float *v, float *tmp, int w, int h, int r) {
+  for (int y = 0; y < h; y++) {                 /* rows into tmp */
+    const float *row = v + (size_t)y * w;
+    for (int x = 0; x < w; x++) {
+      float sum = 0;
+      int c = 0;
+      for (int i = x - r; i <= x + r; i++)
+        if (i >= 0 && i < w) { sum += row[i]; c++; }
+      tmp[(size_t)y * w + x] = sum / (float)c;
+    }
+  }
+  for (int y = 0; y < h; y++)                   /* columns back into v */
+    for (int x = 0; x < w; x++) {
+      float sum = 0;
+      int c = 0;
+      for (int j = y - r; j <= y + r; j++)
+        if (j >= 0 && j < h) { sum += tmp[(size_t)j * w + x]; c++; }
+      v[(size_t)y * w + x] = sum / (float)c;
+    }
+}
+
 /* ---- blend estimate -------------------------------------------------- */
 
 static int cmp_float(const void *a, const void *b) {
@@ -569,24 +590,7 @@ static int fill_region_plane(const ki_wm_state *st, const AVFrame *in, AVFrame *
     if (rad < 3) rad = 3;
     float *t = malloc(np * sizeof *t);
     if (!t) goto fail;
-    for (int pass = 0; pass < 3; pass++) {
-      for (int y = 0; y < bh; y++)
-        for (int x = 0; x < bw; x++) {
-          float sum = 0;
-          int c = 0;
-          for (int i = x - rad; i <= x + rad; i++)
-            if (i >= 0 && i < bw) { sum += v[(size_t)y * bw + i]; c++; }
-          t[(size_t)y * bw + x] = sum / c;
-        }
-      for (int y = 0; y < bh; y++)
-        for (int x = 0; x < bw; x++) {
-          float sum = 0;
-          int c = 0;
-          for (int j = y - rad; j <= y + rad; j++)
-            if (j >= 0 && j < bh) { sum += t[(size_t)j * bw + x]; c++; }
-          v[(size_t)y * bw + x] = sum / c;
-        }
-    }
+    for (int pass = 0; pass < 3; pass++) ki_box_mean(v, t, bw, bh, rad);
     free(t);
   } else {
     /* 1. blend inversion */

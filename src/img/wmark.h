@@ -82,6 +82,10 @@ int ki_wm_estimate(ki_wm_region *r, uint8_t *const (*crop)[3], int n, int margin
  * (coarse to fine). Pixels with no known pixel anywhere are left as is. */
 void ki_harmonic_fill(float *v, const uint8_t *known, int w, int h);
 
+/* Box mean of radius r over v (w x h, stride w) in place, separable, each
+ * window cut to the plane (its mean over the pixels inside); tmp: w*h floats. */
+void ki_box_mean(float *v, float *tmp, int w, int h, int r);
+
 /* ---- the per-frame removal ---------------------------------------------- */
 
 typedef enum { KI_WM_INPAINT = 0, KI_WM_BLUR } ki_wm_mode;
