@@ -87,6 +87,15 @@ static int run_wm(const char *in, const char *out, const char *params, json_t **
   return r;
 }
 
+/* Writes clip c, watermarked, to `in` (lossless) and removes the marks into
+ * `out` (lossless) as the engine runs it; the result's info and detection. */
+static int mark_and_remove(const clip *c, const char *in, const char *out, json_t **info, json_t **det, kiln_err *e) {
+  CHECK(write_clip(in, c, NULL, 1) == 0, "write the clip");
+  int r = run_wm(in, out, "{\"lossless\": true}", info, det, e);
+  CHECK(r == 0, "remove_watermark: %s", e->msg);
+  return r;
+}
+
 typedef struct score {
   double recall, area, psnr_out, psnr_in, worst_recall;
 } score;
@@ -157,11 +166,9 @@ static void test_three_marks(void) {
   ws_text(&three[2], 12, H - 36, 3, "KILN", white, 1);
   clip c = {W, H, 100, NULL, three_layers, NULL, 0};
   const char *in = t_path("three.mp4"), *out = t_path("three_out.mp4");
-  CHECK(write_clip(in, &c, NULL, 1) == 0, "write the clip");
   json_t *info = NULL, *det = NULL;
   kiln_err e = {0};
-  int r = run_wm(in, out, "{\"lossless\": true}", &info, &det, &e);
-  CHECK(r == 0, "remove_watermark: %s", e.msg);
+  int r = mark_and_remove(&c, in, out, &info, &det, &e);
   if (getenv("WM_DEBUG")) kj_print(info);
   if (r == 0) {
     CHECK(kj_num(info, "watermarks_found", 0) >= 3, "found %g regions, expected the 3 marks",
@@ -236,11 +243,9 @@ static void test_moving_mark(void) {
   ws_text(&corner[2], W - 50, 10, 3, "WM", white, 1);
   clip c = {W, H, 225, NULL, corner_layers, NULL, 0};
   const char *in = t_path("corner.mp4"), *out = t_path("corner_out.mp4");
-  CHECK(write_clip(in, &c, NULL, 1) == 0, "write the clip");
   json_t *info = NULL, *det = NULL;
   kiln_err e = {0};
-  int r = run_wm(in, out, "{\"lossless\": true}", &info, &det, &e);
-  CHECK(r == 0, "remove_watermark: %s", e.msg);
+  int r = mark_and_remove(&c, in, out, &info, &det, &e);
   if (getenv("WM_DEBUG")) kj_print(info);
   if (r == 0) {
     score s = score_layer(&c, in, out, det, 0);
@@ -283,11 +288,9 @@ static void test_real_clip(void) {
   ws_text(&real[1], w / 2 - 60, h * 7 / 10, 4, "KILN", white, 1);   /* over the moving character: the room behind is static */
   clip c = {w, h, 96, &src, real_layers, NULL, 0};
   const char *in = getenv("WM_REAL_IN") ? getenv("WM_REAL_IN") : t_path("real.mp4"), *out = t_path("real_out.mp4");
-  CHECK(write_clip(in, &c, NULL, 1) == 0, "write the clip");
   json_t *info = NULL, *det = NULL;
   kiln_err e = {0};
-  int r = run_wm(in, out, "{\"lossless\": true}", &info, &det, &e);
-  CHECK(r == 0, "remove_watermark: %s", e.msg);
+  int r = mark_and_remove(&c, in, out, &info, &det, &e);
   if (r == 0) {
     const char *names[2] = {"opaque logo", "text with shadow"};
     for (int k = 0; k < 2; k++) {
@@ -337,11 +340,9 @@ static void test_fade_still(void) {
   ws_text(&fade_mark, 12, H - 36, 3, "KILN", white, 1);
   clip c = {W, H, N, &v, fade_layers, NULL, 0};
   const char *in = t_path("fade.mp4"), *out = t_path("fade_out.mp4");
-  CHECK(write_clip(in, &c, NULL, 1) == 0, "write the clip");
   json_t *info = NULL, *det = NULL;
   kiln_err e = {0};
-  int r = run_wm(in, out, "{\"lossless\": true}", &info, &det, &e);
-  CHECK(r == 0, "remove_watermark: %s", e.msg);
+  int r = mark_and_remove(&c, in, out, &info, &det, &e);
   if (r == 0) {
     score sc = score_layer(&c, in, out, det, 0);
     fprintf(stderr, "  fade + still: recall %.4f (worst frame %.3f), mask %.2fx, in-mask PSNR %.2f dB (input %.2f dB), %g regions\n",
