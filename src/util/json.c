@@ -51,7 +51,7 @@ int kj_set_kv(json_t *obj, const char *kv, kiln_err *e) {
 
 void kj_describe(const json_t *v, char *buf, size_t n) {
   switch (json_typeof(v)) {
-    case JSON_STRING: snprintf(buf, n, "the string \"%.40s\"", json_string_value(v)); break;
+    case JSON_STRING: snprintf(buf, n, "the string \"%s\"", KILN_CLIP(json_string_value(v), 40)); break;
     case JSON_INTEGER: snprintf(buf, n, "%lld", (long long)json_integer_value(v)); break;
     case JSON_REAL: snprintf(buf, n, "%g", json_real_value(v)); break;
     case JSON_TRUE: snprintf(buf, n, "true"); break;
