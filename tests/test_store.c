@@ -56,6 +56,15 @@ static void test_keys(void) {
   memset(big, 'k', sizeof big - 1);
   big[sizeof big - 1] = 0;
   CHECK(ks_key_check(big, &e) == KILN_EINVAL && strstr(e.msg, "limit"), "%s", e.msg);
+  char seg[300];
+  memset(seg, 's', 256);
+  seg[256] = 0;
+  CHECK(ks_key_check(seg, &e) == KILN_EINVAL && strstr(e.msg, "256 bytes") && strstr(e.msg, "255"), "%s", e.msg);
+  seg[255] = 0;
+  CHECK(ks_key_check(seg, &e) == 0, "%s", e.msg);
+  const char *notutf8[] = {"a\xff", "a/\xc3", "\xc3\x28", "\xed\xa0\x80", "\xc0\xaf", "\xf4\x90\x80\x80"};
+  for (size_t i = 0; i < sizeof notutf8 / sizeof notutf8[0]; i++)
+    CHECK(ks_key_check(notutf8[i], &e) == KILN_EINVAL && strstr(e.msg, "UTF-8"), "%zu: %s", i, e.msg);
 }
 
 static void test_put_get(void) {
@@ -147,6 +156,89 @@ static void test_presign(void) {
   ks_close(s);
 }
 
+/* Links inside the store are never followed: a folder link and a file link
+ * planted in objects/ lead nowhere for GET, PUT, DELETE, stat and rename. */
+static void test_no_links(void) {
+  ks_store *s = open_store();
+  kiln_err e = {0};
+  char outside[1024], p[1200];
+  snprintf(outside, sizeof outside, "%s", t_path("outside"));
+  snprintf(p, sizeof p, "mkdir -p '%s' && echo secret > '%s/f' && ln -sfn '%s' '%s/objects/ldir' && ln -sf '%s/f' '%s/objects/lfile'",
+           outside, outside, outside, t_path("store"), outside, t_path("store"));
+  CHECK(system(p) == 0, "cannot plant links");
+  ks_stat st;
+  char buf[64];
+  CHECK(ks_stat_key(s, "ldir/f", &st, &e) == KILN_EINVAL && strstr(e.msg, "symbolic link"), "stat through a folder link: %s", e.msg);
+  CHECK(get(s, "ldir/f", 0, -1, buf, sizeof buf, &e) == KILN_EINVAL, "GET through a folder link: %s", e.msg);
+  CHECK(ks_stat_key(s, "lfile", &st, &e) == KILN_ENOENT, "stat of a file link: %s", e.msg);
+  CHECK(get(s, "lfile", 0, -1, buf, sizeof buf, &e) == KILN_ENOENT, "GET of a file link: %s", e.msg);
+  CHECK(put(s, "ldir/new", "x", &e) == KILN_EINVAL, "PUT through a folder link: %s", e.msg);
+  snprintf(p, sizeof p, "%s/new", outside);
+  CHECK(!t_file_exists(p), "PUT wrote outside the store");
+  CHECK(ks_delete(s, "ldir/f", &e) == KILN_EINVAL, "DELETE through a folder link: %s", e.msg);
+  CHECK(ks_delete(s, "lfile", &e) == KILN_ENOENT, "DELETE of a file link: %s", e.msg);
+  snprintf(p, sizeof p, "%s/f", outside);
+  CHECK(t_file_exists(p), "DELETE removed the file outside");
+  CHECK(put(s, "in/x", "data", &e) == 0, "%s", e.msg);
+  CHECK(ks_rename(s, "in/x", "ldir/x", &e) == KILN_EINVAL, "rename into a folder link: %s", e.msg);
+  /* a PUT over a file link replaces the link, never the file it points at */
+  CHECK(put(s, "lfile", "new", &e) == 0, "%s", e.msg);
+  CHECK(get(s, "lfile", 0, -1, buf, sizeof buf, &e) == 0 && !strcmp(buf, "new"), "%s", buf);
+  FILE *f = fopen(p, "r");
+  CHECK(f && fgets(buf, sizeof buf, f) && !strcmp(buf, "secret\n"), "the file outside changed: %s", buf);
+  if (f) fclose(f);
+  ks_close(s);
+}
+
+/* A file where a folder is needed and a folder where a file is: conflicts. */
+static void test_conflicts(void) {
+  ks_store *s = open_store();
+  kiln_err e = {0};
+  CHECK(put(s, "cf/a", "1", &e) == 0, "%s", e.msg);
+  CHECK(put(s, "cf/a/b", "2", &e) == KILN_ECONFLICT, "file then file/child: %d %s", e.code, e.msg);
+  CHECK(put(s, "cg/a/b", "1", &e) == 0, "%s", e.msg);
+  CHECK(put(s, "cg/a", "2", &e) == KILN_ECONFLICT, "folder then file: %d %s", e.code, e.msg);
+  ks_stat st;
+  CHECK(ks_stat_key(s, "cf/a/b", &st, &e) == KILN_ENOENT, "stat below a file: %s", e.msg);
+  CHECK(ks_stat_key(s, "cg/a", &st, &e) == KILN_ENOENT, "stat of a folder: %s", e.msg);
+  ks_close(s);
+}
+
+static int count_tmp(void) {
+  char p[1100];
+  snprintf(p, sizeof p, "%s/tmp", t_path("store"));
+  DIR *d = opendir(p);
+  int n = 0;
+  struct dirent *de;
+  while (d && (de = readdir(d))) n += strncmp(de->d_name, "put-", 4) == 0;
+  if (d) closedir(d);
+  return n;
+}
+
+/* A put-* file no live put holds (a crash's leftover, older than the grace
+ * period) is swept when a store opens; a live put's file is not. */
+static void test_tmp_sweep(void) {
+  ks_store *s = open_store();
+  kiln_err e = {0};
+  int before = count_tmp();
+  ks_put *live;
+  CHECK(ks_put_begin(s, "sweep/live", &live, &e) == 0, "%s", e.msg);
+  char p[1200];
+  snprintf(p, sizeof p, "f='%s/tmp/put-crashed'; echo partial > \"$f\" && touch -d '-2 minutes' \"$f\"", t_path("store"));
+  CHECK(system(p) == 0, "cannot plant a stale file");
+  snprintf(p, sizeof p, "for f in '%s'/tmp/put-*; do [ \"$f\" = '%s/tmp/put-crashed' ] || touch -d '-2 minutes' \"$f\"; done",
+           t_path("store"), t_path("store"));
+  CHECK(system(p) == 0, "cannot age the live file");
+  CHECK(count_tmp() == before + 2, "%d files", count_tmp());
+  ks_store *s2 = open_store();                     /* a second process's start, in effect */
+  CHECK(count_tmp() == before + 1, "after the sweep: %d files, expected %d (the live put's only)", count_tmp(), before + 1);
+  CHECK(ks_put_write(live, "ok", 2, &e) == 0 && ks_put_commit(live, &e) == 0, "the live put broke: %s", e.msg);
+  char buf[16];
+  CHECK(get(s2, "sweep/live", 0, -1, buf, sizeof buf, &e) == 0 && !strcmp(buf, "ok"), "%s", buf);
+  ks_close(s2);
+  ks_close(s);
+}
+
 static void test_tokens(void) {
   kiln_err e = {0};
   char home[1100], tok[KA_TOKEN_LEN], tok2[KA_TOKEN_LEN], name[80];
@@ -172,6 +264,9 @@ int main(void) {
   T_RUN(test_rename_delete_list);
   T_RUN(test_presign);
   T_RUN(test_tokens);
+  T_RUN(test_no_links);
+  T_RUN(test_conflicts);
+  T_RUN(test_tmp_sweep);
   /* t_cleanup removes only files directly in the folder; remove the tree */
   char cmd[1200];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", t_dir());

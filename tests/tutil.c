@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char g_dir[512];
@@ -98,6 +99,11 @@ int t_moov_first(const char *path) {
   }
   fclose(f);
   return moov >= 0 && mdat >= 0 && moov < mdat;
+}
+
+int t_file_exists(const char *path) {
+  struct stat st;
+  return lstat(path, &st) == 0;
 }
 
 int t_count_files(const char *s) {

@@ -30,6 +30,8 @@ int t_packets_of(const char *path, int type, t_packets *out);
 
 /* 1 if the file's top-level 'moov' box comes before 'mdat'. */
 int t_moov_first(const char *path);
+/* 1 if path names anything (file, folder, link), without following a link. */
+int t_file_exists(const char *path);
 /* Number of directory entries in t_dir() whose name contains s. */
 int t_count_files(const char *s);
 /* Luma PSNR of frame f against the expected plane function. */

@@ -3,7 +3,9 @@
  * Layout under the root: objects/KEY (the key's '/' are folders) and tmp/
  * for puts in progress. A put writes tmp/put-XXXXXX, fsyncs it, and renames
  * it over objects/KEY, so readers never see a partial object and a crash
- * leaves only a temporary file. Parent folders are made on demand. */
+ * leaves only a temporary file (swept at the next start once no put holds
+ * it). Parent folders are made on demand. No operation follows a symbolic
+ * link (open_parent). */
 #include "store/store_int.h"
 #include "util/fs.h"
 
@@ -13,15 +15,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-typedef struct local { char root[900]; } local;
+typedef struct local {
+  char root[900];
+  int objfd;                    /* root/objects, O_DIRECTORY */
+} local;
 
 typedef struct lput {
   struct ks_put base;
   int fd;
-  char tmp[1024], dst[2048], key[KS_KEY_MAX + 1];
+  char tmp[1024], key[KS_KEY_MAX + 1];
 } lput;
 
 typedef struct lget {
@@ -34,19 +41,88 @@ static void obj_path(ks_store *s, const char *key, char *out, size_t n) {
   snprintf(out, n, "%s/objects/%s", ((local *)s->impl)->root, key);
 }
 
+/* The store never follows a link: every folder of a key is opened with
+ * O_NOFOLLOW from the objects folder down (keys hold no "." or ".."
+ * segments, ks_key_check), and the leaf is opened, stat'ed or replaced
+ * relative to that folder without following it either.
+ * Opens the folder that holds key's leaf; creates missing folders when
+ * create. Returns its fd and points *leaf into key; <0 with a message:
+ * ENOENT (a folder is missing), ECONFLICT (a segment is an object, not a
+ * folder), EINVAL (a segment is a link). */
+static int open_parent(ks_store *s, const char *key, int create, const char **leaf, kiln_err *e) {
+  int dfd = dup(((local *)s->impl)->objfd);
+  if (dfd < 0) return kiln_fail(e, KILN_EIO, "cannot open the store folder: %s", strerror(errno));
+  const char *p = key;
+  const char *slash;
+  while ((slash = strchr(p, '/'))) {
+    char seg[KS_SEGMENT_MAX + 1];
+    size_t n = (size_t)(slash - p);
+    memcpy(seg, p, n);
+    seg[n] = 0;
+    int fd = openat(dfd, seg, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && create) {
+      if (mkdirat(dfd, seg, 0755) != 0 && errno != EEXIST) {
+        int err = errno;
+        close(dfd);
+        return kiln_fail(e, err == ENOSPC || err == EDQUOT ? KILN_ENOSPACE : KILN_EIO,
+                         "cannot make the folder for object '%s': %s", KILN_CLIP(key, 80), strerror(err));
+      }
+      fd = openat(dfd, seg, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    int err = errno;
+    struct stat sb;
+    int islink = fd < 0 && fstatat(dfd, seg, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(sb.st_mode);
+    close(dfd);
+    if (fd < 0) {
+      if (islink || err == ELOOP)
+        return kiln_fail(e, KILN_EINVAL, "object key '%s' passes through a symbolic link in the store; links are not followed",
+                         KILN_CLIP(key, 80));
+      if (err == ENOENT) return kiln_fail(e, KILN_ENOENT, "no object '%s'", KILN_CLIP(key, 80));
+      if (err == ENOTDIR)
+        return kiln_fail(e, KILN_ECONFLICT, "object key '%s': '%s' is an object, not a folder", KILN_CLIP(key, 80),
+                         KILN_CLIP(seg, 80));
+      return kiln_fail(e, KILN_EIO, "cannot open the folder of object '%s': %s", KILN_CLIP(key, 80), strerror(err));
+    }
+    dfd = fd;
+    p = slash + 1;
+  }
+  *leaf = p;
+  return dfd;
+}
+
+/* Stats the leaf without following it: 0 for a regular file, else
+ * ENOENT (absent, a folder, or a link: none is an object). */
+static int leaf_stat(int dfd, const char *key, const char *leaf, struct stat *sb, kiln_err *e) {
+  if (fstatat(dfd, leaf, sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb->st_mode))
+    return kiln_fail(e, KILN_ENOENT, "no object '%s'", KILN_CLIP(key, 80));
+  return 0;
+}
+
+static int io_code(int err) { return err == ENOSPC || err == EDQUOT ? KILN_ENOSPACE : KILN_EIO; }
+
 static int l_put_begin(ks_store *s, const char *key, ks_put **out, kiln_err *e) {
+  /* refuse a clash with an existing object or folder before taking the body */
+  const char *leaf;
+  int dfd = open_parent(s, key, 0, &leaf, e);
+  if (dfd < 0 && dfd != KILN_ENOENT) return dfd;
+  if (dfd >= 0) {
+    struct stat sb;
+    int isdir = fstatat(dfd, leaf, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(sb.st_mode);
+    close(dfd);
+    if (isdir) return kiln_fail(e, KILN_ECONFLICT, "object key '%s' is a folder of other objects", KILN_CLIP(key, 80));
+  }
   lput *p = calloc(1, sizeof *p);
   if (!p) return kiln_fail(e, KILN_ENOMEM, "out of memory");
   p->base.s = s;
   snprintf(p->key, sizeof p->key, "%s", key);
   snprintf(p->tmp, sizeof p->tmp, "%s/tmp/put-XXXXXX", ((local *)s->impl)->root);
-  obj_path(s, key, p->dst, sizeof p->dst);
   p->fd = mkostemp(p->tmp, O_CLOEXEC);
   if (p->fd < 0) {
-    int r = kiln_fail(e, KILN_EIO, "cannot start writing object '%s': %s", key, strerror(errno));
+    int r = kiln_fail(e, io_code(errno), "cannot start writing object '%s': %s", KILN_CLIP(key, 80), strerror(errno));
     free(p);
     return r;
   }
+  flock(p->fd, LOCK_EX);                          /* held while this put lives: tells the start-up sweep it is not stale */
   *out = &p->base;
   return 0;
 }
@@ -57,7 +133,7 @@ static int l_put_write(ks_put *bp, const void *buf, size_t n, kiln_err *e) {
   while (n > 0) {
     ssize_t w = write(p->fd, c, n);
     if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return kiln_fail(e, KILN_EIO, "writing object '%s' failed: %s", p->key, strerror(errno));
+    if (w < 0) return kiln_fail(e, io_code(errno), "writing object '%s' failed: %s", KILN_CLIP(p->key, 80), strerror(errno));
     c += w;
     n -= (size_t)w;
   }
@@ -66,34 +142,57 @@ static int l_put_write(ks_put *bp, const void *buf, size_t n, kiln_err *e) {
 
 static void l_put_abort(ks_put *bp) {
   lput *p = (lput *)bp;
-  if (p->fd >= 0) close(p->fd);
   unlink(p->tmp);
+  if (p->fd >= 0) close(p->fd);
   free(p);
+}
+
+/* Moves the file at tmp (a path) to be object key. */
+/* place()'s answer when tmp is on another file system than the store: the
+ * caller copies (put_file) or says so (rename, commit). */
+#define PLACE_XDEV 1
+
+static int place(ks_store *s, const char *tmp, const char *key, kiln_err *e) {
+  const char *leaf;
+  int dfd = open_parent(s, key, 1, &leaf, e);
+  if (dfd < 0) return dfd;
+  int r = 0;
+  struct stat sb;
+  if (fstatat(dfd, leaf, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(sb.st_mode))
+    r = kiln_fail(e, KILN_ECONFLICT, "object key '%s' is a folder of other objects", KILN_CLIP(key, 80));
+  else if (renameat(AT_FDCWD, tmp, dfd, leaf) != 0)     /* replaces a link itself, never its target */
+    r = errno == EXDEV ? PLACE_XDEV
+        : kiln_fail(e, errno == EISDIR ? KILN_ECONFLICT : io_code(errno), "cannot store object '%s': %s", KILN_CLIP(key, 80),
+                    strerror(errno));
+  close(dfd);
+  return r;
 }
 
 static int l_put_commit(ks_put *bp, kiln_err *e) {
   lput *p = (lput *)bp;
   int r = 0;
-  if (fsync(p->fd) != 0 || close(p->fd) != 0) r = kiln_fail(e, KILN_EIO, "saving object '%s' failed: %s", p->key, strerror(errno));
-  p->fd = -1;
-  if (r == 0) r = kiln_mkdirs(p->dst, 0755, e);
-  if (r == 0 && rename(p->tmp, p->dst) != 0)
-    r = kiln_fail(e, KILN_EIO, "cannot store object '%s': %s", p->key, strerror(errno));
+  if (fsync(p->fd) != 0) r = kiln_fail(e, io_code(errno), "saving object '%s' failed: %s", KILN_CLIP(p->key, 80), strerror(errno));
+  if (r == 0 && (r = place(p->base.s, p->tmp, p->key, e)) == PLACE_XDEV)
+    r = kiln_fail(e, KILN_EIO, "the store's tmp folder is on another file system than its objects");
   if (r < 0) unlink(p->tmp);
+  close(p->fd);
   free(p);
   return r;
 }
 
 static int l_get_open(ks_store *s, const char *key, int64_t off, int64_t len, ks_get **out, kiln_err *e) {
-  char path[2048];
-  obj_path(s, key, path, sizeof path);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return kiln_fail(e, errno == ENOENT || errno == ENOTDIR ? KILN_ENOENT : KILN_EIO, "no object '%s'", key);
+  const char *leaf;
+  int dfd = open_parent(s, key, 0, &leaf, e);
+  if (dfd < 0) return dfd == KILN_ECONFLICT ? kiln_fail(e, KILN_ENOENT, "no object '%s'", KILN_CLIP(key, 80)) : dfd;
+  int fd = openat(dfd, leaf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  int err = errno;
+  close(dfd);
+  if (fd < 0) return kiln_fail(e, err == ENOENT || err == ELOOP || err == EISDIR ? KILN_ENOENT : KILN_EIO, "no object '%s'", KILN_CLIP(key, 80));
   struct stat sb;
-  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) { close(fd); return kiln_fail(e, KILN_ENOENT, "no object '%s'", key); }
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) { close(fd); return kiln_fail(e, KILN_ENOENT, "no object '%s'", KILN_CLIP(key, 80)); }
   if (off > sb.st_size || (off == sb.st_size && sb.st_size > 0)) {
     close(fd);
-    return kiln_fail(e, KILN_EINVAL, "range starts at byte %lld but object '%s' has %lld bytes", (long long)off, key,
+    return kiln_fail(e, KILN_EINVAL, "range starts at byte %lld but object '%s' has %lld bytes", (long long)off, KILN_CLIP(key, 80),
                      (long long)sb.st_size);
   }
   lget *g = calloc(1, sizeof *g);
@@ -102,7 +201,7 @@ static int l_get_open(ks_store *s, const char *key, int64_t off, int64_t len, ks
   g->fd = fd;
   int64_t avail = sb.st_size - off;
   g->left = len < 0 || len > avail ? avail : len;
-  if (lseek(fd, off, SEEK_SET) < 0) { close(fd); free(g); return kiln_fail(e, KILN_EIO, "seek in '%s' failed", key); }
+  if (lseek(fd, off, SEEK_SET) < 0) { close(fd); free(g); return kiln_fail(e, KILN_EIO, "seek in '%s' failed", KILN_CLIP(key, 80)); }
   *out = &g->base;
   return 0;
 }
@@ -125,34 +224,42 @@ static void l_get_close(ks_get *bg) {
 }
 
 static int l_stat(ks_store *s, const char *key, ks_stat *st, kiln_err *e) {
-  char path[2048];
-  obj_path(s, key, path, sizeof path);
+  const char *leaf;
+  int dfd = open_parent(s, key, 0, &leaf, e);
+  if (dfd < 0) return dfd == KILN_ECONFLICT ? kiln_fail(e, KILN_ENOENT, "no object '%s'", KILN_CLIP(key, 80)) : dfd;
   struct stat sb;
-  if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) return kiln_fail(e, KILN_ENOENT, "no object '%s'", key);
+  int r = leaf_stat(dfd, key, leaf, &sb, e);
+  close(dfd);
+  if (r < 0) return r;
   st->size = sb.st_size;
   st->mtime = sb.st_mtime;
   return 0;
 }
 
 static int l_del(ks_store *s, const char *key, kiln_err *e) {
-  char path[2048];
-  obj_path(s, key, path, sizeof path);
+  const char *leaf;
+  int dfd = open_parent(s, key, 0, &leaf, e);
+  if (dfd < 0) return dfd == KILN_ECONFLICT ? kiln_fail(e, KILN_ENOENT, "no object '%s'", KILN_CLIP(key, 80)) : dfd;
   struct stat sb;
-  if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) return kiln_fail(e, KILN_ENOENT, "no object '%s'", key);
-  if (unlink(path) != 0) return kiln_fail(e, KILN_EIO, "cannot delete object '%s': %s", key, strerror(errno));
-  return 0;
+  int r = leaf_stat(dfd, key, leaf, &sb, e);
+  if (r == 0 && unlinkat(dfd, leaf, 0) != 0)
+    r = kiln_fail(e, errno == ENOENT ? KILN_ENOENT : KILN_EIO, "cannot delete object '%s': %s", KILN_CLIP(key, 80), strerror(errno));
+  close(dfd);
+  return r;
 }
 
 static int l_rename(ks_store *s, const char *from, const char *to, kiln_err *e) {
-  char a[2048], b[2048];
-  obj_path(s, from, a, sizeof a);
-  obj_path(s, to, b, sizeof b);
+  const char *leaf;
+  int dfd = open_parent(s, from, 0, &leaf, e);
+  if (dfd < 0) return dfd == KILN_ECONFLICT ? kiln_fail(e, KILN_ENOENT, "no object '%s'", KILN_CLIP(from, 80)) : dfd;
   struct stat sb;
-  if (stat(a, &sb) != 0 || !S_ISREG(sb.st_mode)) return kiln_fail(e, KILN_ENOENT, "no object '%s'", from);
-  int r = kiln_mkdirs(b, 0755, e);
+  int r = leaf_stat(dfd, from, leaf, &sb, e);
+  char a[2048];
+  obj_path(s, from, a, sizeof a);                 /* its folders were just opened without following links */
+  close(dfd);
   if (r < 0) return r;
-  if (rename(a, b) != 0) return kiln_fail(e, KILN_EIO, "cannot rename '%s' to '%s': %s", from, to, strerror(errno));
-  return 0;
+  r = place(s, a, to, e);
+  return r == PLACE_XDEV ? kiln_fail(e, KILN_EIO, "cannot rename '%s' to '%s'", KILN_CLIP(from, 80), KILN_CLIP(to, 80)) : r;
 }
 
 typedef struct keylist { char **k; size_t n, cap; } keylist;
@@ -208,23 +315,45 @@ static int l_list(ks_store *s, const char *prefix, ks_list_cb cb, void *arg, kil
   return r;
 }
 
-static void l_close(ks_store *s) { free(s->impl); }
+static void l_close(ks_store *s) {
+  close(((local *)s->impl)->objfd);
+  free(s->impl);
+}
+
+/* Removes tmp/put-* files that no live put holds (each put keeps an
+ * exclusive flock on its file): what a crash or a killed upload left. A
+ * file younger than a minute is left alone, as its put may not have taken
+ * its lock yet. */
+static void sweep_tmp(const char *root) {
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s/tmp", root);
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *de;
+  time_t now = time(NULL);
+  while ((de = readdir(d))) {
+    if (strncmp(de->d_name, "put-", 4) != 0) continue;
+    int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) continue;
+    struct stat sb;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && now - sb.st_mtime >= KS_TMP_GRACE_S && flock(fd, LOCK_EX | LOCK_NB) == 0)
+      unlinkat(dirfd(d), de->d_name, 0);
+    close(fd);
+  }
+  closedir(d);
+}
 
 static int l_local_path(ks_store *s, const char *key, char *out, size_t n, kiln_err *e) {
+  ks_stat st;
+  int r = l_stat(s, key, &st, e);                /* no link on the way, a regular file at the end */
+  if (r < 0) return r;
   obj_path(s, key, out, n);
-  struct stat sb;
-  if (stat(out, &sb) != 0 || !S_ISREG(sb.st_mode)) return kiln_fail(e, KILN_ENOENT, "no object '%s'", key);
   return 0;
 }
 
 static int l_put_file(ks_store *s, const char *key, const char *path, kiln_err *e) {
-  char dst[2048];
-  obj_path(s, key, dst, sizeof dst);
-  int r = kiln_mkdirs(dst, 0755, e);
-  if (r < 0) return r;
-  if (rename(path, dst) == 0) return 0;
-  if (errno != EXDEV) return kiln_fail(e, KILN_EIO, "cannot store '%s' as object '%s': %s", path, key, strerror(errno));
-  return KILN_EINVAL;                            /* another file system: the front end copies */
+  int r = place(s, path, key, e);
+  return r == PLACE_XDEV ? KILN_EINVAL : r;      /* another file system: the front end copies */
 }
 
 static int l_scratch_dir(ks_store *s, char *out, size_t n, kiln_err *e) {
@@ -250,7 +379,11 @@ int ks_open_local(ks_store **out, const char *root, const uint8_t *secret, size_
   if (r == 0) r = kiln_mkdirs(p, 0755, e);
   snprintf(p, sizeof p, "%s/tmp/x", root);
   if (r == 0) r = kiln_mkdirs(p, 0755, e);
+  snprintf(p, sizeof p, "%s/objects", root);
+  if (r == 0 && (l->objfd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+    r = kiln_fail(e, KILN_EIO, "cannot open the store folder '%s': %s", p, strerror(errno));
   if (r < 0) { free(s); free(l); return r; }
+  sweep_tmp(root);
   s->be = &local_backend;
   s->impl = l;
   memcpy(s->secret, secret, secret_len);

@@ -15,18 +15,25 @@ int ks_key_check(const char *key, kiln_err *e) {
   if (!key || !*key) return kiln_fail(e, KILN_EINVAL, "object key is empty");
   size_t n = strlen(key);
   if (n > KS_KEY_MAX) return kiln_fail(e, KILN_EINVAL, "object key is %zu bytes; the limit is %d", n, KS_KEY_MAX);
-  if (key[0] == '/') return kiln_fail(e, KILN_EINVAL, "object key '%.80s' must not start with '/'", key);
-  if (key[n - 1] == '/') return kiln_fail(e, KILN_EINVAL, "object key '%.80s' must not end with '/'", key);
-  for (size_t i = 0; i < n; i++)
+  if (key[0] == '/') return kiln_fail(e, KILN_EINVAL, "object key '%s' must not start with '/'", KILN_CLIP(key, 80));
+  if (key[n - 1] == '/') return kiln_fail(e, KILN_EINVAL, "object key '%s' must not end with '/'", KILN_CLIP(key, 80));
+  for (size_t i = 0; i < n;) {
     if ((unsigned char)key[i] < 0x20 || key[i] == 0x7f || key[i] == '\\')
-      return kiln_fail(e, KILN_EINVAL, "object key '%.80s' holds a control character or backslash at byte %zu", key, i);
+      return kiln_fail(e, KILN_EINVAL, "object key '%s' holds a control character or backslash at byte %zu", KILN_CLIP(key, 80), i);
+    size_t k = kiln_utf8_seq((const unsigned char *)key + i, n - i);
+    if (k == 0) return kiln_fail(e, KILN_EINVAL, "object key '%s' is not valid UTF-8 at byte %zu", KILN_CLIP(key, 80), i);
+    i += k;
+  }
   const char *seg = key;
   while (seg) {
     const char *end = strchr(seg, '/');
     size_t len = end ? (size_t)(end - seg) : strlen(seg);
-    if (len == 0) return kiln_fail(e, KILN_EINVAL, "object key '%.80s' has an empty segment ('//')", key);
+    if (len > KS_SEGMENT_MAX)
+      return kiln_fail(e, KILN_EINVAL, "object key segment '%s' is %zu bytes; the limit is %d", KILN_CLIP(seg, 40), len,
+                       KS_SEGMENT_MAX);
+    if (len == 0) return kiln_fail(e, KILN_EINVAL, "object key '%s' has an empty segment ('//')", KILN_CLIP(key, 80));
     if ((len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.'))
-      return kiln_fail(e, KILN_EINVAL, "object key '%.80s' must not contain '.' or '..' segments", key);
+      return kiln_fail(e, KILN_EINVAL, "object key '%s' must not contain '.' or '..' segments", KILN_CLIP(key, 80));
     seg = end ? end + 1 : NULL;
   }
   return 0;

@@ -17,6 +17,8 @@
 #include "util/err.h"
 
 #define KS_KEY_MAX 1024
+#define KS_SEGMENT_MAX 255           /* a file name's limit on every file system we use */
+#define KS_TMP_GRACE_S 60             /* the start-up sweep leaves younger put-* files alone */
 
 typedef struct ks_store ks_store;
 typedef struct ks_put ks_put;
