@@ -18,6 +18,8 @@ typedef struct req {
   size_t body_len, body_cap;
 } req;
 
+/* {"error":{"code","message"}} with msg sanitized (valid UTF-8 always). */
+json_t *kh_error_body(const char *code, const char *msg);
 enum MHD_Result kh_json(kiln_server *s, struct MHD_Connection *c, unsigned status, json_t *o);
 enum MHD_Result kh_error(kiln_server *s, struct MHD_Connection *c, unsigned status, const char *code, const char *fmt,
                          ...) __attribute__((format(printf, 5, 6)));

@@ -228,8 +228,8 @@ static enum MHD_Result submit(kiln_server *s, struct MHD_Connection *c, kq *q, c
   json_t *hv = json_object_get(b, "webhook");
   if (hv && !json_is_null(hv)) {
     hook = json_string_value(hv);
-    if (!hook || (strncmp(hook, "http://", 7) && strncmp(hook, "https://", 8)) || strlen(hook) > 2000) {
-      ret = kh_error(s, c, 400, "bad_request", "\"webhook\" must be an http:// or https:// URL");
+    if (!hook || ke_webhook_url_check(hook, &e) < 0) {
+      ret = kh_error(s, c, 400, "bad_request", "\"webhook\": %s", hook ? e.msg : "must be a string, an http:// or https:// URL");
       goto out;
     }
   }
@@ -243,9 +243,9 @@ static enum MHD_Result submit(kiln_server *s, struct MHD_Connection *c, kq *q, c
     goto out;
   }
   if (json_is_string(in)) {
-    snprintf(in_key, sizeof in_key, "%s", json_string_value(in));
     ks_stat st;
-    if (ks_key_check(in_key, &e) < 0) { ret = kh_error(s, c, 400, "bad_key", "\"input\": %s", e.msg); goto out; }
+    if (ks_key_check(json_string_value(in), &e) < 0) { ret = kh_error(s, c, 400, "bad_key", "\"input\": %s", e.msg); goto out; }
+    snprintf(in_key, sizeof in_key, "%s", json_string_value(in));
     if (ks_stat_key(s->store, in_key, &st, &e) < 0) {
       ret = kh_error(s, c, 400, "bad_input", "input object '%s' does not exist; upload it first with PUT /v1/objects/%s",
                      in_key, in_key);
@@ -309,7 +309,10 @@ static enum MHD_Result submit(kiln_server *s, struct MHD_Connection *c, kq *q, c
     const char *w = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
     char *end = NULL;
     double wait = w ? strtod(w, &end) : 150;
-    if (w && (*end || wait < 0 || wait > 3600)) wait = 150;
+    if (w && (!*w || *end || !(wait >= 0 && wait <= 3600))) {   /* NaN fails both comparisons */
+      ret = kh_error(s, c, 400, "bad_param", "'wait' must be a number of seconds from 0 to 3600, got '%s'", KILN_CLIP(w, 40));
+      goto out;
+    }
     int64_t deadline = ke_now_ms() + (int64_t)(wait * 1000);
     for (;;) {                                     /* the worker is another process: watch the job's row */
       kq_job j;
@@ -437,7 +440,7 @@ static void sse_free(void *cls) {
 static enum MHD_Result events(kiln_server *s, struct MHD_Connection *c, const char *id, kq *q_probe) {
   kq_job j;
   kiln_err e = {0};
-  if (kq_get(q_probe, id, &j, &e) < 0) return kh_error(s, c, 404, "not_found", "no job '%.40s'", id);
+  if (kq_get(q_probe, id, &j, &e) < 0) return kh_error(s, c, 404, "not_found", "no job '%s'", KILN_CLIP(id, 40));
   kq_job_release(&j);
   sse *x = calloc(1, sizeof *x);
   if (!x) return kh_error(s, c, 500, "internal", "out of memory");
@@ -492,7 +495,7 @@ static enum MHD_Result do_usage(kiln_server *s, struct MHD_Connection *c, kq *q)
     struct tm tm;
     memset(&tm, 0, sizeof tm);
     const char *end = strptime(since, "%Y-%m-%d", &tm);
-    if (!end || *end) return kh_error(s, c, 400, "bad_param", "'since' must be a date YYYY-MM-DD, got '%.40s'", since);
+    if (!end || *end) return kh_error(s, c, 400, "bad_param", "'since' must be a date YYYY-MM-DD, got '%s'", KILN_CLIP(since, 40));
     from = (int64_t)timegm(&tm) * 1000;
   }
   char day[16];
@@ -639,7 +642,7 @@ static enum MHD_Result route(kiln_server *s, struct MHD_Connection *c, const cha
         size_t l = strlen(list);
         snprintf(list + l, sizeof list - l, "%s%s", k++ ? ", " : "", s->cfg->fns[i].fn->name);
       }
-      return kh_error(s, c, 404, "unknown_function", "no function '%.60s' (known: %s)", name, list);
+      return kh_error(s, c, 404, "unknown_function", "no function '%s' (known: %s)", KILN_CLIP(name, 60), list);
     }
     if (!slash) {
       if (!get) return kh_error(s, c, 405, "method_not_allowed", "GET /v1/functions/%s, or POST .../spawn or .../call", name);
@@ -647,7 +650,7 @@ static enum MHD_Result route(kiln_server *s, struct MHD_Connection *c, const cha
     }
     int call = !strcmp(slash, "/call");
     if (!call && strcmp(slash, "/spawn") != 0)
-      return kh_error(s, c, 404, "not_found", "no route %s %.200s (POST .../spawn or .../call)", method, url);
+      return kh_error(s, c, 404, "not_found", "no route %s %s (POST .../spawn or .../call)", KILN_CLIP(method, 20), KILN_CLIP(url, 200));
     if (!post) return kh_error(s, c, 405, "method_not_allowed", "%s takes POST", url);
     return submit(s, c, q, fc, rq, call);
   }
@@ -662,7 +665,7 @@ static enum MHD_Result route(kiln_server *s, struct MHD_Connection *c, const cha
         if (!strcmp(st, kq_state_name((kq_state)i))) state = i;
       if (state < 0)
         return kh_error(s, c, 400, "bad_param",
-                        "'state' must be queued, running, retrying, succeeded, failed or cancelled, got '%.40s'", st);
+                        "'state' must be queued, running, retrying, succeeded, failed or cancelled, got '%s'", KILN_CLIP(st, 40));
     }
     char *end = NULL;
     long limit = lim ? strtol(lim, &end, 10) : 100;
@@ -678,9 +681,9 @@ static enum MHD_Result route(kiln_server *s, struct MHD_Connection *c, const cha
     char id[64];
     const char *rest = url + 9, *slash = strchr(rest, '/');
     snprintf(id, sizeof id, "%.*s", (int)(slash ? (size_t)(slash - rest) : strlen(rest)), rest);
-    if (!valid_id(id)) return kh_error(s, c, 404, "not_found", "no job '%.40s' (job ids are 32 hex characters)", id);
+    if (!valid_id(id)) return kh_error(s, c, 404, "not_found", "no job '%s' (job ids are 32 hex characters)", KILN_CLIP(id, 40));
     if (slash) {
-      if (strcmp(slash, "/events") != 0) return kh_error(s, c, 404, "not_found", "no route %s %.200s", method, url);
+      if (strcmp(slash, "/events") != 0) return kh_error(s, c, 404, "not_found", "no route %s %s", KILN_CLIP(method, 20), KILN_CLIP(url, 200));
       if (!get) return kh_error(s, c, 405, "method_not_allowed", "%s takes GET", url);
       return events(s, c, id, q);
     }

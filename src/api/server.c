@@ -26,25 +26,75 @@ static void count_status(kiln_server *s, unsigned status) {
   __atomic_fetch_add(&s->requests[k < 6 ? k : 0], 1, __ATOMIC_RELAXED);
 }
 
-enum MHD_Result kh_json(kiln_server *s, struct MHD_Connection *c, unsigned status, json_t *o) {
-  char *t = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
+/* The one way a JSON answer leaves the server. o may be NULL (a failed
+ * json_pack): the client then gets a fixed 500 body, never a crash. hname,
+ * hval: one extra header, or NULL. */
+static enum MHD_Result respond(kiln_server *s, struct MHD_Connection *c, unsigned status, json_t *o, const char *hname,
+                               const char *hval) {
+  static const char fallback[] = "{\"error\":{\"code\":\"internal\",\"message\":\"the answer could not be encoded\"}}";
+  char *t = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
   json_decref(o);
-  struct MHD_Response *r = MHD_create_response_from_buffer(t ? strlen(t) : 0, t ? t : (char *)"", MHD_RESPMEM_MUST_FREE);
+  struct MHD_Response *r;
+  if (t) {
+    r = MHD_create_response_from_buffer(strlen(t), t, MHD_RESPMEM_MUST_FREE);
+    if (!r) free(t);
+  } else {
+    KLOG_E("a JSON answer (status %u) could not be encoded; answering 500", status);
+    status = 500;
+    r = MHD_create_response_from_buffer(sizeof fallback - 1, (void *)fallback, MHD_RESPMEM_PERSISTENT);
+  }
+  if (!r) return MHD_NO;                          /* out of memory: MHD drops the connection */
   MHD_add_response_header(r, "Content-Type", "application/json");
+  if (hname) MHD_add_response_header(r, hname, hval);
   enum MHD_Result ret = MHD_queue_response(c, status, r);
   MHD_destroy_response(r);
   count_status(s, status);
   return ret;
 }
 
+enum MHD_Result kh_json(kiln_server *s, struct MHD_Connection *c, unsigned status, json_t *o) {
+  return respond(s, c, status, o, NULL, NULL);
+}
+
+json_t *kh_error_body(const char *code, const char *msg) {
+  char clean[KILN_ERR_MSG_MAX * 2];
+  kiln_utf8_sanitize(msg, clean, sizeof clean);
+  return json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", clean);
+}
+
 enum MHD_Result kh_error(kiln_server *s, struct MHD_Connection *c, unsigned status, const char *code, const char *fmt,
                          ...) {
-  char msg[1024];
+  char msg[KILN_ERR_MSG_MAX * 2];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  kiln_vformat(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  return kh_json(s, c, status, json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg));
+  return kh_json(s, c, status, kh_error_body(code, msg));
+}
+
+/* The HTTP status and error code for a store failure. */
+static unsigned store_status(int code, const char **ecode) {
+  switch (code) {
+    case KILN_ENOENT: *ecode = "not_found"; return 404;
+    case KILN_EINVAL: *ecode = "bad_key"; return 400;
+    case KILN_ECONFLICT: *ecode = "conflict"; return 409;
+    case KILN_ENOSPACE: *ecode = "insufficient_storage"; return 507;
+    default: *ecode = "internal"; return 500;
+  }
+}
+
+static enum MHD_Result store_error(kiln_server *s, struct MHD_Connection *c, const kiln_err *e) {
+  const char *code;
+  unsigned st = store_status(e->code, &code);
+  return kh_error(s, c, st, code, "%s", e->msg);
+}
+
+/* Marks the request failed with a store error (answered once the body is drained). */
+static void req_fail_store(req *rq, const kiln_err *e) {
+  const char *code;
+  rq->status = (int)store_status(e->code, &code);
+  snprintf(rq->code, sizeof rq->code, "%s", code);
+  snprintf(rq->msg, sizeof rq->msg, "%s", e->msg);
 }
 
 #define send_json(c, st, o) kh_json(s, c, st, o)
@@ -162,8 +212,7 @@ static int parse_range(const char *h, int64_t size, int64_t *off, int64_t *len) 
 static enum MHD_Result do_get(kiln_server *s, struct MHD_Connection *c, const char *key) {
   kiln_err e = {0};
   ks_stat st;
-  if (ks_stat_key(s->store, key, &st, &e) < 0)
-    return send_error(c, e.code == KILN_ENOENT ? 404 : 400, e.code == KILN_ENOENT ? "not_found" : "bad_key", e.msg);
+  if (ks_stat_key(s->store, key, &st, &e) < 0) return store_error(s, c, &e);
   int64_t off = 0, len = st.size;
   const char *range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Range");
   unsigned status = 200;
@@ -172,26 +221,18 @@ static enum MHD_Result do_get(kiln_server *s, struct MHD_Connection *c, const ch
     if (parse_range(range, st.size, &off, &len) < 0) {
       snprintf(cr, sizeof cr, "bytes */%lld", (long long)st.size);
       char msg[160];
-      snprintf(msg, sizeof msg, "range '%.60s' cannot be satisfied: the object has %lld bytes", range, (long long)st.size);
-      json_t *o = json_pack("{s:{s:s, s:s}}", "error", "code", "bad_range", "message", msg);
-      char *body = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
-      json_decref(o);
-      struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
-      MHD_add_response_header(r, "Content-Range", cr);
-      MHD_add_response_header(r, "Content-Type", "application/json");
-      enum MHD_Result ret = MHD_queue_response(c, 416, r);
-      MHD_destroy_response(r);
-      count_status(s, 416);
-      return ret;
+      snprintf(msg, sizeof msg, "range '%s' cannot be satisfied: the object has %lld bytes", KILN_CLIP(range, 60),
+               (long long)st.size);
+      return respond(s, c, 416, kh_error_body("bad_range", msg), "Content-Range", cr);
     }
     status = 206;
     snprintf(cr, sizeof cr, "bytes %lld-%lld/%lld", (long long)off, (long long)(off + len - 1), (long long)st.size);
   }
   get_ctx *g = calloc(1, sizeof *g);
   if (!g) return send_error(c, 500, "internal", "out of memory");
-  if (st.size > 0 && ks_get_open(s->store, key, off, len, &g->g, &e) < 0) {
+  if (st.size > 0 && ks_get_open(s->store, key, off, len, &g->g, &e) < 0) {   /* e.g. deleted since the stat: 404 */
     free(g);
-    return send_error(c, 500, "internal", e.msg);
+    return store_error(s, c, &e);
   }
   struct MHD_Response *r = st.size > 0 ? MHD_create_response_from_callback((uint64_t)len, 256 * 1024, get_reader, g, get_free)
                                        : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
@@ -213,7 +254,20 @@ static enum MHD_Result do_presign(kiln_server *s, struct MHD_Connection *c, cons
     snprintf(msg, sizeof msg, "request body is not valid JSON at line %d, column %d: %s", je.line, je.column, je.text);
     return send_error(c, 400, "bad_json", msg);
   }
-  const char *m = json_string_value(json_object_get(b, "method"));
+  const char *mk;
+  json_t *mv;
+  const char *bad = !json_is_object(b) ? "the request body must be a JSON object {\"method\": \"GET\"|\"PUT\", \"ttl\": seconds}" : NULL;
+  json_object_foreach(b, mk, mv) if (!bad && strcmp(mk, "method") && strcmp(mk, "ttl")) bad = mk;
+  json_t *mj = json_object_get(b, "method");
+  const char *m = json_string_value(mj);
+  if (bad || (mj && (!m || (strcmp(m, "GET") && strcmp(m, "PUT"))))) {
+    char why[200];
+    if (bad && json_is_object(b)) snprintf(why, sizeof why, "unknown member '%s' in the presign body (known: method, ttl)", KILN_CLIP(bad, 60));
+    else if (bad) snprintf(why, sizeof why, "%s", bad);
+    else snprintf(why, sizeof why, "'method' must be \"GET\" or \"PUT\"");
+    json_decref(b);
+    return send_error(c, 400, "bad_param", why);
+  }
   json_t *ttlv = json_object_get(b, "ttl");
   int ttl_bad = ttlv && !json_is_number(ttlv);
   long long ttl = ttlv && !ttl_bad ? (long long)json_number_value(ttlv) : 3600;
@@ -249,6 +303,20 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     rq = calloc(1, sizeof *rq);
     if (!rq) return MHD_NO;
     *con_cls = rq;
+    /* a declared body over the limit is refused now, before any of it is read */
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    if (cl) {
+      char *end;
+      long long n = strtoll(cl, &end, 10);
+      int obj = strncmp(url, PREFIX, strlen(PREFIX)) == 0;
+      int pre = obj && !strcmp(method, "POST");
+      long long lim = pre ? 65536 : obj ? s->max_upload : body_limit(s);
+      if (*end == 0 && n > lim) {
+        rq->status = -1;                          /* answered: completed() frees rq */
+        return kh_error(s, c, 413, "too_large", "the request body of %lld bytes is over the limit of %lld bytes%s", n, lim,
+                        obj ? "" : "; upload large inputs with PUT /v1/objects/{key} and pass the key as \"input\"");
+      }
+    }
     return MHD_YES;
   }
   if (!strcmp(url, "/health")) {
@@ -289,7 +357,12 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     if (rq->status) return kh_error(s, c, (unsigned)rq->status, rq->code, "%s", rq->msg);
     int r = kh_jobs_route(s, c, url, method, rq);
     if (r >= 0) return (enum MHD_Result)r;
-    return kh_error(s, c, 404, "not_found", "no route %s %.200s (see docs/http.md)", method, url);
+    return kh_error(s, c, 404, "not_found", "no route %s %s (see docs/http.md)", KILN_CLIP(method, 20), KILN_CLIP(url, 200));
+  }
+  size_t ul = strlen(url + strlen(PREFIX));
+  if (ul > KS_KEY_MAX + 8) {                    /* too long even with "/presign": say how long it is */
+    if (*upload_size) { *upload_size = 0; return MHD_YES; }
+    return kh_error(s, c, 400, "bad_key", "object key is %zu bytes; the limit is %d", ul - (strcmp(method, "POST") == 0 && ul > 8 && !strcmp(url + strlen(url) - 8, "/presign") ? 8 : 0), KS_KEY_MAX);
   }
   char key[KS_KEY_MAX + 16];
   snprintf(key, sizeof key, "%s", url + strlen(PREFIX));
@@ -312,11 +385,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
       snprintf(rq->code, sizeof rq->code, "%s", st == 401 ? "unauthorized" : "forbidden");
       snprintf(rq->msg, sizeof rq->msg, "%s", msg);
     } else if (!strcmp(method, "PUT")) {
-      if (ks_put_begin(s->store, key, &rq->put, &e) < 0) {
-        rq->status = 500;
-        snprintf(rq->code, sizeof rq->code, "internal");
-        snprintf(rq->msg, sizeof rq->msg, "%s", e.msg);
-      }
+      if (ks_put_begin(s->store, key, &rq->put, &e) < 0) req_fail_store(rq, &e);
     }
   }
   if (*upload_size) {                           /* a chunk of the body */
@@ -329,9 +398,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         ks_put_abort(rq->put);
         rq->put = NULL;
       } else if (ks_put_write(rq->put, upload, *upload_size, &e) < 0) {
-        rq->status = 500;
-        snprintf(rq->code, sizeof rq->code, "internal");
-        snprintf(rq->msg, sizeof rq->msg, "%s", e.msg);
+        req_fail_store(rq, &e);
         ks_put_abort(rq->put);
         rq->put = NULL;
       }
@@ -355,11 +422,12 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
   if (!strcmp(method, "PUT")) {
     ks_put *p = rq->put;
     rq->put = NULL;
-    if (!p || ks_put_commit(p, &e) < 0) return send_error(c, 500, "internal", p ? e.msg : "upload was not started");
+    if (!p) return send_error(c, 500, "internal", "upload was not started");
+    if (ks_put_commit(p, &e) < 0) return store_error(s, c, &e);
     return send_json(c, 201, json_pack("{s:s, s:I}", "key", key, "bytes", (json_int_t)rq->received));
   }
   if (!strcmp(method, "DELETE")) {
-    if (ks_delete(s->store, key, &e) < 0) return send_error(c, e.code == KILN_ENOENT ? 404 : 500, "not_found", e.msg);
+    if (ks_delete(s->store, key, &e) < 0) return store_error(s, c, &e);
     return send_json(c, 200, json_pack("{s:s, s:b}", "key", key, "deleted", 1));
   }
   snprintf(msg, sizeof msg, "%s is not allowed on objects (GET, PUT, DELETE, POST .../presign)", method);

@@ -17,6 +17,7 @@
  * cli.h: 0 ok, 1 the job failed or the server could not do it, 2 bad usage or
  * parameters (the server's 400/413, and 404 for an unknown function). */
 #include "cli/cli.h"
+#include "engine/engine.h"
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/log.h"
@@ -656,8 +657,8 @@ int kc_submit(int argc, char **argv) {
     } else if (!strcmp(a, "--webhook")) {
       if (++i >= argc) { r = kiln_fail(&e, KILN_EUSAGE, "--webhook needs a URL"); goto done; }
       hook = argv[i];
-      if (strncmp(hook, "http://", 7) != 0 && strncmp(hook, "https://", 8) != 0) {
-        r = kiln_fail(&e, KILN_EUSAGE, "--webhook must be an http:// or https:// URL, got '%.200s'", hook);
+      if (ke_webhook_url_check(hook, &e) < 0) {
+        r = kiln_fail(&e, KILN_EUSAGE, "--webhook: %s", KILN_CLIP(e.msg, 400));
         goto done;
       }
     } else if (!strcmp(a, "--objective")) {

@@ -93,6 +93,10 @@ void ke_scaler_stop(ke_scaler *s);
  * signed (X-Kiln-Signature: t=UNIX,v1=HEX of HMAC-SHA256(key, "t.body")),
  * retried with exponential backoff until webhook_attempts. */
 typedef struct ke_hooks ke_hooks;
+/* 0 if url is one a webhook can be sent to: http:// or https://, a host,
+ * an optional port, at most 2000 bytes, no space or control character;
+ * else a message naming what is wrong (libcurl's URL parser decides). */
+int ke_webhook_url_check(const char *url, kiln_err *e);
 int ke_hooks_start(ke_hooks **out, const ke_config *c, const char *base_url, kiln_err *e);
 void ke_hooks_kick(ke_hooks *h);
 void ke_hooks_stop(ke_hooks *h);

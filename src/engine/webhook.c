@@ -56,6 +56,31 @@ static int due_cb(void *arg, const kq_job *j) {
   return 0;
 }
 
+int ke_webhook_url_check(const char *url, kiln_err *e) {
+  size_t n = strlen(url);
+  if (n > 2000) return kiln_fail(e, KILN_EPARAM, "the webhook URL is %zu bytes; the limit is 2000", n);
+  if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8))
+    return kiln_fail(e, KILN_EPARAM, "the webhook URL '%s' must start with http:// or https://", KILN_CLIP(url, 80));
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)url[i] <= 0x20 || url[i] == 0x7f)
+      return kiln_fail(e, KILN_EPARAM, "the webhook URL holds a space or control character at byte %zu", i);
+  const char *auth = strstr(url, "://") + 3;
+  if (*auth == '/' || *auth == 0 || *auth == ':' || *auth == '?' || *auth == '#')
+    return kiln_fail(e, KILN_EPARAM, "the webhook URL '%s' has no host", KILN_CLIP(url, 80));
+  CURLU *u = curl_url();
+  if (!u) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+  char *host = NULL;
+  CURLUcode rc = curl_url_set(u, CURLUPART_URL, url, 0);
+  if (rc == CURLUE_OK) rc = curl_url_get(u, CURLUPART_HOST, &host, 0);
+  int bad = rc != CURLUE_OK || !host || !*host;
+  curl_free(host);
+  curl_url_cleanup(u);
+  if (bad)
+    return kiln_fail(e, KILN_EPARAM, "the webhook URL '%s' is not a URL with a host (%s)", KILN_CLIP(url, 80),
+                     rc != CURLUE_OK ? curl_url_strerror(rc) : "no host");
+  return 0;
+}
+
 static size_t sink(char *p, size_t sz, size_t n, void *arg) { (void)p; (void)arg; return sz * n; }
 
 /* With webhook.block_private: no connection to loopback, private (RFC 1918,
