@@ -80,5 +80,16 @@ int ks_presign(ks_store *s, const char *method, const char *key, int64_t expires
  * KILN_EINVAL with the reason (expired, bad signature). Constant-time compare. */
 int ks_presign_verify(ks_store *s, const char *method, const char *key, int64_t expires, const char *sig,
                       int64_t now, kiln_err *e);
+/* The query of a presigned URL as the request gives it (qmethod, qexpires,
+ * qsig: the values of ?method=, &expires=, &sig=; any may be NULL) checked
+ * for a request doing `method` on key at `now`: 0, or KILN_EINVAL with the
+ * reason (wrong method, missing member, bad signature, expired). */
+int ks_presign_check(ks_store *s, const char *method, const char *key, const char *qmethod, const char *qexpires,
+                     const char *qsig, int64_t now, kiln_err *e);
+
+/* An HTTP Range header against an object of size bytes: "bytes=A-B",
+ * "bytes=A-" or "bytes=-N" (one range). 0 and [*off, *off + *len) within
+ * the object, or -1 when it cannot be satisfied (answer 416). */
+int ks_range_parse(const char *h, int64_t size, int64_t *off, int64_t *len);
 
 #endif
