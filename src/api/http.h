@@ -8,6 +8,19 @@
 
 #include "api/server.h"
 
+/* A connection parked until due_ms (ke_now_ms clock); lives in the
+ * request's own state, which MHD keeps while the connection is suspended. */
+typedef struct kh_wait {
+  struct MHD_Connection *c;
+  int64_t due_ms;
+  struct kh_wait *next;
+} kh_wait;
+
+/* Suspends c (from its access handler or content reader only) and has the
+ * ticker resume it after delay_ms: MHD then calls the handler, or the
+ * reader, again. 0, or -1 when the server is stopping (answer now). */
+int kh_suspend(kiln_server *s, struct MHD_Connection *c, kh_wait *w, int64_t delay_ms);
+
 typedef struct req {
   int started;
   ks_put *put;
@@ -16,6 +29,11 @@ typedef struct req {
   char code[32], msg[600];
   char *body;                   /* JSON request bodies */
   size_t body_len, body_cap;
+  /* a `call` waiting for its job to end (jobs.c) */
+  int waiting, flat;
+  char wait_id[40];
+  int64_t deadline_ms;
+  kh_wait w;
 } req;
 
 /* {"error":{"code","message"}} with msg sanitized (valid UTF-8 always). */
@@ -30,6 +48,14 @@ void kh_base_url(kiln_server *s, struct MHD_Connection *c, char *out, size_t n);
 
 struct kq *kh_q_get(kiln_server *s, kiln_err *e);
 void kh_q_put(kiln_server *s, struct kq *q);
+
+/* The one way a JSON answer leaves the server (o taken; NULL gives a fixed
+ * 500 body). hname/hval: one extra header, or NULL. */
+enum MHD_Result kh_respond(kiln_server *s, struct MHD_Connection *c, unsigned status, json_t *o, const char *hname,
+                           const char *hval);
+
+/* jobs.c: a `call` resumed while it waits for its job (rq->waiting). */
+enum MHD_Result kh_call_poll(kiln_server *s, struct MHD_Connection *c, req *rq);
 
 /* jobs.c: the routes under /v1/functions, /v1/jobs, /v1/usage and /metrics.
  * Returns MHD_YES/NO having answered, or -1 when the URL is not theirs. */

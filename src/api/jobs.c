@@ -92,16 +92,7 @@ static json_t *fn_json(kiln_server *s, kq *q, const ke_fnconf *fc) {
 /* {"job_id","state","url"} with a Location header: 202 after a spawn, 303 from a call. */
 static enum MHD_Result job_ref(kiln_server *s, struct MHD_Connection *c, unsigned status, const char *id,
                                const char *state, const char *loc) {
-  json_t *o = json_pack("{s:s, s:s, s:s}", "job_id", id, "state", state, "url", loc);
-  char *t = json_dumps(o, JSON_COMPACT);
-  json_decref(o);
-  struct MHD_Response *r = MHD_create_response_from_buffer(strlen(t), t, MHD_RESPMEM_MUST_FREE);
-  MHD_add_response_header(r, "Content-Type", "application/json");
-  MHD_add_response_header(r, "Location", loc);
-  enum MHD_Result ret = MHD_queue_response(c, status, r);
-  MHD_destroy_response(r);
-  __atomic_fetch_add(&s->requests[status / 100], 1, __ATOMIC_RELAXED);
-  return ret;
+  return kh_respond(s, c, status, json_pack("{s:s, s:s, s:s}", "job_id", id, "state", state, "url", loc), "Location", loc);
 }
 
 /* The flat contract's answer for an ended job o (taken): {"video_bytes"
@@ -149,6 +140,34 @@ out:
   free(b64);
   json_decref(o);
   return ret;
+}
+
+/* A `call` whose job has not ended: answered with the job once it ends,
+ * 303 to it at the deadline (or when the server stops); else parked for
+ * 10 ms, no thread held. */
+enum MHD_Result kh_call_poll(kiln_server *s, struct MHD_Connection *c, req *rq) {
+  kiln_err e = {0};
+  kq *q = kh_q_get(s, &e);
+  if (q) {
+    kq_job j;
+    int r = kq_get(q, rq->wait_id, &j, &e);
+    if (r == 0 && j.state >= KQ_SUCCEEDED) {
+      char base[300];
+      kh_base_url(s, c, base, sizeof base);
+      json_t *o = ke_job_json(&j, s->store, base, ke_now_ms());
+      kq_job_release(&j);
+      kh_q_put(s, q);
+      rq->waiting = 0;
+      return rq->flat ? flat_answer(s, c, o) : kh_json(s, c, 200, o);
+    }
+    if (r == 0) kq_job_release(&j);
+    kh_q_put(s, q);
+  }
+  if (ke_now_ms() < rq->deadline_ms && kh_suspend(s, c, &rq->w, 10) == 0) return MHD_YES;
+  rq->waiting = 0;
+  char loc[64];
+  snprintf(loc, sizeof loc, "/v1/jobs/%s", rq->wait_id);
+  return job_ref(s, c, 303, rq->wait_id, "running", loc);
 }
 
 /* Checks a job body and submits it. Returns MHD result having answered. */
@@ -313,25 +332,11 @@ static enum MHD_Result submit(kiln_server *s, struct MHD_Connection *c, kq *q, c
       ret = kh_error(s, c, 400, "bad_param", "'wait' must be a number of seconds from 0 to 3600, got '%s'", KILN_CLIP(w, 40));
       goto out;
     }
-    int64_t deadline = ke_now_ms() + (int64_t)(wait * 1000);
-    for (;;) {                                     /* the worker is another process: watch the job's row */
-      kq_job j;
-      if (kq_get(q, id, &j, &e) == 0) {
-        if (j.state >= KQ_SUCCEEDED) {
-          char base[300];
-          kh_base_url(s, c, base, sizeof base);
-          json_t *o = ke_job_json(&j, s->store, base, ke_now_ms());
-          kq_job_release(&j);
-          ret = flat ? flat_answer(s, c, o) : kh_json(s, c, 200, o);
-          goto out;
-        }
-        kq_job_release(&j);
-      }
-      if (ke_now_ms() >= deadline) break;
-      struct timespec ts = {0, 10 * 1000000L};
-      nanosleep(&ts, NULL);
-    }
-    ret = job_ref(s, c, 303, id, "running", loc);
+    rq->waiting = 1;                               /* the worker is another process: watch the job's row */
+    rq->flat = flat;
+    rq->deadline_ms = ke_now_ms() + (int64_t)(wait * 1000);
+    snprintf(rq->wait_id, sizeof rq->wait_id, "%s", id);
+    ret = kh_call_poll(s, c, rq);
     goto out;
   }
   ret = job_ref(s, c, 202, id, "queued", loc);
@@ -346,7 +351,9 @@ out:
 
 typedef struct sse {
   kiln_server *s;
-  kq *q;
+  struct MHD_Connection *c;
+  kh_wait w;                    /* parked between looks at the queue */
+  int64_t last_ms;              /* when bytes last went out: a keep-alive after 15 s of nothing */
   char id[KQ_ID_LEN];
   char base[300];
   int64_t seq;
@@ -393,19 +400,29 @@ static int sse_event_cb(void *arg, int64_t seq, const char *kind, const char *da
   return 0;
 }
 
+/* The stream's content reader: what is pending, else one look at the queue
+ * (state first, then events: no end is missed); with nothing new, the
+ * connection is parked for 50 ms (workers are other processes) and 0 is
+ * returned: MHD calls again once the ticker resumes it. */
 static ssize_t sse_reader(void *cls, uint64_t pos, char *out, size_t max) {
   sse *x = cls;
   (void)pos;
-  int64_t start = ke_now_ms();
-  while (x->off >= x->len) {
+  if (x->off >= x->len) {
     if (x->ended) return MHD_CONTENT_READER_END_OF_STREAM;
     free(x->buf);
     x->buf = NULL;
     x->len = x->off = 0;
     kiln_err e = {0};
+    kq *q = kh_q_get(x->s, &e);
+    if (!q) return MHD_CONTENT_READER_END_WITH_ERROR;
     kq_job j;
-    int have = kq_get(x->q, x->id, &j, &e) == 0;       /* read the state before the events: no end is missed */
-    if (kq_events(x->q, x->id, x->seq, sse_event_cb, x, &e) < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+    int have = kq_get(q, x->id, &j, &e) == 0;
+    int r = kq_events(q, x->id, x->seq, sse_event_cb, x, &e);
+    kh_q_put(x->s, q);
+    if (r < 0) {
+      if (have) kq_job_release(&j);
+      return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
     if (have && j.state >= KQ_SUCCEEDED) {
       json_t *o = ke_job_json(&j, x->s->store, x->base, ke_now_ms());
       char *t = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
@@ -418,21 +435,21 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *out, size_t max) {
     }
     if (have) kq_job_release(&j);
     if (x->len == 0) {
-      if (ke_now_ms() - start >= 15000) { sse_append(x, ": keep-alive\n\n"); break; }
-      struct timespec ts = {0, 50 * 1000000L};    /* workers are other processes: look again shortly */
-      nanosleep(&ts, NULL);
+      if (ke_now_ms() - x->last_ms >= 15000) sse_append(x, ": keep-alive\n\n");
+      else if (kh_suspend(x->s, x->c, &x->w, 50) == 0) return 0;
+      else return MHD_CONTENT_READER_END_OF_STREAM;   /* the server is stopping */
     }
   }
   size_t n = x->len - x->off;
   if (n > max) n = max;
   memcpy(out, x->buf + x->off, n);
   x->off += n;
+  x->last_ms = ke_now_ms();
   return (ssize_t)n;
 }
 
 static void sse_free(void *cls) {
   sse *x = cls;
-  kh_q_put(x->s, x->q);
   free(x->buf);
   free(x);
 }
@@ -449,8 +466,10 @@ static enum MHD_Result events(kiln_server *s, struct MHD_Connection *c, const ch
   kh_base_url(s, c, x->base, sizeof x->base);
   const char *last = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
   if (last) x->seq = strtoll(last, NULL, 10);
-  if (!(x->q = kh_q_get(s, &e))) { free(x); return kh_error(s, c, 503, "unavailable", "%s", e.msg); }
+  x->c = c;
+  x->last_ms = ke_now_ms();
   struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_reader, x, sse_free);
+  if (!r) { free(x); return MHD_NO; }
   MHD_add_response_header(r, "Content-Type", "text/event-stream");
   MHD_add_response_header(r, "Cache-Control", "no-cache");
   enum MHD_Result ret = MHD_queue_response(c, 200, r);

@@ -1,5 +1,6 @@
-/* server.c — the HTTP front of `kiln serve` (libmicrohttpd, a thread per
- * connection). GET /health, the object routes over the store, and the
+/* server.c — the HTTP front of `kiln serve` (libmicrohttpd: a pool of
+ * epoll loops; connections that wait on a job are parked, never a blocked
+ * thread: kh_suspend and the ticker). GET /health, the object routes over the store, and the
  * dispatch to jobs.c for the rest (every route there needs a token):
  *   PUT  /v1/objects/{key}            streaming upload (limit; atomic commit)
  *   GET  /v1/objects/{key}            streaming download, Range: bytes=...
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "api/auth.h"
@@ -27,10 +29,9 @@ static void count_status(kiln_server *s, unsigned status) {
 }
 
 /* The one way a JSON answer leaves the server. o may be NULL (a failed
- * json_pack): the client then gets a fixed 500 body, never a crash. hname,
- * hval: one extra header, or NULL. */
-static enum MHD_Result respond(kiln_server *s, struct MHD_Connection *c, unsigned status, json_t *o, const char *hname,
-                               const char *hval) {
+ * json_pack): the client then gets a fixed 500 body, never a crash. */
+enum MHD_Result kh_respond(kiln_server *s, struct MHD_Connection *c, unsigned status, json_t *o, const char *hname,
+                           const char *hval) {
   static const char fallback[] = "{\"error\":{\"code\":\"internal\",\"message\":\"the answer could not be encoded\"}}";
   char *t = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
   json_decref(o);
@@ -53,7 +54,7 @@ static enum MHD_Result respond(kiln_server *s, struct MHD_Connection *c, unsigne
 }
 
 enum MHD_Result kh_json(kiln_server *s, struct MHD_Connection *c, unsigned status, json_t *o) {
-  return respond(s, c, status, o, NULL, NULL);
+  return kh_respond(s, c, status, o, NULL, NULL);
 }
 
 json_t *kh_error_body(const char *code, const char *msg) {
@@ -191,7 +192,7 @@ static enum MHD_Result do_get(kiln_server *s, struct MHD_Connection *c, const ch
       char msg[160];
       snprintf(msg, sizeof msg, "range '%s' cannot be satisfied: the object has %lld bytes", KILN_CLIP(range, 60),
                (long long)st.size);
-      return respond(s, c, 416, kh_error_body("bad_range", msg), "Content-Range", cr);
+      return kh_respond(s, c, 416, kh_error_body("bad_range", msg), "Content-Range", cr);
     }
     status = 206;
     snprintf(cr, sizeof cr, "bytes %lld-%lld/%lld", (long long)off, (long long)(off + len - 1), (long long)st.size);
@@ -271,6 +272,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     rq = calloc(1, sizeof *rq);
     if (!rq) return MHD_NO;
     *con_cls = rq;
+    /* the headers are in: from now on the request's own, longer, timeout (completed() puts back the idle one) */
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)s->cfg->http_request_timeout_s);
     /* a declared body over the limit is refused now, before any of it is read */
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
     if (cl) {
@@ -287,6 +290,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     }
     return MHD_YES;
   }
+  if (rq->waiting) return kh_call_poll(s, c, rq);
   if (!strcmp(url, "/health")) {
     if (strcmp(method, "GET") != 0) return send_error(c, 405, "method_not_allowed", "/health takes GET");
     return send_json(c, 200, json_pack("{s:s, s:s, s:s}", "status", "ok", "service", "kiln", "version", KILN_VERSION));
@@ -403,31 +407,110 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
-  (void)cls; (void)c; (void)toe;
+  kiln_server *s = cls;
   req *rq = *con_cls;
   if (!rq) return;
+  if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)  /* kept alive: idle again */
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)s->cfg->http_idle_timeout_s);
   if (rq->put) ks_put_abort(rq->put);             /* a dropped upload leaves nothing */
   free(rq->body);
   free(rq);
   *con_cls = NULL;
 }
 
+int kh_suspend(kiln_server *s, struct MHD_Connection *c, kh_wait *w, int64_t delay_ms) {
+  pthread_mutex_lock(&s->wmu);
+  if (s->stopping) { pthread_mutex_unlock(&s->wmu); return -1; }
+  w->c = c;
+  w->due_ms = ke_now_ms() + delay_ms;
+  MHD_suspend_connection(c);                      /* before it is listed: the ticker resumes only suspended ones */
+  w->next = s->waiting;
+  s->waiting = w;
+  pthread_mutex_unlock(&s->wmu);
+  return 0;
+}
+
+/* Resumes the parked connections that are due (all of them once stopping),
+ * every 10 ms. The list is taken under the lock and resumed outside it: a
+ * resumed connection's handler may park it again at once. */
+static void *ticker(void *arg) {
+  kiln_server *s = arg;
+  pthread_mutex_lock(&s->wmu);
+  for (;;) {
+    int stop = s->stopping;
+    int64_t now = ke_now_ms();
+    kh_wait *due = NULL, **pp = &s->waiting;
+    while (*pp) {
+      kh_wait *w = *pp;
+      if (stop || w->due_ms <= now) { *pp = w->next; w->next = due; due = w; }
+      else pp = &w->next;
+    }
+    pthread_mutex_unlock(&s->wmu);
+    while (due) {
+      kh_wait *next = due->next;                  /* read first: once resumed, w may be freed */
+      MHD_resume_connection(due->c);
+      due = next;
+    }
+    pthread_mutex_lock(&s->wmu);
+    if (stop) break;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 10 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+    if (!s->stopping) pthread_cond_timedwait(&s->wcv, &s->wmu, &ts);
+  }
+  pthread_mutex_unlock(&s->wmu);
+  return NULL;
+}
+
 int kiln_server_start(kiln_server *s, const struct sockaddr *addr, int threads, kiln_err *e) {
-  /* a thread per connection: event streams and `call` wait inside their handlers */
-  (void)threads;
+  /* An epoll loop per pool thread: an idle or slow client costs a descriptor, never a thread. Handlers do not
+   * block on a job: a `call` and an event stream park their connection (kh_suspend) and the ticker wakes them. */
+  const ke_config *cfg = s->cfg;
   pthread_mutex_init(&s->qmu, NULL);
-  s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-                              MHD_USE_ERROR_LOG,
+  pthread_mutex_init(&s->wmu, NULL);
+  pthread_cond_init(&s->wcv, NULL);
+  s->stopping = 0;
+  s->waiting = NULL;
+  if (pthread_create(&s->ticker, NULL, ticker, s) != 0) return kiln_fail(e, KILN_EIO, "cannot start the server's ticker thread");
+  s->ticker_on = 1;
+  unsigned conns = (unsigned)cfg->http_max_conns;
+  struct rlimit rl;                               /* each connection is a descriptor: raise the soft limit to fit */
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)conns + 256) {
+    rlim_t want = (rlim_t)conns + 256;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)conns + 256) {
+      KLOG_W("open-file limit %llu: serving at most %llu connections, not %u", (unsigned long long)rl.rlim_cur,
+             (unsigned long long)(rl.rlim_cur > 512 ? rl.rlim_cur - 256 : rl.rlim_cur / 2), conns);
+      conns = (unsigned)(rl.rlim_cur > 512 ? rl.rlim_cur - 256 : rl.rlim_cur / 2);
+    }
+  }
+  s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
                           0, NULL, NULL, handler, s, MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_NOTIFY_COMPLETED, completed,
-                          s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
+                          s, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(threads > 0 ? threads : 1),
+                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_idle_timeout_s,
+                          MHD_OPTION_CONNECTION_LIMIT, conns,
+                          MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->http_max_conns_per_ip,
                           MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
-  if (!s->d) return kiln_fail(e, KILN_EIO, "cannot listen on the requested address (in use, or not allowed)");
+  if (!s->d) {
+    kiln_server_stop(s);
+    return kiln_fail(e, KILN_EIO, "cannot listen on the requested address (in use, or not allowed)");
+  }
   const union MHD_DaemonInfo *i = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
   s->port = i ? i->port : 0;
   return 0;
 }
 
 void kiln_server_stop(kiln_server *s) {
+  if (s->ticker_on) {                             /* every parked connection resumed before MHD stops */
+    pthread_mutex_lock(&s->wmu);
+    s->stopping = 1;
+    pthread_cond_signal(&s->wcv);
+    pthread_mutex_unlock(&s->wmu);
+    pthread_join(s->ticker, NULL);
+    s->ticker_on = 0;
+  }
   if (s->d) MHD_stop_daemon(s->d);
   s->d = NULL;
   while (s->nqfree > 0) kq_close(s->qfree[--s->nqfree]);

@@ -29,10 +29,21 @@ typedef struct kiln_server {
   pthread_mutex_t qmu;
   struct kq *qfree[64];
   int nqfree;
+  /* connections waiting without a thread (a `call` for its job, an event
+   * stream for its next event): suspended in MHD, resumed by the ticker when
+   * due (kh_suspend) */
+  pthread_mutex_t wmu;
+  pthread_cond_t wcv;
+  struct kh_wait *waiting;      /* singly linked through kh_wait.next */
+  int stopping;                 /* set by kiln_server_stop: nothing suspends any more */
+  int ticker_on;
+  pthread_t ticker;
   /* counters for /metrics */
   uint64_t requests[6];         /* by status class: 1xx..5xx, [0] other */
 } kiln_server;
 
+/* Listens on addr with `threads` event-loop threads (epoll each); limits and
+ * timeouts from s->cfg's http section. */
 int kiln_server_start(kiln_server *s, const struct sockaddr *addr, int threads, kiln_err *e);
 void kiln_server_stop(kiln_server *s);
 

@@ -19,13 +19,13 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *USAGE = "kiln serve [--listen HOST:PORT] [--config FILE] [--max-upload BYTES] [--no-workers]";
+static const char *USAGE = "kiln serve [--listen HOST:PORT] [--config FILE] [--max-upload BYTES] [--threads N] [--no-workers]";
 
 int kc_serve(int argc, char **argv) {
   kiln_err e = {0};
   const char *listen = NULL, *config = NULL;
   long long max_upload = -1;
-  long threads = 4;
+  long threads = -1;                              /* -1: the config's http.threads */
   int workers = 1;
   for (int i = 1; i < argc; i++) {
     char *end;
@@ -88,7 +88,7 @@ int kc_serve(int argc, char **argv) {
     rc = kc_report(&e, USAGE);
     goto out;
   }
-  if (kiln_server_start(&s, (struct sockaddr *)&sa, (int)threads, &e) < 0) {
+  if (kiln_server_start(&s, (struct sockaddr *)&sa, (int)(threads > 0 ? threads : cfg.http_threads), &e) < 0) {
     kiln_err_prefix(&e, "%s", listen);
     rc = kc_report(&e, USAGE);
     goto out;

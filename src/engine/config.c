@@ -8,6 +8,8 @@
  *   lease_s: 30                     retry_delay_s: 1      retry_max_delay_s: 60
  *   slots: {cpu: 8, gpu: 0}         budget_usd_month: 100
  *   webhook: {attempts: 8, delay_s: 1, block_private: false}
+ *   http: {threads: 4, max_connections: 4096, max_connections_per_ip: 256,
+ *          idle_timeout_s: 10, request_timeout_s: 120}
  *   prices: {cpu: 0.0000131, T4: 0.000164, ...}      (USD per second)
  *   functions: {reframe: {max_workers: 2, timeout_s: 600, gpu: T4, ...}}
  */
@@ -122,7 +124,7 @@ static int fn_overrides(ke_fnconf *f, const json_t *o, const char *where, kiln_e
 static int apply(ke_config *c, const json_t *o, kiln_err *e) {
   static const char *const keys[] = {"listen", "public_url", "max_upload_bytes", "inline_max_bytes", "lease_s",
                                      "retry_delay_s", "retry_max_delay_s", "slots", "budget_usd_month", "webhook",
-                                     "prices", "functions", NULL};
+                                     "prices", "functions", "http", NULL};
   const char *w = c->path;
   if (!json_is_object(o)) return kiln_fail(e, KILN_EPARAM, "%s: the top level must be a mapping", w);
   int r = only(o, keys, w, e);
@@ -146,6 +148,26 @@ static int apply(ke_config *c, const json_t *o, kiln_err *e) {
   if (r == 0 && (d = (double)c->retry_max_delay_ms / 1000, (r = num(o, "retry_max_delay_s", 0, 86400, &d, w, e)) == 0))
     c->retry_max_delay_ms = (int64_t)(d * 1000);
   if (r == 0) r = num(o, "budget_usd_month", 0, 1e9, &c->budget_usd_month, w, e);
+  if (r == 0 && (v = json_object_get(o, "http"))) {
+    static const char *const hk[] = {"threads", "max_connections", "max_connections_per_ip", "idle_timeout_s",
+                                     "request_timeout_s", NULL};
+    char where[4300];
+    snprintf(where, sizeof where, "%s: http", w);
+    int64_t t = c->http_threads, mc = c->http_max_conns, mi = c->http_max_conns_per_ip, it = c->http_idle_timeout_s,
+            rt = c->http_request_timeout_s;
+    if (!json_is_object(v)) r = kiln_fail(e, KILN_EPARAM, "%s must be a mapping", where);
+    if (r == 0) r = only(v, hk, where, e);
+    if (r == 0) r = inum(v, "threads", 1, 256, &t, where, e);
+    if (r == 0) r = inum(v, "max_connections", 16, 1 << 20, &mc, where, e);
+    if (r == 0) r = inum(v, "max_connections_per_ip", 0, 1 << 20, &mi, where, e);
+    if (r == 0) r = inum(v, "idle_timeout_s", 1, 3600, &it, where, e);
+    if (r == 0) r = inum(v, "request_timeout_s", 1, 86400, &rt, where, e);
+    c->http_threads = (int)t;
+    c->http_max_conns = (int)mc;
+    c->http_max_conns_per_ip = (int)mi;
+    c->http_idle_timeout_s = (int)it;
+    c->http_request_timeout_s = (int)rt;
+  }
   if (r == 0 && (v = json_object_get(o, "slots"))) {
     static const char *const sk[] = {"cpu", "gpu", NULL};
     char where[4300];
@@ -209,6 +231,11 @@ int ke_config_load(ke_config *c, const char *path, kiln_err *e) {
   c->max_upload = 10LL << 30;
   c->inline_max = 32LL << 20;
   c->lease_ms = 30000;
+  c->http_threads = 4;
+  c->http_max_conns = 4096;
+  c->http_max_conns_per_ip = 256;
+  c->http_idle_timeout_s = 10;
+  c->http_request_timeout_s = 120;
   c->retry_delay_ms = 1000;
   c->retry_max_delay_ms = 60000;
   c->cpu_slots = kp_ncpu();

@@ -31,6 +31,12 @@ typedef struct ke_config {
   int64_t max_upload;           /* bytes, PUT /v1/objects */
   int64_t inline_max;           /* bytes of decoded base64 input in a JSON body */
   int64_t lease_ms;             /* a worker's lease; heartbeats every third of it */
+  /* the HTTP server (`http:` in the config file) */
+  int http_threads;             /* event-loop threads (a pool, each an epoll loop) */
+  int http_max_conns;           /* open connections in all */
+  int http_max_conns_per_ip;    /* open connections from one client address */
+  int http_idle_timeout_s;      /* a connection with no request under way (headers not complete, or keep-alive) */
+  int http_request_timeout_s;   /* silence allowed once a request's headers are in (slow uploads, slow readers) */
   int64_t retry_delay_ms, retry_max_delay_ms;
   int cpu_slots, gpu_slots;     /* what workers may use at once (default: the CPU cores; the NVIDIA GPUs found) */
   double budget_usd_month;      /* 0: none */
