@@ -42,8 +42,9 @@ def pid_alive(pid):
 
 
 class Server:
-    def __init__(self, home, config):
+    def __init__(self, home, config, wrap=None):
         self.home = home
+        self.wrap = list(wrap or [])                 # a command line the server runs under (e.g. unshare)
         os.makedirs(home, exist_ok=True)
         with open(os.path.join(home, "config.yaml"), "w") as f:
             f.write(config)
@@ -57,7 +58,7 @@ class Server:
 
     def start(self):
         self.log = open(os.path.join(self.home, "serve.log"), "a")
-        self.p = subprocess.Popen([KILN, "serve", "--listen", "127.0.0.1:0"], env=self.env, stderr=subprocess.PIPE,
+        self.p = subprocess.Popen(self.wrap + [KILN, "serve", "--listen", "127.0.0.1:0"], env=self.env, stderr=subprocess.PIPE,
                                   text=True)
         servers.append(self)
         self.url = None

@@ -175,6 +175,42 @@ try:
     check("a good webhook URL is accepted", s == 202, (s, b))
 
     check("server up at the end", A.p.poll() is None)
+
+    # a full disk: the store on a 256 KiB tmpfs, in a mount namespace of the server's own (root, or a user namespace)
+    full_home = os.path.join(T, "full")
+    os.makedirs(os.path.join(full_home, "store"), exist_ok=True)
+    mnt = f'mount -t tmpfs -o size=256k tmpfs "{full_home}/store" && exec "$0" "$@"'
+    wrap = ["unshare", "-m", "sh", "-c", mnt] if os.geteuid() == 0 else ["unshare", "-Urm", "sh", "-c", mnt]
+    F = Server(full_home, CONFIG, wrap=wrap)
+    s, b, _ = F.req("PUT", "/v1/objects/in/small.bin", b"s" * 1000)
+    check("full-disk store: a small PUT still fits (201)", s == 201, (s, b))
+    s, b, _ = F.req("PUT", "/v1/objects/in/big.bin", b"b" * 900000)
+    check("full-disk store: PUT past the free space is 507 insufficient_storage", s == 507 and is_error(b, "insufficient_storage"), (s, b))
+    s, b, _ = F.req("GET", "/v1/objects/in/big.bin")
+    check("nothing left of the refused PUT", s == 404, (s, b))
+    s, b, _ = F.req("PUT", "/v1/objects/in/small2.bin", b"t" * 1000)
+    check("the space of the refused PUT is freed again (201)", s == 201, (s, b))
+    F.stop()
+
+    # a damaged tokens.json: 500 naming the cause (not a silent 401), then no start, and `kiln token` says so
+    tf = os.path.join(A.home, "tokens.json")
+    good = open(tf).read()
+    for bad in ('[{"name": "t", "sha2', '{"not": "an array"}', '[{"name": "t"}]'):
+        with open(tf, "w") as f:
+            f.write(bad)
+        s, b, _ = A.req("GET", "/v1/jobs")
+        check(f"damaged token file {bad[:12]!r}: 500 internal, not 401", s == 500 and is_error(b, "internal")
+              and "token file" in b["error"]["message"] and A.home not in b["error"]["message"], (s, b))
+    A.stop()
+    p = subprocess.run([KILN, "serve", "--listen", "127.0.0.1:0"], env=A.env, capture_output=True, text=True, timeout=30)
+    check("kiln serve refuses to start on a damaged token file, naming it", p.returncode != 0 and "tokens.json" in p.stderr
+          and "damaged" in p.stderr, (p.returncode, p.stderr[-300:]))
+    for args in (["token", "list"], ["token", "create", "--name", "x"], ["token", "revoke", "t"]):
+        p = subprocess.run([KILN] + args, env=A.env, capture_output=True, text=True, timeout=30)
+        check(f"kiln {' '.join(args)} on a damaged token file: non-zero, naming it", p.returncode != 0 and "tokens.json" in p.stderr,
+              (p.returncode, p.stderr[-300:]))
+    with open(tf, "w") as f:
+        f.write(good)
 finally:
     for srv in kilnt.servers:
         srv.stop()

@@ -23,18 +23,42 @@ static void sha256_hex(const char *s, char hex[65]) {
   kiln_hex(md, 32, hex);
 }
 
+/* The token file, checked whole: an array of {"name": string, "sha256": 64
+ * hex, ...}. A damaged file is an error naming it (KILN_EIO), never an empty
+ * list: a server must not run on, refusing every token in silence. */
 static int load(const char *home, json_t **out, kiln_err *e) {
   char p[4096];
   path_of(home, p, sizeof p);
   if (access(p, F_OK) != 0) { *out = json_array(); return 0; }
   json_error_t je;
   json_t *a = json_load_file(p, 0, &je);
+  if (!a) return kiln_fail(e, KILN_EIO, "token file '%s' is damaged: %s at line %d; restore it, or move it away and create tokens again",
+                           p, je.text, je.line);
   if (!json_is_array(a)) {
     json_decref(a);
-    return kiln_fail(e, KILN_EIO, "token file '%s' is damaged (%s)", p, je.text);
+    return kiln_fail(e, KILN_EIO, "token file '%s' is damaged: it must be a JSON array of tokens", p);
+  }
+  size_t i;
+  json_t *t;
+  json_array_foreach(a, i, t) {
+    const char *nm = json_string_value(json_object_get(t, "name"));
+    const char *h = json_string_value(json_object_get(t, "sha256"));
+    int hex = h && strlen(h) == 64;
+    for (int k = 0; hex && k < 64; k++) hex = (h[k] >= '0' && h[k] <= '9') || (h[k] >= 'a' && h[k] <= 'f');
+    if (!json_is_object(t) || !nm || !hex) {
+      json_decref(a);
+      return kiln_fail(e, KILN_EIO, "token file '%s' is damaged: entry %zu needs a \"name\" and a \"sha256\" of 64 hex digits", p, i + 1);
+    }
   }
   *out = a;
   return 0;
+}
+
+int ka_token_file_check(const char *home, kiln_err *e) {
+  json_t *a;
+  int r = load(home, &a, e);
+  if (r == 0) json_decref(a);
+  return r;
 }
 
 static int save(const char *home, json_t *a, kiln_err *e) {

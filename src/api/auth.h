@@ -12,7 +12,11 @@
 
 /* Creates a token named `name` (1..64 of [A-Za-z0-9._-], unique). */
 int ka_token_create(const char *home, const char *name, char token[KA_TOKEN_LEN], kiln_err *e);
-/* 0 and the token's name if it is valid, else KILN_EINVAL ("invalid token"). */
+/* 0 if HOME/tokens.json is absent or well formed; KILN_EIO naming the file
+ * and what is wrong with it otherwise (every ka_token_* call checks the same). */
+int ka_token_file_check(const char *home, kiln_err *e);
+/* 0 and the token's name if it is valid, else KILN_EINVAL ("invalid token"),
+ * or KILN_EIO when the token file is damaged. */
 int ka_token_verify(const char *home, const char *token, char *name, size_t n, kiln_err *e);
 int ka_token_revoke(const char *home, const char *name, kiln_err *e);
 /* Calls cb for each token's name and creation time (never its hash). */

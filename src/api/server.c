@@ -109,7 +109,14 @@ int kh_token_ok(kiln_server *s, struct MHD_Connection *c, unsigned *status, char
     return -1;
   }
   kiln_err e = {0};
-  if (ka_token_verify(s->home, h + 7, NULL, 0, &e) < 0) {
+  int r = ka_token_verify(s->home, h + 7, NULL, 0, &e);
+  if (r == KILN_EIO) {                          /* the server's fault, not the client's: say so, log where */
+    KLOG_E("%s", e.msg);
+    *status = 500;
+    snprintf(msg, n, "the server's token file is damaged; its operator must restore it (see the server log)");
+    return -1;
+  }
+  if (r < 0) {
     *status = 401;
     snprintf(msg, n, "invalid token");
     return -1;
@@ -302,7 +309,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
       char msg[512];
       if (kh_token_ok(s, c, &st, msg, sizeof msg) < 0) {
         rq->status = (int)st;
-        snprintf(rq->code, sizeof rq->code, "unauthorized");
+        snprintf(rq->code, sizeof rq->code, "%s", st == 500 ? "internal" : "unauthorized");
         snprintf(rq->msg, sizeof rq->msg, "%s", msg);
       }
       const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
@@ -354,7 +361,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     const char *need = presign ? "POST" : !strcmp(method, "HEAD") ? "GET" : method;
     if (authorised(s, c, key, need, &st, msg, sizeof msg) < 0) {
       rq->status = (int)st;
-      snprintf(rq->code, sizeof rq->code, "%s", st == 401 ? "unauthorized" : "forbidden");
+      snprintf(rq->code, sizeof rq->code, "%s", st == 401 ? "unauthorized" : st == 500 ? "internal" : "forbidden");
       snprintf(rq->msg, sizeof rq->msg, "%s", msg);
     } else if (!strcmp(method, "PUT")) {
       if (ks_put_begin(s->store, key, &rq->put, &e) < 0) req_fail_store(rq, &e);

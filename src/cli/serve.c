@@ -5,6 +5,7 @@
  * (port 0 picks a free one); SIGINT/SIGTERM stop it cleanly: workers put
  * their running tasks back in the queue. A restarted server carries on with
  * every job in the queue. */
+#include "api/auth.h"
 #include "api/server.h"
 #include "engine/planner.h"
 #include "cli/cli.h"
@@ -60,6 +61,10 @@ int kc_serve(int argc, char **argv) {
   sa.sin_port = htons((uint16_t)port);
   if (inet_pton(AF_INET, !strcmp(host, "localhost") ? "127.0.0.1" : host, &sa.sin_addr) != 1) {
     kiln_fail(&e, KILN_EUSAGE, "--listen host must be an IPv4 address, got '%s'", host);
+    ke_config_release(&cfg);
+    return kc_report(&e, USAGE);
+  }
+  if (ka_token_file_check(cfg.home, &e) < 0) {   /* damaged: stop now, not 401 on every request */
     ke_config_release(&cfg);
     return kc_report(&e, USAGE);
   }
