@@ -174,6 +174,28 @@ try:
     s, b, _ = A.req("POST", "/v1/functions/noop/spawn", {"params": {}, "webhook": "http://127.0.0.1:9/hook?a=1"})
     check("a good webhook URL is accepted", s == 202, (s, b))
 
+    # upscale's model over the API: a catalog name only, never a path, and never the server's paths in messages
+    for m in ("/etc/passwd", "../../x", "./m", "models/x", ".hidden", "a b", "x" * 65):
+        s, b, _ = A.req("POST", "/v1/functions/upscale/spawn", {"params": {"model": m}, "input": "in/none.png"})
+        check(f"upscale model {m[:20]!r} over the API: 400 bad_param naming 'model', not echoing it",
+              s == 400 and is_error(b, "bad_param") and "'model'" in b["error"]["message"] and m not in b["error"]["message"], (s, b))
+    fake = os.path.join(A.home, "models", "fake")
+    os.makedirs(fake, exist_ok=True)
+    with open(os.path.join(fake, "fake.param"), "w") as f:
+        f.write("not a param file\n")
+    with open(os.path.join(fake, "fake.bin"), "wb") as f:
+        f.write(b"\0" * 16)
+    with open(os.path.join(fake, "manifest.json"), "w") as f:
+        json.dump({"files": [{"file": "fake.param", "bytes": 17}, {"file": "fake.bin", "bytes": 16}]}, f)
+    png = subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=red:s=16x16", "-frames:v", "1", "-f", "image2pipe",
+                          "-c:v", "png", "-"], capture_output=True).stdout
+    s, b, _ = A.req("PUT", "/v1/objects/in/tiny.png", png)
+    s, b, _ = A.req("POST", "/v1/functions/upscale/spawn", {"params": {"model": "fake"}, "input": "in/tiny.png"})
+    j = A.wait_end(b["job_id"], 120) if s == 202 else {}
+    msg = json.dumps(j.get("error", {}))
+    check("a damaged catalog model: the job fails naming models/fake/, not the server's folder",
+          j.get("state") == "failed" and "models/fake/fake.param" in msg and A.home not in msg, (s, j))
+
     check("server up at the end", A.p.poll() is None)
 
     # a full disk: the store on a 256 KiB tmpfs, in a mount namespace of the server's own (root, or a user namespace)

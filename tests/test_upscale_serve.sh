@@ -18,6 +18,11 @@ bad() { fail=$((fail + 1)); echo "  FAIL: $*" >&2; }
 . "$here/serve_lib.sh"
 
 fx="$here/fixtures/nn/tiny"
+"$KILN" models add tiny "$fx" 2>"$T/add.log" && [ -f "$KILN_HOME/models/tiny/tiny.param" ] && ok || bad "kiln models add: $(cat "$T/add.log")"
+"$KILN" models list | grep -Eq '^tiny +installed +local' && ok || bad "kiln models list does not show the added model"
+"$KILN" models add ../x "$fx" 2>/dev/null && bad "models add took the name '../x'" || ok
+"$KILN" models add bad "$T/nothing" 2>"$T/add2.log" && bad "models add took missing files" || grep -q "nothing.param" "$T/add2.log" && ok || bad "models add: missing files not named: $(cat "$T/add2.log")"
+fxi="$KILN_HOME/models/tiny/tiny"                  # over the API a model is named, never a path
 "$KILN" sample bars "$T/v.mp4" --seconds 0.4 --size 64x48 >/dev/null 2>&1 || { echo "cannot make a sample"; exit 1; }
 ffmpeg -v error -nostdin -f lavfi -i testsrc2=size=64x48 -frames:v 1 -y "$T/pic.png"
 KILN_TOKEN=$("$KILN" token create --name t 2>/dev/null) || { echo "cannot make a token"; exit 1; }
@@ -27,15 +32,15 @@ KILN="$T/kiln-debug" start_serve            # debug lines say when the worker lo
 export KILN_URL=$url
 
 for i in 1 2; do
-  "$KILN" submit upscale "$T/v.mp4" -o "$T/out$i.mp4" --param model="$fx" >"$T/sub$i.log" 2>&1 \
+  "$KILN" submit upscale "$T/v.mp4" -o "$T/out$i.mp4" --param model=tiny >"$T/sub$i.log" 2>&1 \
     && [ "$("$KILN" probe --json "$T/out$i.mp4" | python3 -c 'import json,sys; v=json.load(sys.stdin)["video"]; print(v["width"], v["height"])')" = "128 96" ] \
     && ok || bad "upscale job $i: $(tail -2 "$T/sub$i.log")"
 done
-grep -q "upscale: $fx.param is loaded already" "$T/serve.err" && ok \
+grep -q "upscale: $fxi.param is loaded already" "$T/serve.err" && ok \
   || bad "the second job did not reuse the worker's net: $(grep 'upscale:' "$T/serve.err")"
-[ "$(grep -c "upscale: loaded $fx.param into the worker" "$T/serve.err")" = 1 ] && ok || bad "the model was loaded more than once"
+[ "$(grep -c "upscale: loaded $fxi.param into the worker" "$T/serve.err")" = 1 ] && ok || bad "the model was loaded more than once"
 
-"$KILN" submit upscale "$T/pic.png" -o "$T/pic-x2.png" --param model="$fx" --json >"$T/img.json" 2>"$T/img.log"
+"$KILN" submit upscale "$T/pic.png" -o "$T/pic-x2.png" --param model=tiny --json >"$T/img.json" 2>"$T/img.log"
 rc=$?
 [ $rc -eq 0 ] && python3 - "$T/img.json" "$T/pic-x2.png" <<'PY' && ok || bad "a still image through serve: exit $rc, $(tail -2 "$T/img.log")"
 import json, struct, sys

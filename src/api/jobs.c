@@ -257,7 +257,7 @@ static enum MHD_Result submit(kiln_server *s, struct MHD_Connection *c, kq *q, c
     ret = kh_error(s, c, 400, "bad_param", "\"params\" must be a JSON object");
     goto out;
   }
-  if (kf_validate(fn, json_is_object(pv) ? pv : NULL, &params, &e) < 0) {
+  if (kf_validate(fn, json_is_object(pv) ? pv : NULL, &params, &e) < 0 || kf_check_remote(fn, params, &e) < 0) {
     ret = kh_error(s, c, 400, "bad_param", "%s", e.msg);
     goto out;
   }

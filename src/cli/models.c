@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *USAGE = "kiln models fetch [NAME]... | kiln models list [--json]";
+static const char *USAGE = "kiln models fetch [NAME]... | kiln models list [--json] | kiln models add NAME PATH (PATH.param, PATH.bin)";
 
 int kc_models(int argc, char **argv) {
   kiln_err e = {0};
@@ -20,6 +20,12 @@ int kc_models(int argc, char **argv) {
     for (int i = 2; i < argc; i++)
       if (argv[i][0] == '-') { kiln_fail(&e, KILN_EUSAGE, "unknown option '%s' for models fetch", argv[i]); return kc_report(&e, USAGE); }
     if (kn_fetch(home, (const char *const *)argv + 2, argc - 2, &e) < 0) return kc_report(&e, USAGE);
+    return 0;
+  }
+  if (!strcmp(argv[1], "add")) {
+    if (argc != 4) { kiln_fail(&e, KILN_EUSAGE, "models add needs NAME and PATH (the files PATH.param and PATH.bin)"); return kc_report(&e, USAGE); }
+    if (kn_add(home, argv[2], argv[3], &e) < 0) return kc_report(&e, USAGE);
+    fprintf(stderr, "kiln: models: added %s; API clients pass \"model\": \"%s\"\n", argv[2], argv[2]);
     return 0;
   }
   if (!strcmp(argv[1], "list")) {
@@ -39,6 +45,6 @@ int kc_models(int argc, char **argv) {
     json_decref(a);
     return 0;
   }
-  kiln_fail(&e, KILN_EUSAGE, "unknown models command '%s' (fetch, list)", argv[1]);
+  kiln_fail(&e, KILN_EUSAGE, "unknown models command '%s' (fetch, list, add)", argv[1]);
   return kc_report(&e, USAGE);
 }

@@ -25,6 +25,8 @@ typedef struct kf_param {
   const char *const *choices;   /* KF_STR: allowed values, NULL-terminated */
   const struct kf_param *fields;/* KF_OBJ: members; KF_ARR: members of each element object */
   const char *help;
+  int name_only;                /* KF_STR: over the API only a catalog name ([A-Za-z0-9._-], no leading '.');
+                                   a path to files is for the local CLI (`kiln run`) alone */
 } kf_param;
 
 typedef struct kf_resources {
@@ -116,6 +118,10 @@ const kf_desc *kf_find(const char *name);
  * returns a new object with defaults filled in. The message names the field
  * (with its path, e.g. "crop[2].w") and the rule it broke. */
 int kf_validate(const kf_desc *fn, const json_t *in, json_t **out, kiln_err *e);
+/* For params that arrive over the API (validated already): fails on a
+ * name_only parameter whose value is not a plain name (a path, "..", ...),
+ * naming the parameter, never echoing its value. */
+int kf_check_remote(const kf_desc *fn, const json_t *params, kiln_err *e);
 
 /* The parameter table as JSON (for `kiln functions --json` and the docs). */
 json_t *kf_describe(const kf_desc *fn);

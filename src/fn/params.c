@@ -268,3 +268,22 @@ void kf_print_markdown(const kf_desc *fn, void *file) {
           fn->res.idle_timeout_s, fn->res.min_workers, fn->res.max_workers,
           fn->chunkable ? "; chunkable (frame-parallel)" : "");
 }
+
+int kf_check_remote(const kf_desc *fn, const json_t *params, kiln_err *e) {
+  for (const kf_param *p = fn->params; p && p->name; p++) {
+    if (!p->name_only) continue;
+    const char *v = json_string_value(json_object_get(params, p->name));
+    if (!v) continue;
+    size_t n = strlen(v);
+    int ok = n >= 1 && n <= 64 && v[0] != '.';
+    for (size_t i = 0; ok && i < n; i++)
+      ok = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') || (v[i] >= '0' && v[i] <= '9') || v[i] == '.' ||
+           v[i] == '_' || v[i] == '-';
+    if (!ok)
+      return kiln_fail(e, KILN_EPARAM,
+                       "'%s' must be a model name from `kiln models list` (GET /v1/functions/%s shows the default): "
+                       "letters, digits, '.', '_' and '-'; files by path are accepted only by `kiln run` on the server",
+                       p->name, fn->name);
+  }
+  return 0;
+}

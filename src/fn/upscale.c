@@ -41,7 +41,7 @@ static const kf_param upscale_params[] = {
     {"crop", KF_ARR, NULL, 0, 1, 1, 10000, NULL, kf_crop_fields,
      "crop keyframes as in reframe: crop first, upscale the crop, then resize to width x height (default 810x1440)"},
     {"model", KF_STR, "\"realesr-animevideov3-x4\"", 0, 0, 0, 0, NULL, NULL,
-     "a model from `kiln models list` (fetched with `kiln models fetch NAME`), or a path to NAME.param/.bin"},
+     "a model from `kiln models list` (fetched with `kiln models fetch NAME`); `kiln run` also takes a path to NAME.param/.bin", 1},
     {"width", KF_INT, NULL, 0, 1, 2, 16384, NULL, NULL,
      "output width (even for videos; without crop a whole multiple of the model's scale; default: 810 with crop, else the input's times the scale)"},
     {"height", KF_INT, NULL, 0, 1, 2, 16384, NULL, NULL,
@@ -168,9 +168,28 @@ typedef struct up_state {
   int scale;
 } up_state;
 
+/* A catalog model's folder under $KILN_HOME is the server's business: in a
+ * message about it, "DIR/" becomes "models/NAME/" (API clients see names). */
+static void scrub_dir(kiln_err *e, const char *param) {
+  char home[4096];
+  kiln_err he = {0};
+  if (kiln_home(home, sizeof home, &he) < 0) return;
+  size_t dl = strlen(home);                       /* only a catalog model's path: $KILN_HOME/models/... */
+  if (dl == 0 || strncmp(param, home, dl) != 0 || strncmp(param + dl, "/models/", 8) != 0) return;
+  char out[sizeof e->msg];
+  size_t o = 0;
+  for (const char *m = e->msg; *m && o + 1 < sizeof out;) {
+    if (!strncmp(m, param, dl) && !strncmp(m + dl, "/models/", 8)) { m += dl + 1; continue; }
+    out[o++] = *m++;
+  }
+  out[o] = 0;
+  snprintf(e->msg, sizeof e->msg, "%s", out);
+}
+
 /* Loads param/bin into n on kiln's default (fast) path and measures its scale. */
 static int load_model(kn_net *n, const char *param, const char *bin, int *scale, kiln_err *e) {
   int r = kn_net_load(n, param, bin, e);
+  if (r < 0) scrub_dir(e, param);
   if (r < 0) return r;
   if (kn_net_use_dnnl(n, 1) < 0) r = kiln_fail(e, KILN_EINTERNAL, "oneDNN cannot start");
   if (r == 0) r = measure_scale(n, scale, e);

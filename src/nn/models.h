@@ -33,5 +33,10 @@ int kn_fetch(const char *home, const char *const *names, int nnames, kiln_err *e
 int kn_model_dir(const char *home, const char *name, char *out, size_t n, kiln_err *e);
 /* Every catalog entry with its state, for `kiln models list`. */
 json_t *kn_list(const char *home, kiln_err *e);
+/* 1 if name may name a model: 1..63 of [A-Za-z0-9._-], not starting with '.'. */
+int kn_name_ok(const char *name);
+/* Installs PATH.param/PATH.bin (a model kiln can load, checked by loading
+ * it) as home/models/NAME with a manifest, so that API clients can name it. */
+int kn_add(const char *home, const char *name, const char *path, kiln_err *e);
 
 #endif
