@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
+#include "engine/engine.h"
 #include "queue/queue.h"
 #include "t.h"
 #include "tutil.h"
@@ -82,6 +85,21 @@ static void test_retries(void) {
   CHECK(kq_fail(q, bad, "w", "bad_input", "crop outside the frame", NULL, 6002, &retrying, &e) == 0 && retrying == 0,
         "bad_input is never retried");
   CHECK(kq_get(q, bad, &j, &e) == 0 && j.state == KQ_FAILED && !strcmp(j.err_class, "bad_input"), "class kept");
+  kq_job_release(&j);
+
+  /* a message that is not UTF-8 is stored escaped: the job record, its events and webhooks stay encodable */
+  char odd[KQ_ID_LEN];
+  kq_submit(q, "upscale", "{}", 0, NULL, 7000, odd, &e);
+  kq_claim(q, "upscale", "w", 1000, 7001, &j, &e);
+  kq_job_release(&j);
+  CHECK(kq_fail(q, odd, "w", "bad_input", "cannot open 'in/\xff\xfe.mp4' (\xc3", NULL, 7002, &retrying, &e) == 0, "fail");
+  CHECK(kq_get(q, odd, &j, &e) == 0 && !strcmp(j.err_msg, "cannot open 'in/\\xFF\\xFE.mp4' (\\xC3"), "escaped: %s", j.err_msg);
+  snprintf(j.err_msg, sizeof j.err_msg, "a row of an older kiln: \xff");   /* rows stored before: escaped when read */
+  json_t *o = ke_job_json(&j, NULL, "http://x", 7003);
+  char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  CHECK(t && strstr(t, "older kiln: \\\\xFF"), "job record encodes: %s", t ? t : "(null)");
+  free(t);
+  json_decref(o);
   kq_job_release(&j);
   kq_close(q);
 }

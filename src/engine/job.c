@@ -68,8 +68,11 @@ json_t *ke_job_json(const kq_job *j, ks_store *s, const char *base_url, int64_t 
   json_t *plan = j->plan ? json_loads(j->plan, 0, &je) : NULL;
   if (plan) json_object_del(plan, "rows");         /* the whole table: GET .../plan or `kiln plan` */
   json_object_set_new(o, "plan", plan ? plan : json_null());
-  if (j->err_class[0] && j->state != KQ_SUCCEEDED)
-    json_object_set_new(o, "error", json_pack("{s:s, s:s}", "class", j->err_class, "message", j->err_msg));
+  if (j->err_class[0] && j->state != KQ_SUCCEEDED) {  /* sanitized again: rows written by older versions */
+    char cls[64], msg[sizeof j->err_msg * 4 + 1];
+    json_object_set_new(o, "error", json_pack("{s:s, s:s}", "class", kiln_utf8_sanitize(j->err_class, cls, sizeof cls), "message",
+                                              kiln_utf8_sanitize(j->err_msg, msg, sizeof msg)));
+  }
   else json_object_set_new(o, "error", json_null());
   if (j->webhook) {
     static const char *const hs[] = {"none", "pending", "delivered", "failed"};

@@ -53,7 +53,8 @@ int kq_complete(kq *q, const char *id, const char *worker, const char *result, c
 
 int kq_fail(kq *q, const char *id, const char *worker, const char *err_class, const char *msg, const kq_cost *cost,
             int64_t now, int *retrying, kiln_err *e) {
-  return q->be->fail(q, id, worker, err_class, msg, cost, now, retrying, e);
+  char m[2048];                                   /* stored, then put in JSON (events, job records, webhooks): valid UTF-8 */
+  return q->be->fail(q, id, worker, err_class, kiln_utf8_sanitize(msg ? msg : "", m, sizeof m), cost, now, retrying, e);
 }
 
 int kq_account(kq *q, const char *id, const kq_cost *cost, kiln_err *e) {
@@ -62,7 +63,8 @@ int kq_account(kq *q, const char *id, const kq_cost *cost, kiln_err *e) {
 
 int kq_fail_worker(kq *q, const char *worker, const char *err_class, const char *msg, int64_t now, int *n,
                    kiln_err *e) {
-  return q->be->fail_worker(q, worker, err_class, msg, now, n, e);
+  char m[2048];
+  return q->be->fail_worker(q, worker, err_class, kiln_utf8_sanitize(msg ? msg : "", m, sizeof m), now, n, e);
 }
 
 int kq_reclaim(kq *q, int64_t now, int *n, kiln_err *e) {

@@ -1,6 +1,7 @@
 /* log.c — see log.h. State: the minimum level and the output mode, set once
  * at start-up by klog_setup() before any thread is started. */
 #include "util/log.h"
+#include "util/err.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -33,7 +34,7 @@ void klog(klog_level lvl, const char *fmt, ...) {
   char msg[2048];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  kiln_vformat(msg, sizeof msg, fmt, ap);        /* valid UTF-8: a JSON log line never fails to encode */
   va_end(ap);
 
   struct timeval tv;
