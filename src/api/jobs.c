@@ -602,6 +602,7 @@ static enum MHD_Result do_metrics(kiln_server *s, struct MHD_Connection *c, kq *
     mprintf(&m, "kiln_http_responses_total{code=\"%dxx\"} %llu\n", k,
             (unsigned long long)__atomic_load_n(&s->requests[k], __ATOMIC_RELAXED));
   struct MHD_Response *r = MHD_create_response_from_buffer(m.n, m.p ? m.p : (char *)"", m.p ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+  if (!r) { free(m.p); return MHD_NO; }
   MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4");
   enum MHD_Result ret = MHD_queue_response(c, 200, r);
   MHD_destroy_response(r);

@@ -213,6 +213,10 @@ static enum MHD_Result do_get(kiln_server *s, struct MHD_Connection *c, const ch
   struct MHD_Response *r = st.size > 0 ? MHD_create_response_from_callback((uint64_t)len, 256 * 1024, get_reader, g, get_free)
                                        : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
   if (st.size == 0) free(g);
+  if (!r) {                                       /* out of memory: the stream is closed, MHD drops the connection */
+    if (st.size > 0) get_free(g);
+    return MHD_NO;
+  }
   MHD_add_response_header(r, "Content-Type", "application/octet-stream");
   MHD_add_response_header(r, "Accept-Ranges", "bytes");
   if (cr[0]) MHD_add_response_header(r, "Content-Range", cr);
