@@ -2,6 +2,7 @@
  * put/get with ranges, atomic commit and abort, stat, delete, rename, list,
  * presigned URLs (valid, expired, tampered). */
 #include <dirent.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -239,6 +240,45 @@ static void test_tmp_sweep(void) {
   ks_close(s);
 }
 
+/* Found by tests/fuzz/fuzz_range: strtoll's leniency let "bytes= 5-", "bytes=+5-" and "bytes=0-\v9" through. */
+static void test_range_strict(void) {
+  int64_t off = -1, len = -1;
+  CHECK(ks_range_parse("bytes=0-99", 1000, &off, &len) == 0 && off == 0 && len == 100, "%lld+%lld", (long long)off, (long long)len);
+  CHECK(ks_range_parse("bytes=990-", 1000, &off, &len) == 0 && off == 990 && len == 10, "open end");
+  CHECK(ks_range_parse("bytes=-10", 1000, &off, &len) == 0 && off == 990 && len == 10, "suffix");
+  CHECK(ks_range_parse("bytes=-5000", 1000, &off, &len) == 0 && off == 0 && len == 1000, "suffix longer than the object");
+  CHECK(ks_range_parse("bytes=0-99999999999999999999999", 1000, &off, &len) == 0 && len == 1000, "a huge last byte is clamped");
+  static const char *const bad[] = {"bytes= 5-", "bytes=+5-", "bytes=\v0-5", "bytes=0- 5", "bytes=0-+5", "bytes=- 5",
+                                    "bytes=-+5", "bytes=-0", "bytes=5-4", "bytes=1000-", "bytes=0-1,2-3", "bytes=0-5 ",
+                                    "bytes=", "bytes=-", "items=0-5", "bytes=0x10-", NULL};
+  for (int i = 0; bad[i]; i++) CHECK(ks_range_parse(bad[i], 1000, &off, &len) == -1, "'%s' accepted", bad[i]);
+  CHECK(ks_range_parse("bytes=-5", 0, &off, &len) == -1 && ks_range_parse("bytes=0-", 0, &off, &len) == -1, "empty object");
+  CHECK(ks_range_parse("bytes=9223372036854775806-", INT64_MAX, &off, &len) == 0 && len == 1, "the last byte of the largest object");
+}
+
+/* Found by tests/fuzz/fuzz_presign: an expires far in the past overflowed "expired N s ago" (UBSan), and
+ * expires='+2000', ' 2000' or '02000' verified as 2000. */
+static void test_presign_query(void) {
+  ks_store *s = open_store();
+  if (!s) return;
+  kiln_err e = {0};
+  char url[2048];
+  CHECK(ks_presign(s, "GET", "a/b", 2000, url, sizeof url, &e) == 0, "%s", e.msg);
+  const char *sig = strstr(url, "sig=") + 4;
+  CHECK(ks_presign_check(s, "GET", "a/b", "GET", "2000", sig, 1999, &e) == 0, "%s", e.msg);
+  CHECK(ks_presign_check(s, "PUT", "a/b", "GET", "2000", sig, 1999, &e) == KILN_EINVAL && strstr(e.msg, "is for GET"), "%s", e.msg);
+  CHECK(ks_presign_check(s, "GET", "a/b", NULL, "2000", sig, 1999, &e) == KILN_EINVAL, "no method");
+  CHECK(ks_presign_check(s, "GET", "a/b", "GET", NULL, sig, 1999, &e) == KILN_EINVAL, "no expires");
+  CHECK(ks_presign_check(s, "GET", "a/b", "GET", "2000", NULL, 1999, &e) == KILN_EINVAL, "no sig");
+  static const char *const spellings[] = {"+2000", " 2000", "02000", "2000 ", "2000abc", "2e3", "", "-2000", NULL};
+  for (int i = 0; spellings[i]; i++)
+    CHECK(ks_presign_check(s, "GET", "a/b", "GET", spellings[i], sig, 1999, &e) == KILN_EINVAL, "expires='%s' accepted", spellings[i]);
+  CHECK(ks_presign(s, "GET", "a/b", INT64_MIN, url, sizeof url, &e) == 0, "%s", e.msg);
+  sig = strstr(url, "sig=") + 4;
+  CHECK(ks_presign_verify(s, "GET", "a/b", INT64_MIN, sig, 1900000000, &e) == KILN_EINVAL && strstr(e.msg, "expired"), "%s", e.msg);
+  ks_close(s);
+}
+
 static void test_tokens(void) {
   kiln_err e = {0};
   char home[1100], tok[KA_TOKEN_LEN], tok2[KA_TOKEN_LEN], name[80];
@@ -263,6 +303,8 @@ int main(void) {
   T_RUN(test_put_get);
   T_RUN(test_rename_delete_list);
   T_RUN(test_presign);
+  T_RUN(test_range_strict);
+  T_RUN(test_presign_query);
   T_RUN(test_tokens);
   T_RUN(test_no_links);
   T_RUN(test_conflicts);

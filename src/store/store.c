@@ -7,6 +7,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,31 +146,42 @@ int ks_presign_verify(ks_store *s, const char *method, const char *key, int64_t 
   if ((r = sign(s, method, key, expires, hex, e)) < 0) return r;
   if (!sig || strlen(sig) != 64 || CRYPTO_memcmp(hex, sig, 64) != 0)
     return kiln_fail(e, KILN_EINVAL, "presigned URL signature does not match (wrong key, method or expiry)");
-  if (now >= expires) return kiln_fail(e, KILN_EINVAL, "presigned URL expired %lld s ago", (long long)(now - expires));
+  if (now >= expires)   /* now - expires in unsigned arithmetic: it cannot overflow */
+    return kiln_fail(e, KILN_EINVAL, "presigned URL expired %llu s ago", (unsigned long long)((uint64_t)now - (uint64_t)expires));
   return 0;
 }
 
-/* Moved here from the HTTP server (a pure function, fuzzed by tests/fuzz/). */
-int ks_range_parse(const char *h, int64_t size, int64_t *off, int64_t *len) {
-  if (strncmp(h, "bytes=", 6) != 0 || strchr(h, ',')) return -1;
-  const char *p = h + 6;
-  char *end;
-  if (*p == '-') {
-    long long n = strtoll(p + 1, &end, 10);
-    if (*end || n <= 0) return -1;
-    if (n > size) n = size;
-    *off = size - n;
-    *len = n;
-    return size > 0 ? 0 : -1;
+/* 1*DIGIT at p into *v (saturating at INT64_MAX), *end after it; 0 when p
+ * holds no digit. No sign, no white space: strtoll's leniency is not HTTP's. */
+static int dec_digits(const char *p, const char **end, int64_t *v) {
+  const char *s = p;
+  int64_t x = 0;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    int d = *p - '0';
+    x = x > (INT64_MAX - d) / 10 ? INT64_MAX : x * 10 + d;
   }
-  long long a = strtoll(p, &end, 10);
-  if (end == p || *end != '-' || a < 0 || a >= size) return -1;
-  const char *q = end + 1;
-  long long b = size - 1;
-  if (*q) {
-    b = strtoll(q, &end, 10);
-    if (*end || b < a) return -1;
-    if (b >= size) b = size - 1;
+  *end = p;
+  *v = x;
+  return p > s;
+}
+
+/* RFC 9110's byte-range-spec / suffix-range-spec, one of them. */
+int ks_range_parse(const char *h, int64_t size, int64_t *off, int64_t *len) {
+  if (strncmp(h, "bytes=", 6) != 0) return -1;
+  const char *p = h + 6, *end;
+  int64_t a, b;
+  if (*p == '-') {                                 /* the last a bytes */
+    if (!dec_digits(p + 1, &end, &a) || *end || a == 0 || size <= 0) return -1;
+    if (a > size) a = size;
+    *off = size - a;
+    *len = a;
+    return 0;
+  }
+  if (!dec_digits(p, &end, &a) || *end != '-' || a >= size) return -1;
+  b = size - 1;
+  if (end[1]) {
+    if (!dec_digits(end + 1, &end, &b) || *end || b < a) return -1;
+    if (b > size - 1) b = size - 1;
   }
   *off = a;
   *len = b - a + 1;
@@ -178,7 +190,14 @@ int ks_range_parse(const char *h, int64_t size, int64_t *off, int64_t *len) {
 
 int ks_presign_check(ks_store *s, const char *method, const char *key, const char *qmethod, const char *qexpires,
                      const char *qsig, int64_t now, kiln_err *e) {
-  if (!qmethod || !qexpires || strcmp(qmethod, method) != 0)
-    return kiln_fail(e, KILN_EINVAL, "presigned URL is for %s, not %s", qmethod ? qmethod : "?", method);
-  return ks_presign_verify(s, qmethod, key, strtoll(qexpires, NULL, 10), qsig, now, e);
+  if (!qmethod || !qexpires || !qsig)
+    return kiln_fail(e, KILN_EINVAL, "a presigned URL needs method, expires and sig in its query");
+  if (strcmp(qmethod, method) != 0)
+    return kiln_fail(e, KILN_EINVAL, "presigned URL is for %s, not %s", KILN_CLIP(qmethod, 16), method);
+  /* expires as ks_presign writes it: decimal digits, no sign, space or leading zero (one URL, one spelling) */
+  const char *end;
+  int64_t ex;
+  if (!dec_digits(qexpires, &end, &ex) || *end || (qexpires[0] == '0' && qexpires[1]) || ex == INT64_MAX)
+    return kiln_fail(e, KILN_EINVAL, "presigned URL's expires '%s' is not a time in unix seconds", KILN_CLIP(qexpires, 24));
+  return ks_presign_verify(s, qmethod, key, ex, qsig, now, e);
 }
