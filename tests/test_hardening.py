@@ -174,6 +174,33 @@ try:
     s, b, _ = A.req("POST", "/v1/functions/noop/spawn", {"params": {}, "webhook": "http://127.0.0.1:9/hook?a=1"})
     check("a good webhook URL is accepted", s == 202, (s, b))
 
+    # GETs racing DELETEs (and PUTs) of the same key: each answer is 200 with the whole object or 404, never 500
+    import concurrent.futures
+    body = b"r" * 300000
+    stop = time.time() + 4
+    def putdel():
+        n = 0
+        while time.time() < stop:
+            A.req("PUT", "/v1/objects/race/x.bin", body)
+            A.req("DELETE", "/v1/objects/race/x.bin")
+            n += 1
+        return n
+    def getter():
+        seen = {}
+        while time.time() < stop:
+            st, b, _ = A.req("GET", "/v1/objects/race/x.bin", raw=True)
+            k = st if st != 200 or b == body else "200-partial"
+            seen[k] = seen.get(k, 0) + 1
+        return seen
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        fs = [ex.submit(putdel)] + [ex.submit(getter) for _ in range(3)]
+        res = [f.result() for f in fs]
+    seen = {}
+    for d in res[1:]:
+        for k, v in d.items():
+            seen[k] = seen.get(k, 0) + v
+    check("GET racing DELETE: only 200 (whole) and 404, both seen", set(seen) == {200, 404} and res[0] > 5, (res[0], seen))
+
     # upscale's model over the API: a catalog name only, never a path, and never the server's paths in messages
     for m in ("/etc/passwd", "../../x", "./m", "models/x", ".hidden", "a b", "x" * 65):
         s, b, _ = A.req("POST", "/v1/functions/upscale/spawn", {"params": {"model": m}, "input": "in/none.png"})
