@@ -2,10 +2,14 @@
  * put/get with ranges, atomic commit and abort, stat, delete, rename, list,
  * presigned URLs (valid, expired, tampered). */
 #include <dirent.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "api/auth.h"
 #include "store/store.h"
@@ -240,6 +244,72 @@ static void test_tmp_sweep(void) {
   ks_close(s);
 }
 
+/* Each store handle's scratch folder is its own, locked while the handle
+ * lives: a worker killed mid-task (no ks_close) leaves a folder that the
+ * next store to open, or ks_sweep, removes with its files; a live one's
+ * stays; ks_close removes the handle's own. (A killed worker's partial
+ * output used to stay in tmp/ for good.) */
+static int file_in(const char *dir, const char *name, const char *text) {
+  char p[1400];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  FILE *f = fopen(p, "w");
+  if (!f) return -1;
+  fputs(text, f);
+  return fclose(f);
+}
+
+static int is_dir(const char *p) {
+  struct stat sb;
+  return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* A child opens the store, writes a scratch file and dies without closing
+ * it (as SIGKILL would); returns its scratch folder in dead. */
+static void dead_worker(char *dead, size_t n) {
+  int pfd[2];
+  dead[0] = 0;
+  if (pipe(pfd) != 0) return;
+  pid_t pid = fork();
+  if (pid == 0) {
+    kiln_err ce = {0};
+    ks_store *c = NULL;
+    char d[1200] = "";
+    if (ks_open_local(&c, t_path("store"), SECRET, sizeof SECRET - 1, &ce) == 0 && ks_scratch_dir(c, d, sizeof d, &ce) == 0)
+      file_in(d, ".out.mp4.part-1", "half a video");
+    ssize_t w = write(pfd[1], d, strlen(d) + 1);
+    (void)w;
+    raise(SIGKILL);
+  }
+  close(pfd[1]);
+  ssize_t got = read(pfd[0], dead, n - 1);
+  dead[got > 0 ? got : 0] = 0;
+  close(pfd[0]);
+  waitpid(pid, NULL, 0);
+}
+
+static void test_scratch_sweep(void) {
+  kiln_err e = {0};
+  ks_store *s = open_store();
+  char mine[1200], again[1200], dead[1200], dead2[1200];
+  CHECK(ks_scratch_dir(s, mine, sizeof mine, &e) == 0 && is_dir(mine), "%s", e.msg);
+  CHECK(ks_scratch_dir(s, again, sizeof again, &e) == 0 && !strcmp(mine, again), "one folder per handle: %s, %s", mine, again);
+  CHECK(file_in(mine, "job-w.mp4", "mine") == 0, "cannot write in %s", mine);
+  dead_worker(dead, sizeof dead);
+  CHECK(dead[0] && strcmp(dead, mine) != 0, "a folder of its own for another handle: '%s' vs '%s'", dead, mine);
+  CHECK(is_dir(dead), "the dead worker's folder is there before a sweep: %s", dead);
+  ks_store *s2 = open_store();                     /* a new worker's start, in effect */
+  CHECK(!is_dir(dead), "a store's open sweeps a dead worker's scratch folder: %s", dead);
+  char p[1400];
+  snprintf(p, sizeof p, "%s/job-w.mp4", mine);
+  CHECK(access(p, F_OK) == 0, "a live handle's scratch file stays");
+  dead_worker(dead2, sizeof dead2);
+  CHECK(dead2[0] && is_dir(dead2), "a second dead worker's folder: %s", dead2);
+  CHECK(ks_sweep(s2) == 0 && !is_dir(dead2) && access(p, F_OK) == 0, "ks_sweep takes the dead one's only");
+  ks_close(s);
+  CHECK(!is_dir(mine), "ks_close removes the handle's own scratch folder and its files: %s", mine);
+  ks_close(s2);
+}
+
 /* Found by tests/fuzz/fuzz_range: strtoll's leniency let "bytes= 5-", "bytes=+5-" and "bytes=0-\v9" through. */
 static void test_range_strict(void) {
   int64_t off = -1, len = -1;
@@ -309,6 +379,7 @@ int main(void) {
   T_RUN(test_no_links);
   T_RUN(test_conflicts);
   T_RUN(test_tmp_sweep);
+  T_RUN(test_scratch_sweep);
   /* t_cleanup removes only files directly in the folder; remove the tree */
   char cmd[1200];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", t_dir());

@@ -2,7 +2,9 @@
  *
  * Every 100 ms, and at once when work arrives (ke_scaler_kick):
  *   reap    children that exited; one that died with a task has it failed
- *           as worker_lost (retried); the row is marked exited
+ *           as worker_lost (retried); the row is marked exited; what a
+ *           worker that died left in the store's tmp/ (its scratch folder,
+ *           a partial output) is swept (ks_sweep)
  *   reclaim expired leases (once a second): workers on other machines, or
  *           that hung, lose their task to a retry
  *   timeout a running task past its function's timeout_s: SIGKILL its worker
@@ -61,6 +63,7 @@ struct ke_scaler {
   char exe[4096];
   char host[64];
   kq *q;
+  ks_store *store;              /* for ks_sweep after a worker's death; NULL if it would not open */
   kl_loop loop;
   pthread_mutex_t kmu;          /* kids: changed by the loop's thread, read by kicks from request threads */
   kid kids[MAX_KIDS];
@@ -137,6 +140,7 @@ static void worker_gone(ke_scaler *s, const char *id, const char *why) {
   if (kq_fail_worker(s->q, id, "worker_lost", msg, ke_now_ms(), &n, &e) < 0) klog(KLOG_WARN, "autoscaler: %s", e.msg);
   if (n) klog(KLOG_WARN, "autoscaler: worker %s %s; its task will be retried if it has retries left", id, why);
   mark_exited(s, id);
+  if (s->store) ks_sweep(s->store);               /* its scratch folder, no longer locked */
 }
 
 /* A worker process ended with status st (as from waitpid). */
@@ -153,6 +157,7 @@ static void kid_exited(ke_scaler *s, pid_t pid, int st) {
     else snprintf(why, sizeof why, "exited with status %d", WEXITSTATUS(st));
     if (!k.timed_out && (WIFSIGNALED(st) || WEXITSTATUS(st) != 0)) worker_gone(s, k.id, why);
     else mark_exited(s, k.id);                    /* a clean exit wrote its row already; make sure */
+    if (k.timed_out && s->store) ks_sweep(s->store);   /* killed for its timeout: its scratch folder too */
     return;
   }
 }
@@ -480,12 +485,18 @@ int ke_scaler_start(ke_scaler **out, const ke_config *c, const char *exe, kiln_e
   int r = ke_open_queue(c, 0, &s->q, e);
   if (r < 0) { free(s); return r; }
   kq_worker_prune(s->q, ke_now_ms() - 86400000LL, e);
+  kiln_err se = {0};
+  if (ke_open_store(c, &s->store, &se) < 0) {     /* only the sweeps need it */
+    klog(KLOG_WARN, "autoscaler: %s; dead workers' scratch files are swept only when a store opens", se.msg);
+    s->store = NULL;
+  }
   s->zsock = -1;
   const char *nz = getenv("KILN_NO_ZYGOTE");       /* start workers by exec (a baseline, or to debug) */
   if (!nz || !*nz || !strcmp(nz, "0")) zygote_start(s);
   pthread_mutex_init(&s->kmu, NULL);
   if (kl_start(&s->loop, 100, 5, scaler_tick, s) < 0) {
     kq_close(s->q);
+    ks_close(s->store);
     pthread_mutex_destroy(&s->kmu);
     free(s);
     return kiln_fail(e, KILN_EINTERNAL, "cannot start the autoscaler thread");
@@ -523,6 +534,7 @@ void ke_scaler_stop(ke_scaler *s) {
   if (s->zpid > 0) waitpid(s->zpid, NULL, 0);
   while (waitpid(-1, NULL, WNOHANG) > 0) {}
   kq_close(s->q);
+  ks_close(s->store);
   pthread_mutex_destroy(&s->kmu);
   free(s);
 }

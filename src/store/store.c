@@ -109,6 +109,8 @@ int ks_scratch_dir(ks_store *s, char *out, size_t n, kiln_err *e) {
   return 0;
 }
 
+int ks_sweep(ks_store *s) { return s->be->sweep ? s->be->sweep(s) : 0; }
+
 int ks_list(ks_store *s, const char *prefix, ks_list_cb cb, void *arg, kiln_err *e) {
   return s->be->list(s, prefix ? prefix : "", cb, arg, e);
 }

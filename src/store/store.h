@@ -66,10 +66,16 @@ int ks_list(ks_store *s, const char *prefix, ks_list_cb cb, void *arg, kiln_err 
  * it can be, else copied; path is gone or left as it was either way).
  * ks_scratch_dir: a folder for a worker's temporary files, on the same
  * file system as the objects when the backend has one (else the system's
- * temporary folder). */
+ * temporary folder); on a local store it is the handle's own (tmp/run-*),
+ * made on first use, held while the handle lives and removed by ks_close. */
 int ks_local_path(ks_store *s, const char *key, char *out, size_t n, kiln_err *e);
 int ks_put_file(ks_store *s, const char *key, const char *path, kiln_err *e);
 int ks_scratch_dir(ks_store *s, char *out, size_t n, kiln_err *e);
+/* Removes what dead holders left in the store's temporary folder: puts
+ * (tmp/put-*) and scratch folders no live handle holds. A store's open does
+ * it too; the server calls it when it sees a worker die. 0, or <0 when the
+ * folder cannot be read. */
+int ks_sweep(ks_store *s);
 
 /* Presigned URLs: "/v1/objects/KEY?method=GET&expires=T&sig=HEX", where sig
  * is HMAC-SHA256(secret, "METHOD\nKEY\nEXPIRES") in hex. Usable without a

@@ -23,6 +23,8 @@ typedef struct ks_backend {
   int (*put_file)(ks_store *s, const char *key, const char *path, kiln_err *e);
   /* optional: a folder for a worker's scratch files (same file system as the objects) */
   int (*scratch_dir)(ks_store *s, char *out, size_t n, kiln_err *e);
+  /* optional: removes what dead holders left in temporary storage (ks_sweep) */
+  int (*sweep)(ks_store *s);
 } ks_backend;
 
 struct ks_store {
