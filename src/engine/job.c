@@ -61,7 +61,8 @@ json_t *ke_job_json(const kq_job *j, ks_store *s, const char *base_url, int64_t 
                         "cost", "resource_seconds", (double)j->resource_ms / 1000, "usd", j->usd, "timings", timings);
   if (spec) {
     json_object_set(o, "input", json_object_get(spec, "input") ? json_object_get(spec, "input") : json_null());
-    json_object_set(o, "params", json_object_get(spec, "params") ? json_object_get(spec, "params") : json_object());
+    json_t *pp = json_object_get(spec, "params");
+    json_object_set_new(o, "params", pp ? json_incref(pp) : json_object());
     json_decref(spec);
   }
   json_object_set_new(o, "worker", j->worker[0] && j->state == KQ_RUNNING ? json_string(j->worker) : json_null());
