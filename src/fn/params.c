@@ -150,9 +150,12 @@ static int check_table(const char *fn, const kf_param *tab, const json_t *in, js
       if (p->required)
         return kiln_fail(e, KILN_EPARAM, "%s: parameter '%s' is required (%s)", fn, where, p->help);
       if (!p->def) continue;
+      /* a default goes through the same check as a given value: one normal form (a number's 2 and 2.0 alike) */
       json_t *d = json_loads(p->def, JSON_DECODE_ANY, NULL);
-      if (!d) return kiln_fail(e, KILN_EINTERNAL, "%s: bad default for '%s'", fn, where);
-      json_object_set_new(out, p->name, d);
+      int r = d ? check_value(fn, p, d, &res, where, e) : -1;
+      json_decref(d);
+      if (r < 0) return kiln_fail(e, KILN_EINTERNAL, "%s: bad default for '%s'", fn, where);
+      json_object_set_new(out, p->name, res);
       continue;
     }
     int r = check_value(fn, p, val, &res, where, e);
@@ -275,7 +278,7 @@ int kf_check_remote(const kf_desc *fn, const json_t *params, kiln_err *e) {
     const char *v = json_string_value(json_object_get(params, p->name));
     if (!v) continue;
     size_t n = strlen(v);
-    int ok = n >= 1 && n <= 64 && v[0] != '.';
+    int ok = n >= 1 && n <= 63 && v[0] != '.';
     for (size_t i = 0; ok && i < n; i++)
       ok = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') || (v[i] >= '0' && v[i] <= '9') || v[i] == '.' ||
            v[i] == '_' || v[i] == '-';

