@@ -130,6 +130,29 @@ static void test_params(void) {
   json_decref(d);
 }
 
+/* Found by tests/fuzz/fuzz_params: defaults skipped the value check, so a number's default written "2" stayed an
+ * integer where a given 2 became 2.0, and validating validated params changed them. */
+static void test_params_idempotent(void) {
+  const kf_desc *const *all = kf_registry_all();
+  for (int i = 0; all[i]; i++) {
+    json_t *o = NULL, *again = NULL;
+    kiln_err e = {0};
+    if (kf_validate(all[i], NULL, &o, &e) < 0) continue;   /* a required parameter: no defaults-only form */
+    CHECK(kf_validate(all[i], o, &again, &e) == 0 && json_equal(o, again), "%s: validating the defaults again changes them",
+          all[i]->name);
+    json_decref(again);
+    json_decref(o);
+  }
+  json_t *o = NULL;
+  kiln_err e = {0};
+  CHECK(validate("upscale", "{}", &o, &e) == 0 && json_is_real(json_object_get(o, "keyint")), "upscale's keyint default is a number");
+  json_decref(o);
+  CHECK(validate("upscale", "{\"keyint\": 2}", &o, &e) == 0 && json_is_real(json_object_get(o, "keyint")), "a given keyint too");
+  json_decref(o);
+  CHECK(validate("noop", "{}", &o, &e) == 0 && json_is_integer(json_object_get(o, "frames")), "an integer's default stays one");
+  json_decref(o);
+}
+
 static AVFrame *ramp_frame(int w, int h) {
   AVFrame *f = km_frame_new(w, h);
   for (int p = 0; p < 3; p++) {
@@ -298,6 +321,7 @@ int main(void) {
   T_RUN(test_b64);
   T_RUN(test_timeline);
   T_RUN(test_params);
+  T_RUN(test_params_idempotent);
   T_RUN(test_resample);
   T_RUN(test_spotlight);
   T_RUN(test_spotlight_matches_reference);
