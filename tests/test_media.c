@@ -251,8 +251,111 @@ static void test_lookahead(void) {
   }
 }
 
+/* The decoded-pixel budget (issue 12, "Memory"): a picture or a stream over
+ * it is refused as KILN_ETOOBIG (bad_input), naming its size and the limit,
+ * before anything is allocated for its pixels; a 30000x30000 PNG says that
+ * (it was "truncated"); an mp4 whose sample description claims absurd
+ * dimensions is bad input. Every input is made here. */
+static void test_pixel_budget(void) {
+  kiln_err e = {0};
+  km_probe p;
+  km_image im = {0};
+  km_decoder *d = NULL;
+  const km_limits def = *km_limits_get();
+  CHECK(def.max_pixels == KM_MAX_PIXELS_DEFAULT && def.max_out_pixels == KM_MAX_PIXELS_DEFAULT && KM_MAX_PIXELS_DEFAULT == 8192 * 8192,
+        "defaults %lld %lld", (long long)def.max_pixels, (long long)def.max_out_pixels);
+
+  /* a 16000x16000 PNG of one colour: tens of KB on disk, 768 MB as RGB */
+  char big[1024];
+  snprintf(big, sizeof big, "%s", t_path("big.png"));
+  struct stat sb;
+  CHECK(t_png_solid(big, 16000, 16000) == 0 && stat(big, &sb) == 0 && sb.st_size < 1 << 20, "cannot make big.png");
+  long hwm0 = t_vm_hwm_kb();
+  int r = km_probe_file(big, &p, &e);
+  CHECK(r == KILN_ETOOBIG && !strcmp(kiln_errclass(r), "bad_input") && strstr(e.msg, "big.png") &&
+        strstr(e.msg, "16000x16000 (256.0 Mpixels)") && strstr(e.msg, "the limit is 67.1 Mpixels"), "probe: %d %s", r, e.msg);
+  r = km_image_read(big, &im, &e);
+  CHECK(r == KILN_ETOOBIG && strstr(e.msg, "16000x16000") && !im.rgb, "image read: %d %s", r, e.msg);
+  km_image_release(&im);
+  r = km_decoder_open(&d, big, NULL, 0, -1, 0, &e);
+  CHECK(r == KILN_ETOOBIG && strstr(e.msg, "16000x16000"), "decoder: %d %s", r, e.msg);
+  km_decoder_free(d);
+  d = NULL;
+  long hwm1 = t_vm_hwm_kb();
+  CHECK(hwm0 > 0 && hwm1 - hwm0 < 64 * 1024, "refusing it raised the peak RSS by %ld MB", (hwm1 - hwm0) / 1024);
+
+  /* 30000x30000: over FFmpeg's own limit, so it cannot even describe it; the budget can */
+  char huge[1024];
+  snprintf(huge, sizeof huge, "%s", t_path("huge.png"));
+  CHECK(t_png_solid(huge, 64, 64) == 0 && t_png_set_size(huge, 30000, 30000) == 0, "cannot make huge.png");
+  r = km_probe_file(huge, &p, &e);
+  CHECK(r == KILN_ETOOBIG && strstr(e.msg, "30000x30000 (900.0 Mpixels)") && !strstr(e.msg, "truncated"), "%d %s", r, e.msg);
+  r = km_image_read(huge, &im, &e);
+  CHECK(r == KILN_ETOOBIG && strstr(e.msg, "30000x30000"), "image read: %d %s", r, e.msg);
+  km_image_release(&im);
+  /* a JPEG's frame header is read the same way (EXIF and other segments skipped) */
+  CHECK(t_jpeg_claiming(t_path("huge.jpg"), 20000, 10000) == 0, "cannot make huge.jpg");
+  r = km_probe_file(t_path("huge.jpg"), &p, &e);
+  CHECK(r == KILN_ETOOBIG && strstr(e.msg, "20000x10000 (200.0 Mpixels)"), "jpeg: %d %s", r, e.msg);
+  CHECK(t_jpeg_claiming(t_path("small.jpg"), 64, 64) == 0 && km_probe_file(t_path("small.jpg"), &p, &e) == 0 &&
+        p.width == 64 && km_image_read(t_path("small.jpg"), &im, &e) == 0 && im.w == 64, "a small JPEG: %s", e.msg);
+  km_image_release(&im);
+
+  /* an mp4 whose sample description claims 65535x65535 (its H.264 stream is 64x64) */
+  km_testsrc t = coords(64, 64, 5);
+  char tiny[1024], absurd[1024];
+  snprintf(tiny, sizeof tiny, "%s", t_path("tiny.mp4"));
+  snprintf(absurd, sizeof absurd, "%s", t_path("absurd.mp4"));
+  CHECK(km_testsrc_write(tiny, &t, &e) == 0 && km_testsrc_write(absurd, &t, &e) == 0, "%s", e.msg);
+  CHECK(t_mp4_set_size(absurd, 65535, 65535) == 0, "cannot patch absurd.mp4");
+  r = km_probe_file(absurd, &p, &e);
+  CHECK(r == KILN_ETOOBIG && !strcmp(kiln_errclass(r), "bad_input") && strstr(e.msg, "declares") &&
+        strstr(e.msg, "65535x65535"), "probe: %d %s", r, e.msg);
+  r = km_decoder_open(&d, absurd, NULL, 0, -1, 0, &e);
+  CHECK(r == KILN_ETOOBIG, "decoder: %d %s", r, e.msg);
+  km_decoder_free(d);
+  d = NULL;
+  CHECK(km_probe_file(tiny, &p, &e) == 0 && p.width == 64, "the unpatched clip: %s", e.msg);
+
+  /* a configured limit is named; sizes within it pass */
+  km_limits l = def;
+  l.max_pixels = 100 * 100;
+  snprintf(l.name, sizeof l.name, "limits.max_pixels");
+  km_limits_set(&l);
+  CHECK(km_probe_file(tiny, &p, &e) == 0, "64x64 within 100x100: %s", e.msg);
+  km_probe wide;
+  km_limits_set(&def);
+  t = coords(320, 180, 3);
+  CHECK(km_testsrc_write(t_path("wide.mp4"), &t, &e) == 0 && km_probe_file(t_path("wide.mp4"), &wide, &e) == 0, "%s", e.msg);
+  km_limits_set(&l);
+  r = km_probe_file(t_path("wide.mp4"), &p, &e);
+  CHECK(r == KILN_ETOOBIG && strstr(e.msg, "320x180 (57600 pixels); the limit is 10000 pixels (limits.max_pixels)"), "%d %s", r, e.msg);
+  r = km_decoder_open(&d, t_path("wide.mp4"), &wide, 0, -1, 0, &e);   /* an older probe does not let it through */
+  CHECK(r == KILN_ETOOBIG, "decoder with a probe: %d %s", r, e.msg);
+  km_decoder_free(d);
+
+  /* the output budget: the pipeline refuses before its writer opens (nothing is written) */
+  l = def;
+  l.max_out_pixels = 64 * 64;
+  snprintf(l.out_name, sizeof l.out_name, "limits.max_output_pixels");
+  km_limits_set(&l);
+  km_pipeline_cfg c = {.input = tiny, .output = t_path("out.mp4"), .end = -1, .out_w = 128, .out_h = 128, .threads = 1,
+                       .enc = {.crf = 20, .preset = "veryfast"}};
+  km_timeline_identity(&c.tl);
+  km_pipeline_stats st;
+  r = km_pipeline_run(&c, &st, &e);
+  CHECK(r == KILN_ETOOBIG && strstr(e.msg, "128x128") && strstr(e.msg, "(limits.max_output_pixels)") &&
+        !t_file_exists(t_path("out.mp4")), "%d %s", r, e.msg);
+  c.out_w = c.out_h = 64;
+  CHECK(km_pipeline_run(&c, &st, &e) == 0 && st.frames_out == 5, "64x64 within the limit: %s", e.msg);
+  km_limits_set(&def);
+  CHECK(km_parse_pixels("8192x8192") == 8192LL * 8192 && km_parse_pixels("1000") == 1000 && km_parse_pixels("0") == 0 &&
+        km_parse_pixels("12x") < 0 && km_parse_pixels("-5") < 0 && km_parse_pixels("x5") < 0, "km_parse_pixels");
+}
+
 int main(void) {
   av_log_set_level(AV_LOG_QUIET);
+  T_RUN(test_pixel_budget);
   T_RUN(test_probe);
   T_RUN(test_range_decode);
   T_RUN(test_rotation);

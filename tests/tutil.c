@@ -1,7 +1,9 @@
 /* tutil.c — see tutil.h. */
 #include "tutil.h"
 
+#include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
+#include <libavutil/crc.h>
 #include "img/img.h"
 
 #include <dirent.h>
@@ -157,4 +159,123 @@ int t_packets_of(const char *path, int type, t_packets *out) {
   av_packet_free(&pkt);
   avformat_close_input(&ic);
   return si >= 0 ? 0 : -1;
+}
+
+int t_png_solid(const char *path, int w, int h) {
+  const AVCodec *enc = avcodec_find_encoder(AV_CODEC_ID_PNG);
+  AVCodecContext *cc = enc ? avcodec_alloc_context3(enc) : NULL;
+  AVFrame *f = av_frame_alloc();
+  AVPacket *pkt = av_packet_alloc();
+  int r = -1;
+  if (!cc || !f || !pkt) goto done;
+  cc->width = w;
+  cc->height = h;
+  cc->pix_fmt = AV_PIX_FMT_MONOBLACK;
+  cc->time_base = (AVRational){1, 1};
+  f->width = w;
+  f->height = h;
+  f->format = AV_PIX_FMT_MONOBLACK;
+  if (avcodec_open2(cc, enc, NULL) < 0 || av_frame_get_buffer(f, 0) < 0) goto done;
+  for (int y = 0; y < h; y++) memset(f->data[0] + (size_t)y * f->linesize[0], 0xff, (size_t)(w + 7) / 8);   /* white */
+  if (avcodec_send_frame(cc, f) < 0 || avcodec_send_frame(cc, NULL) < 0 || avcodec_receive_packet(cc, pkt) < 0) goto done;
+  FILE *o = fopen(path, "wb");
+  if (!o) goto done;
+  r = fwrite(pkt->data, 1, (size_t)pkt->size, o) == (size_t)pkt->size ? 0 : -1;
+  if (fclose(o) != 0) r = -1;
+done:
+  av_packet_free(&pkt);
+  av_frame_free(&f);
+  avcodec_free_context(&cc);
+  return r;
+}
+
+static int read_all(const char *path, uint8_t **buf, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return -1;
+  fseek(f, 0, SEEK_END);
+  long len = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  *buf = len > 0 ? malloc((size_t)len) : NULL;
+  int r = *buf && fread(*buf, 1, (size_t)len, f) == (size_t)len ? 0 : -1;
+  fclose(f);
+  *n = (size_t)len;
+  if (r < 0) free(*buf);
+  return r;
+}
+
+static int write_all(const char *path, const uint8_t *buf, size_t n) {
+  FILE *f = fopen(path, "wb");
+  if (!f) return -1;
+  int r = fwrite(buf, 1, n, f) == n ? 0 : -1;
+  if (fclose(f) != 0) r = -1;
+  return r;
+}
+
+static void put_be32(uint8_t *p, uint32_t v) { p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = (uint8_t)v; }
+
+int t_png_set_size(const char *path, uint32_t w, uint32_t h) {
+  uint8_t *b;
+  size_t n;
+  if (read_all(path, &b, &n) < 0) return -1;
+  int r = -1;
+  if (n >= 33 && !memcmp(b + 12, "IHDR", 4)) {     /* length 13, "IHDR", 13 bytes of fields, CRC over type + fields */
+    put_be32(b + 16, w);
+    put_be32(b + 20, h);
+    uint32_t crc = av_crc(av_crc_get_table(AV_CRC_32_IEEE_LE), 0xFFFFFFFFu, b + 12, 17) ^ 0xFFFFFFFFu;
+    put_be32(b + 29, crc);
+    r = write_all(path, b, n);
+  }
+  free(b);
+  return r;
+}
+
+int t_mp4_set_size(const char *path, int w, int h) {
+  uint8_t *b;
+  size_t n;
+  if (read_all(path, &b, &n) < 0) return -1;
+  int r = -1;
+  uint8_t *stsd = memmem(b, n, "stsd", 4);        /* not "avc1" alone: ftyp lists it as a brand */
+  uint8_t *e = stsd ? memmem(stsd, n - (size_t)(stsd - b), "avc1", 4) : NULL;
+  if (e && (size_t)(e - b) + 32 <= n) {            /* type, 6 reserved, data ref 2, 16 predefined/reserved, w, h */
+    e[28] = (uint8_t)(w >> 8); e[29] = (uint8_t)w;
+    e[30] = (uint8_t)(h >> 8); e[31] = (uint8_t)h;
+    r = write_all(path, b, n);
+  }
+  free(b);
+  return r;
+}
+
+int t_jpeg_claiming(const char *path, int w, int h) {
+  const AVCodec *enc = avcodec_find_encoder(AV_CODEC_ID_MJPEG);
+  AVCodecContext *cc = enc ? avcodec_alloc_context3(enc) : NULL;
+  AVFrame *f = av_frame_alloc();
+  AVPacket *pkt = av_packet_alloc();
+  int r = -1;
+  if (!cc || !f || !pkt) goto done;
+  cc->width = cc->height = f->width = f->height = 64;
+  cc->pix_fmt = f->format = AV_PIX_FMT_YUVJ420P;
+  cc->time_base = (AVRational){1, 25};
+  if (avcodec_open2(cc, enc, NULL) < 0 || av_frame_get_buffer(f, 0) < 0) goto done;
+  for (int p = 0; p < 3; p++) memset(f->data[p], 128, (size_t)f->linesize[p] * (p ? 32 : 64));
+  if (avcodec_send_frame(cc, f) < 0 || avcodec_send_frame(cc, NULL) < 0 || avcodec_receive_packet(cc, pkt) < 0) goto done;
+  uint8_t *sof = memmem(pkt->data, (size_t)pkt->size, "\xff\xc0", 2);   /* length 2, precision 1, height 2, width 2 */
+  if (!sof || sof + 9 > pkt->data + pkt->size) goto done;
+  sof[5] = (uint8_t)(h >> 8); sof[6] = (uint8_t)h;
+  sof[7] = (uint8_t)(w >> 8); sof[8] = (uint8_t)w;
+  r = write_all(path, pkt->data, (size_t)pkt->size);
+done:
+  av_packet_free(&pkt);
+  av_frame_free(&f);
+  avcodec_free_context(&cc);
+  return r;
+}
+
+long t_vm_hwm_kb(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  long kb = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, "VmHWM:", 6)) kb = strtol(line + 6, NULL, 10);
+  if (f) fclose(f);
+  return kb;
 }

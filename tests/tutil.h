@@ -34,6 +34,19 @@ int t_moov_first(const char *path);
 int t_file_exists(const char *path);
 /* Number of directory entries in t_dir() whose name contains s. */
 int t_count_files(const char *s);
+/* Inputs for the pixel budget, made here (never committed): a w x h PNG of
+ * one colour (1 bit per pixel: 16000x16000 is ~60 KB, and 32 MB in memory
+ * while it is encoded); a PNG's IHDR size rewritten (its CRC recomputed);
+ * the width/height of an mp4's first visual sample description (stsd's
+ * avc1) rewritten. 0 or -1. */
+int t_png_solid(const char *path, int w, int h);
+int t_png_set_size(const char *path, uint32_t w, uint32_t h);
+int t_mp4_set_size(const char *path, int w, int h);
+/* A small grey JPEG whose frame header (SOF0) then claims w x h. */
+int t_jpeg_claiming(const char *path, int w, int h);
+/* The process's peak resident memory (VmHWM), in KiB. */
+long t_vm_hwm_kb(void);
+
 /* Luma PSNR of frame f against the expected plane function. */
 double t_psnr_plane(const AVFrame *f, int plane, double (*expect)(void *, int, int, int), void *arg);
 

@@ -6,7 +6,9 @@
  * which is exact whatever the timestamps do. Frames come out YUV420P, even-
  * sized and upright (display-matrix rotation applied, like ffmpeg's
  * autorotate). A decode error, or a stream that ends before the frame count
- * its index promised, is reported as KILN_ECORRUPT naming the frame. */
+ * its index promised, is reported as KILN_ECORRUPT naming the frame; a
+ * frame over the pixel budget (limits.c) as KILN_ETOOBIG before it is
+ * converted, and the decoder itself is held to it (max_pixels). */
 #include "media/media.h"
 #include "media/media_int.h"
 
@@ -84,9 +86,10 @@ int km_decoder_open(km_decoder **out, const char *path, const km_probe *probe, i
   d->cc->pkt_timebase = d->st->time_base;
   d->cc->thread_count = threads > 0 ? threads : 0;
   d->cc->err_recognition |= AV_EF_EXPLODE;
-  if ((r = avcodec_open2(d->cc, codec, NULL)) < 0) {
-    r = kiln_fail(e, KILN_ECODEC, "input '%s': cannot open the %s decoder (%s)", path, codec->name,
-                  kiln_averr(r, eb, sizeof eb));
+  d->cc->max_pixels = km_decoder_max_pixels();    /* the decoder refuses a larger picture before allocating it */
+  if ((r = avcodec_open2(d->cc, codec, NULL)) < 0) {   /* the input's codec parameters are at fault, or memory */
+    r = kiln_fail(e, r == AVERROR(ENOMEM) ? KILN_ENOMEM : KILN_ENOTMEDIA, "input '%s': cannot open the %s decoder (%s)",
+                  path, codec->name, kiln_averr(r, eb, sizeof eb));
     goto fail;
   }
   d->pkt = av_packet_alloc();
@@ -180,6 +183,11 @@ int km_decoder_read(km_decoder *d, AVFrame **frame, km_frame_info *info, kiln_er
       info->src_time = t;
       info->src_duration = d->raw->pkt_duration > 0 ? d->raw->pkt_duration * av_q2d(d->st->time_base)
                                                      : 1.0 / d->probe.fps;
+      if ((r = km_check_pixels(d->raw->width, d->raw->height, 0, e, "frame %lld of input '%s'", (long long)idx,
+                               d->path)) < 0) {   /* before converting it: a stream whose size changes */
+        av_frame_unref(d->raw);
+        return r;
+      }
       r = to_output(d, frame, e);
       av_frame_unref(d->raw);
       if (r < 0) return r;
@@ -187,6 +195,8 @@ int km_decoder_read(km_decoder *d, AVFrame **frame, km_frame_info *info, kiln_er
       return 1;
     }
     if (r == AVERROR_EOF) { d->done = 1; break; }
+    if (r == AVERROR(ENOMEM))
+      return kiln_fail(e, KILN_ENOMEM, "out of memory decoding input '%s' near frame %lld", d->path, (long long)d->counter);
     if (r != AVERROR(EAGAIN))
       return kiln_fail(e, KILN_ECORRUPT, "input '%s' is corrupt: decoding failed near frame %lld (%s)",
                        d->path, (long long)d->counter, kiln_averr(r, eb, sizeof eb));
@@ -197,11 +207,17 @@ int km_decoder_read(km_decoder *d, AVFrame **frame, km_frame_info *info, kiln_er
       d->eof_sent = 1;
       continue;
     }
+    if (r == AVERROR(ENOMEM))
+      return kiln_fail(e, KILN_ENOMEM, "out of memory reading input '%s' near frame %lld", d->path, (long long)d->counter);
     if (r < 0)
       return kiln_fail(e, KILN_ECORRUPT, "input '%s' is corrupt or truncated: reading failed near frame %lld (%s)",
                        d->path, (long long)d->counter, kiln_averr(r, eb, sizeof eb));
     if (d->pkt->stream_index == d->vi) {
       r = avcodec_send_packet(d->cc, d->pkt);
+      if (r == AVERROR(ENOMEM)) {
+        av_packet_unref(d->pkt);
+        return kiln_fail(e, KILN_ENOMEM, "out of memory decoding input '%s' near frame %lld", d->path, (long long)d->counter);
+      }
       if (r < 0 && r != AVERROR(EAGAIN)) {
         av_packet_unref(d->pkt);
         return kiln_fail(e, KILN_ECORRUPT, "input '%s' is corrupt: bad video data near frame %lld (%s)",

@@ -8,7 +8,8 @@
  * every byte is on disk: the output is there whole or not at all. Alpha is
  * dropped (the colour channels are kept as they are, not composited). A
  * picture is turned upright as its EXIF orientation says (as the ffmpeg CLI
- * does), so what is read is what a viewer shows. */
+ * does), so what is read is what a viewer shows. Pictures over the pixel
+ * budget (limits.c) are refused before they are decoded. */
 #include "media/media.h"
 #include "media/media_int.h"
 
@@ -127,6 +128,7 @@ int km_image_read(const char *path, km_image *im, kiln_err *e) {
     r = kiln_fail(e, KILN_ENOMEM, "out of memory");
     goto done;
   }
+  cc->max_pixels = km_decoder_max_pixels();        /* km_open_input checked the header; this, what decoding finds */
   if ((r = avcodec_parameters_to_context(cc, fc->streams[vi]->codecpar)) < 0 || (r = avcodec_open2(cc, dec, NULL)) < 0) {
     r = kiln_fail(e, KILN_ENOTMEDIA, "input '%s': cannot open its decoder (%s)", path, kiln_averr(r, eb, sizeof eb));
     goto done;
@@ -140,6 +142,7 @@ int km_image_read(const char *path, km_image *im, kiln_err *e) {
       else {
         int s = pkt->stream_index == vi ? avcodec_send_packet(cc, pkt) : 0;
         av_packet_unref(pkt);
+        if (s == AVERROR(ENOMEM)) { r = kiln_fail(e, KILN_ENOMEM, "out of memory decoding input '%s'", path); goto done; }
         if (s < 0 && s != AVERROR(EAGAIN)) {
           r = kiln_fail(e, KILN_ECORRUPT, "input '%s' is damaged: its picture does not decode (%s)", path,
                         kiln_averr(s, eb, sizeof eb));
@@ -150,6 +153,7 @@ int km_image_read(const char *path, km_image *im, kiln_err *e) {
     r = avcodec_receive_frame(cc, f);
     if (r == 0) got = 1;
     else if (r == AVERROR(EAGAIN) && !eof) continue;
+    else if (r == AVERROR(ENOMEM)) { r = kiln_fail(e, KILN_ENOMEM, "out of memory decoding input '%s'", path); goto done; }
     else {
       r = kiln_fail(e, KILN_ECORRUPT, "input '%s' is damaged: its picture does not decode (%s)", path,
                     r == AVERROR_EOF || r == AVERROR(EAGAIN) ? "no picture in the file" : kiln_averr(r, eb, sizeof eb));
@@ -157,6 +161,7 @@ int km_image_read(const char *path, km_image *im, kiln_err *e) {
     }
   }
   if (f->width <= 0 || f->height <= 0) { r = kiln_fail(e, KILN_ECORRUPT, "input '%s' has an empty picture", path); goto done; }
+  if ((r = km_check_pixels(f->width, f->height, 0, e, "the picture in input '%s'", path)) < 0) goto done;
   if (km_image_alloc(im, f->width, f->height) < 0 || frame_to_rgb(f, im) < 0 || orient(f, im) < 0) {
     km_image_release(im);
     r = kiln_fail(e, KILN_ENOMEM, "out of memory");

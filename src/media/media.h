@@ -47,9 +47,40 @@ typedef struct km_probe {
 } km_probe;
 
 /* Fills *p for the media file at path. Errors: KILN_ENOENT (missing),
- * KILN_ENOTMEDIA (not a media file FFmpeg can read). A file with no video
- * stream probes fine with has_video = 0. */
+ * KILN_ENOTMEDIA (not a media file FFmpeg can read), KILN_ETOOBIG (its
+ * video's frames, as its header declares them or as decoded, are over the
+ * pixel budget: see km_limits). A file with no video stream probes fine
+ * with has_video = 0. */
 int km_probe_file(const char *path, km_probe *p, kiln_err *e);
+
+/* ---- the decoded-pixel budget (limits.c) ------------------------------- */
+
+/* The largest frames this process decodes and makes, in pixels (width x
+ * height), checked before anything is allocated for a frame: every input
+ * opened (the sizes its header declares — an mp4's sample description, a
+ * PNG's IHDR — and those FFmpeg finds; probing decodes nothing larger),
+ * every decoded frame (libavcodec's max_pixels too, so a decoder refuses a
+ * larger picture before allocating it), and an output size before its
+ * writer opens. Process-wide: set once, before threads start (a worker
+ * serves one function: its function's limits). Until set, both are
+ * KM_MAX_PIXELS_DEFAULT, or $KILN_MAX_PIXELS / $KILN_MAX_OUTPUT_PIXELS.
+ * `name`/`out_name` say how a user changes each limit, for messages. */
+#define KM_MAX_PIXELS_DEFAULT (8192LL * 8192)
+typedef struct km_limits {
+  int64_t max_pixels;           /* an input frame; 0: no limit */
+  int64_t max_out_pixels;       /* an output frame; 0: no limit */
+  char name[96], out_name[96];  /* e.g. "limits.max_pixels" */
+} km_limits;
+void km_limits_set(const km_limits *l);
+/* The current limits (KM_MAX_PIXELS_DEFAULT for both until set). */
+const km_limits *km_limits_get(void);
+/* KILN_ETOOBIG (bad_input) when a w x h frame is over the input (out = 0)
+ * or output (out = 1) budget; the message names what (e.g. "input 'a.png'
+ * is a 16000x16000 picture"), the size and the limit. */
+int km_check_pixels(int w, int h, int out, kiln_err *e, const char *what_fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* Parses a pixel count: "N" or "WxH"; -1 if it is neither (or over 2^40). */
+int64_t km_parse_pixels(const char *s);
 
 /* ---- timeline: which source time appears at which output time ---------- */
 

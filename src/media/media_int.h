@@ -33,3 +33,10 @@ int km_asrc_write_until(km_asrc *a, AVFormatContext *oc, double t, kiln_err *e);
 int km_asrc_finish(km_asrc *a, AVFormatContext *oc, double t_end, kiln_err *e);
 const char *km_asrc_mode(const km_asrc *a);
 void km_asrc_free(km_asrc *a);
+
+/* ---- the pixel budget's helpers (limits.c) ---- */
+/* The input budget as libavcodec's max_pixels option (at most INT_MAX). */
+int64_t km_decoder_max_pixels(void);
+/* The size a still picture's header declares (PNG, JPEG, GIF, BMP), read
+ * without decoding; -1 when path is none of those or its header is cut. */
+int km_image_header_size(const char *path, int *w, int *h);

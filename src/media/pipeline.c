@@ -309,6 +309,7 @@ int km_pipeline_run(const km_pipeline_cfg *c, km_pipeline_stats *st, kiln_err *e
   p.in_h = pr->height & ~1;
   p.out_w = c->out_w > 0 ? c->out_w : pr->width & ~1;
   p.out_h = c->out_h > 0 ? c->out_h : pr->height & ~1;
+  if ((r = km_check_pixels(p.out_w, p.out_h, 1, e, "the output frame of '%s'", c->output)) < 0) goto done;
   if (pr->frames_exact && pr->frames == 0) {
     r = kiln_fail(e, KILN_ENOFRAMES, "input '%s' has a video stream with no frames", c->input);
     goto done;

@@ -5,7 +5,9 @@
  * it has one and the rate is constant, otherwise counted by demuxing (no
  * decoding) for files up to KM_PROBE_SCAN_MAX bytes (env KILN_PROBE_SCAN_MAX
  * overrides); above that they are estimated from duration x fps and marked
- * frames_exact = 0. */
+ * frames_exact = 0. Every input is held to the pixel budget when opened
+ * (km_open_input2, limits.c): what its header declares, then what FFmpeg's
+ * stream analysis (whose decoders may decode nothing larger) finds. */
 #include "media/media.h"
 #include "media/media_int.h"
 
@@ -35,6 +37,30 @@ static int header_is_complete(const AVFormatContext *fc) {
   return 1;
 }
 
+static int is_image_demuxer(const AVFormatContext *fc) {
+  const char *n = fc->iformat->name;
+  size_t l = strlen(n);
+  return !strcmp(n, "image2") || (l > 5 && !strcmp(n + l - 5, "_pipe"));
+}
+
+/* KILN_ETOOBIG when a video stream's frames (attached cover pictures aside:
+ * never decoded) are over the input pixel budget. declared: before
+ * find_stream_info, so a still picture's header is read here. */
+static int check_sizes(const AVFormatContext *fc, const char *path, int declared, kiln_err *e) {
+  for (unsigned i = 0; i < fc->nb_streams; i++) {
+    const AVStream *st = fc->streams[i];
+    const AVCodecParameters *cp = st->codecpar;
+    if (cp->codec_type != AVMEDIA_TYPE_VIDEO || (st->disposition & AV_DISPOSITION_ATTACHED_PIC)) continue;
+    int r = km_check_pixels(cp->width, cp->height, 0, e,
+                            declared ? "the frame size that input '%s' declares in its header" : "a frame of input '%s'", path);
+    if (r < 0) return r;
+  }
+  int w, h;
+  if (declared && is_image_demuxer(fc) && km_image_header_size(path, &w, &h) == 0)
+    return km_check_pixels(w, h, 0, e, "the picture in input '%s'", path);
+  return 0;
+}
+
 int km_open_input(AVFormatContext **out, const char *path, kiln_err *e) {
   return km_open_input2(out, path, 0, e);
 }
@@ -56,12 +82,26 @@ int km_open_input2(AVFormatContext **out, const char *path, int quick, kiln_err 
     avformat_close_input(&fc);
     return kiln_fail(e, KILN_ENOTMEDIA, "input '%s' is a text file, not a media file", path);
   }
-  r = quick && header_is_complete(fc) ? 0 : avformat_find_stream_info(fc, NULL);
+  /* The pixel budget, before anything is decoded: the sizes the header
+   * declares (a still picture's only in its own header: FFmpeg would decode
+   * it to learn them), then, with find_stream_info's decoders held to the
+   * budget (they decode a frame to fill in what the header lacks), the
+   * sizes found. */
+  if ((r = check_sizes(fc, path, 1, e)) < 0) { avformat_close_input(&fc); return r; }
+  if (quick && header_is_complete(fc)) r = 0;
+  else {
+    AVDictionary **opts = fc->nb_streams ? calloc(fc->nb_streams, sizeof *opts) : NULL;
+    for (unsigned i = 0; opts && i < fc->nb_streams; i++) av_dict_set_int(&opts[i], "max_pixels", km_decoder_max_pixels(), 0);
+    r = avformat_find_stream_info(fc, opts);
+    for (unsigned i = 0; opts && i < fc->nb_streams; i++) av_dict_free(&opts[i]);
+    free(opts);
+  }
   if (r < 0) {
     avformat_close_input(&fc);
     return kiln_fail(e, KILN_ENOTMEDIA, "input '%s' could not be read as media (%s)", path,
                      kiln_averr(r, eb, sizeof eb));
   }
+  if ((r = check_sizes(fc, path, 0, e)) < 0) { avformat_close_input(&fc); return r; }
   *out = fc;
   return 0;
 }
