@@ -333,7 +333,65 @@ static void test_chunks(void) {
   }
 }
 
+/* Issue 12's repros: a 16000x16000 PNG (tens of KB) took 3.1 GB in overlay
+ * and 1.2 GB in reframe; upscale of a 64x64 PNG to width/height 16384
+ * reached 6.6 GB. Each is bad_input now, naming the size and the limit,
+ * and refused before its pixels are allocated (the peak RSS barely moves).
+ * reframe's and upscale's output sizes are held to the output budget. */
+static void test_pixel_budget(void) {
+  kiln_err e = {0};
+  char big[1024], small[1024], fx[1024];
+  snprintf(big, sizeof big, "%s", t_path("big.png"));
+  snprintf(small, sizeof small, "%s", t_path("small.png"));
+  const char *slash = strrchr(__FILE__, '/');      /* the test model, tests/fixtures/nn/tiny (x2) */
+  snprintf(fx, sizeof fx, "%.*s/fixtures/nn/tiny", slash ? (int)(slash - __FILE__) : 1, slash ? __FILE__ : ".");
+  CHECK(t_png_solid(big, 16000, 16000) == 0 && t_png_solid(small, 64, 64) == 0, "cannot make the PNGs");
+  long hwm0 = t_vm_hwm_kb();
+  int r = run_fn("overlay", big, t_path("ov_big.mp4"), "{\"highlights\":[{\"frame\":0,\"x\":10,\"y\":10,\"rx\":5,\"ry\":5}]}",
+                 NULL, &e);
+  CHECK(r == KILN_ETOOBIG && !strcmp(kiln_errclass(r), "bad_input") && strstr(e.msg, "16000x16000 (256.0 Mpixels)") &&
+        strstr(e.msg, "the limit is 67.1 Mpixels"), "overlay: %d %s", r, e.msg);
+  r = run_fn("reframe", big, t_path("rf_big.mp4"), "{}", NULL, &e);
+  CHECK(r == KILN_ETOOBIG && strstr(e.msg, "16000x16000"), "reframe: %d %s", r, e.msg);
+  char up[1400];
+  snprintf(up, sizeof up, "{\"model\":\"%s\",\"width\":16384,\"height\":16384}", fx);
+  r = run_fn("upscale", small, t_path("up_big.png"), up, NULL, &e);
+  CHECK(r == KILN_ETOOBIG && strstr(e.msg, "upscale: the output (width x height) is 16384x16384 (268.4 Mpixels)") &&
+        strstr(e.msg, "the limit is 67.1 Mpixels"), "upscale: %d %s", r, e.msg);
+  long hwm1 = t_vm_hwm_kb();
+  CHECK(hwm0 > 0 && hwm1 - hwm0 < 64 * 1024, "refusing them raised the peak RSS by %ld MB", (hwm1 - hwm0) / 1024);
+  CHECK(!t_file_exists(t_path("ov_big.mp4")) && !t_file_exists(t_path("up_big.png")), "no output left behind");
+
+  /* the planner's view (kf_shape_of) refuses the same */
+  json_t *raw = json_loads(up, 0, NULL), *p = NULL;
+  kf_shape sh;
+  km_probe pr;
+  CHECK(kf_validate(kf_find("upscale"), raw, &p, &e) == 0, "%s", e.msg);
+  r = kf_shape_of(kf_find("upscale"), p, small, &sh, &pr, &e);
+  CHECK(r == KILN_ETOOBIG && strstr(e.msg, "16384x16384"), "upscale's shape: %d %s", r, e.msg);
+  json_decref(raw);
+  json_decref(p);
+  snprintf(up, sizeof up, "{\"model\":\"%s\"}", fx);   /* within it: the model's x2 */
+  km_pipeline_stats st;
+  CHECK(run_fn("upscale", small, t_path("up_small.png"), up, &st, &e) == 0 && st.out_w == 128, "upscale x2: %s", e.msg);
+
+  /* a configured output limit, named */
+  km_limits def = *km_limits_get(), l = def;
+  l.max_out_pixels = 1920 * 1080;
+  snprintf(l.out_name, sizeof l.out_name, "functions.reframe.max_output_pixels");
+  km_limits_set(&l);
+  km_testsrc t = {.pattern = KM_PATTERN_BARS, .width = 64, .height = 64, .fps = {25, 1}, .frames = 3, .gop = 10};
+  CHECK(km_testsrc_write(t_path("pb.mp4"), &t, &e) == 0, "%s", e.msg);
+  r = run_fn("reframe", t_path("pb.mp4"), t_path("pb_out.mp4"), "{\"width\":2160,\"height\":3840}", NULL, &e);
+  CHECK(r == KILN_ETOOBIG && strstr(e.msg, "reframe: the output frame (width x height) is 2160x3840 (8.3 Mpixels); "
+                                           "the limit is 2.1 Mpixels (functions.reframe.max_output_pixels)"), "%d %s", r, e.msg);
+  CHECK(run_fn("reframe", t_path("pb.mp4"), t_path("pb_out.mp4"), "{\"width\":1080,\"height\":1920}", NULL, &e) == 0,
+        "within it: %s", e.msg);
+  km_limits_set(&def);
+}
+
 int main(void) {
+  T_RUN(test_pixel_budget);
   T_RUN(test_chunks);
   av_log_set_level(AV_LOG_QUIET);
   T_RUN(test_reframe_golden);

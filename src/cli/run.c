@@ -2,7 +2,9 @@
  * Parameters come from --params FILE then --param k=v (later wins), are
  * validated against the function's table, and the function runs with a
  * progress display. SIGINT/SIGTERM cancel cleanly: the partial output is
- * removed. */
+ * removed. Frames are held to the pixel budget (media/limits.c):
+ * --max-pixels / --max-output-pixels, else $KILN_MAX_PIXELS /
+ * $KILN_MAX_OUTPUT_PIXELS, else 8192x8192. */
 #include "cli/cli.h"
 #include "fn/fn.h"
 #include "util/json.h"
@@ -18,7 +20,8 @@ static volatile int g_cancel;
 static void on_signal(int sig) { (void)sig; g_cancel = 1; }
 
 static const char *USAGE =
-    "kiln run FN INPUT -o OUTPUT [--param KEY=VALUE]... [--params FILE] [--frames A:B] [--json] [--threads N] [--quiet]";
+    "kiln run FN INPUT -o OUTPUT [--param KEY=VALUE]... [--params FILE] [--frames A:B] [--json] [--threads N] [--quiet]\n"
+    "         [--max-pixels N|WxH] [--max-output-pixels N|WxH]";
 
 static int parse_int(const char *s, long lo, long hi, long *out) {
   char *end;
@@ -67,6 +70,14 @@ int kc_run(int argc, char **argv) {
       as_json = 1;
     } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
       quiet = 1;
+    } else if (!strcmp(a, "--max-pixels") || !strcmp(a, "--max-output-pixels")) {
+      int64_t n = i + 1 < argc ? km_parse_pixels(argv[i + 1]) : -1;
+      if (n < 0) { r = kiln_fail(&e, KILN_EUSAGE, "%s needs a pixel count: N or WxH (0: no limit)", a); goto done; }
+      i++;
+      km_limits l = *km_limits_get();             /* the default, or $KILN_MAX_PIXELS / $KILN_MAX_OUTPUT_PIXELS */
+      if (!strcmp(a, "--max-pixels")) { l.max_pixels = n; snprintf(l.name, sizeof l.name, "--max-pixels"); }
+      else { l.max_out_pixels = n; snprintf(l.out_name, sizeof l.out_name, "--max-output-pixels"); }
+      km_limits_set(&l);
     } else if (!strcmp(a, "--threads")) {
       if (++i >= argc || parse_int(argv[i], 1, 256, &threads) < 0) {
         r = kiln_fail(&e, KILN_EUSAGE, "--threads needs a number from 1 to 256");

@@ -11,7 +11,9 @@
  *   http: {threads: 4, max_connections: 4096, max_connections_per_ip: 256,
  *          idle_timeout_s: 10, request_timeout_s: 120}
  *   prices: {cpu: 0.0000131, T4: 0.000164, ...}      (USD per second)
- *   functions: {reframe: {max_workers: 2, timeout_s: 600, gpu: T4, ...}}
+ *   limits: {max_pixels: 8192x8192, max_output_pixels: 8192x8192}   (per frame; 0: none)
+ *   functions: {reframe: {max_workers: 2, timeout_s: 600, gpu: T4, memory_mb: 768,
+ *                         max_pixels: ..., max_output_pixels: ..., ...}}
  */
 #include "engine/engine.h"
 
@@ -92,9 +94,21 @@ static int only(const json_t *o, const char *const *keys, const char *where, kil
   return 0;
 }
 
+/* A pixel count member: a number, or "WxH"; absent leaves *out. */
+static int pixels(const json_t *o, const char *key, int64_t *out, const char *where, kiln_err *e) {
+  json_t *v = json_object_get(o, key);
+  if (!v) return 0;
+  int64_t n = json_is_integer(v) ? (int64_t)json_integer_value(v) : json_is_string(v) ? km_parse_pixels(json_string_value(v)) : -1;
+  if (n < 0 || n > (1LL << 40))
+    return kiln_fail(e, KILN_EPARAM, "%s: '%s' must be a pixel count per frame, a number or \"WxH\" (0: no limit)", where, key);
+  *out = n;
+  return 0;
+}
+
 static int fn_overrides(ke_fnconf *f, const json_t *o, const char *where, kiln_err *e) {
   static const char *const keys[] = {"gpu", "cpus", "memory_mb", "timeout_s", "retries", "idle_timeout_s",
-                                     "min_workers", "max_workers", "concurrency", "max_chunks", NULL};
+                                     "min_workers", "max_workers", "concurrency", "max_chunks", "max_pixels",
+                                     "max_output_pixels", NULL};
   if (!json_is_object(o)) return kiln_fail(e, KILN_EPARAM, "%s must be a mapping", where);
   int r = only(o, keys, where, e);
   kf_resources *res = &f->res;
@@ -118,13 +132,17 @@ static int fn_overrides(ke_fnconf *f, const json_t *o, const char *where, kiln_e
   }
   if (r == 0 && res->min_workers > res->max_workers)
     r = kiln_fail(e, KILN_EPARAM, "%s: min_workers (%d) is more than max_workers (%d)", where, res->min_workers, res->max_workers);
+  if (r == 0 && json_object_get(o, "max_pixels") && (r = pixels(o, "max_pixels", &f->max_pixels, where, e)) == 0)
+    snprintf(f->max_pixels_key, sizeof f->max_pixels_key, "functions.%s.max_pixels", f->fn->name);
+  if (r == 0 && json_object_get(o, "max_output_pixels") && (r = pixels(o, "max_output_pixels", &f->max_out_pixels, where, e)) == 0)
+    snprintf(f->max_out_pixels_key, sizeof f->max_out_pixels_key, "functions.%s.max_output_pixels", f->fn->name);
   return r;
 }
 
 static int apply(ke_config *c, const json_t *o, kiln_err *e) {
   static const char *const keys[] = {"listen", "public_url", "max_upload_bytes", "inline_max_bytes", "lease_s",
                                      "retry_delay_s", "retry_max_delay_s", "slots", "budget_usd_month", "webhook",
-                                     "prices", "functions", "http", NULL};
+                                     "prices", "limits", "functions", "http", NULL};
   const char *w = c->path;
   if (!json_is_object(o)) return kiln_fail(e, KILN_EPARAM, "%s: the top level must be a mapping", w);
   int r = only(o, keys, w, e);
@@ -207,6 +225,20 @@ static int apply(ke_config *c, const json_t *o, kiln_err *e) {
       else json_object_set_new(c->prices, k, json_real(json_number_value(p)));
     }
   }
+  if (r == 0 && (v = json_object_get(o, "limits"))) {   /* every function's, before functions.NAME.* override them */
+    static const char *const lk[] = {"max_pixels", "max_output_pixels", NULL};
+    char where[4300];
+    snprintf(where, sizeof where, "%s: limits", w);
+    int64_t in = KM_MAX_PIXELS_DEFAULT, out = KM_MAX_PIXELS_DEFAULT;
+    if (!json_is_object(v)) r = kiln_fail(e, KILN_EPARAM, "%s must be a mapping", where);
+    if (r == 0) r = only(v, lk, where, e);
+    if (r == 0) r = pixels(v, "max_pixels", &in, where, e);
+    if (r == 0) r = pixels(v, "max_output_pixels", &out, where, e);
+    for (int i = 0; r == 0 && i < c->nfn; i++) {
+      c->fns[i].max_pixels = in;
+      c->fns[i].max_out_pixels = out;
+    }
+  }
   if (r == 0 && (v = json_object_get(o, "functions"))) {
     const char *k;
     json_t *f;
@@ -249,6 +281,9 @@ int ke_config_load(ke_config *c, const char *path, kiln_err *e) {
   for (int i = 0; reg[i] && c->nfn < KE_MAX_FNS; i++) {
     c->fns[c->nfn].fn = reg[i];
     c->fns[c->nfn].res = reg[i]->res;
+    c->fns[c->nfn].max_pixels = c->fns[c->nfn].max_out_pixels = KM_MAX_PIXELS_DEFAULT;
+    snprintf(c->fns[c->nfn].max_pixels_key, sizeof c->fns[c->nfn].max_pixels_key, "limits.max_pixels");
+    snprintf(c->fns[c->nfn].max_out_pixels_key, sizeof c->fns[c->nfn].max_out_pixels_key, "limits.max_output_pixels");
     if (c->fns[c->nfn].res.cpus < 1) c->fns[c->nfn].res.cpus = 1;
     c->nfn++;
   }
@@ -274,6 +309,31 @@ const ke_fnconf *ke_fn(const ke_config *c, const char *name) {
   for (int i = 0; i < c->nfn; i++)
     if (!strcmp(c->fns[i].fn->name, name)) return &c->fns[i];
   return NULL;
+}
+
+void ke_apply_limits(const ke_config *c, const char *fn) {
+  km_limits l;
+  memset(&l, 0, sizeof l);
+  const ke_fnconf *f = fn ? ke_fn(c, fn) : NULL;
+  if (f) {
+    l.max_pixels = f->max_pixels;
+    l.max_out_pixels = f->max_out_pixels;
+    snprintf(l.name, sizeof l.name, "%s", f->max_pixels_key);
+    snprintf(l.out_name, sizeof l.out_name, "%s", f->max_out_pixels_key);
+  } else {                                        /* the largest (0, no limit, is the largest) */
+    for (int i = 0; i < c->nfn; i++) {
+      const ke_fnconf *g = &c->fns[i];
+      if (i == 0 || (l.max_pixels && (!g->max_pixels || g->max_pixels > l.max_pixels))) {
+        l.max_pixels = g->max_pixels;
+        snprintf(l.name, sizeof l.name, "%s", g->max_pixels_key);
+      }
+      if (i == 0 || (l.max_out_pixels && (!g->max_out_pixels || g->max_out_pixels > l.max_out_pixels))) {
+        l.max_out_pixels = g->max_out_pixels;
+        snprintf(l.out_name, sizeof l.out_name, "%s", g->max_out_pixels_key);
+      }
+    }
+  }
+  km_limits_set(&l);
 }
 
 double ke_price_per_s(const ke_config *c, const kf_resources *r, int *units) {

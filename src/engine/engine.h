@@ -21,6 +21,8 @@ typedef struct ke_fnconf {
   const kf_desc *fn;
   kf_resources res;             /* the descriptor's, with the config file's overrides */
   char gpu[32];                 /* storage for res.gpu when overridden */
+  int64_t max_pixels, max_out_pixels;   /* the pixel budget of its workers (limits.*, or functions.NAME.*); 0: none */
+  char max_pixels_key[96], max_out_pixels_key[96];   /* the config key each came from, for messages */
 } ke_fnconf;
 
 typedef struct ke_config {
@@ -53,6 +55,10 @@ typedef struct ke_config {
 int ke_config_load(ke_config *c, const char *path, kiln_err *e);
 void ke_config_release(ke_config *c);
 const ke_fnconf *ke_fn(const ke_config *c, const char *name);
+/* Puts this process under the pixel budget (km_limits_set) of function fn
+ * (a worker), or with fn NULL the largest of every function's (the
+ * server: its probes decode nothing a worker would refuse to). */
+void ke_apply_limits(const ke_config *c, const char *fn);
 
 /* USD per second for one worker of a function: its GPU class's price, or
  * cpus x the CPU core price. *units: resource units it holds (GPUs or cores). */

@@ -490,6 +490,7 @@ int ke_planner_start(ke_planner **out, const ke_config *c, ks_store *store, ke_s
   pl->c = c;
   pl->store = store;
   pl->scaler = scaler;
+  ke_apply_limits(c, NULL);                       /* the server's probes decode nothing a worker would refuse */
   int r = ke_open_queue(c, 0, &pl->q, e);
   if (r < 0) { free(pl); return r; }
   if (kl_start(&pl->loop, 200, 0, planner_tick, pl) < 0) {

@@ -52,6 +52,7 @@ typedef struct kf_task {
   km_progress_fn progress;
   void *progress_arg;
   volatile int *cancel;
+  int memory_mb;                /* the worker's memory limit (its resources' memory_mb, enforced); 0: the descriptor's */
 } kf_task;
 
 /* What a run of a function on an input will make (for planning and joining

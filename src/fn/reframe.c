@@ -68,6 +68,8 @@ static int reframe_shape(const json_t *p, const km_probe *pr, kf_shape *s, kiln_
   s->height = (int)kj_num(p, "height", 1440);
   if ((s->width & 1) || (s->height & 1))
     return kiln_fail(e, KILN_EPARAM, "reframe: width and height must be even for yuv420p, got %dx%d", s->width, s->height);
+  int r = km_check_pixels(s->width, s->height, 1, e, "reframe: the output frame (width x height)");
+  if (r < 0) return r;
   double fps = kj_num(p, "fps", 0);
   s->fps = fps > 0 ? av_d2q(fps, 100000) : pr->fps_q;
   const json_t *trim = json_object_get(p, "trim");
@@ -82,7 +84,7 @@ static int reframe_shape(const json_t *p, const km_probe *pr, kf_shape *s, kiln_
     const json_t *g = json_array_get(speed, i);
     s->tl.seg[s->tl.nseg++] = (km_speed_seg){kj_num(g, "start", 0), kj_num(g, "end", 0), kj_num(g, "speed", 1)};
   }
-  int r = km_timeline_check(&s->tl, e);
+  r = km_timeline_check(&s->tl, e);
   if (r < 0) { kiln_err_prefix(e, "reframe"); return r; }
   s->frames = km_pipeline_expected_frames(pr, &s->tl, s->fps);
   s->audio = !json_is_false(json_object_get(p, "audio")) && pr->n_audio > 0;
@@ -125,7 +127,7 @@ const kf_desc kf_reframe = {
            "so frame counts are exact (`round(duration x fps)`), and the audio is cut and re-timed to match\n"
            "with its pitch kept.",
     .params = reframe_params,
-    .res = {.gpu = NULL, .memory_mb = 512, .timeout_s = 3600, .retries = 2, .idle_timeout_s = 60,
+    .res = {.gpu = NULL, .memory_mb = 768, .timeout_s = 3600, .retries = 2, .idle_timeout_s = 60,
             .min_workers = 0, .max_workers = 8, .concurrency = 1, .cpus = 2},
     .run = reframe_run,
     .chunkable = 1,

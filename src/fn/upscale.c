@@ -273,6 +273,8 @@ static void upscale_exit(void *state) {
 }
 
 #define UP_MEMORY_MB 2048                         /* the worker's memory (res below); tiles keep a run under half */
+/* With the default settings a 4K output frame fits (x4 of 960x540: ~1.6 GB at its peak, most of it x264's
+ * frames); an 8K one (x4 of 1080p) needs about 4.5 GB (docs/operations.md, "Limits and memory"). */
 
 static int has_png_name(const char *path) {
   size_t n = strlen(path);
@@ -300,14 +302,15 @@ static int sizes(up_ctx *c, const json_t *p, int in_w, int in_h, int even, int *
   }
   if (even && ((*ow & 1) || (*oh & 1)))
     return kiln_fail(e, KILN_EPARAM, "upscale: width and height must be even for yuv420p, got %dx%d", *ow, *oh);
-  return 0;
+  return km_check_pixels(*ow, *oh, 1, e, "upscale: the output (%s)", gw || gh ? "width x height" : "the input times the model's scale");
 }
 
 /* The tile size for a model input of w x h: the `tile` param, or automatic. */
-static void pick_tile(up_ctx *c, const json_t *p, int w, int h) {
+static void pick_tile(up_ctx *c, const kf_task *t, const json_t *p, int w, int h) {
   c->overlap = kn_net_radius(c->net);
   c->tile = (int)kj_num(p, "tile", 0);
-  if (c->tile <= 0) c->tile = kn_tile_auto(c->net, c->scale, c->overlap, w, h, (size_t)UP_MEMORY_MB / 2 << 20);
+  size_t mb = t->memory_mb > 0 ? (size_t)t->memory_mb : UP_MEMORY_MB;   /* the limit this worker runs under */
+  if (c->tile <= 0) c->tile = kn_tile_auto(c->net, c->scale, c->overlap, w, h, mb / 2 << 20);
   if (c->tile > 0 && (c->tile < w || c->tile < h))
     klog(KLOG_DEBUG, "upscale: the model runs on %dx%d in %d-pixel tiles (overlap %d)", w, h, c->tile, c->overlap);
 }
@@ -341,7 +344,7 @@ static int upscale_image(up_ctx *c, const kf_task *t, const json_t *p, const km_
     if ((r = km_image_resize(in, &mid, c->mid_w, c->mid_h, e)) < 0) goto done;
     in = &mid;
   }
-  pick_tile(c, p, in->w, in->h);
+  pick_tile(c, t, p, in->w, in->h);
   if (t->progress) t->progress(t->progress_arg, 0, 1);
   if (kn_tensor_alloc(&x, in->h, in->w, 3) < 0) { r = kiln_fail(e, KILN_ENOMEM, "out of memory"); goto done; }
   bytes_to_tensor(in->rgb, &x);
@@ -408,7 +411,7 @@ static int upscale_run(void *state, const kf_task *t, kf_result *res, kiln_err *
   if ((r = sizes(c, p, pr.width & ~1, pr.height & ~1, 1, &cfg.out_w, &cfg.out_h, e)) < 0) goto out;
   if (json_object_get(p, "crop") &&
       (r = kf_crop_keys("upscale", p, &pr, cfg.out_w, cfg.out_h, &c->keys, &c->nkeys, e)) < 0) goto out;
-  pick_tile(c, p, c->mid_w, c->mid_h);
+  pick_tile(c, t, p, c->mid_w, c->mid_h);
   cfg.probe = &pr;
   cfg.kernel = upscale_kernel;
   cfg.kctx = c;
@@ -437,8 +440,7 @@ static int upscale_shape(const json_t *p, const km_probe *pr, kf_shape *s, kiln_
   s->height = json_object_get(p, "height") ? (int)kj_num(p, "height", 0) : crop ? 1440 : (pr->height & ~1) * scale;
   s->frames = km_pipeline_expected_frames(pr, &s->tl, s->fps);
   s->audio = !json_is_false(json_object_get(p, "audio")) && pr->n_audio > 0;
-  (void)e;
-  return 0;
+  return km_check_pixels(s->width, s->height, 1, e, "upscale: the output");
 }
 
 const kf_desc kf_upscale = {
