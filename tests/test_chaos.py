@@ -12,6 +12,14 @@ equal the undisturbed run's (framemd5).
 
 The kills come at random moments (seed 12); each waits for a live worker to
 exist (until), so the outcome does not depend on timing.
+
+Then the two moments of a join's end that a random kill rarely hits, made
+certain with a test hook (KILN_TEST_JOIN_DIE: the first run of every join
+SIGKILLs itself there): right after its success is recorded, and after it
+removed the chunks but before it recorded its success. The job succeeds
+either way, no chunk is left in the store, and the output equals the
+unchunked run's. (Before the fix, a join killed after recording its success
+left its chunks in the store for good.)
 usage: test_chaos.py KILN"""
 import os, shutil, sys, tempfile
 
@@ -47,6 +55,36 @@ try:
           and not problems.of("identical"), (r.get("identical"), n, problems.of("identical")))
     check("every kiln process of the test gone after the server stopped", not problems.of("processes"), problems.of("processes"))
     print(chaos.table(r))
+
+    # a join killed at the two moments around its record
+    clips = chaos.make_clips(KILN, T, "192x144", 2)
+    spec = chaos.batch(1, clips, 3)[0]                   # a reframe
+    for point in ("recorded", "deleted"):
+        os.environ["KILN_TEST_JOIN_DIE"] = point        # the server's workers inherit it
+        try:
+            ch = chaos.Chaos(KILN, os.path.join(T, "join-" + point))
+        finally:
+            del os.environ["KILN_TEST_JOIN_DIE"]
+        ch.upload(clips[:1])
+        whole, split = ch.submit([dict(spec, chunks=1), dict(spec, chunks=2)])
+        got = ch.wait_all([whole, split], 60)
+        ok = all(got.get(j, {}).get("state") == "succeeded" for j in (whole, split))
+        check(f"join killed once {point}: the job succeeds", ok, [(j.get("state"), j.get("error")) for j in got.values()])
+        if not ok:
+            ch.stop(5)
+            continue
+        tasks = got[split].get("tasks", [])
+        runs = 1 if point == "recorded" else 2            # recorded: the job has succeeded, nothing runs again
+        check(f"join killed once {point}: each chunk ran once, the join {runs} time(s)",
+              [(t["kind"], t["attempts"]) for t in tasks] == [("chunk", 1), ("chunk", 1), ("join", runs)], tasks)
+        left = sorted(os.listdir(os.path.join(ch.objects, "jobs", split)))
+        check(f"join killed once {point}: the job's folder holds its output only", left == ["output.mp4"], left)
+        a, b = ([chaos.framemd5(os.path.join(ch.objects, got[j]["result"]["outputs"][0]["key"]), m) for m in "va"] for j in (whole, split))
+        check(f"join killed once {point}: the output equals the unchunked run's (frames and audio packets)", a[0] and a[1] and a == b,
+              [(len(x), len(y)) for x, y in zip(a, b)])
+        gone, _ = ch.stop()
+        check(f"join killed once {point}: nothing left in store/tmp", not os.listdir(os.path.join(ch.home, "store", "tmp")),
+              os.listdir(os.path.join(ch.home, "store", "tmp")))
 finally:
     for sv in kilnt.servers:
         if sv.p.poll() is None:

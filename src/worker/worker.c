@@ -9,7 +9,10 @@
  * 250 ms; if the job was cancelled or the lease lost, it sets the cancel
  * flag and the function stops. The output is written to a scratch file on
  * the store's file system and becomes the object only when complete
- * (ks_put_file): a retried task overwrites, never half-writes. The worker
+ * (ks_put_file): a retried task overwrites, never half-writes. A join
+ * removes its chunks before it records its success, so no kill leaves them
+ * in the store; a re-run that finds them gone and the output stored joins
+ * again from the output (the same frames and audio). The worker
  * registers itself in the queue's workers table so the autoscaler and
  * GET /v1/functions see it; SIGTERM puts a running task back in the queue.
  * Waiting for work: poll() on the wake pipe from the server (a byte per
@@ -205,6 +208,14 @@ static void learn(worker *w, const kq_job *j, const km_pipeline_stats *st, int64
   if (fc && !fc->fn->internal) ke_model_apply(w->q, fc, observe, &o, &e);
 }
 
+/* A test hook (tests/test_chaos.py): with KILN_TEST_JOIN_DIE=deleted or
+ * =recorded, the first run of a join dies (SIGKILL) at that point: once its
+ * chunks are removed, or once its success is recorded. */
+static void join_die_at(const kq_job *j, const char *point) {
+  const char *at = getenv("KILN_TEST_JOIN_DIE");
+  if (at && j->kind == KQ_JOIN && j->attempts == 1 && !strcmp(at, point)) raise(SIGKILL);
+}
+
 /* Runs one claimed job to its end (complete, fail, or back to the queue). */
 static void run_job(worker *w, kq_job *j) {
   kiln_err e = {0};
@@ -260,8 +271,21 @@ static void run_job(worker *w, kq_job *j) {
       if (ks_local_path(w->store, json_string_value(json_array_get(chunks, k)), pth, sizeof pth, &ce) < 0) missing++;
       else chunk_paths[nchunks++] = strdup(pth);
     }
-    if (!chunk_paths) rc = kiln_fail(&e, KILN_ENOMEM, "out of memory");
-    else if (missing && missing < n)
+    char op[4200];
+    kiln_err oe = {0};
+    int from_output = chunk_paths && missing && ks_local_path(w->store, out_key, op, sizeof op, &oe) == 0;
+    if (from_output) {
+      /* an earlier run stored the output (whole: it is renamed into place), then died removing the
+       * chunks or before recording its success: the output holds every chunk's frames, so this run
+       * joins from it alone (the same frames, the source's audio muxed the same way) */
+      for (int k = 0; k < nchunks; k++) free(chunk_paths[k]);
+      chunk_paths[0] = strdup(op);
+      nchunks = chunk_paths[0] ? 1 : 0;
+      klog(KLOG_INFO, "worker %s: join of job %s: an earlier run stored the output and removed chunks; joining from the output",
+           w->row.id, j->parent);
+    }
+    if (!chunk_paths || (from_output && nchunks == 0)) rc = kiln_fail(&e, KILN_ENOMEM, "out of memory");
+    else if (!from_output && missing && missing < n)
       rc = kiln_fail(&e, KILN_EINTERNAL, "%zu of the %zu chunks of job %s are missing", missing, n, j->parent);
   }
   if (rc == 0 && (rc = ks_scratch_dir(w->store, scratch, sizeof scratch, &e)) == 0)
@@ -322,16 +346,20 @@ static void run_job(worker *w, kq_job *j) {
                                                (json_int_t)bytes, "stats", stats);
     char *rs = json_dumps(result, JSON_COMPACT);
     json_decref(result);
+    /* a join's chunks are in its output now: they go before its success is recorded, so that no
+     * moment leaves them behind (a run that dies after this joins again from the output: above) */
+    if (j->kind == KQ_JOIN)
+      for (size_t k = 0; k < json_array_size(chunks); k++) ks_delete(w->store, json_string_value(json_array_get(chunks, k)), &e2);
+    join_die_at(j, "deleted");
     if (kq_complete(w->q, j->id, w->row.id, rs, &cost, st->frames_out, now, &e2) < 0) {
       klog(KLOG_WARN, "worker %s: job %s finished but could not be recorded: %s", w->row.id, j->id, e2.msg);
       if (e2.code == KILN_ECANCELLED) ks_delete(w->store, out_key, &e2);   /* cancelled meanwhile: its output goes */
     } else {
+      join_die_at(j, "recorded");
       klog(KLOG_INFO, "worker %s: %s %s succeeded in %lld ms", w->row.id,
            j->kind == KQ_CHUNK ? "chunk of job" : j->kind == KQ_JOIN ? "join of job" : "job",
            j->kind == KQ_WHOLE ? j->id : j->parent, (long long)(now - t0));
       learn(w, j, st, now - t0, bytes);
-      if (j->kind == KQ_JOIN)                     /* the chunks are in the output now */
-        for (size_t k = 0; k < json_array_size(chunks); k++) ks_delete(w->store, json_string_value(json_array_get(chunks, k)), &e2);
     }
     free(rs);
   } else if (r.lost) {
