@@ -348,6 +348,99 @@ static void test_winograd(void) {
   kn_net_free(&n);
 }
 
+/* ---- models as untrusted input (found by tests/fuzz/fuzz_ncnn.c) ------- */
+
+/* Writes m.param (text) and m.bin (a float32 weights array with its tag, of nw values, then nraw raw floats), loads
+ * them, and, when that works, runs a 5x7 picture of `channels` channels on `path`. Returns the first error. */
+static int try_model(const char *text, int nw, int nraw, int channels, int path, kiln_err *e) {
+  static char param[1024], bin[1024];
+  snprintf(param, sizeof param, "%s", write_file("m.param", text));
+  snprintf(bin, sizeof bin, "%s", t_path("m.bin"));
+  FILE *f = fopen(bin, "wb");
+  uint32_t tag = 0;
+  if (nw > 0) fwrite(&tag, 4, 1, f);
+  for (int i = 0; i < nw + nraw; i++) {
+    float v = (float)(i % 7) / 7 - 0.5f;
+    fwrite(&v, 4, 1, f);
+  }
+  fclose(f);
+  kn_net n;
+  int r = kn_net_load(&n, param, bin, e);
+  if (r < 0) return r;
+  kn_tensor in = {0}, out = {0};
+  if (kn_net_set_path(&n, path) < 0 || kn_tensor_alloc(&in, 5, 7, channels) < 0) r = kiln_fail(e, KILN_EINTERNAL, "set-up");
+  for (int i = 0; r == 0 && i < 5 * 7 * channels; i++) in.d[i] = (float)(i % 11) / 5 - 1;
+  if (r == 0) r = kn_net_run(&n, &in, &out, e);
+  kn_tensor_free(&in);
+  kn_tensor_free(&out);
+  kn_net_free(&n);
+  return r;
+}
+
+#define HEAD "7767517\n"
+static void test_model_checks(void) {
+  kiln_err e = {0};
+  struct { const char *what, *text; int nw, nraw, channels, path, code; const char *msg; } cases[] = {
+      /* the signed overflow of issue 12 (h + pad in dnnl.c and the direct path) */
+      {"a pad of 2^31-1", HEAD "2 2\nInput in 0 1 a\nConvolution c 1 1 a b 0=1 1=1 4=2147483647 6=3\n", 3, 0, 3, KN_PATH_FAST,
+       KILN_ECORRUPT, "parameter 4 is"},
+      /* counts against the file before allocating (was: malloc of 4e15 bytes) */
+      {"a weight count the .bin cannot hold", HEAD "2 2\nInput in 0 1 a\nConvolution c 1 1 a b 0=1 1=1 6=1000000000000000\n", 3,
+       0, 3, KN_PATH_DIRECT, KILN_ECORRUPT, "truncated"},
+      /* (int64_t)1e30f was undefined behaviour */
+      {"a weight count that is no integer", HEAD "2 2\nInput in 0 1 a\nConvolution c 1 1 a b 0=1 1=1 6=1e30\n", 3, 0, 3,
+       KN_PATH_DIRECT, KILN_ECORRUPT, "not a count"},
+      {"a PReLU slope count of 1e30", HEAD "2 2\nInput in 0 1 a\nPReLU p 1 1 a b 0=1e30\n", 0, 3, 3, KN_PATH_DIRECT, KILN_ECORRUPT,
+       "parameter 0 is 1e+30"},
+      /* -id overflowed for the smallest long; a huge id was taken as some array */
+      {"a parameter id of -2^63", HEAD "2 2\nInput in 0 1 a\nReLU r 1 1 a b -9223372036854775808=0\n", 0, 0, 3, KN_PATH_DIRECT,
+       KILN_ECORRUPT, "cannot read parameter"},
+      {"a value that is not finite", HEAD "2 2\nInput in 0 1 a\nReLU r 1 1 a b 0=nan\n", 0, 0, 3, KN_PATH_DIRECT, KILN_ECORRUPT,
+       "cannot read parameter"},
+      {"a parameter given twice", HEAD "2 2\nInput in 0 1 a\nReLU r 1 1 a b 0=1 0=2\n", 0, 0, 3, KN_PATH_DIRECT, KILN_ECORRUPT,
+       "twice"},
+      /* graph shape: was a NULL dereference, a read of a blob never made, an in-place alias */
+      {"a ReLU without input", HEAD "2 2\nInput in 0 1 a\nReLU r 0 1 b\n", 0, 0, 3, KN_PATH_DIRECT, KILN_ECORRUPT, "0 inputs"},
+      {"a blob no layer makes", HEAD "2 3\nInput in 0 1 a\nBinaryOp add 2 1 a ghost out 0=0\n", 0, 0, 3, KN_PATH_DIRECT,
+       KILN_ECORRUPT, "before any layer makes it"},
+      {"a blob made twice", HEAD "3 2\nInput in 0 1 a\nReLU r 1 1 a b\nReLU s 1 1 b b\n", 0, 0, 3, KN_PATH_DIRECT, KILN_ECORRUPT,
+       "made twice"},
+      {"two Inputs", HEAD "3 3\nInput in 0 1 a\nInput in2 0 1 b\nBinaryOp add 2 1 a b out 0=0\n", 0, 0, 3, KN_PATH_DIRECT,
+       KILN_ECORRUPT, "2 Input layers"},
+      {"blob names over 63 bytes", HEAD "3 3\nInput in 0 1 "
+       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1\nReLU r 1 1 "
+       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa2 out\n", 0, 0, 3, KN_PATH_DIRECT,
+       KILN_ECORRUPT, "longer than"},
+      {"weights that fit no kernel", HEAD "2 2\nInput in 0 1 a\nConvolution c 1 1 a b 0=2 1=3 6=10\n", 10, 0, 3, KN_PATH_DIRECT,
+       KILN_ECORRUPT, "do not fit"},
+      /* at run time: was a heap read past the smaller input, and oneDNN reading 4 channels of weights made for 3 */
+      {"a Concat of two sizes", HEAD "4 5\nInput in 0 1 a\nSplit s 1 2 a b c\nInterp i 1 1 c d 0=1 1=2 2=2\nConcat ct 2 1 b d out\n",
+       0, 0, 3, KN_PATH_DIRECT, KILN_EINVAL, "one size"},
+      {"oneDNN on other channels than the weights'", HEAD "2 2\nInput in 0 1 a\nConvolution c 1 1 a b 0=2 1=1 6=6\n", 6, 0, 4,
+       KN_PATH_FAST, KILN_ECORRUPT, "do not fit"},
+      /* (int)lroundf(5 * 1e9) wrapped around */
+      {"an Interp to 5e9 rows", HEAD "2 2\nInput in 0 1 a\nInterp i 1 1 a b 0=1 1=1e9 2=1e9\n", 0, 0, 3, KN_PATH_DIRECT, KILN_EINVAL,
+       "over the limit"},
+      /* clip without its bounds dereferenced NULL for a negative value; now it clips to [0, 0] and runs */
+      {"a clip activation without bounds", HEAD "2 2\nInput in 0 1 a\nConvolution c 1 1 a b 0=1 1=1 6=3 9=3\n", 3, 0, 3,
+       KN_PATH_DIRECT, 0, NULL},
+      {"the same, on the fast path", HEAD "2 2\nInput in 0 1 a\nConvolution c 1 1 a b 0=1 1=1 6=3 9=3\n", 3, 0, 3, KN_PATH_FAST,
+       0, NULL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    e.msg[0] = 0;
+    int r = try_model(cases[i].text, cases[i].nw, cases[i].nraw, cases[i].channels, cases[i].path, &e);
+    CHECK(r == cases[i].code && (!cases[i].msg || strstr(e.msg, cases[i].msg)), "%s: %d (%s)", cases[i].what, r, e.msg);
+  }
+  /* the .bin reader on its own (without kn_net_load's checks first): a slope count of 1e30 is no count */
+  kn_graph g;
+  const char *p = write_file("s.param", HEAD "2 2\nInput in 0 1 a\nPReLU p 1 1 a b 0=1e30\n");
+  if (CHECKV(kn_ncnn_parse(p, &g, &e) == 0, "%s", e.msg)) {
+    CHECK(kn_ncnn_load_bin(&g, t_path("m.bin"), &e) == KILN_ECORRUPT && strstr(e.msg, "not a count"), "%s", e.msg);
+    kn_graph_release(&g);
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc == 6 && !strcmp(argv[1], "tile")) return tile_main(argv);
   T_RUN(test_tiles);
@@ -356,6 +449,7 @@ int main(int argc, char **argv) {
   T_RUN(test_bin);
   T_RUN(test_parse);
   T_RUN(test_errors);
+  T_RUN(test_model_checks);
   t_cleanup();
   return t_done();
 }

@@ -1,8 +1,9 @@
 /* dnnl.c — convolution on oneDNN for the executor (net.c): one primitive
- * per (layer, input size), made on first use and reused for every later
- * frame of that size, with the weights reordered once into the layout the
+ * per (layer, input size and channels), made on first use and reused for
+ * every later frame of that size, with the weights reordered once into the layout the
  * primitive wants, bias and the layer's activation (relu, leaky relu)
- * fused. Tensors stay NHWC float32. */
+ * fused. Tensors stay NHWC float32. A primitive is made only for weights
+ * that are exactly this input's (outputs x channels x kernel). */
 #include "nn/net.h"
 
 #include <oneapi/dnnl/dnnl.h>
@@ -11,7 +12,7 @@
 
 typedef struct kn_conv_prim {
   const kn_layer *l;
-  int h, w;
+  int h, w, ic;
   dnnl_primitive_t prim;
   dnnl_memory_t wmem, bmem;
   dnnl_memory_desc_t src_md, dst_md;
@@ -60,6 +61,7 @@ static kn_conv_prim *make(kn_dnnl *d, const kn_layer *l, int h, int w, int ic, k
       pb = (int)kn_param(l, 16, (float)pt);
   int groups = !strcmp(l->type, "ConvolutionDepthWise") ? (int)kn_param(l, 7, 1) : 1;
   if (pl == -233 || pt == -233 || groups != 1) return NULL;   /* the direct path handles these */
+  if ((int64_t)oc * ic * kh * kw != l->nweight) return NULL;   /* not this input's weights: the direct path says so */
   int oh = (h + pt + pb - ((kh - 1) * dh + 1)) / sh + 1, ow = (w + pl + pr - ((kw - 1) * dw + 1)) / sw + 1;
   if (d->n == d->cap) {
     int cap = d->cap ? 2 * d->cap : 32;
@@ -73,6 +75,7 @@ static kn_conv_prim *make(kn_dnnl *d, const kn_layer *l, int h, int w, int ic, k
   c->l = l;
   c->h = h;
   c->w = w;
+  c->ic = ic;
   c->oh = oh;
   c->ow = ow;
   dnnl_dims_t sd = {1, ic, h, w}, wd = {oc, ic, kh, kw}, bd = {oc}, dd = {1, oc, oh, ow};
@@ -129,7 +132,7 @@ static kn_conv_prim *make(kn_dnnl *d, const kn_layer *l, int h, int w, int ic, k
 int kn_dnnl_conv(kn_dnnl *d, const kn_layer *l, const kn_tensor *x, kn_tensor *y, kiln_err *e) {
   kn_conv_prim *c = NULL;
   for (int i = 0; i < d->n && !c; i++)
-    if (d->p[i].l == l && d->p[i].h == x->h && d->p[i].w == x->w) c = &d->p[i];
+    if (d->p[i].l == l && d->p[i].h == x->h && d->p[i].w == x->w && d->p[i].ic == x->c) c = &d->p[i];
   if (!c && !(c = make(d, l, x->h, x->w, x->c, e))) return 1;   /* not for oneDNN: the direct path */
   int oc = (int)kn_param(l, 0, 0);
   if (kn_tensor_alloc(y, c->oh, c->ow, oc) < 0) return kiln_fail(e, KILN_ENOMEM, "out of memory");

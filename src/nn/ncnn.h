@@ -12,6 +12,7 @@
 
 #define KN_MAX_IO 8
 #define KN_MAX_PARAMS 24
+#define KN_MAX_ID 99             /* parameter ids read: ncnn's layers use 0..31 */
 
 typedef struct kn_param_kv {
   int id;                       /* ncnn parameter id; arrays are stored under their own id (not -23300 - id) */
@@ -46,7 +47,9 @@ int kn_ncnn_parse(const char *path, kn_graph *g, kiln_err *e);
 void kn_graph_release(kn_graph *g);
 /* Reads the weights of every layer that has some from the .bin, in layer
  * order (fp16 widened to float32 on load). The file must be used exactly:
- * a short or long file is a clear error naming it. */
+ * a short or long file is a clear error naming it. Every count (weight
+ * size, outputs, slopes) must be a whole number the file holds before
+ * anything is allocated for it. */
 int kn_ncnn_load_bin(kn_graph *g, const char *path, kiln_err *e);
 /* A parameter's value (its first for an array), or def when absent. */
 float kn_param(const kn_layer *l, int id, float def);

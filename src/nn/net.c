@@ -6,7 +6,15 @@
  * 0=slope; PReLU 0=slopes; BinaryOp 0=op (add sub mul div max min pow rsub
  * rdiv) 1=with_scalar 2=scalar; Eltwise 0=op (prod sum max) 1=coeffs;
  * Interp 0=type (1 nearest, 2 bilinear) 1/2=h/w scale 3/4=out h/w;
- * PixelShuffle 0=factor (PyTorch's channel order); Concat 0=axis (channels). */
+ * PixelShuffle 0=factor (PyTorch's channel order); Concat 0=axis (channels).
+ *
+ * A model is untrusted input (tests/fuzz/fuzz_ncnn.c): kn_net_load checks
+ * every layer against the table `specs` (inputs and outputs, whole-number
+ * parameters in range) and the graph (one Input, each blob made once and
+ * before it is read) before the .bin is read, and the weight counts
+ * against the kernels after; a run checks every tensor it makes against
+ * the net's max_floats before allocating it, so no size computed below
+ * can overflow. */
 #include "nn/net.h"
 
 #include <math.h>
@@ -40,63 +48,160 @@ void kn_net_free(kn_net *n) {
   n->last_use = NULL;
 }
 
+/* What the executor accepts of each layer type: inputs, outputs, and the
+ * parameters it reads as whole numbers (in [lo, hi], or -233, "same", for a
+ * pad). Others (floats: slopes, scales, coefficients) only need to be
+ * finite, which the reader makes sure of. */
+#define KN_MAX_KERNEL 64
+#define KN_MAX_PAD 1024
+#define KN_MAX_CHANNELS 65536
+typedef struct pspec { int id, lo, hi, same; } pspec;
+typedef struct lspec { const char *type; int nin_lo, nin_hi, nout_lo, nout_hi; pspec p[16]; } lspec;
+#define PEND {-1, 0, 0, 0}
+#define CONV_PARAMS                                                                                                  \
+  {0, 1, KN_MAX_CHANNELS, 0}, {1, 1, KN_MAX_KERNEL, 0}, {11, 1, KN_MAX_KERNEL, 0}, {2, 1, KN_MAX_KERNEL, 0},          \
+      {12, 1, KN_MAX_KERNEL, 0}, {3, 1, KN_MAX_KERNEL, 0}, {13, 1, KN_MAX_KERNEL, 0}, {4, 0, KN_MAX_PAD, 1},          \
+      {14, 0, KN_MAX_PAD, 1}, {15, 0, KN_MAX_PAD, 1}, {16, 0, KN_MAX_PAD, 1}, {5, 0, 1, 0}, {9, 0, 4, 0}
+static const lspec specs[] = {
+    {"Input", 0, 0, 1, 1, {PEND}},
+    {"Split", 1, 1, 1, KN_MAX_IO, {PEND}},
+    {"Convolution", 1, 1, 1, 1, {CONV_PARAMS, PEND}},
+    {"ConvolutionDepthWise", 1, 1, 1, 1, {CONV_PARAMS, {7, 1, KN_MAX_CHANNELS, 0}, PEND}},
+    {"PReLU", 1, 1, 1, 1, {{0, 1, KN_MAX_CHANNELS, 0}, PEND}},
+    {"ReLU", 1, 1, 1, 1, {PEND}},
+    {"BinaryOp", 1, 2, 1, 1, {{0, 0, 8, 0}, {1, 0, 1, 0}, PEND}},
+    {"Eltwise", 1, KN_MAX_IO, 1, 1, {{0, 0, 2, 0}, PEND}},
+    {"Concat", 1, KN_MAX_IO, 1, 1, {{0, 0, 0, 0}, PEND}},
+    {"Interp", 1, 1, 1, 1, {{0, 1, 3, 0}, {3, 0, 1 << 20, 0}, {4, 0, 1 << 20, 0}, PEND}},
+    {"PixelShuffle", 1, 1, 1, 1, {{0, 1, 16, 0}, PEND}},
+};
+
+static int check_layer(const kn_layer *l, const char *param, kiln_err *e) {
+  const lspec *sp = NULL;
+  for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++)
+    if (!strcmp(specs[i].type, l->type)) sp = &specs[i];
+  if (!sp) return kiln_fail(e, KILN_EINVAL, "%s: layer '%s' has type '%s', which kiln does not implement", param, l->name, l->type);
+  if (l->nin < sp->nin_lo || l->nin > sp->nin_hi || l->nout < sp->nout_lo || l->nout > sp->nout_hi)
+    return kiln_fail(e, KILN_ECORRUPT, "%s: layer '%s' (%s) has %d inputs and %d outputs; it takes %d to %d and makes %d to %d",
+                     param, l->name, l->type, l->nin, l->nout, sp->nin_lo, sp->nin_hi, sp->nout_lo, sp->nout_hi);
+  for (const pspec *ps = sp->p; ps->id >= 0; ps++) {
+    const kn_param_kv *kv = kn_param_array(l, ps->id);
+    if (!kv) continue;
+    double v = kv->n > 0 ? kv->v[0] : 0;
+    if (kv->array || kv->n != 1 || !((v >= ps->lo && v <= ps->hi && v == floor(v)) || (ps->same && v == -233)))
+      return kiln_fail(e, KILN_ECORRUPT, "%s: layer '%s' (%s): parameter %d is %s%g; kiln takes a whole number from %d to %d%s",
+                       param, l->name, l->type, ps->id, kv->array ? "an array, " : "", v, ps->lo, ps->hi,
+                       ps->same ? " or -233 (same)" : "");
+  }
+  if ((!strcmp(l->type, "Convolution") || !strcmp(l->type, "ConvolutionDepthWise")) && kn_param(l, 4, 0) != -233 &&
+      kn_param(l, 14, 0) != -233 && (kn_param(l, 15, 0) == -233 || kn_param(l, 16, 0) == -233))
+    return kiln_fail(e, KILN_ECORRUPT, "%s: layer '%s': padding -233 (same) is given by parameter 4 or 14, not 15 or 16 alone",
+                     param, l->name);
+  return 0;
+}
+
+/* After the .bin: a convolution's weights fill whole kernels of its outputs (the inputs per group are what is left). */
+static int check_weights(const kn_layer *l, const char *param, kiln_err *e) {
+  if (strcmp(l->type, "Convolution") && strcmp(l->type, "ConvolutionDepthWise")) return 0;
+  int64_t oc = (int64_t)kn_param(l, 0, 0), kw = (int64_t)kn_param(l, 1, 0), kh = (int64_t)kn_param(l, 11, (float)kw);
+  int64_t groups = l->type[11] == 'D' ? (int64_t)kn_param(l, 7, 1) : 1;
+  if (oc < 1 || kw < 1 || kh < 1 || l->nweight % (oc * kh * kw) || oc % groups ||
+      l->nweight / (oc * kh * kw) * groups > KN_MAX_CHANNELS)
+    return kiln_fail(e, KILN_ECORRUPT, "%s: layer '%s': %lld weights do not fit %lld outputs of %lldx%lld kernels in %lld groups",
+                     param, l->name, (long long)l->nweight, (long long)oc, (long long)kw, (long long)kh, (long long)groups);
+  return 0;
+}
+
 int kn_net_load(kn_net *n, const char *param, const char *bin, kiln_err *e) {
   memset(n, 0, sizeof *n);
   int r = kn_ncnn_parse(param, &n->g, e);
+  for (int i = 0; r == 0 && i < n->g.nlayers; i++) r = check_layer(&n->g.layers[i], param, e);
   if (r == 0) r = kn_ncnn_load_bin(&n->g, bin, e);
+  for (int i = 0; r == 0 && i < n->g.nlayers; i++) r = check_weights(&n->g.layers[i], param, e);
   if (r < 0) { kn_net_free(n); return r; }
   n->last_use = malloc((size_t)n->g.nblobs * sizeof *n->last_use);
-  int *made = calloc((size_t)n->g.nblobs, sizeof *made);
+  int *made = calloc((size_t)n->g.nblobs, sizeof *made), inputs = 0;
   if (!n->last_use || !made) { free(made); kn_net_free(n); return kiln_fail(e, KILN_ENOMEM, "out of memory"); }
   for (int b = 0; b < n->g.nblobs; b++) n->last_use[b] = -1;
   n->in_blob = n->out_blob = -1;
-  for (int i = 0; i < n->g.nlayers; i++) {
+  for (int i = 0; r == 0 && i < n->g.nlayers; i++) {
     const kn_layer *l = &n->g.layers[i];
-    for (int k = 0; k < l->nin; k++) n->last_use[l->in[k]] = i;
-    for (int k = 0; k < l->nout; k++) made[l->out[k]] = 1;
-    if (!strcmp(l->type, "Input") && l->nout == 1) n->in_blob = l->out[0];
-    if ((!strcmp(l->type, "Convolution") || !strcmp(l->type, "ConvolutionDepthWise")) && kn_param(l, 9, 0) > 4)
-      r = kiln_fail(e, KILN_EINVAL, "%s: layer '%s' uses activation type %g, which kiln does not implement", param, l->name,
-                    kn_param(l, 9, 0));
-    if (!strcmp(l->type, "Interp") && (kn_param(l, 0, 0) < 1 || kn_param(l, 0, 0) > 3))
-      r = kiln_fail(e, KILN_EINVAL, "%s: layer '%s' resizes with type %g (kiln does nearest, bilinear and bicubic)", param,
-                    l->name, kn_param(l, 0, 0));
+    for (int k = 0; r == 0 && k < l->nin; k++) {
+      if (!made[l->in[k]])
+        r = kiln_fail(e, KILN_ECORRUPT, "%s: layer '%s' reads blob '%s' before any layer makes it", param, l->name,
+                      n->g.blobs[l->in[k]]);
+      n->last_use[l->in[k]] = i;
+    }
+    for (int k = 0; r == 0 && k < l->nout; k++) {
+      if (made[l->out[k]])
+        r = kiln_fail(e, KILN_ECORRUPT, "%s: blob '%s' is made twice (by layers '%s' and '%s')", param, n->g.blobs[l->out[k]],
+                      n->g.layers[made[l->out[k]] - 1].name, l->name);
+      made[l->out[k]] = i + 1;
+    }
+    if (!strcmp(l->type, "Input")) { inputs++; n->in_blob = l->out[0]; }
   }
   for (int b = 0; b < n->g.nblobs; b++)
     if (made[b] && n->last_use[b] < 0) n->out_blob = b;     /* made and never read: the output */
   free(made);
-  if (r == 0 && (n->in_blob < 0 || n->out_blob < 0))
-    r = kiln_fail(e, KILN_ECORRUPT, "%s: the model has no Input layer or no output blob", param);
+  if (r == 0 && (inputs != 1 || n->out_blob < 0 || n->out_blob == n->in_blob))
+    r = kiln_fail(e, KILN_ECORRUPT, "%s: the model has %d Input layers (one is needed) or no output blob", param, inputs);
   if (r < 0) kn_net_free(n);
   return r;
+}
+
+/* 0 if a layer may make an h x w x c tensor (each at least 1, h*w*c within the net's limit). */
+static int size_ok(const kn_net *net, const kn_layer *l, int64_t h, int64_t w, int64_t c, kiln_err *e) {
+  int64_t lim = net->max_floats > 0 ? net->max_floats : KN_MAX_FLOATS;
+  if (h >= 1 && w >= 1 && c >= 1 && h <= lim && w <= lim && c <= lim && h * w <= lim && h * w * c <= lim) return 0;
+  if (h < 1 || w < 1 || c < 1)
+    return kiln_fail(e, KILN_EINVAL, "layer '%s' would make an empty %lldx%lldx%lld tensor (an input smaller than a kernel,"
+                     " or a size of 0)", l->name, (long long)h, (long long)w, (long long)c);
+  return kiln_fail(e, KILN_EINVAL, "layer '%s' would make a %lldx%lldx%lld tensor, over the limit of %lld values", l->name,
+                   (long long)h, (long long)w, (long long)c, (long long)lim);
+}
+
+/* A convolution on x: its geometry, with "same" padding resolved (int64: nothing overflows). */
+typedef struct conv_geom { int64_t oc, kw, kh, dw, dh, sw, sh, pl, pt, pr, pb, groups, oh, ow; } conv_geom;
+static void conv_geometry(const kn_layer *l, const kn_tensor *x, int depthwise, conv_geom *g) {
+  g->oc = (int64_t)kn_param(l, 0, 0), g->kw = (int64_t)kn_param(l, 1, 0), g->kh = (int64_t)kn_param(l, 11, (float)g->kw);
+  g->dw = (int64_t)kn_param(l, 2, 1), g->dh = (int64_t)kn_param(l, 12, (float)g->dw), g->sw = (int64_t)kn_param(l, 3, 1),
+  g->sh = (int64_t)kn_param(l, 13, (float)g->sw);
+  g->pl = (int64_t)kn_param(l, 4, 0), g->pt = (int64_t)kn_param(l, 14, (float)g->pl), g->pr = (int64_t)kn_param(l, 15, (float)g->pl),
+  g->pb = (int64_t)kn_param(l, 16, (float)g->pt);
+  g->groups = depthwise ? (int64_t)kn_param(l, 7, 1) : 1;
+  if (g->pl == -233 || g->pt == -233) {          /* SAME */
+    int64_t ph = ((x->h + g->sh - 1) / g->sh - 1) * g->sh + (g->kh - 1) * g->dh + 1 - x->h,
+            pw = ((x->w + g->sw - 1) / g->sw - 1) * g->sw + (g->kw - 1) * g->dw + 1 - x->w;
+    g->pt = ph > 0 ? ph / 2 : 0, g->pb = ph > 0 ? ph - g->pt : 0, g->pl = pw > 0 ? pw / 2 : 0, g->pr = pw > 0 ? pw - g->pl : 0;
+  }
+  int64_t eh = x->h + g->pt + g->pb - ((g->kh - 1) * g->dh + 1), ew = x->w + g->pl + g->pr - ((g->kw - 1) * g->dw + 1);
+  g->oh = eh < 0 ? 0 : eh / g->sh + 1;
+  g->ow = ew < 0 ? 0 : ew / g->sw + 1;
 }
 
 static float act(float v, int type, const kn_param_kv *ap) {
   switch (type) {
   case 1: return v > 0 ? v : 0;
   case 2: return v > 0 ? v : v * (ap && ap->n > 0 ? ap->v[0] : 0);
-  case 3: return v < (ap && ap->n > 0 ? ap->v[0] : 0) ? ap->v[0] : v > (ap && ap->n > 1 ? ap->v[1] : 0) ? ap->v[1] : v;
+  case 3: {                                      /* clip to [10[0], 10[1]] (0 when not given) */
+    float lo = ap && ap->n > 0 ? ap->v[0] : 0, hi = ap && ap->n > 1 ? ap->v[1] : 0;
+    return v < lo ? lo : v > hi ? hi : v;
+  }
   case 4: return 1 / (1 + expf(-v));
   default: return v;
   }
 }
 
 static int conv(const kn_layer *l, const kn_tensor *x, kn_tensor *y, int depthwise, kiln_err *e) {
-  int oc = (int)kn_param(l, 0, 0), kw = (int)kn_param(l, 1, 0), kh = (int)kn_param(l, 11, (float)kw);
-  int dw = (int)kn_param(l, 2, 1), dh = (int)kn_param(l, 12, (float)dw), sw = (int)kn_param(l, 3, 1),
-      sh = (int)kn_param(l, 13, (float)sw);
-  int pl = (int)kn_param(l, 4, 0), pt = (int)kn_param(l, 14, (float)pl), pr = (int)kn_param(l, 15, (float)pl),
-      pb = (int)kn_param(l, 16, (float)pt);
-  int groups = depthwise ? (int)kn_param(l, 7, 1) : 1;
-  if (pl == -233 || pt == -233) {                /* SAME */
-    int ph = ((x->h + sh - 1) / sh - 1) * sh + (kh - 1) * dh + 1 - x->h, pw = ((x->w + sw - 1) / sw - 1) * sw + (kw - 1) * dw + 1 - x->w;
-    pt = ph > 0 ? ph / 2 : 0, pb = ph > 0 ? ph - pt : 0, pl = pw > 0 ? pw / 2 : 0, pr = pw > 0 ? pw - pl : 0;
-  }
+  conv_geom G;
+  conv_geometry(l, x, depthwise, &G);
+  int oc = (int)G.oc, kw = (int)G.kw, kh = (int)G.kh, dw = (int)G.dw, dh = (int)G.dh, sw = (int)G.sw, sh = (int)G.sh;
+  int pl = (int)G.pl, pt = (int)G.pt, groups = (int)G.groups;
   if (oc < 1 || kw < 1 || kh < 1 || groups < 1 || x->c % groups || oc % groups ||
       (int64_t)oc * (x->c / groups) * kh * kw != l->nweight)
     return kiln_fail(e, KILN_ECORRUPT, "layer '%s': %d weights do not fit %d outputs, %d inputs, %dx%d kernel, %d groups",
                      l->name, (int)l->nweight, oc, x->c, kw, kh, groups);
-  int oh = (x->h + pt + pb - ((kh - 1) * dh + 1)) / sh + 1, ow = (x->w + pl + pr - ((kw - 1) * dw + 1)) / sw + 1;
+  int oh = (int)G.oh, ow = (int)G.ow;             /* run_layer checked them (size_ok) */
   if (oh < 1 || ow < 1) return kiln_fail(e, KILN_EINVAL, "layer '%s': the input is smaller than the kernel", l->name);
   if (kn_tensor_alloc(y, oh, ow, oc) < 0) return kiln_fail(e, KILN_ENOMEM, "out of memory");
   int icg = x->c / groups, ocg = oc / groups, at = (int)kn_param(l, 9, 0);
@@ -245,7 +350,10 @@ static void blob_release(kn_net *net, kn_tensor *t) {
 
 #define ALLOC(t, h, w, c)                                                                                              \
   do {                                                                                                                 \
-    if (blob_alloc(net, (t), (h), (w), (c)) < 0) return kiln_fail(e, KILN_ENOMEM, "out of memory");                     \
+    int64_t h_ = (h), w_ = (w), c_ = (c);                                                                              \
+    int r_ = size_ok(net, l, h_, w_, c_, e);                                                                           \
+    if (r_ < 0) return r_;                                                                                             \
+    if (blob_alloc(net, (t), (int)h_, (int)w_, (int)c_) < 0) return kiln_fail(e, KILN_ENOMEM, "out of memory");         \
   } while (0)
 
 /* One layer: its inputs from blobs, its outputs into blobs. With prelu (a
@@ -268,6 +376,12 @@ static int run_layer(kn_net *net, const kn_layer *l, const kn_layer *fused, kn_t
       memcpy(blobs[l->out[k]].d, x->d, (size_t)x->h * x->w * x->c * sizeof *x->d);
     }
     return 0;
+  }
+  if (!strcmp(l->type, "Convolution") || !strcmp(l->type, "ConvolutionDepthWise")) {
+    conv_geom G;
+    conv_geometry(l, x, l->type[11] == 'D', &G);
+    int r = size_ok(net, l, G.oh, G.ow, G.oc, e);
+    if (r < 0) return r;
   }
   if (net->dnnl && (!strcmp(l->type, "Convolution") || !strcmp(l->type, "ConvolutionDepthWise"))) {
     int r = kn_dnnl_conv(net->dnnl, l, x, y, e);
@@ -321,9 +435,10 @@ static int run_layer(kn_net *net, const kn_layer *l, const kn_layer *fused, kn_t
     return 0;
   }
   if (!strcmp(l->type, "Interp")) {
-    int oh = (int)kn_param(l, 3, 0), ow = (int)kn_param(l, 4, 0);
-    if (oh <= 0) oh = (int)lroundf(x->h * kn_param(l, 1, 1));
-    if (ow <= 0) ow = (int)lroundf(x->w * kn_param(l, 2, 1));
+    int64_t oh = (int64_t)kn_param(l, 3, 0), ow = (int64_t)kn_param(l, 4, 0);   /* whole, checked at load */
+    float fh = roundf(x->h * kn_param(l, 1, 1)), fw = roundf(x->w * kn_param(l, 2, 1));   /* scales: finite */
+    if (oh <= 0) oh = fh >= 1 && fh <= 1e12f ? (int64_t)fh : 0;
+    if (ow <= 0) ow = fw >= 1 && fw <= 1e12f ? (int64_t)fw : 0;
     ALLOC(y, oh, ow, x->c);
     int type = (int)kn_param(l, 0, 1), bil = type == 2 ? 1 : type == 3 ? 3 : 0;
     float ry = (float)x->h / oh, rx = (float)x->w / ow;
@@ -355,7 +470,7 @@ static int run_layer(kn_net *net, const kn_layer *l, const kn_layer *fused, kn_t
     int r = (int)kn_param(l, 0, 1);
     if (r < 1 || x->c % (r * r)) return kiln_fail(e, KILN_ECORRUPT, "layer '%s': %d channels do not shuffle by %d", l->name, x->c, r);
     int oc = x->c / (r * r);
-    ALLOC(y, x->h * r, x->w * r, oc);
+    ALLOC(y, (int64_t)x->h * r, (int64_t)x->w * r, oc);
     for (int iy = 0; iy < x->h; iy++)             /* output row iy * r + i, in output order */
       for (int i = 0; i < r; i++) {
         float *dst = y->d + (size_t)(iy * r + i) * y->w * oc;
@@ -368,8 +483,14 @@ static int run_layer(kn_net *net, const kn_layer *l, const kn_layer *fused, kn_t
   }
   if (!strcmp(l->type, "Concat")) {
     if (kn_param(l, 0, 0) != 0) return kiln_fail(e, KILN_EINVAL, "layer '%s': kiln concatenates channels only", l->name);
-    int tc = 0;
-    for (int k = 0; k < l->nin; k++) tc += blobs[l->in[k]].c;
+    int64_t tc = 0;
+    for (int k = 0; k < l->nin; k++) {
+      const kn_tensor *z = &blobs[l->in[k]];
+      if (z->h != x->h || z->w != x->w)
+        return kiln_fail(e, KILN_EINVAL, "layer '%s': inputs of %dx%d and %dx%d (kiln concatenates channels of one size)", l->name,
+                         x->h, x->w, z->h, z->w);
+      tc += z->c;
+    }
     ALLOC(y, x->h, x->w, tc);
     for (size_t p = 0; p < (size_t)x->h * x->w; p++)
       for (int k = 0, at = 0; k < l->nin; at += blobs[l->in[k]].c, k++)

@@ -59,10 +59,17 @@ typedef struct kn_net {
   int *last_use;                /* per blob: the last layer that reads it */
   kn_spare *spare;              /* buffers of freed blobs, reused by later ones */
   int nspare, spare_cap;
+  int64_t max_floats;           /* the largest tensor a layer may make (0: KN_MAX_FLOATS); over it, a run fails */
 } kn_net;
 
+#define KN_MAX_FLOATS (1LL << 30) /* 4 GiB: a guard against sizes that overflow; memory_mb is the real bound */
+
 /* Reads param and bin, and checks that every layer's parameters are ones
- * this executor supports (a clear error naming the layer otherwise). */
+ * this executor supports (a clear error naming the layer otherwise): each
+ * layer's inputs and outputs for its type, every blob made once and before
+ * it is read, one Input, whole numbers in range where the executor needs
+ * them (kernels, strides, pads, counts, factors, sizes), weight counts that
+ * fit the kernel, all before the .bin is read. */
 int kn_net_load(kn_net *n, const char *param, const char *bin, kiln_err *e);
 void kn_net_free(kn_net *n);
 /* Runs the net on in (3 channels, [0,1]); *out is allocated. One thread
