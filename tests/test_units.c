@@ -1,7 +1,10 @@
 /* test_units.c — util (errors, JSON, thread pool), the timeline, the
  * parameter validator, and the pixel kernels on synthetic frames. */
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +16,7 @@
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/pool.h"
+#include "worker/memlimit.h"
 
 static void test_errors(void) {
   kiln_err e = {0};
@@ -313,7 +317,68 @@ static void test_b64(void) {
   CHECK(ku_b64_decode("TW Fu", 5, &b, &bn) < 0, "whitespace is refused");
 }
 
+/* memory_mb's mechanism (worker/memlimit.c), in forked children: under the
+ * limit an allocation past it fails (and is noted with its size, whoever
+ * made it), one within it succeeds, a thread whose stack does not fit is
+ * noted; a crash after a failed allocation exits KW_EXIT_OOM, any other
+ * crash keeps its signal. */
+static void *idle_thread(void *arg) { return arg; }
+
+static int child_status(int mode) {
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    const char *why;
+    kiln_err e = {0};
+    if (kw_mem_limit(64, &why, &e) != 1) _exit(3);
+    kw_mem_reset();
+    if (mode == 0) {                               /* the noted failures; exits 0 when all is as it should be */
+      size_t got = 0;
+      void *volatile big = malloc((size_t)256 << 20);
+      if (big || !kw_mem_failed(&got) || got != (size_t)256 << 20) _exit(4);
+      void *volatile ok = malloc((size_t)16 << 20);
+      if (!ok) _exit(5);
+      memset(ok, 1, (size_t)16 << 20);
+      free(ok);
+      void *aligned = NULL;
+      kw_mem_reset();
+      if (posix_memalign(&aligned, 64, (size_t)512 << 20) != ENOMEM || !kw_mem_failed(&got) || got != (size_t)512 << 20) _exit(6);
+      kw_mem_reset();
+      void *volatile hold = malloc((size_t)60 << 20);   /* (volatile: kept) no room left for an 8 MB stack */
+      pthread_t th;
+      int r = pthread_create(&th, NULL, idle_thread, NULL);
+      if (r == 0) { pthread_join(th, NULL); _exit(7); }
+      if (!kw_mem_failed(&got)) _exit(8);
+      free(hold);
+      _exit(0);
+    }
+    volatile int *null = NULL;
+    if (mode == 1 && malloc((size_t)1 << 30)) _exit(9);   /* mode 1: fail first, then crash */
+    *null = 1;
+    _exit(10);
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return st;
+}
+
+static void test_memlimit(void) {
+  const char *why = NULL;
+  pid_t pid = fork();
+  if (pid == 0) { kiln_err e = {0}; _exit(kw_mem_limit(64, &why, &e) == 1 ? 0 : 1); }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  if (WEXITSTATUS(st) != 0) { fprintf(stderr, "  (memory limits are not enforced in this build: skipped)\n"); return; }
+  st = child_status(0);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "under the limit: exit %d (signal %d)", WEXITSTATUS(st), WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  st = child_status(1);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == KW_EXIT_OOM, "a crash after a failed allocation: status %#x", st);
+  st = child_status(2);
+  CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV, "any other crash stays a crash: status %#x", st);
+}
+
 int main(void) {
+  T_RUN(test_memlimit);
   T_RUN(test_errors);
   T_RUN(test_json_kv);
   T_RUN(test_pool);

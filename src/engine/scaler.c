@@ -2,7 +2,9 @@
  *
  * Every 100 ms, and at once when work arrives (ke_scaler_kick):
  *   reap    children that exited; one that died with a task has it failed
- *           as worker_lost (retried); the row is marked exited; what a
+ *           as worker_lost (retried), or as out_of_memory when it exited
+ *           KW_EXIT_OOM (it crashed after an allocation failed under its
+ *           memory_mb: worker/memlimit.c); the row is marked exited; what a
  *           worker that died left in the store's tmp/ (its scratch folder,
  *           a partial output) is swept (ks_sweep)
  *   reclaim expired leases (once a second): workers on other machines, or
@@ -43,6 +45,7 @@
 
 #include "util/log.h"
 #include "util/loop.h"
+#include "worker/memlimit.h"
 #include "worker/zygote.h"
 
 #define MAX_KIDS 256
@@ -130,14 +133,15 @@ static void charge_lost_run(ke_scaler *s, const char *worker, int64_t now) {
   kq_account(s->q, h.job.id, &c, &e);
 }
 
-/* A worker that is gone: its task (if any) fails as worker_lost, its row is closed. */
-static void worker_gone(ke_scaler *s, const char *id, const char *why) {
+/* A worker that is gone: its task (if any) fails as cls (worker_lost; out_of_memory for one that
+ * crashed after an allocation failed: KW_EXIT_OOM), its row is closed. */
+static void worker_gone(ke_scaler *s, const char *id, const char *why, const char *cls) {
   kiln_err e = {0};
   int n = 0;
   charge_lost_run(s, id, ke_now_ms());
   char msg[300];
   snprintf(msg, sizeof msg, "worker %s %s while running the task", id, why);
-  if (kq_fail_worker(s->q, id, "worker_lost", msg, ke_now_ms(), &n, &e) < 0) klog(KLOG_WARN, "autoscaler: %s", e.msg);
+  if (kq_fail_worker(s->q, id, cls, msg, ke_now_ms(), &n, &e) < 0) klog(KLOG_WARN, "autoscaler: %s", e.msg);
   if (n) klog(KLOG_WARN, "autoscaler: worker %s %s; its task will be retried if it has retries left", id, why);
   mark_exited(s, id);
   if (s->store) ks_sweep(s->store);               /* its scratch folder, no longer locked */
@@ -153,9 +157,12 @@ static void kid_exited(ke_scaler *s, pid_t pid, int st) {
     pthread_mutex_unlock(&s->kmu);
     close(k.wake_fd);
     char why[96];
+    int oom = WIFEXITED(st) && WEXITSTATUS(st) == KW_EXIT_OOM;   /* it crashed after an allocation failed */
     if (WIFSIGNALED(st)) snprintf(why, sizeof why, "died (killed by signal %d)", WTERMSIG(st));
+    else if (oom) snprintf(why, sizeof why, "ran out of memory (its function's memory_mb) and crashed");
     else snprintf(why, sizeof why, "exited with status %d", WEXITSTATUS(st));
-    if (!k.timed_out && (WIFSIGNALED(st) || WEXITSTATUS(st) != 0)) worker_gone(s, k.id, why);
+    if (!k.timed_out && (WIFSIGNALED(st) || WEXITSTATUS(st) != 0))
+      worker_gone(s, k.id, why, oom ? "out_of_memory" : "worker_lost");
     else mark_exited(s, k.id);                    /* a clean exit wrote its row already; make sure */
     if (k.timed_out && s->store) ks_sweep(s->store);   /* killed for its timeout: its scratch folder too */
     return;
@@ -392,7 +399,7 @@ static void tick(ke_scaler *s) {
     kq_worker *w = &r->w[i];
     if (strcmp(w->host, s->host) != 0 || find_kid(s, w->id) || w->pid <= 0) continue;
     if (kill(w->pid, 0) != 0 && errno == ESRCH) {
-      worker_gone(s, w->id, "is gone");
+      worker_gone(s, w->id, "is gone", "worker_lost");
       w->state = KQ_W_EXITED;
     }
   }

@@ -91,7 +91,7 @@ const kf_desc kf_overlay = {
            "interpolated linearly between keyframes; frames before the first keyframe and after the last\n"
            "are copied untouched. Size, frame rate and audio do not change.",
     .params = overlay_params,
-    .res = {.gpu = NULL, .memory_mb = 512, .timeout_s = 3600, .retries = 2, .idle_timeout_s = 60,
+    .res = {.gpu = NULL, .memory_mb = 1536, .timeout_s = 3600, .retries = 2, .idle_timeout_s = 60,
             .min_workers = 0, .max_workers = 8, .concurrency = 1, .cpus = 2},
     .run = overlay_run,
     .chunkable = 1,

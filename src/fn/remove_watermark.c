@@ -731,7 +731,7 @@ const kf_desc kf_remove_watermark = {
            "Detection runs once per job; chunks get its result. Static scenes: a logo on a background that\n"
            "never changes cannot be told from the scene; pass `boxes`. See docs/watermark.md.",
     .params = wm_params,
-    .res = {.gpu = NULL, .memory_mb = 1024, .timeout_s = 3600, .retries = 2, .idle_timeout_s = 60,
+    .res = {.gpu = NULL, .memory_mb = 1536, .timeout_s = 3600, .retries = 2, .idle_timeout_s = 60,
             .min_workers = 0, .max_workers = 8, .concurrency = 1, .cpus = 2},
     .run = wm_run,
     .chunkable = 1,

@@ -273,8 +273,8 @@ static void upscale_exit(void *state) {
 }
 
 #define UP_MEMORY_MB 2048                         /* the worker's memory (res below); tiles keep a run under half */
-/* With the default settings a 4K output frame fits (x4 of 960x540: ~1.6 GB at its peak, most of it x264's
- * frames); an 8K one (x4 of 1080p) needs about 4.5 GB (docs/operations.md, "Limits and memory"). */
+/* With the default settings a 4K output fits (x4 of 960x540 video: 1.5 GB at its peak, most of it x264's
+ * frames); an 8K one (x4 of 1080p) needs about 4.4 GB (docs/operations.md, "Limits and memory"). */
 
 static int has_png_name(const char *path) {
   size_t n = strlen(path);

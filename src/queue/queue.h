@@ -1,6 +1,7 @@
 /* queue.h — durable job state (DESIGN.md, "Queue backend"): submit, claim
  * with a lease, heartbeat with progress, complete, fail with an error class
- * (retries with exponential backoff; bad_input never retried), reclaim
+ * (retries with exponential backoff; bad_input never retried, out_of_memory
+ * once at most), reclaim
  * expired leases, cancel, get, list, events. One interface, dispatched
  * through a backend vtable (queue_int.h, queue.c); sqlite.c is the embedded
  * backend (a Redis Streams backend comes later).
@@ -123,8 +124,11 @@ int kq_heartbeat(kq *q, const char *id, const char *worker, const kq_progress *p
 int kq_complete(kq *q, const char *id, const char *worker, const char *result, const kq_cost *cost, int64_t frames,
                 int64_t now, kiln_err *e);
 /* Fails the run with err_class ("bad_input", "timeout", "worker_lost",
- * "internal"): retried after delay·2^(n-1) (capped) while attempts remain,
- * except bad_input, which fails the job at once. *retrying tells which. */
+ * "out_of_memory", "internal"): retried after delay·2^(n-1) (capped) while
+ * attempts remain, except bad_input, which fails the job at once, and
+ * out_of_memory, retried once at most (the worker that ran out leaves, so
+ * the retry has a fresh process; the same input under the same memory_mb
+ * fails the same way again). *retrying tells which. */
 int kq_fail(kq *q, const char *id, const char *worker, const char *err_class, const char *msg, const kq_cost *cost,
             int64_t now, int *retrying, kiln_err *e);
 /* Puts a running task back in the queue without counting the run: its

@@ -13,8 +13,9 @@
  *                 | queued |              | running | -------------> | succeeded |
  *                 +--------+    +-------> +---------+                +-----------+
  *                     |         |kq_claim  |   |  sq_fail(bad_input, or retries
- *                     |         |(delay    |   |  used up), kq_reclaim likewise
- *                     |         | passed)  |   +-----------------------> +--------+
+ *                     |         |(delay    |   |  used up: out_of_memory has
+ *                     |         | passed)  |   |  one), kq_reclaim likewise
+ *                     |         |          |   +-----------------------> +--------+
  *                     |    +----------+    |                             | failed |
  *                     |    | retrying | <--+ kq_fail (other class),      +--------+
  *                     |    +----------+      kq_reclaim (lease expired:
@@ -582,7 +583,9 @@ static int fail_locked(kq *q, const char *id, const char *err_class, const char 
     if (retrying) *retrying = 0;
     return 0;
   }
-  int retry = strcmp(err_class, "bad_input") != 0 && j.attempts <= j.max_retries;
+  /* bad_input: never again; out_of_memory: once at most (see kq_fail) */
+  int max_retries = !strcmp(err_class, "out_of_memory") && j.max_retries > 1 ? 1 : j.max_retries;
+  int retry = strcmp(err_class, "bad_input") != 0 && j.attempts <= max_retries;
   if (retrying) *retrying = retry;
   if (retry) {
     int64_t delay = SQ(q)->pol.retry_delay_ms;

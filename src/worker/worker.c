@@ -18,7 +18,12 @@
  * Waiting for work: poll() on the wake pipe from the server (a byte per
  * arrival), else every 200 ms (a worker started by hand). When the pipe
  * closes, the server that started the worker died: it finishes the task
- * it has (so a job survives a server crash) and leaves. */
+ * it has (so a job survives a server crash) and leaves.
+ * Memory: the worker holds itself to its function's memory_mb (memlimit.c)
+ * and pixel budget (ke_apply_limits) before its enter hook runs. A task
+ * that ran out of memory fails as out_of_memory (whatever error the code
+ * that met the failed allocation reported), and the worker then leaves, so
+ * that the one retry the queue allows runs in a fresh process. */
 #include "worker/worker.h"
 
 #include <errno.h>
@@ -34,6 +39,7 @@
 
 #include "engine/planner.h"
 #include "util/log.h"
+#include "worker/memlimit.h"
 
 static volatile sig_atomic_t g_stop;
 static void on_term(int sig) { (void)sig; g_stop = 1; }
@@ -138,6 +144,8 @@ typedef struct worker {
   kq_worker row;
   int64_t cold_ms;              /* charged to the first task */
   int charged;
+  int mem_limited;              /* memory_mb is enforced (kw_mem_limit) */
+  int out_of_memory;            /* the last task ran out of memory: leave */
 } worker;
 
 static void put_row(worker *w, kq_wstate st, const char *job) {
@@ -228,6 +236,7 @@ static void run_job(worker *w, kq_job *j) {
   r.phase = "starting";
   r.eta_ms = -1;
   snprintf(r.job, sizeof r.job, "%s", j->id);
+  kw_mem_reset();                                 /* allocation failures from here on are this task's */
   r.mu = &w->beat.mu;
   r.cv = &w->beat.cv;
   pthread_mutex_lock(r.mu);
@@ -297,7 +306,8 @@ static void run_job(worker *w, kq_job *j) {
                  .out_start = (int64_t)json_integer_value(json_array_get(range, 0)),
                  .out_end = (int64_t)json_integer_value(json_array_get(range, 1)),
                  .inputs = (const char *const *)chunk_paths, .ninputs = nchunks,
-                 .threads = w->fc->res.cpus, .progress = on_progress, .progress_arg = &r, .cancel = &r.cancel};
+                 .threads = w->fc->res.cpus, .progress = on_progress, .progress_arg = &r, .cancel = &r.cancel,
+                 .memory_mb = w->fc->res.memory_mb};
     rc = fn->run(w->state, &t, &res, &e);
   }
   for (int k = 0; k < nchunks; k++) free(chunk_paths[k]);
@@ -310,6 +320,23 @@ static void run_job(worker *w, kq_job *j) {
     rc = ks_put_file(w->store, out_key, out_path, &e);
   }
   if (out_path[0]) remove(out_path);              /* whatever is left of a failed or cancelled run */
+  size_t failed_bytes = 0;
+  int oom = kw_mem_failed(&failed_bytes);
+  if (rc < 0 && rc != KILN_ECANCELLED && (oom || rc == KILN_ENOMEM || rc == KILN_EOOM)) {
+    /* whatever the code that met the failed allocation made of it (a "corrupt" frame, an encoder's
+     * "generic error"), the task ran out of memory */
+    char orig[sizeof e.msg], got[64] = "";
+    snprintf(orig, sizeof orig, "%s", e.msg);
+    if (oom && failed_bytes) snprintf(got, sizeof got, " (an allocation of %.1f MB failed)", (double)failed_bytes / (1 << 20));
+    else if (oom) snprintf(got, sizeof got, " (a new thread's stack did not fit)");
+    if (w->mem_limited)
+      rc = kiln_fail(&e, KILN_EOOM, "%s needed more memory than its worker's memory_mb of %d MB%s; raise "
+                     "functions.%s.memory_mb in the config, or send a smaller input (%s)",
+                     fn->name, w->fc->res.memory_mb, got, fn->name, orig);
+    else
+      rc = kiln_fail(&e, KILN_EOOM, "%s ran out of memory: the machine had none left%s (%s)", fn->name, got, orig);
+    w->out_of_memory = 1;
+  }
 
   pthread_mutex_lock(r.mu);
   r.done = 1;
@@ -376,6 +403,7 @@ static void run_job(worker *w, kq_job *j) {
     if (kq_fail(w->q, j->id, w->row.id, cls, e.msg, &cost, now, &retrying, &e2) < 0)
       klog(KLOG_WARN, "worker %s: could not record the failure of job %s: %s", w->row.id, j->id, e2.msg);
     klog(KLOG_INFO, "worker %s: job %s failed (%s%s): %s", w->row.id, j->id, cls, retrying ? ", will retry" : "", e.msg);
+    if (rc != KILN_EOOM) w->out_of_memory = 0;
   }
   json_decref(res.info);
   json_decref(params);
@@ -454,6 +482,15 @@ int kw_main(const kw_opts *o, kiln_err *e) {
   }
 
   const kf_desc *fn = w.fc->fn;
+  ke_apply_limits(o->cfg, o->fn);                 /* the pixel budget of this function's frames */
+  const char *why = NULL;
+  kiln_err le = {0};
+  int lim = kw_mem_limit(w.fc->res.memory_mb, &why, &le);   /* memory_mb, from what the worker holds now */
+  w.mem_limited = lim > 0;
+  if (lim < 0) klog(KLOG_WARN, "worker %s: memory_mb is not enforced: %s", w.row.id, le.msg);
+  else if (lim == 0) klog(KLOG_INFO, "worker %s: memory_mb is not enforced: %s", w.row.id, why);
+  else klog(KLOG_DEBUG, "worker %s: memory limited to %d MB (memory_mb) over its %.0f MB at start", w.row.id,
+            w.fc->res.memory_mb, (double)kw_mem_data() / (1 << 20));
   if (fn->enter && (r = fn->enter(&w.state, e)) < 0) {
     kiln_err_prefix(e, "%s: loading the function failed", fn->name);
     stop_beat(&w.beat, hb);
@@ -487,6 +524,10 @@ int kw_main(const kw_opts *o, kiln_err *e) {
       kq_job_release(&j);
       idle_since = mono_ms();
       if (o->max_tasks > 0 && w.row.tasks >= o->max_tasks) break;
+      if (w.out_of_memory) {                      /* a retry, and the next task, start in a fresh process */
+        klog(KLOG_INFO, "worker %s: leaving after a task ran out of memory", w.row.id);
+        break;
+      }
       continue;
     }
     int64_t left = (int64_t)idle_s * 1000 - (mono_ms() - idle_since);
