@@ -137,6 +137,19 @@ try:
     s, b, _ = A.req("GET", "/health")
     check("the server answers /health at the end", s == 200 and A.p.poll() is None, (s, b))
 
+    # --- a function's own budget above the global one holds for its chunks and its join too
+    B = Server(os.path.join(T, "b"), """
+limits: {max_pixels: 100x100}
+functions:
+  overlay: {max_pixels: 640x360, max_output_pixels: 640x360, max_workers: 2, idle_timeout_s: 1}
+""")
+    s, b, _ = B.req("PUT", "/v1/objects/in/clip.mp4", open(clip, "rb").read())
+    s, b, _ = B.req("POST", "/v1/functions/overlay/spawn", {"input": "in/clip.mp4", "plan": {"chunks": 2},
+                    "params": {"keyint": 0.2, "highlights": [{"frame": 0, "x": 100, "y": 100, "rx": 40, "ry": 40}]}})
+    j = B.wait_end(b.get("job_id", ""), 90) if s == 202 else b
+    check("functions.overlay.max_pixels over limits.max_pixels: a chunked job and its join run",
+          j.get("state") == "succeeded" and (j.get("plan") or {}).get("chunks") == 2, (j.get("state"), j.get("error"), j.get("plan")))
+
     # --- kiln run: the default, $KILN_MAX_PIXELS, --max-pixels / --max-output-pixels
     def local(args, env=None):
         r = subprocess.run([KILN, "run"] + args + ["--json", "-q"], capture_output=True, text=True,

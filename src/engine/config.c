@@ -315,6 +315,7 @@ void ke_apply_limits(const ke_config *c, const char *fn) {
   km_limits l;
   memset(&l, 0, sizeof l);
   const ke_fnconf *f = fn ? ke_fn(c, fn) : NULL;
+  if (f && f->fn->internal) f = NULL;             /* the join decodes no video, but opens what every function reads and makes */
   if (f) {
     l.max_pixels = f->max_pixels;
     l.max_out_pixels = f->max_out_pixels;

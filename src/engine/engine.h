@@ -56,8 +56,9 @@ int ke_config_load(ke_config *c, const char *path, kiln_err *e);
 void ke_config_release(ke_config *c);
 const ke_fnconf *ke_fn(const ke_config *c, const char *name);
 /* Puts this process under the pixel budget (km_limits_set) of function fn
- * (a worker), or with fn NULL the largest of every function's (the
- * server: its probes decode nothing a worker would refuse to). */
+ * (a worker), or with fn NULL or internal (the join) the largest of every
+ * function's (the server: its probes decode nothing a worker would refuse
+ * to; the join opens sources and chunks of any function). */
 void ke_apply_limits(const ke_config *c, const char *fn);
 
 /* USD per second for one worker of a function: its GPU class's price, or
