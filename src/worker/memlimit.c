@@ -197,6 +197,16 @@ int kw_mem_limit(int memory_mb, const char **why, kiln_err *e) {
   if (rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max) want = rl.rlim_max;   /* an operator's lower limit stays */
   rl.rlim_cur = want;
   if (setrlimit(RLIMIT_DATA, &rl) != 0) return kiln_fail(e, KILN_EINTERNAL, "setrlimit(RLIMIT_DATA): %s", strerror(errno));
+  /* a thread's stack counts in full: at most the usual 8 MiB each, whatever `ulimit -s` says (glibc's
+   * default follows it, and takes 32 MiB when it is unlimited) */
+  pthread_attr_t a;
+  size_t stack = 0;
+  if (pthread_getattr_default_np(&a) == 0) {
+    if (pthread_attr_getstacksize(&a, &stack) == 0 && stack > ((size_t)8 << 20) &&
+        pthread_attr_setstacksize(&a, (size_t)8 << 20) == 0)
+      pthread_setattr_default_np(&a);
+    pthread_attr_destroy(&a);
+  }
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_crash;
