@@ -256,6 +256,44 @@ static void test_lookahead(void) {
  * before anything is allocated for its pixels; a 30000x30000 PNG says that
  * (it was "truncated"); an mp4 whose sample description claims absurd
  * dimensions is bad input. Every input is made here. */
+/* An input is one file (found probing arbitrary bytes for tests/fuzz/fuzz_probe): an uploaded HLS playlist naming
+ * another file on the server was probed and decoded as that file, and a name with a %d pattern as the numbered
+ * files beside it. Still pictures (image2 opens the file again per packet) still read. */
+static void test_one_file_only(void) {
+  kiln_err e = {0};
+  km_testsrc t = coords(64, 48, 10);
+  CHECK(km_testsrc_write(t_path("secret.mp4"), &t, &e) == 0, "%s", e.msg);
+  char pl[8192];
+  snprintf(pl, sizeof pl, "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n%s\n#EXT-X-ENDLIST\n", t_path("secret.mp4"));
+  FILE *f = fopen(t_path("upload"), "w");
+  fputs(pl, f);
+  fclose(f);
+  km_probe p;
+  memset(&p, 0, sizeof p);
+  int r = km_probe_file(t_path("upload"), &p, &e);
+  CHECK(r == KILN_ENOTMEDIA && !p.has_video, "a playlist naming a local file was read as it (%d, %s, %dx%d)", r, p.container,
+        p.width, p.height);
+  km_decoder *d = NULL;
+  r = km_decoder_open(&d, t_path("upload"), NULL, 0, -1, 0, &e);
+  CHECK(r < 0, "the playlist decodes");
+  if (r == 0) km_decoder_free(d);
+  km_image im;
+  CHECK(km_image_alloc(&im, 8, 6) == 0, "alloc");
+  memset(im.rgb, 128, 8 * 6 * 3);
+  CHECK(km_image_write_png(t_path("img1.png"), &im, &e) == 0 && km_image_write_png(t_path("pic.png"), &im, &e) == 0, "%s", e.msg);
+  km_image_release(&im);
+  f = fopen(t_path("img%d.png"), "w");           /* the literal name exists (the store holds it); its numbered neighbours too */
+  fputs("not a picture", f);
+  fclose(f);
+  memset(&p, 0, sizeof p);
+  r = km_probe_file(t_path("img%d.png"), &p, &e);
+  CHECK(r < 0 || p.width == 0, "a %%d name was read as its numbered neighbour (%s %dx%d)", p.container, p.width, p.height);
+  CHECK(km_image_read(t_path("img%d.png"), &im, &e) < 0, "a %%d name was decoded as its numbered neighbour");
+  km_image_release(&im);
+  CHECK(km_image_read(t_path("pic.png"), &im, &e) == 0 && im.w == 8 && im.h == 6, "a still picture reads: %s", e.msg);
+  km_image_release(&im);
+}
+
 static void test_pixel_budget(void) {
   kiln_err e = {0};
   km_probe p;
@@ -356,6 +394,7 @@ static void test_pixel_budget(void) {
 int main(void) {
   av_log_set_level(AV_LOG_QUIET);
   T_RUN(test_pixel_budget);
+  T_RUN(test_one_file_only);
   T_RUN(test_probe);
   T_RUN(test_range_decode);
   T_RUN(test_rotation);

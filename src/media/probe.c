@@ -7,7 +7,9 @@
  * overrides); above that they are estimated from duration x fps and marked
  * frames_exact = 0. Every input is held to the pixel budget when opened
  * (km_open_input2, limits.c): what its header declares, then what FFmpeg's
- * stream analysis (whose decoders may decode nothing larger) finds. */
+ * stream analysis (whose decoders may decode nothing larger) finds. An input
+ * is one file: a demuxer that would open any other file or URL (an HLS or
+ * DASH playlist, an image sequence) is refused it (input_only). */
 #include "media/media.h"
 #include "media/media_int.h"
 
@@ -16,6 +18,7 @@
 #include <libavutil/display.h>
 #include <libavutil/pixdesc.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +68,26 @@ int km_open_input(AVFormatContext **out, const char *path, kiln_err *e) {
   return km_open_input2(out, path, 0, e);
 }
 
+/* FFmpeg's own opener, the same for every context (taken from a fresh one once). */
+static int (*default_io_open)(struct AVFormatContext *, AVIOContext **, const char *, int, AVDictionary **);
+static void take_default_io_open(void) {
+  AVFormatContext *fc = avformat_alloc_context();
+  if (fc) default_io_open = fc->io_open;
+  avformat_free_context(fc);
+}
+
+/* Every file a demuxer opens goes through here: only the input itself
+ * (s->url, which avformat_open_input sets before it opens anything) is
+ * allowed, again and again (image2 opens it per packet). Without this an
+ * uploaded .m3u8 naming "/any/local/file.mp4" or "http://10.0.0.1/..." made
+ * kiln read that file or fetch that URL as the job's input, and a key like
+ * "a%d.png" read a0.png, a1.png... (found probing arbitrary bytes for
+ * tests/fuzz/fuzz_probe). */
+static int input_only(struct AVFormatContext *s, AVIOContext **pb, const char *url, int flags, AVDictionary **options) {
+  if (!s->url || !default_io_open || strcmp(url, s->url) != 0) return AVERROR(EPERM);
+  return default_io_open(s, pb, url, flags, options);
+}
+
 int km_open_input2(AVFormatContext **out, const char *path, int quick, kiln_err *e) {
   struct stat sb;
   if (stat(path, &sb) != 0)
@@ -72,8 +95,12 @@ int km_open_input2(AVFormatContext **out, const char *path, int quick, kiln_err 
                      strerror(errno));
   if (S_ISDIR(sb.st_mode)) return kiln_fail(e, KILN_EINVAL, "input '%s' is a directory, not a media file", path);
   if (sb.st_size == 0) return kiln_fail(e, KILN_ENOTMEDIA, "input '%s' is empty (0 bytes), not a media file", path);
-  AVFormatContext *fc = NULL;
-  int r = avformat_open_input(&fc, path, NULL, NULL);
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, take_default_io_open);
+  AVFormatContext *fc = avformat_alloc_context();
+  if (!fc) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+  fc->io_open = input_only;
+  int r = avformat_open_input(&fc, path, NULL, NULL);   /* frees fc when it fails */
   char eb[128];
   if (r < 0)
     return kiln_fail(e, KILN_ENOTMEDIA, "input '%s' is not a media file FFmpeg can read (%s)", path,
