@@ -257,8 +257,8 @@ static void test_lookahead(void) {
  * (it was "truncated"); an mp4 whose sample description claims absurd
  * dimensions is bad input. Every input is made here. */
 /* An input is one file (found probing arbitrary bytes for tests/fuzz/fuzz_probe): an uploaded HLS playlist naming
- * another file on the server was probed and decoded as that file, and a name with a %d pattern as the numbered
- * files beside it. Still pictures (image2 opens the file again per packet) still read. */
+ * another file on the server was probed and decoded as that file, an ffconcat script as the file beside it, and a
+ * name with a %d pattern as the numbered files beside it. Still pictures (image2 opens the file again per packet) still read. */
 static void test_one_file_only(void) {
   kiln_err e = {0};
   km_testsrc t = coords(64, 48, 10);
@@ -277,6 +277,13 @@ static void test_one_file_only(void) {
   r = km_decoder_open(&d, t_path("upload"), NULL, 0, -1, 0, &e);
   CHECK(r < 0, "the playlist decodes");
   if (r == 0) km_decoder_free(d);
+  f = fopen(t_path("script"), "w");              /* concat opens what it names itself, past the demuxers' opener */
+  fputs("ffconcat version 1.0\nfile secret.mp4\n", f);
+  fclose(f);
+  memset(&p, 0, sizeof p);
+  r = km_probe_file(t_path("script"), &p, &e);
+  CHECK(r == KILN_ENOTMEDIA && !p.has_video, "an ffconcat script naming a neighbour was read as it (%d, %s, %dx%d)", r,
+        p.container, p.width, p.height);
   km_image im;
   CHECK(km_image_alloc(&im, 8, 6) == 0, "alloc");
   memset(im.rgb, 128, 8 * 6 * 3);

@@ -105,6 +105,10 @@ int km_open_input2(AVFormatContext **out, const char *path, int quick, kiln_err 
   if (r < 0)
     return kiln_fail(e, KILN_ENOTMEDIA, "input '%s' is not a media file FFmpeg can read (%s)", path,
                      kiln_averr(r, eb, sizeof eb));
+  if (!strcmp(fc->iformat->name, "concat")) {     /* a script naming other files, opened in contexts past input_only */
+    avformat_close_input(&fc);
+    return kiln_fail(e, KILN_ENOTMEDIA, "input '%s' is an ffconcat script naming other files; kiln reads one media file", path);
+  }
   if (!strcmp(fc->iformat->name, "tty")) {        /* FFmpeg renders any text file as "ANSI art" video */
     avformat_close_input(&fc);
     return kiln_fail(e, KILN_ENOTMEDIA, "input '%s' is a text file, not a media file", path);

@@ -5,8 +5,11 @@
  * .png: FFmpeg weighs it when it guesses the format), the rest is the file.
  * A probe that succeeds must describe something a planner can use: sizes
  * and counts not negative, a rotation of 0/90/180/270, a frame rate > 0
- * when there is video, at most KM_MAX_AUDIO audio streams. Messages are
- * valid UTF-8. */
+ * when there is video, at most KM_MAX_AUDIO audio streams, and never what
+ * another file holds: "@CANARY@" in the input becomes the path of a 62x46
+ * 7 fps clip made at start, which no probe may report (a playlist or script
+ * that names it must not be read as it; seeds.c writes HLS, DASH and
+ * ffconcat ones). Messages are valid UTF-8. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,10 +21,30 @@
 
 extern void av_log_set_level(int);
 
+static char canary[4200];
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc; (void)argv;
   av_log_set_level(-8);                           /* AV_LOG_QUIET */
+  snprintf(canary, sizeof canary, "%s/canary.mp4", fz_scratch());
+  km_testsrc t = {.pattern = KM_PATTERN_BARS, .width = 62, .height = 46, .fps = {7, 1}, .frames = 3, .gop = 1};
+  kiln_err e = {0};
+  if (km_testsrc_write(canary, &t, &e) < 0) fz_fail("canary: %s", e.msg);
   return 0;
+}
+
+/* data with every "@CANARY@" replaced by the canary's path; free() it. */
+static uint8_t *with_canary(const uint8_t *data, size_t n, size_t *out) {
+  static const char mark[] = "@CANARY@";
+  size_t ml = sizeof mark - 1, cl = strlen(canary), k = 0;
+  uint8_t *b = malloc(n / ml * cl + n + 1);
+  if (!b) abort();
+  for (size_t i = 0; i < n;) {
+    if (i + ml <= n && !memcmp(data + i, mark, ml)) { memcpy(b + k, canary, cl); k += cl; i += ml; }
+    else b[k++] = data[i++];
+  }
+  *out = k;
+  return b;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -29,7 +52,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static const char *const ext[] = {"", ".mp4", ".mkv", ".png"};
   char path[4200];
   snprintf(path, sizeof path, "%s/in%s", fz_scratch(), ext[data[0] & 3]);
-  fz_write(path, data + 1, size - 1);
+  size_t n;
+  uint8_t *file = with_canary(data + 1, size - 1, &n);
+  fz_write(path, file, n);
+  free(file);
   km_probe p;
   kiln_err e = {0};
   int r = km_probe_file(path, &p, &e);
@@ -41,6 +67,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (p.has_video && !(p.fps > 0 && isfinite(p.fps) && p.fps_q.num > 0 && p.fps_q.den > 0))
       fz_fail("probe: video at %g fps (%d/%d)", p.fps, p.fps_q.num, p.fps_q.den);
     if (!memchr(p.container, 0, sizeof p.container) || !memchr(p.vcodec, 0, sizeof p.vcodec)) fz_fail("probe: names not terminated");
+    if (p.width == 62 && p.height == 46 && p.fps_q.num == 7 && p.fps_q.den == 1)
+      fz_fail("probe: the input was read as another file (the canary, %s)", p.container);
     (void)km_probe_is_image(&p);
   }
   unlink(path);

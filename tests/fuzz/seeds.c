@@ -389,6 +389,17 @@ int main(int argc, char **argv) {
   seed1(0, mp4, mp4_n);
   seed1(3, png_rgb, png_rgb_n);
   seed1(0, jpeg, jpeg_n);
+  /* files that name another file (the harness puts its canary's path for @CANARY@): none may be read as it */
+  static const char *const refs[] = {
+      "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n@CANARY@\n#EXT-X-ENDLIST\n",
+      "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:@CANARY@\n#EXT-X-ENDLIST\n",
+      "ffconcat version 1.0\nfile '@CANARY@'\n",
+      "ffconcat version 1.0\nfile canary.mp4\n",
+      "<?xml version=\"1.0\"?>\n<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" type=\"static\" mediaPresentationDuration=\"PT1S\">"
+      "<Period><AdaptationSet mimeType=\"video/mp4\"><Representation id=\"1\" bandwidth=\"1000\"><BaseURL>@CANARY@</BaseURL>"
+      "</Representation></AdaptationSet></Period></MPD>\n",
+      NULL};
+  for (int i = 0; refs[i]; i++) seed1(0, refs[i], strlen(refs[i]));
   printf("fuzz_seeds: wrote the seed corpora under %s\n", out_dir);
   return 0;
 }
