@@ -55,7 +55,7 @@
 static atomic_int g_failed;
 static atomic_size_t g_fail_size;
 
-static void note(size_t n) {
+__attribute__((unused)) static void note(size_t n) {   /* unused in sanitizer builds */
   if (!atomic_exchange(&g_failed, 1)) atomic_store(&g_fail_size, n);
 }
 
@@ -170,7 +170,7 @@ size_t kw_mem_data(void) {
 /* A crash after an allocation failed is the library's answer to running
  * out of memory: exit with KW_EXIT_OOM. Any other crash goes on to its
  * default action (SA_RESETHAND, and the signal raised again). */
-static void on_crash(int sig) {
+__attribute__((unused)) static void on_crash(int sig) {
   if (atomic_load(&g_failed)) {
     static const char m[] = "kiln worker: crashed after an allocation failed (over its function's memory_mb)\n";
     ssize_t w = write(2, m, sizeof m - 1);
