@@ -198,6 +198,31 @@ try:
           and re.match(r"chunk \d: noop was asked to fail as bad input", j["error"]["message"]), j.get("error"))
     B.stop()
 
+    # a chunked job that ends failed or cancelled leaves none of its chunks in the store
+    # (one worker: chunk 0 is done and stored before chunk 1 runs)
+    C = Server(os.path.join(T, "cc"), "lease_s: 2\nslots: {cpu: 8}\nfunctions:\n  noop: {cpus: 1, max_workers: 1, idle_timeout_s: 20}\n")
+    def chunk_objects(jid):
+        d = os.path.join(C.home, "store", "objects", "jobs", jid)
+        return sorted(f for f in os.listdir(d) if f.startswith("chunk-")) if os.path.isdir(d) else []
+    s, b, _ = C.req("POST", "/v1/functions/noop/spawn", {"params": {"frames": 40, "ms_per_frame": 10, "fail": "bad_input", "fail_at": 30},
+                                                         "plan": {"chunks": 2}})
+    j = C.wait_end(b["job_id"], 60)
+    tasks = C.job(b["job_id"]).get("tasks", [])
+    check("failed chunked job: chunk 0 succeeded, chunk 1 failed as bad input",
+          j["state"] == "failed" and sorted((t["part"], t["state"]) for t in tasks if t["kind"] == "chunk") == [(0, "succeeded"), (1, "failed")],
+          (j["state"], tasks))
+    check("failed chunked job: no chunk left in the store", until(lambda: not chunk_objects(b["job_id"]), 10), chunk_objects(b["job_id"]))
+    s, b, _ = C.req("POST", "/v1/functions/noop/spawn", {"params": {"frames": 400, "ms_per_frame": 10}, "plan": {"chunks": 2}})
+    jid = b["job_id"]
+    first = until(lambda: any(t["kind"] == "chunk" and t["state"] == "succeeded" for t in C.job(jid).get("tasks", [])), 30)
+    had = chunk_objects(jid)
+    C.req("DELETE", "/v1/jobs/" + jid)
+    ended = until(lambda: all(t["state"] in ("succeeded", "cancelled", "failed") for t in C.job(jid)["tasks"])
+                  and C.fn_stats("noop")["workers"]["busy"] == 0, 20)
+    check("cancelled chunked job: its finished chunk was stored, then removed with the rest",
+          first and had and ended and until(lambda: not chunk_objects(jid), 10), (had, chunk_objects(jid)))
+    C.stop()
+
     # kiln plan: the table, N=1 for a short input and more for a long one under `time`
     env = dict(os.environ, KILN_HOME=os.path.join(T, "c"))
     os.makedirs(env["KILN_HOME"], exist_ok=True)

@@ -712,6 +712,7 @@ static enum MHD_Result route(kiln_server *s, struct MHD_Connection *c, const cha
       if (r == KILN_ENOENT) return kh_error(s, c, 404, "not_found", "no job '%s'", id);
       if (r == KILN_EINVAL) return kh_error(s, c, 409, "conflict", "%s", e.msg);
       if (r < 0) return kh_error(s, c, 500, "internal", "%s", e.msg);
+      ke_drop_chunks(s->store, id);                /* a chunked job's finished chunks; running ones remove their own */
       ke_hooks_kick(s->hooks);
     } else if (!get) {
       return kh_error(s, c, 405, "method_not_allowed", "/v1/jobs/{id} takes GET or DELETE");

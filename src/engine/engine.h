@@ -78,6 +78,11 @@ int64_t ke_now_ms(void);
 /* A job as the HTTP API shows it (see docs/http.md). Output URLs are
  * presigned GET URLs under base_url, valid for a day. */
 json_t *ke_job_json(const kq_job *j, ks_store *s, const char *base_url, int64_t now_ms);
+/* Removes the chunk outputs (jobs/ID/chunk-*) of chunked job ID, for a job
+ * that ended failed or cancelled (a join removes them itself). Chunks still
+ * running remove their own output when they find the job cancelled. Returns
+ * how many were removed. */
+int ke_drop_chunks(ks_store *s, const char *job_id);
 
 /* Durable submission with group commit (submit.c): ke_submit returns once
  * the job is fsynced, sharing one transaction with concurrent callers. */

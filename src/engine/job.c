@@ -4,6 +4,7 @@
 #include "engine/engine.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -82,4 +83,32 @@ json_t *ke_job_json(const kq_job *j, ks_store *s, const char *base_url, int64_t 
                                                 j->hook_attempts));
   }
   return o;
+}
+
+typedef struct chunk_keys { char k[64][300]; int n; } chunk_keys;
+
+static int chunk_cb(void *arg, const char *key, const ks_stat *st) {
+  (void)st;
+  chunk_keys *c = arg;
+  const char *slash = strrchr(key, '/');
+  if (slash && !strncmp(slash + 1, "chunk-", 6) && c->n < 64) snprintf(c->k[c->n++], sizeof c->k[0], "%s", key);
+  return 0;
+}
+
+int ke_drop_chunks(ks_store *s, const char *job_id) {
+  char prefix[96];
+  snprintf(prefix, sizeof prefix, "jobs/%s/", job_id);
+  int total = 0;
+  for (int round = 0; round < 64; round++) {      /* 64 keys a round: any number of chunks */
+    chunk_keys *c = calloc(1, sizeof *c);
+    if (!c) return total;
+    kiln_err e = {0};
+    if (ks_list(s, prefix, chunk_cb, c, &e) < 0) c->n = 0;
+    int n = c->n, gone = 0;
+    for (int i = 0; i < n; i++) gone += ks_delete(s, c->k[i], &e) == 0;
+    free(c);
+    total += gone;
+    if (n < 64 || gone == 0) break;
+  }
+  return total;
 }

@@ -18,6 +18,7 @@ static const kf_param noop_params[] = {
     {"ms_per_frame", KF_NUM, "0", 0, 1, 0, 60000, NULL, NULL, "wall time each frame takes, milliseconds"},
     {"output", KF_BOOL, "true", 0, 0, 0, 0, NULL, NULL, "write the small JSON output object (false: the result's stats are all; measures dispatch without file-system work)"},
     {"fail", KF_STR, "\"none\"", 0, 0, 0, 0, fail_modes, NULL, "fail the run after the frames: as bad input or as an internal error"},
+    {"fail_at", KF_INT, "-1", 0, 1, -1, 1e7, NULL, NULL, "with fail: only the task whose frames include this one fails (one chunk of a chunked job); -1: every task"},
     {NULL}};
 
 static void sleep_ms(double ms) {
@@ -46,6 +47,8 @@ static int noop_run(void *state, const kf_task *t, kf_result *res, kiln_err *e) 
     sleep_ms(ms);
     if (t->progress) t->progress(t->progress_arg, i + 1 - start, frames - start);
   }
+  int64_t at = json_integer_value(json_object_get(t->params, "fail_at"));
+  if (at >= 0 && (at < start || at >= frames)) fail = "none";   /* another task's frame */
   if (!strcmp(fail, "bad_input")) return kiln_fail(e, KILN_EPARAM, "noop was asked to fail as bad input");
   if (!strcmp(fail, "internal")) return kiln_fail(e, KILN_EINTERNAL, "noop was asked to fail with an internal error");
   res->stats.frames_in = res->stats.frames_out = frames - start;

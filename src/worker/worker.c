@@ -403,6 +403,10 @@ static void run_job(worker *w, kq_job *j) {
     if (kq_fail(w->q, j->id, w->row.id, cls, e.msg, &cost, now, &retrying, &e2) < 0)
       klog(KLOG_WARN, "worker %s: could not record the failure of job %s: %s", w->row.id, j->id, e2.msg);
     klog(KLOG_INFO, "worker %s: job %s failed (%s%s): %s", w->row.id, j->id, cls, retrying ? ", will retry" : "", e.msg);
+    if (!retrying && (j->kind == KQ_CHUNK || j->kind == KQ_JOIN) && j->parent[0]) {   /* the whole job failed: its chunks go */
+      int n = ke_drop_chunks(w->store, j->parent);
+      if (n) klog(KLOG_INFO, "worker %s: job %s failed: removed %d chunk(s) of it from the store", w->row.id, j->parent, n);
+    }
     if (rc != KILN_EOOM) w->out_of_memory = 0;
   }
   json_decref(res.info);
