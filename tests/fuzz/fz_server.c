@@ -102,7 +102,15 @@ int fz_http(const char *req, size_t n, const char **body) {
   sa.sin_family = AF_INET;
   sa.sin_port = htons((uint16_t)srv.port);
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) fz_fail("connect: %s", strerror(errno));
+  /* libFuzzer's -timeout ticks SIGALRM every second: every call here may be interrupted and is resumed */
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    if (errno != EINTR) fz_fail("connect: %s", strerror(errno));
+    struct pollfd w = {fd, POLLOUT, 0};
+    int err = 0;
+    socklen_t el = sizeof err;
+    while (poll(&w, 1, 10000) < 0 && errno == EINTR) {}
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err) fz_fail("connect: %s", strerror(err ? err : errno));
+  }
   size_t off = 0, got = 0;
   struct timespec t0;
   clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -111,11 +119,14 @@ int fz_http(const char *req, size_t n, const char **body) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     long ms = 10000 - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
-    if (ms <= 0 || poll(&p, 1, (int)ms) == 0) fz_fail("the server did not answer within 10 s");
+    if (ms <= 0) fz_fail("the server did not answer within 10 s");
+    int pr = poll(&p, 1, (int)ms);
+    if (pr < 0 && errno == EINTR) continue;
+    if (pr == 0) fz_fail("the server did not answer within 10 s");
     if ((p.revents & POLLOUT) && off < n) {
       ssize_t k = send(fd, req + off, n - off, MSG_NOSIGNAL);
       if (k > 0) off += (size_t)k;
-      else off = n;                               /* the server closed early (e.g. 413 before the body) */
+      else if (errno != EINTR) off = n;           /* the server closed early (e.g. 413 before the body) */
     }
     if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
       if (got + 4097 > answer_cap) {
@@ -123,6 +134,7 @@ int fz_http(const char *req, size_t n, const char **body) {
         if (!(answer = realloc(answer, answer_cap))) abort();
       }
       ssize_t k = recv(fd, answer + got, answer_cap - got - 1, 0);
+      if (k < 0 && errno == EINTR) continue;
       if (k <= 0) break;
       got += (size_t)k;
     }
