@@ -200,7 +200,7 @@ try:
 
     # a chunked job that ends failed or cancelled leaves none of its chunks in the store
     # (one worker: chunk 0 is done and stored before chunk 1 runs)
-    C = Server(os.path.join(T, "cc"), "lease_s: 2\nslots: {cpu: 8}\nfunctions:\n  noop: {cpus: 1, max_workers: 1, idle_timeout_s: 20}\n")
+    C = Server(os.path.join(T, "cc"), "lease_s: 2\nslots: {cpu: 8}\nfunctions:\n  noop: {cpus: 1, max_workers: 1, idle_timeout_s: 20, retries: 0}\n")
     def chunk_objects(jid):
         d = os.path.join(C.home, "store", "objects", "jobs", jid)
         return sorted(f for f in os.listdir(d) if f.startswith("chunk-")) if os.path.isdir(d) else []
@@ -221,6 +221,21 @@ try:
                   and C.fn_stats("noop")["workers"]["busy"] == 0, 20)
     check("cancelled chunked job: its finished chunk was stored, then removed with the rest",
           first and had and ended and until(lambda: not chunk_objects(jid), 10), (had, chunk_objects(jid)))
+    # a chunk's worker killed with no retries left: the autoscaler fails the job, and its chunks go
+    s, b, _ = C.req("POST", "/v1/functions/noop/spawn", {"params": {"frames": 400, "ms_per_frame": 10}, "plan": {"chunks": 2}})
+    jid = b["job_id"]
+    second = until(lambda: (lambda t: t if t and t[0]["state"] == "succeeded" and t[1]["state"] == "running" and t[1]["frames_done"] > 0 else None)(
+        sorted([t for t in C.job(jid).get("tasks", []) if t["kind"] == "chunk"], key=lambda t: t["part"])), 30)
+    had = chunk_objects(jid)
+    for (pid,) in __import__("sqlite3").connect(os.path.join(C.home, "queue.db")).execute("SELECT pid FROM workers WHERE state<3").fetchall():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    j = C.wait_end(jid, 30)
+    check("a chunk's worker killed, no retries: the job fails as worker_lost, its stored chunk removed",
+          second and had and j["state"] == "failed" and j["error"]["class"] == "worker_lost" and until(lambda: not chunk_objects(jid), 10),
+          (had, j.get("state"), j.get("error"), chunk_objects(jid)))
     C.stop()
 
     # kiln plan: the table, N=1 for a short input and more for a long one under `time`

@@ -113,18 +113,36 @@ static int held_cb(void *arg, const kq_job *j) {
   memcpy(h->job.id, j->id, sizeof j->id);
   memcpy(h->job.fn, j->fn, sizeof j->fn);
   h->job.claimed_ms = j->claimed_ms;
+  memcpy(h->job.parent, j->parent, sizeof j->parent);
   h->found = 1;
   return 1;
 }
 
+/* A chunk or join whose failure ended its chunked job: the job's stored
+ * chunks go (ke_drop_chunks). parent: the task's split job, or "". */
+static void drop_chunks_if_ended(ke_scaler *s, const char *parent) {
+  if (!parent[0] || !s->store) return;
+  kq_job p;
+  kiln_err e = {0};
+  if (kq_get(s->q, parent, &p, &e) < 0) return;
+  if (p.state == KQ_FAILED || p.state == KQ_CANCELLED) {
+    int n = ke_drop_chunks(s->store, parent);
+    if (n) klog(KLOG_INFO, "autoscaler: job %s failed: removed %d chunk(s) of it from the store", parent, n);
+  }
+  kq_job_release(&p);
+}
+
 /* The run of a worker that died or was killed still used its resources:
- * charge them (claim to now) to its job before the job is failed. */
-static void charge_lost_run(ke_scaler *s, const char *worker, int64_t now) {
+ * charge them (claim to now) to its job before the job is failed. parent
+ * (KQ_ID_LEN) gets the task's split job, or "". */
+static void charge_lost_run(ke_scaler *s, const char *worker, int64_t now, char *parent) {
   held h;
   memset(&h, 0, sizeof h);
+  parent[0] = 0;
   h.worker = worker;
   kiln_err e = {0};
   kq_running(s->q, held_cb, &h, &e);
+  if (h.found) memcpy(parent, h.job.parent, KQ_ID_LEN);
   const ke_fnconf *fc = h.found ? ke_fn(s->c, h.job.fn) : NULL;
   if (!fc || h.job.claimed_ms <= 0 || now <= h.job.claimed_ms) return;
   int units = 1;
@@ -138,10 +156,12 @@ static void charge_lost_run(ke_scaler *s, const char *worker, int64_t now) {
 static void worker_gone(ke_scaler *s, const char *id, const char *why, const char *cls) {
   kiln_err e = {0};
   int n = 0;
-  charge_lost_run(s, id, ke_now_ms());
+  char parent[KQ_ID_LEN];
+  charge_lost_run(s, id, ke_now_ms(), parent);
   char msg[300];
   snprintf(msg, sizeof msg, "worker %s %s while running the task", id, why);
   if (kq_fail_worker(s->q, id, cls, msg, ke_now_ms(), &n, &e) < 0) klog(KLOG_WARN, "autoscaler: %s", e.msg);
+  else if (n) drop_chunks_if_ended(s, parent);
   if (n) klog(KLOG_WARN, "autoscaler: worker %s %s; its task will be retried if it has retries left", id, why);
   mark_exited(s, id);
   if (s->store) ks_sweep(s->store);               /* its scratch folder, no longer locked */
@@ -374,8 +394,9 @@ static void timeouts(ke_scaler *s, const rows *r, int64_t now) {
     snprintf(msg, sizeof msg, "the task ran past %s's timeout of %d s; its worker was stopped", run.j[i].fn,
              fc->res.timeout_s);
     int n = 0;
-    charge_lost_run(s, run.j[i].worker, now);
-    kq_fail_worker(s->q, run.j[i].worker, "timeout", msg, now, &n, &e);
+    char parent[KQ_ID_LEN];
+    charge_lost_run(s, run.j[i].worker, now, parent);
+    if (kq_fail_worker(s->q, run.j[i].worker, "timeout", msg, now, &n, &e) == 0 && n) drop_chunks_if_ended(s, parent);
     klog(KLOG_WARN, "autoscaler: job %s: %s", run.j[i].id, msg);
   }
   free(run.j);
