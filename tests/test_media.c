@@ -8,6 +8,8 @@
 #include <string.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "img/img.h"
@@ -257,8 +259,9 @@ static void test_lookahead(void) {
  * (it was "truncated"); an mp4 whose sample description claims absurd
  * dimensions is bad input. Every input is made here. */
 /* An input is one file (found probing arbitrary bytes for tests/fuzz/fuzz_probe): an uploaded HLS playlist naming
- * another file on the server was probed and decoded as that file, an ffconcat script as the file beside it, and a
- * name with a %d pattern as the numbered files beside it. Still pictures (image2 opens the file again per packet) still read. */
+ * another file on the server was probed and decoded as that file (and a live one whose segment could not be opened
+ * made FFmpeg wait forever), an ffconcat script as the file beside it, and a name with a %d pattern as the numbered
+ * files beside it. Still pictures (image2 opens the file again per packet) still read. */
 static void test_one_file_only(void) {
   kiln_err e = {0};
   km_testsrc t = coords(64, 48, 10);
@@ -284,6 +287,21 @@ static void test_one_file_only(void) {
   r = km_probe_file(t_path("script"), &p, &e);
   CHECK(r == KILN_ENOTMEDIA && !p.has_video, "an ffconcat script naming a neighbour was read as it (%d, %s, %dx%d)", r,
         p.container, p.width, p.height);
+  /* a live playlist (no #EXT-X-ENDLIST) whose segment cannot be opened: FFmpeg waited for new segments forever */
+  f = fopen(t_path("live"), "w");
+  fprintf(f, "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n%s\n", t_path("secret.mp4"));
+  fclose(f);
+  pid_t pid = fork();
+  if (pid == 0) {
+    kiln_err ce = {0};
+    km_probe cp;
+    _exit(km_probe_file(t_path("live"), &cp, &ce) == KILN_ENOTMEDIA ? 0 : 1);
+  }
+  int st = -1, waited = 0;
+  while (pid > 0 && waitpid(pid, &st, WNOHANG) == 0 && waited < 300) { usleep(100000); waited++; }
+  if (pid > 0 && waited >= 300) { kill(pid, SIGKILL); waitpid(pid, &st, 0); }
+  CHECK(pid > 0 && waited < 300 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "a live playlist: %s",
+        waited >= 300 ? "still waiting after 30 s" : "not refused as not media");
   km_image im;
   CHECK(km_image_alloc(&im, 8, 6) == 0, "alloc");
   memset(im.rgb, 128, 8 * 6 * 3);

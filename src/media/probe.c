@@ -88,6 +88,21 @@ static int input_only(struct AVFormatContext *s, AVIOContext **pb, const char *u
   return default_io_open(s, pb, url, flags, options);
 }
 
+/* Demuxers whose input names other files (HLS and DASH playlists, ffconcat
+ * scripts) are stopped at their first read, before their header is parsed:
+ * FFmpeg asks the interrupt callback before every read. Besides reading
+ * what they name (concat opens it in contexts of its own, past input_only),
+ * a live playlist whose segments cannot be opened made FFmpeg wait for new
+ * ones forever, in the planner's thread of `kiln serve` too (fuzz_probe). */
+static __thread char refused_format[32];         /* for the message: which one (its context is gone by then) */
+static int refuse_references(void *arg) {        /* arg: the context; its I/O copies this, so it lives as long */
+  const AVFormatContext *fc = arg;
+  const char *n = fc->iformat ? fc->iformat->name : "";
+  if (strcmp(n, "hls") && strcmp(n, "dash") && strcmp(n, "concat")) return 0;
+  snprintf(refused_format, sizeof refused_format, "%s", n);
+  return 1;
+}
+
 int km_open_input2(AVFormatContext **out, const char *path, int quick, kiln_err *e) {
   struct stat sb;
   if (stat(path, &sb) != 0)
@@ -100,15 +115,16 @@ int km_open_input2(AVFormatContext **out, const char *path, int quick, kiln_err 
   AVFormatContext *fc = avformat_alloc_context();
   if (!fc) return kiln_fail(e, KILN_ENOMEM, "out of memory");
   fc->io_open = input_only;
+  fc->interrupt_callback = (AVIOInterruptCB){refuse_references, fc};
+  refused_format[0] = 0;
   int r = avformat_open_input(&fc, path, NULL, NULL);   /* frees fc when it fails */
   char eb[128];
+  if (r < 0 && refused_format[0])
+    return kiln_fail(e, KILN_ENOTMEDIA, "input '%s' is a %s playlist or script naming other files; kiln reads one media file",
+                     path, refused_format);
   if (r < 0)
     return kiln_fail(e, KILN_ENOTMEDIA, "input '%s' is not a media file FFmpeg can read (%s)", path,
                      kiln_averr(r, eb, sizeof eb));
-  if (!strcmp(fc->iformat->name, "concat")) {     /* a script naming other files, opened in contexts past input_only */
-    avformat_close_input(&fc);
-    return kiln_fail(e, KILN_ENOTMEDIA, "input '%s' is an ffconcat script naming other files; kiln reads one media file", path);
-  }
   if (!strcmp(fc->iformat->name, "tty")) {        /* FFmpeg renders any text file as "ANSI art" video */
     avformat_close_input(&fc);
     return kiln_fail(e, KILN_ENOTMEDIA, "input '%s' is a text file, not a media file", path);
