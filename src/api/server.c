@@ -303,6 +303,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
   }
   if (rq->waiting) return kh_call_poll(s, c, rq);
   if (!strcmp(url, "/health")) {
+    if (*upload_size) { *upload_size = 0; return MHD_YES; }   /* a body is read and dropped: MHD answers only after it */
     if (strcmp(method, "GET") != 0) return send_error(c, 405, "method_not_allowed", "/health takes GET");
     return send_json(c, 200, json_pack("{s:s, s:s, s:s}", "status", "ok", "service", "kiln", "version", KILN_VERSION));
   }
