@@ -113,21 +113,22 @@ static enum MHD_Result flat_answer(kiln_server *s, struct MHD_Connection *c, jso
   }
   const json_t *res = json_object_get(o, "result");
   const char *key = json_string_value(json_object_get(json_array_get(json_object_get(res, "outputs"), 0), "key"));
-  char path[4200];
   kiln_err e = {0};
   unsigned char *raw = NULL;
   char *b64 = NULL;
-  FILE *f = NULL;
   enum MHD_Result ret;
-  if (!key || ks_local_path(s->store, key, path, sizeof path, &e) < 0 || !(f = fopen(path, "rb"))) {
-    ret = kh_error(s, c, 500, "internal", "the output of job %s cannot be read", json_string_value(json_object_get(o, "job_id")));
-    goto out;
+  ks_stat st;
+  ks_get *g = NULL;
+  size_t n = 0;
+  int ok = key && ks_stat_key(s->store, key, &st, &e) == 0 && (raw = malloc(st.size > 0 ? (size_t)st.size : 1)) &&
+           (st.size == 0 || ks_get_open(s->store, key, 0, -1, &g, &e) == 0);
+  while (ok && g && n < (size_t)st.size) {       /* the output from the store, whichever backend holds it */
+    ssize_t k = ks_get_read(g, raw + n, (size_t)st.size - n, &e);
+    if (k <= 0) ok = 0;
+    else n += (size_t)k;
   }
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  raw = malloc(n > 0 ? (size_t)n : 1);
-  if (n < 0 || !raw || fread(raw, 1, (size_t)n, f) != (size_t)n || !(b64 = ku_b64_encode(raw, (size_t)n))) {
+  ks_get_close(g);
+  if (!ok || !(b64 = ku_b64_encode(raw, n))) {
     ret = kh_error(s, c, 500, "internal", "the output of job %s cannot be read", json_string_value(json_object_get(o, "job_id")));
     goto out;
   }
@@ -135,7 +136,6 @@ static enum MHD_Result flat_answer(kiln_server *s, struct MHD_Connection *c, jso
                         json_object_get(o, "cost"), "job_id", json_object_get(o, "job_id"), "state", json_object_get(o, "state"));
   ret = kh_json(s, c, 200, a);
 out:
-  if (f) fclose(f);
   free(raw);
   free(b64);
   json_decref(o);

@@ -21,6 +21,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/rand.h>
+#include <stddef.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,7 +144,8 @@ static int fn_overrides(ke_fnconf *f, const json_t *o, const char *where, kiln_e
 static int apply(ke_config *c, const json_t *o, kiln_err *e) {
   static const char *const keys[] = {"listen", "public_url", "max_upload_bytes", "inline_max_bytes", "lease_s",
                                      "retry_delay_s", "retry_max_delay_s", "slots", "budget_usd_month", "webhook",
-                                     "prices", "limits", "functions", "http", NULL};
+                                     "prices", "limits", "functions", "http", "store", "store_endpoint", "store_region",
+                                     "store_addressing", "store_cache_mb", NULL};
   const char *w = c->path;
   if (!json_is_object(o)) return kiln_fail(e, KILN_EPARAM, "%s: the top level must be a mapping", w);
   int r = only(o, keys, w, e);
@@ -157,6 +160,22 @@ static int apply(ke_config *c, const json_t *o, kiln_err *e) {
       r = kiln_fail(e, KILN_EPARAM, "%s: 'public_url' must be an http(s) URL", w);
     else snprintf(c->public_url, sizeof c->public_url, "%s", json_string_value(v));
   }
+  static const struct { const char *k; size_t off, n; } strs[] = {
+      {"store", offsetof(ke_config, store_url), sizeof c->store_url},
+      {"store_endpoint", offsetof(ke_config, store_endpoint), sizeof c->store_endpoint},
+      {"store_region", offsetof(ke_config, store_region), sizeof c->store_region},
+      {"store_addressing", offsetof(ke_config, store_addressing), sizeof c->store_addressing}};
+  for (size_t i = 0; r == 0 && i < sizeof strs / sizeof *strs; i++) {
+    if (!(v = json_object_get(o, strs[i].k))) continue;
+    if (!json_is_string(v) || strlen(json_string_value(v)) >= strs[i].n)
+      r = kiln_fail(e, KILN_EPARAM, "%s: '%s' must be a string of under %zu bytes", w, strs[i].k, strs[i].n);
+    else snprintf((char *)c + strs[i].off, strs[i].n, "%s", json_string_value(v));
+  }
+  if (r == 0 && c->store_addressing[0] && strcmp(c->store_addressing, "path") && strcmp(c->store_addressing, "virtual"))
+    r = kiln_fail(e, KILN_EPARAM, "%s: 'store_addressing' must be \"path\" or \"virtual\"", w);
+  if (r == 0 && c->store_url[0] && strncmp(c->store_url, "s3://", 5) && strncmp(c->store_url, "file:", 5) && c->store_url[0] != '/')
+    r = kiln_fail(e, KILN_EPARAM, "%s: 'store' must be s3://BUCKET/PREFIX or a local folder (file:PATH or an absolute path)", w);
+  if (r == 0) r = inum(o, "store_cache_mb", 1, 1e9, &c->store_cache_mb, w, e);
   if (r == 0) r = inum(o, "max_upload_bytes", 1, 1e15, &c->max_upload, w, e);
   if (r == 0) r = inum(o, "inline_max_bytes", 0, 1 << 30, &c->inline_max, w, e);
   double d;
@@ -262,6 +281,7 @@ int ke_config_load(ke_config *c, const char *path, kiln_err *e) {
   snprintf(c->listen, sizeof c->listen, "127.0.0.1:8420");
   c->max_upload = 10LL << 30;
   c->inline_max = 32LL << 20;
+  c->store_cache_mb = 10240;
   c->lease_ms = 30000;
   c->http_threads = 4;
   c->http_max_conns = 4096;
@@ -396,9 +416,16 @@ int ke_open_store(const ke_config *c, ks_store **s, kiln_err *e) {
   uint8_t secret[32];
   int r = secret_file(c, "secret", secret, sizeof secret, 0, e);
   if (r < 0) return r;
-  char p[4300];
+  char p[4300], cache[4300];
   snprintf(p, sizeof p, "%s/store", c->home);
-  return ks_open_local(s, p, secret, sizeof secret, e);
+  snprintf(cache, sizeof cache, "%s/cache", c->home);
+  const char *env = getenv("KILN_STORE");
+  const char *url = env && *env ? env : c->store_url[0] ? c->store_url : p;
+  ks_options o = {.secret = secret, .secret_len = sizeof secret, .endpoint = c->store_endpoint, .region = c->store_region,
+                  .addressing = c->store_addressing, .cache_dir = cache, .cache_max_bytes = c->store_cache_mb << 20};
+  r = ks_open(s, url, &o, e);
+  OPENSSL_cleanse(secret, sizeof secret);
+  return r;
 }
 
 int ke_webhook_key(const ke_config *c, char hex[65], kiln_err *e) {

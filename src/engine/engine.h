@@ -30,6 +30,11 @@ typedef struct ke_config {
   char path[4200];              /* the config file read, or "" for none */
   char listen[128];             /* HOST:PORT */
   char public_url[256];         /* base of URLs handed out (webhooks); "" = from the listen address */
+  char store_url[1200];         /* "" = the local folder $KILN_HOME/store; s3://BUCKET/PREFIX (config 'store', env KILN_STORE) */
+  char store_endpoint[300];     /* S3: scheme://host[:port]; "" = AWS */
+  char store_region[64];
+  char store_addressing[16];    /* S3: path | virtual | "" (by endpoint) */
+  int64_t store_cache_mb;       /* S3: the fetch cache's bound */
   int64_t max_upload;           /* bytes, PUT /v1/objects */
   int64_t inline_max;           /* bytes of decoded base64 input in a JSON body */
   int64_t lease_ms;             /* a worker's lease; heartbeats every third of it */

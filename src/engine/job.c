@@ -30,7 +30,7 @@ static json_t *result_json(const kq_job *j, ks_store *s, const char *base, int64
     kiln_err e = {0};
     if (key && s && ks_presign(s, "GET", key, now / 1000 + 86400, url, sizeof url, &e) == 0) {
       char full[2700];
-      snprintf(full, sizeof full, "%s%s", base ? base : "", url);
+      snprintf(full, sizeof full, "%s%s", base && url[0] == '/' ? base : "", url);   /* an S3 store's URL is absolute */
       json_object_set_new(o, "url", json_string(full));
     }
   }

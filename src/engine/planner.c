@@ -30,6 +30,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "util/log.h"
@@ -401,9 +402,11 @@ static void plan_one(ke_planner *pl, const kq_job *j) {
   ke_plan p;
   int64_t now = ke_now_ms();
   int ok = spec && fc && fc->fn->chunkable && fc->fn->shape;
-  if (ok && key) ok = ks_local_path(pl->store, key, path, sizeof path, &e) == 0;
+  int linked = 0;                                 /* path is ks_fetch's link into the scratch folder: unlinked here */
+  if (ok && key) ok = ks_fetch(pl->store, key, path, sizeof path, &linked, &e) == 0;
   if (ok) ok = ke_plan_job(pl->c, pl->q, fc, params, key ? path : NULL, objective, force, &p, &sh, &e) == 0 && sh.frames > 0;
   if (!ok) {
+    if (linked) unlink(path);
     kq_release(pl->q, j->id, NULL, 0, now, &e);
     json_decref(spec);
     return;
@@ -463,6 +466,7 @@ static void plan_one(ke_planner *pl, const kq_job *j) {
   }
   if (r < 0) klog(KLOG_WARN, "planner: job %s: %s", j->id, e.msg);
   else klog(KLOG_DEBUG, "planner: job %s: %d chunk(s), predicted %.0f ms (%s)", j->id, n, p.rows[p.chosen].wall_ms, p.why);
+  if (linked) unlink(path);
   free(plan);
   json_decref(cparams);
   json_decref(spec);

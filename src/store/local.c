@@ -29,8 +29,7 @@
 typedef struct local {
   char root[900];
   int objfd;                    /* root/objects, O_DIRECTORY */
-  int scratchfd;                /* root/tmp/run-XXXXXX, O_DIRECTORY and flock'ed; -1 until first asked for */
-  char scratch[1000];
+  ks_scratch scratch;           /* root/tmp/run-XXXXXX (scratch.c), made on first use */
 } local;
 
 typedef struct lput {
@@ -323,66 +322,17 @@ static int l_list(ks_store *s, const char *prefix, ks_list_cb cb, void *arg, kil
   return r;
 }
 
-/* Removes everything in the folder dfd (not the folder itself), never
- * following a link; depth bounds the recursion. */
-static void clear_dir(int dfd, int depth) {
-  int fd = dup(dfd);
-  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-  if (!d) { if (fd >= 0) close(fd); return; }
-  struct dirent *de;
-  while ((de = readdir(d))) {
-    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-    if (unlinkat(dfd, de->d_name, 0) == 0 || (errno != EISDIR && errno != EPERM) || depth <= 0) continue;
-    int sub = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (sub < 0) continue;
-    clear_dir(sub, depth - 1);
-    close(sub);
-    unlinkat(dfd, de->d_name, AT_REMOVEDIR);
-  }
-  closedir(d);
-}
-
 static void l_close(ks_store *s) {
   local *l = s->impl;
-  if (l->scratchfd >= 0) {                        /* the handle's scratch folder goes with it */
-    clear_dir(l->scratchfd, 8);
-    rmdir(l->scratch);
-    close(l->scratchfd);
-  }
+  ks_scratch_release(&l->scratch);                /* the handle's scratch folder goes with it */
   close(l->objfd);
   free(s->impl);
 }
 
-/* Removes what dead holders left in root/tmp: put-* files that no live put
- * holds (each put keeps an exclusive flock on its file: what a crash or a
- * killed upload left; a file younger than a minute is left alone, as its
- * put may not have taken its lock yet), and run-* scratch folders no live
- * handle holds (l_scratch_dir takes the lock before anything is written
- * there, and makes a new folder if a sweep removed its own meanwhile). */
 static int sweep_tmp(const char *root) {
   char dir[1024];
   snprintf(dir, sizeof dir, "%s/tmp", root);
-  DIR *d = opendir(dir);
-  if (!d) return -1;
-  struct dirent *de;
-  time_t now = time(NULL);
-  while ((de = readdir(d))) {
-    int put = strncmp(de->d_name, "put-", 4) == 0, run = strncmp(de->d_name, "run-", 4) == 0;
-    if (!put && !run) continue;
-    int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) continue;
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) { close(fd); continue; }
-    if (put && S_ISREG(sb.st_mode) && now - sb.st_mtime >= KS_TMP_GRACE_S && flock(fd, LOCK_EX | LOCK_NB) == 0)
-      unlinkat(dirfd(d), de->d_name, 0);
-    else if (run && S_ISDIR(sb.st_mode) && flock(fd, LOCK_EX | LOCK_NB) == 0) {
-      clear_dir(fd, 8);                           /* a dead worker's partial outputs */
-      unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR);
-    }
-    close(fd);
-  }
-  closedir(d);
-  return 0;
+  return ks_tmp_sweep(dir);
 }
 
 static int l_sweep(ks_store *s) { return sweep_tmp(((local *)s->impl)->root); }
@@ -402,19 +352,9 @@ static int l_put_file(ks_store *s, const char *key, const char *path, kiln_err *
 
 static int l_scratch_dir(ks_store *s, char *out, size_t n, kiln_err *e) {
   local *l = s->impl;
-  for (int tries = 0; l->scratchfd < 0; tries++) {
-    if (tries == 8) return kiln_fail(e, KILN_EIO, "cannot make a scratch folder in the store's tmp folder");
-    snprintf(l->scratch, sizeof l->scratch, "%s/tmp/run-XXXXXX", l->root);
-    if (!mkdtemp(l->scratch))
-      return kiln_fail(e, io_code(errno), "cannot make a scratch folder in the store's tmp folder: %s", strerror(errno));
-    int fd = open(l->scratch, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    struct stat sb;
-    if (fd >= 0 && flock(fd, LOCK_EX) == 0 && fstat(fd, &sb) == 0 && sb.st_nlink > 0) l->scratchfd = fd;
-    else if (fd >= 0) close(fd);                  /* a sweep took it between mkdtemp and the lock: another */
-  }
-  if (strlen(l->scratch) >= n) return kiln_fail(e, KILN_EINVAL, "the store's scratch folder path is too long");
-  snprintf(out, n, "%s", l->scratch);
-  return 0;
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s/tmp", l->root);
+  return ks_scratch_get(&l->scratch, dir, out, n, e);
 }
 
 static const ks_backend local_backend = {
@@ -428,7 +368,6 @@ int ks_open_local(ks_store **out, const char *root, const uint8_t *secret, size_
   if (!s || !l) { free(s); free(l); return kiln_fail(e, KILN_ENOMEM, "out of memory"); }
   if (strlen(root) >= sizeof l->root) { free(s); free(l); return kiln_fail(e, KILN_EINVAL, "store folder path is too long"); }
   snprintf(l->root, sizeof l->root, "%s", root);
-  l->scratchfd = -1;
   char p[1024];
   int r = 0;
   snprintf(p, sizeof p, "%s/objects/x", root);

@@ -361,3 +361,11 @@ int ks_sigv4_presign(const ks_sigv4_key *key, const char *method, const char *ho
   free(q);
   return r;
 }
+
+char *ks_sigv4_query(const ks_kv *q, int n) {
+  kb b = {0};
+  kb_str(&b, "");
+  canonical_query(&b, q, n);
+  if (b.oom) { free(b.p); return NULL; }
+  return b.p;
+}

@@ -61,6 +61,8 @@ void ks_sigv4_out_release(ks_sigv4_out *out);
 int ks_sigv4_presign(const ks_sigv4_key *key, const char *method, const char *host, const char *path, const ks_kv *query,
                      int nquery, int64_t expires_s, const char *amz_date, char **qs, kiln_err *e);
 
+/* The canonical (encoded, sorted) query string of raw pairs, malloc'd; NULL when out of memory. */
+char *ks_sigv4_query(const ks_kv *q, int n);
 /* The X-Amz-Date of unix time t: "YYYYMMDDTHHMMSSZ" (16 characters). */
 void ks_sigv4_date(int64_t t, char out[17]);
 /* Appends s percent-encoded as SigV4 wants (unreserved A-Z a-z 0-9 - . _ ~

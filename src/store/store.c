@@ -4,6 +4,9 @@
 #include "store/store_int.h"
 #include "util/fs.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -11,6 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/sigv4.h"
 
 int ks_key_check(const char *key, kiln_err *e) {
   if (!key || !*key) return kiln_fail(e, KILN_EINVAL, "object key is empty");
@@ -132,6 +140,7 @@ int ks_presign(ks_store *s, const char *method, const char *key, int64_t expires
   if (!method_ok(method)) return kiln_fail(e, KILN_EINVAL, "presign method must be GET or PUT, got '%s'", method);
   int r = ks_key_check(key, e);
   if (r < 0) return r;
+  if (s->be->presign) return s->be->presign(s, method, key, expires, out, n, e);
   char hex[65];
   if ((r = sign(s, method, key, expires, hex, e)) < 0) return r;
   if ((size_t)snprintf(out, n, "/v1/objects/%s?method=%s&expires=%lld&sig=%s", key, method, (long long)expires, hex) >= n)
@@ -141,6 +150,8 @@ int ks_presign(ks_store *s, const char *method, const char *key, int64_t expires
 
 int ks_presign_verify(ks_store *s, const char *method, const char *key, int64_t expires, const char *sig,
                       int64_t now, kiln_err *e) {
+  if (s->be->presign)
+    return kiln_fail(e, KILN_EINVAL, "this server's presigned URLs point at the %s bucket itself, not at /v1/objects", s->be->name);
   if (!method_ok(method)) return kiln_fail(e, KILN_EINVAL, "presigned URL method must be GET or PUT");
   int r = ks_key_check(key, e);
   if (r < 0) return r;
@@ -202,4 +213,129 @@ int ks_presign_check(ks_store *s, const char *method, const char *key, const cha
   if (!dec_digits(qexpires, &end, &ex) || *end || (qexpires[0] == '0' && qexpires[1]) || ex == INT64_MAX)
     return kiln_fail(e, KILN_EINVAL, "presigned URL's expires '%s' is not a time in unix seconds", KILN_CLIP(qexpires, 24));
   return ks_presign_verify(s, qmethod, key, ex, qsig, now, e);
+}
+
+int ks_open(ks_store **out, const char *url, const ks_options *o, kiln_err *e) {
+  if (!url || !*url) return kiln_fail(e, KILN_EINVAL, "the store URL is empty");
+  if (!strncmp(url, "s3://", 5)) return ks_open_s3(out, url, o, e);
+  const char *path = !strncmp(url, "file://", 7) ? url + 7 : !strncmp(url, "file:", 5) ? url + 5 : url;
+  if (strstr(url, "://") && strncmp(url, "file://", 7))
+    return kiln_fail(e, KILN_EINVAL, "store URL '%s': kiln knows s3://BUCKET/PREFIX and local folders (file:PATH)",
+                     KILN_CLIP(url, 120));
+  if (!o || !o->secret) return kiln_fail(e, KILN_EINVAL, "a local store needs a secret for its presigned URLs");
+  return ks_open_local(out, path, o->secret, o->secret_len, e);
+}
+
+const char *ks_backend_name(const ks_store *s) { return s->be->name; }
+
+/* The fetch cache: removes the least recently used copies (mtime: set at
+ * each use) until what is left is within max bytes. Links handed out keep
+ * their bytes; a download in progress (.dl-*) is not counted or touched. */
+static void cache_trim(const char *dir, int64_t max) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  typedef struct ent { char name[80]; int64_t size; int64_t mtime; } ent;
+  ent *v = NULL;
+  size_t n = 0, cap = 0;
+  int64_t total = 0;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    struct stat sb;
+    if (de->d_name[0] == '.' || strlen(de->d_name) >= sizeof v->name) continue;
+    if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode)) continue;
+    if (n == cap) {
+      size_t c = cap ? 2 * cap : 64;
+      ent *t = realloc(v, c * sizeof *v);
+      if (!t) break;
+      v = t;
+      cap = c;
+    }
+    snprintf(v[n].name, sizeof v[n].name, "%s", de->d_name);
+    v[n].size = (int64_t)sb.st_size;
+    v[n].mtime = (int64_t)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
+    total += v[n].size;
+    n++;
+  }
+  while (total > max && n > 0) {                  /* the oldest out first */
+    size_t old = 0;
+    for (size_t i = 1; i < n; i++) if (v[i].mtime < v[old].mtime) old = i;
+    if (unlinkat(dirfd(d), v[old].name, 0) == 0) total -= v[old].size;
+    v[old] = v[--n];
+  }
+  free(v);
+  closedir(d);
+}
+
+int ks_fetch(ks_store *s, const char *key, char *out, size_t n, int *linked, kiln_err *e) {
+  *linked = 0;
+  int r = ks_key_check(key, e);
+  if (r < 0) return r;
+  if (s->be->local_path) return s->be->local_path(s, key, out, n, e);
+  if (!s->be->cache_dir || !s->be->version)
+    return kiln_fail(e, KILN_EINVAL, "the %s store can neither read objects in place nor cache them", s->be->name);
+  char tag[256] = "";
+  ks_stat st;
+  if ((r = s->be->version(s, key, tag, sizeof tag, &st, e)) < 0) return r;
+  int64_t max = 0;
+  const char *dir = s->be->cache_dir(s, &max);
+  char id[KS_KEY_MAX + 400], name[65], cpath[1400], scratch[1200];
+  snprintf(id, sizeof id, "%s\n%s\n%lld", key, tag, (long long)st.size);
+  ks_sha256_hex(id, strlen(id), name);
+  snprintf(cpath, sizeof cpath, "%s/%s", dir, name);
+  if ((r = ks_scratch_dir(s, scratch, sizeof scratch, e)) < 0) return r;
+  int rounds = 0;
+again:;
+  struct stat sb;
+  if (stat(cpath, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size == st.size) {
+    utimensat(AT_FDCWD, cpath, NULL, 0);          /* used now: the last to be evicted */
+  } else {
+    char tmp[1400];
+    snprintf(tmp, sizeof tmp, "%s/.dl-XXXXXX", dir);
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) return kiln_fail(e, errno == ENOSPC ? KILN_ENOSPACE : KILN_EIO, "cannot write to the fetch cache '%s': %s", dir, strerror(errno));
+    ks_get *g = NULL;
+    r = ks_get_open(s, key, 0, -1, &g, e);
+    char *b = r == 0 ? malloc(1 << 20) : NULL;
+    if (r == 0 && !b) r = kiln_fail(e, KILN_ENOMEM, "out of memory");
+    int64_t got = 0;
+    ssize_t k;
+    while (r == 0 && (k = ks_get_read(g, b, 1 << 20, e)) != 0) {
+      if (k < 0) { r = (int)k; break; }
+      for (ssize_t w = 0; w < k;) {
+        ssize_t m = write(fd, b + w, (size_t)(k - w));
+        if (m < 0 && errno == EINTR) continue;
+        if (m < 0) { r = kiln_fail(e, errno == ENOSPC ? KILN_ENOSPACE : KILN_EIO, "writing to the fetch cache failed: %s", strerror(errno)); break; }
+        w += m;
+      }
+      got += k;
+    }
+    free(b);
+    ks_get_close(g);
+    close(fd);
+    if (r == 0 && got != st.size)
+      r = kiln_fail(e, KILN_EIO, "object '%s' gave %lld of its %lld bytes", KILN_CLIP(key, 80), (long long)got, (long long)st.size);
+    if (r == 0 && rename(tmp, cpath) != 0) r = kiln_fail(e, KILN_EIO, "cannot keep '%s' in the fetch cache: %s", KILN_CLIP(key, 80), strerror(errno));
+    if (r < 0) { unlink(tmp); return r; }
+  }
+  /* the caller's link: <scratch>/in-XXXXXX-<the key's file name, its last 100 bytes> */
+  const char *leaf = strrchr(key, '/');
+  leaf = leaf ? leaf + 1 : key;
+  size_t ll = strlen(leaf);
+  if (ll > 100) {                                 /* keep the end (the extension), on a UTF-8 boundary */
+    const char *p = leaf + ll - 100;
+    while (*p && ((unsigned char)*p & 0xC0) == 0x80) p++;
+    leaf = p;
+  }
+  for (int tries = 0;; tries++) {
+    unsigned rnd = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL) ^ (unsigned)tries * 40503u ^ (unsigned)(uintptr_t)&rnd;
+    if ((size_t)snprintf(out, n, "%s/in-%08x-%s", scratch, rnd, leaf) >= n)
+      return kiln_fail(e, KILN_EINVAL, "the fetched file's path is too long");
+    if (link(cpath, out) == 0) break;
+    if (errno == ENOENT && ++rounds < 3) goto again;   /* evicted meanwhile: fetch it again */
+    if (errno != EEXIST || tries == 8)
+      return kiln_fail(e, KILN_EIO, "cannot link '%s' from the fetch cache into the scratch folder: %s", KILN_CLIP(key, 80), strerror(errno));
+  }
+  *linked = 1;
+  cache_trim(dir, max);
+  return 0;
 }

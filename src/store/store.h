@@ -32,6 +32,29 @@ typedef struct ks_stat {
 /* Called for each key under a prefix, in byte order; return non-zero to stop. */
 typedef int (*ks_list_cb)(void *arg, const char *key, const ks_stat *st);
 
+/* What a store URL needs besides itself (ks_open); zero means the default. */
+typedef struct ks_options {
+  const uint8_t *secret;        /* the local store's key for presigned URLs (1..64 bytes; the store keeps a copy) */
+  size_t secret_len;
+  const char *endpoint;         /* S3: scheme://host[:port]; NULL: AWS's https://s3.REGION.amazonaws.com */
+  const char *region;           /* S3: default us-east-1 */
+  const char *addressing;       /* S3: "path" or "virtual" (default: path on a custom endpoint, virtual on AWS) */
+  const char *cache_dir;        /* S3: the local folder for scratch files and fetched inputs */
+  int64_t cache_max_bytes;      /* S3: the fetched inputs kept at most (default 10 GiB) */
+  size_t part_size;             /* S3: multipart part size, 5 MiB..1 GiB (default 8 MiB) */
+  int64_t copy_max;             /* S3: the largest single CopyObject (default 5 GiB; larger: a multipart copy) */
+  int tries;                    /* S3: attempts per request (default 6) */
+  int backoff_ms;               /* S3: the first retry's delay (default 100; doubles, capped at 5 s) */
+} ks_options;
+
+/* Opens the store a URL names: "s3://BUCKET[/PREFIX]" (s3.c; credentials
+ * from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN; the
+ * bucket is checked at open), "file:PATH" or a plain path (local.c). */
+int ks_open(ks_store **out, const char *url, const ks_options *o, kiln_err *e);
+int ks_open_s3(ks_store **out, const char *url, const ks_options *o, kiln_err *e);
+/* The backend's name: "local", "s3". */
+const char *ks_backend_name(const ks_store *s);
+
 /* Opens a store on a local folder (created if missing). `secret` signs
  * presigned URLs; the store keeps a copy. */
 int ks_open_local(ks_store **out, const char *root, const uint8_t *secret, size_t secret_len, kiln_err *e);
@@ -69,6 +92,15 @@ int ks_list(ks_store *s, const char *prefix, ks_list_cb cb, void *arg, kiln_err 
  * temporary folder); on a local store it is the handle's own (tmp/run-*),
  * made on first use, held while the handle lives and removed by ks_close. */
 int ks_local_path(ks_store *s, const char *key, char *out, size_t n, kiln_err *e);
+/* A local file with object key's bytes, for reading in place (workers'
+ * inputs, the planner's probe): on a store with local files the object
+ * itself (*linked = 0: leave it alone); on others a hard link, in the
+ * handle's scratch folder, to a copy in the store's fetch cache (*linked =
+ * 1: unlink it when done). The cache keeps a copy per object version
+ * (ETag), downloaded once, and removes the least recently used copies over
+ * its size bound; a link handed out keeps its bytes until it is unlinked.
+ * The link's name ends with the key's own file name (extensions kept). */
+int ks_fetch(ks_store *s, const char *key, char *out, size_t n, int *linked, kiln_err *e);
 int ks_put_file(ks_store *s, const char *key, const char *path, kiln_err *e);
 int ks_scratch_dir(ks_store *s, char *out, size_t n, kiln_err *e);
 /* Removes what dead holders left in the store's temporary folder: puts
@@ -77,9 +109,11 @@ int ks_scratch_dir(ks_store *s, char *out, size_t n, kiln_err *e);
  * folder cannot be read. */
 int ks_sweep(ks_store *s);
 
-/* Presigned URLs: "/v1/objects/KEY?method=GET&expires=T&sig=HEX", where sig
- * is HMAC-SHA256(secret, "METHOD\nKEY\nEXPIRES") in hex. Usable without a
- * token until `expires` (unix seconds). */
+/* Presigned URLs. A local store's: "/v1/objects/KEY?method=GET&expires=T&sig=HEX"
+ * (relative: the server's base goes before it), where sig is
+ * HMAC-SHA256(secret, "METHOD\nKEY\nEXPIRES") in hex, usable without a token
+ * until `expires` (unix seconds). An S3 store's: an absolute SigV4 URL of
+ * the bucket itself (S3 checks it; at most 7 days). */
 int ks_presign(ks_store *s, const char *method, const char *key, int64_t expires, char *out, size_t n,
                kiln_err *e);
 /* 0 if sig is valid for (method, key, expires) and now < expires; else

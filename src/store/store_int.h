@@ -25,6 +25,14 @@ typedef struct ks_backend {
   int (*scratch_dir)(ks_store *s, char *out, size_t n, kiln_err *e);
   /* optional: removes what dead holders left in temporary storage (ks_sweep) */
   int (*sweep)(ks_store *s);
+  /* optional: a presigned URL of the backend's own (S3's SigV4 query); absent: kiln's HMAC URL,
+   * checked by ks_presign_check. expires: unix seconds. */
+  int (*presign)(ks_store *s, const char *method, const char *key, int64_t expires, char *out, size_t n, kiln_err *e);
+  /* optional: a folder on the same file system as ks_scratch_dir's, where ks_fetch keeps its
+   * copies of objects (absent: the backend has local_path and no cache is needed) */
+  const char *(*cache_dir)(ks_store *s, int64_t *max_bytes);
+  /* optional: the object's version tag (S3's ETag) and size, for the fetch cache's names */
+  int (*version)(ks_store *s, const char *key, char *tag, size_t n, ks_stat *st, kiln_err *e);
 } ks_backend;
 
 struct ks_store {
@@ -33,6 +41,19 @@ struct ks_store {
   size_t secret_len;
   void *impl;                   /* the backend's state */
 };
+
+/* A handle's scratch folder (scratch.c): TMPDIR/run-XXXXXX, flock'ed while the
+ * handle lives; held = 0 (a zeroed struct) until first asked for. */
+typedef struct ks_scratch {
+  int held, fd;
+  char path[1100];
+} ks_scratch;
+int ks_scratch_get(ks_scratch *sc, const char *tmpdir, char *out, size_t n, kiln_err *e);
+void ks_scratch_release(ks_scratch *sc);
+/* Removes what dead holders left in the folder dir (put-*, run-*); <0 when it cannot be read. */
+int ks_tmp_sweep(const char *dir);
+/* Removes everything in the folder dfd (not the folder), never following a link. */
+void ks_clear_dir(int dfd, int depth);
 
 /* Every ks_put / ks_get starts with its store so the front end can dispatch. */
 struct ks_put { ks_store *s; };

@@ -256,11 +256,12 @@ static void run_job(worker *w, kq_job *j) {
   const json_t *chunks = json_object_get(spec, "chunks");
   char in_path[4200] = "", scratch[4200] = "", out_path[4400] = "";
   char **chunk_paths = NULL;
-  int nchunks = 0;
+  int nchunks = 0, chunk_linked = 0;           /* chunk_linked: the paths are ks_fetch's links, unlinked after the run */
   int rc = 0;
   if (!spec) rc = kiln_fail(&e, KILN_EINTERNAL, "job %s has a damaged spec", j->id);
   if (rc == 0 && (rc = kf_validate(fn, json_object_get(spec, "params"), &params, &e)) < 0) {}
-  if (rc == 0 && in_key && (rc = ks_local_path(w->store, in_key, in_path, sizeof in_path, &e)) < 0) {
+  int in_linked = 0;
+  if (rc == 0 && in_key && (rc = ks_fetch(w->store, in_key, in_path, sizeof in_path, &in_linked, &e)) < 0) {
     if (rc == KILN_ENOENT) kiln_fail(&e, KILN_ENOENT, "input object '%s' does not exist (upload it first)", in_key);
   }
   if (rc == 0 && in_key && fn->out_ext_for && j->kind != KQ_CHUNK && j->kind != KQ_JOIN) {
@@ -277,17 +278,26 @@ static void run_job(worker *w, kq_job *j) {
     for (size_t k = 0; chunk_paths && k < n; k++) {
       char pth[4200];
       kiln_err ce = {0};
-      if (ks_local_path(w->store, json_string_value(json_array_get(chunks, k)), pth, sizeof pth, &ce) < 0) missing++;
-      else chunk_paths[nchunks++] = strdup(pth);
+      int lk = 0;
+      if (ks_fetch(w->store, json_string_value(json_array_get(chunks, k)), pth, sizeof pth, &lk, &ce) < 0) missing++;
+      else {
+        chunk_linked |= lk;
+        chunk_paths[nchunks++] = strdup(pth);
+      }
     }
     char op[4200];
     kiln_err oe = {0};
-    int from_output = chunk_paths && missing && ks_local_path(w->store, out_key, op, sizeof op, &oe) == 0;
+    int olk = 0;
+    int from_output = chunk_paths && missing && ks_fetch(w->store, out_key, op, sizeof op, &olk, &oe) == 0;
     if (from_output) {
       /* an earlier run stored the output (whole: it is renamed into place), then died removing the
        * chunks or before recording its success: the output holds every chunk's frames, so this run
        * joins from it alone (the same frames, the source's audio muxed the same way) */
-      for (int k = 0; k < nchunks; k++) free(chunk_paths[k]);
+      for (int k = 0; k < nchunks; k++) {
+        if (chunk_linked) unlink(chunk_paths[k]);
+        free(chunk_paths[k]);
+      }
+      chunk_linked = olk;
       chunk_paths[0] = strdup(op);
       nchunks = chunk_paths[0] ? 1 : 0;
       klog(KLOG_INFO, "worker %s: join of job %s: an earlier run stored the output and removed chunks; joining from the output",
@@ -310,8 +320,12 @@ static void run_job(worker *w, kq_job *j) {
                  .memory_mb = w->fc->res.memory_mb};
     rc = fn->run(w->state, &t, &res, &e);
   }
-  for (int k = 0; k < nchunks; k++) free(chunk_paths[k]);
+  for (int k = 0; k < nchunks; k++) {
+    if (chunk_linked) unlink(chunk_paths[k]);
+    free(chunk_paths[k]);
+  }
   free(chunk_paths);
+  if (in_linked) unlink(in_path);
   struct stat sb;
   int64_t bytes = 0;
   if (rc == 0 && !res.no_output) {
