@@ -137,7 +137,8 @@ try:
                 self.send_response(503)
                 self.send_header("Content-Length", str(len(msg)))
                 self.end_headers()
-                self.wfile.write(msg)
+                if self.command != "HEAD":             # a HEAD answer has no body
+                    self.wfile.write(msg)
                 return
             h = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
             up = http.client.HTTPConnection("127.0.0.1", int(N.rsplit(":", 1)[1]), timeout=30)

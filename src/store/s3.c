@@ -24,6 +24,7 @@
  * objects/ (ks_fetch's copies, bounded by cache_max bytes). */
 #include "store/sigv4.h"
 #include "store/store_int.h"
+#include "util/buf.h"
 #include "util/fs.h"
 
 #include <curl/curl.h>
@@ -59,28 +60,6 @@ typedef struct s3 {
   ks_scratch scratch;
 } s3;
 
-/* A growing buffer. */
-typedef struct buf {
-  char *p;
-  size_t n, cap;
-  int oom;
-} buf;
-
-static void buf_add(buf *b, const void *s, size_t n) {
-  if (b->oom) return;
-  if (b->n + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->n + n + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) { b->oom = 1; return; }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->n, s, n);
-  b->n += n;
-  b->p[b->n] = 0;
-}
-
 /* One request and its answer. */
 typedef struct s3_req {
   const char *method;
@@ -98,7 +77,7 @@ typedef struct s3_req {
   char etag[256];
   int64_t clen;
   char lastmod[64];
-  buf resp;                     /* the body (XML answers), up to S3_BODY_MAX */
+  kbuf resp;                     /* the body (XML answers), up to S3_BODY_MAX */
   char *sink;                   /* or: a GET's bytes into sink[0..sink_cap) */
   size_t sink_cap, sink_n;
   int overflow;
@@ -114,7 +93,7 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *arg) {
     return n;
   }
   if (r->resp.n + n > S3_BODY_MAX) { r->overflow = 1; return 0; }
-  buf_add(&r->resp, p, n);
+  kbuf_add(&r->resp, p, n);
   return r->resp.oom ? 0 : n;
 }
 
@@ -172,7 +151,7 @@ static int xml_text(xmlNodePtr n, const char *name, char *out, size_t cap) {
   xmlFree(t);
   return 0;
 }
-static xmlDocPtr xml_parse(const buf *b) {
+static xmlDocPtr xml_parse(const kbuf *b) {
   if (!b->p || b->n == 0) return NULL;
   return xmlReadMemory(b->p, (int)b->n, "s3.xml", NULL, XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
 }
@@ -488,9 +467,9 @@ static int s_put_commit(ks_put *bp, kiln_err *e) {
     return rc;
   }
   if (p->n > 0) rc = put_part(p, e);
-  buf x = {0};
+  kbuf x = {0};
   const char *head_ = "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">";
-  buf_add(&x, head_, strlen(head_));
+  kbuf_add(&x, head_, strlen(head_));
   for (int i = 0; rc == 0 && i < p->parts; i++) {
     char part[400];
     const char *t = p->etags[i];
@@ -504,9 +483,9 @@ static int s_put_commit(ks_put *bp, kiln_err *e) {
     }
     esc[k] = 0;
     int m = snprintf(part, sizeof part, "<Part><PartNumber>%d</PartNumber><ETag>%s</ETag></Part>", i + 1, esc);
-    buf_add(&x, part, (size_t)m);
+    kbuf_add(&x, part, (size_t)m);
   }
-  buf_add(&x, "</CompleteMultipartUpload>", 26);
+  kbuf_add(&x, "</CompleteMultipartUpload>", 26);
   if (rc == 0 && x.oom) rc = kiln_fail(e, KILN_ENOMEM, "out of memory");
   if (rc == 0) {
     ks_kv q[] = {{"uploadId", p->upload}};

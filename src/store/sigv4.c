@@ -7,9 +7,10 @@
  * encoded name then value. The string to sign is the algorithm, the date,
  * the scope (date/region/service/aws4_request) and the request's SHA-256;
  * the key is HMAC-SHA256 chained over "AWS4"+secret, date, region,
- * service, "aws4_request". Buffers grow (kb_*); every allocation is
+ * service, "aws4_request". Buffers grow (util/buf.h); every allocation is
  * checked. */
 #include "store/sigv4.h"
+#include "util/buf.h"
 #include "util/fs.h"
 
 #include <openssl/evp.h>
@@ -20,33 +21,12 @@
 #include <string.h>
 #include <time.h>
 
-typedef struct kb {
-  char *p;
-  size_t n, cap;
-  int oom;
-} kb;
-
-static void kb_add(kb *b, const char *s, size_t n) {
-  if (b->oom) return;
-  if (b->n + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->n + n + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) { b->oom = 1; return; }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->n, s, n);
-  b->n += n;
-  b->p[b->n] = 0;
-}
-static void kb_str(kb *b, const char *s) { kb_add(b, s, strlen(s)); }
-static void kb_enc(kb *b, const char *s, int keep_slash) {
+static void kb_enc(kbuf *b, const char *s, int keep_slash) {
   size_t need = ks_uri_encode(s, keep_slash, NULL, 0);
   char *t = malloc(need + 1);
   if (!t) { b->oom = 1; return; }
   ks_uri_encode(s, keep_slash, t, need + 1);
-  kb_add(b, t, need);
+  kbuf_add(b, t, need);
   free(t);
 }
 
@@ -105,9 +85,9 @@ static char *normalise_path(const char *in) {
     seg[ns++] = t;
   }
   if (n && in[n - 1] == '/') trailing = 1;
-  kb b = {0};
-  for (size_t i = 0; i < ns; i++) { kb_str(&b, "/"); kb_str(&b, seg[i]); }
-  if (ns == 0 || trailing) kb_str(&b, "/");
+  kbuf b = {0};
+  for (size_t i = 0; i < ns; i++) { kbuf_str(&b, "/"); kbuf_str(&b, seg[i]); }
+  if (ns == 0 || trailing) kbuf_str(&b, "/");
   free(seg);
   free(copy);
   if (b.oom) { free(b.p); return NULL; }
@@ -129,7 +109,7 @@ static char *enc_dup(const char *s) {
 }
 
 /* The canonical query string of raw pairs. */
-static void canonical_query(kb *b, const ks_kv *q, int n) {
+static void canonical_query(kbuf *b, const ks_kv *q, int n) {
   if (n <= 0) return;
   qpair *p = calloc((size_t)n, sizeof *p);
   if (!p) { b->oom = 1; return; }
@@ -142,10 +122,10 @@ static void canonical_query(kb *b, const ks_kv *q, int n) {
   if (ok) {
     qsort(p, (size_t)n, sizeof *p, cmp_q);
     for (int i = 0; i < n; i++) {
-      if (i) kb_str(b, "&");
-      kb_str(b, p[i].k);
-      kb_str(b, "=");
-      kb_str(b, p[i].v);
+      if (i) kbuf_str(b, "&");
+      kbuf_str(b, p[i].k);
+      kbuf_str(b, "=");
+      kbuf_str(b, p[i].v);
     }
   } else b->oom = 1;
   for (int i = 0; i < n; i++) { free(p[i].k); free(p[i].v); }
@@ -160,20 +140,20 @@ static int cmp_h(const void *a, const void *b) {
 }
 
 /* A header value trimmed, inner runs of white space folded to one space. */
-static void add_trimmed(kb *b, const char *v) {
+static void add_trimmed(kbuf *b, const char *v) {
   while (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r') v++;
   int space = 0;
   for (; *v; v++) {
     int ws = *v == ' ' || *v == '\t' || *v == '\n' || *v == '\r';
     if (ws) { space = 1; continue; }
-    if (space) kb_add(b, " ", 1);
+    if (space) kbuf_add(b, " ", 1);
     space = 0;
-    kb_add(b, v, 1);
+    kbuf_add(b, v, 1);
   }
 }
 
 /* Canonical headers into b ("name:value\n" each) and the signed header list into sh. */
-static int canonical_headers(kb *b, kb *sh, const ks_kv *h, int n, int *has_host) {
+static int canonical_headers(kbuf *b, kbuf *sh, const ks_kv *h, int n, int *has_host) {
   hdr *a = calloc((size_t)(n > 0 ? n : 1), sizeof *a);
   if (!a) return -1;
   int ok = 1;
@@ -189,18 +169,18 @@ static int canonical_headers(kb *b, kb *sh, const ks_kv *h, int n, int *has_host
     qsort(a, (size_t)n, sizeof *a, cmp_h);
     for (int i = 0; i < n; i++) {
       if (i && !strcmp(a[i].name, a[i - 1].name)) {   /* a repeated name: its values joined by ',' */
-        kb_str(b, ",");
+        kbuf_str(b, ",");
         add_trimmed(b, a[i].value);
         continue;
       }
-      if (i) kb_str(b, "\n");
-      kb_str(b, a[i].name);
-      kb_str(b, ":");
+      if (i) kbuf_str(b, "\n");
+      kbuf_str(b, a[i].name);
+      kbuf_str(b, ":");
       add_trimmed(b, a[i].value);
-      if (sh->n) kb_str(sh, ";");
-      kb_str(sh, a[i].name);
+      if (sh->n) kbuf_str(sh, ";");
+      kbuf_str(sh, a[i].name);
     }
-    kb_str(b, "\n");
+    kbuf_str(b, "\n");
   }
   for (int i = 0; i < n; i++) free(a[i].name);
   free(a);
@@ -235,7 +215,7 @@ static int signature(const ks_sigv4_key *key, const char *amz_date, const char *
   return r;
 }
 
-static void canonical_path(kb *b, const ks_sigv4_key *key, const char *path) {
+static void canonical_path(kbuf *b, const ks_sigv4_key *key, const char *path) {
   if (!path || !*path) path = "/";
   if (key->s3) { kb_enc(b, path, 1); return; }
   char *norm = normalise_path(path);
@@ -256,50 +236,50 @@ int ks_sigv4_sign(const ks_sigv4_key *key, const ks_sigv4_req *req, ks_sigv4_out
     return kiln_fail(e, KILN_EINVAL, "SigV4: the request date '%s' is not YYYYMMDDTHHMMSSZ", req->amz_date ? req->amz_date : "");
   if (!key->access_key || !key->secret_key || !key->region || !key->service)
     return kiln_fail(e, KILN_EINVAL, "SigV4: an access key, secret key, region and service are all needed");
-  kb c = {0}, sh = {0}, s = {0}, a = {0};
+  kbuf c = {0}, sh = {0}, s = {0}, a = {0};
   int has_host = 0;
-  kb_str(&c, req->method);
-  kb_str(&c, "\n");
+  kbuf_str(&c, req->method);
+  kbuf_str(&c, "\n");
   canonical_path(&c, key, req->path);
-  kb_str(&c, "\n");
+  kbuf_str(&c, "\n");
   canonical_query(&c, req->query, req->nquery);
-  kb_str(&c, "\n");
+  kbuf_str(&c, "\n");
   if (canonical_headers(&c, &sh, req->headers, req->nheaders, &has_host) < 0) c.oom = 1;
-  kb_str(&c, "\n");
-  kb_str(&c, sh.p ? sh.p : "");
-  kb_str(&c, "\n");
-  kb_str(&c, req->payload_hash ? req->payload_hash : "UNSIGNED-PAYLOAD");
+  kbuf_str(&c, "\n");
+  kbuf_str(&c, sh.p ? sh.p : "");
+  kbuf_str(&c, "\n");
+  kbuf_str(&c, req->payload_hash ? req->payload_hash : "UNSIGNED-PAYLOAD");
   int r = 0;
   if (!has_host && !c.oom) r = kiln_fail(e, KILN_EINVAL, "SigV4: the request has no Host header to sign");
   if (r == 0 && !c.oom) {
     char h[65];
     ks_sha256_hex(c.p, c.n, h);
-    kb_str(&s, "AWS4-HMAC-SHA256\n");
-    kb_str(&s, req->amz_date);
-    kb_str(&s, "\n");
-    kb_add(&s, req->amz_date, 8);
-    kb_str(&s, "/");
-    kb_str(&s, key->region);
-    kb_str(&s, "/");
-    kb_str(&s, key->service);
-    kb_str(&s, "/aws4_request\n");
-    kb_str(&s, h);
+    kbuf_str(&s, "AWS4-HMAC-SHA256\n");
+    kbuf_str(&s, req->amz_date);
+    kbuf_str(&s, "\n");
+    kbuf_add(&s, req->amz_date, 8);
+    kbuf_str(&s, "/");
+    kbuf_str(&s, key->region);
+    kbuf_str(&s, "/");
+    kbuf_str(&s, key->service);
+    kbuf_str(&s, "/aws4_request\n");
+    kbuf_str(&s, h);
   }
   if (r == 0 && !c.oom && !s.oom && signature(key, req->amz_date, s.p, out->signature) < 0)
     r = kiln_fail(e, KILN_EINTERNAL, "SigV4: HMAC-SHA256 failed");
   if (r == 0 && !c.oom && !s.oom) {
-    kb_str(&a, "AWS4-HMAC-SHA256 Credential=");
-    kb_str(&a, key->access_key);
-    kb_str(&a, "/");
-    kb_add(&a, req->amz_date, 8);
-    kb_str(&a, "/");
-    kb_str(&a, key->region);
-    kb_str(&a, "/");
-    kb_str(&a, key->service);
-    kb_str(&a, "/aws4_request, SignedHeaders=");
-    kb_str(&a, sh.p ? sh.p : "");
-    kb_str(&a, ", Signature=");
-    kb_str(&a, out->signature);
+    kbuf_str(&a, "AWS4-HMAC-SHA256 Credential=");
+    kbuf_str(&a, key->access_key);
+    kbuf_str(&a, "/");
+    kbuf_add(&a, req->amz_date, 8);
+    kbuf_str(&a, "/");
+    kbuf_str(&a, key->region);
+    kbuf_str(&a, "/");
+    kbuf_str(&a, key->service);
+    kbuf_str(&a, "/aws4_request, SignedHeaders=");
+    kbuf_str(&a, sh.p ? sh.p : "");
+    kbuf_str(&a, ", Signature=");
+    kbuf_str(&a, out->signature);
   }
   free(sh.p);
   if (r == 0 && (c.oom || s.oom || a.oom || sh.oom)) r = kiln_fail(e, KILN_ENOMEM, "SigV4: out of memory");
@@ -350,10 +330,10 @@ int ks_sigv4_presign(const ks_sigv4_key *key, const char *method, const char *ho
   ks_sigv4_out o;
   int r = ks_sigv4_sign(key, &req, &o, e);
   if (r == 0) {
-    kb b = {0};
+    kbuf b = {0};
     canonical_query(&b, q, k);
-    kb_str(&b, "&X-Amz-Signature=");
-    kb_str(&b, o.signature);
+    kbuf_str(&b, "&X-Amz-Signature=");
+    kbuf_str(&b, o.signature);
     if (b.oom) { free(b.p); r = kiln_fail(e, KILN_ENOMEM, "SigV4: out of memory"); }
     else *qs = b.p;
     ks_sigv4_out_release(&o);
@@ -363,8 +343,8 @@ int ks_sigv4_presign(const ks_sigv4_key *key, const char *method, const char *ho
 }
 
 char *ks_sigv4_query(const ks_kv *q, int n) {
-  kb b = {0};
-  kb_str(&b, "");
+  kbuf b = {0};
+  kbuf_str(&b, "");
   canonical_query(&b, q, n);
   if (b.oom) { free(b.p); return NULL; }
   return b.p;

@@ -20,11 +20,7 @@ static ks_store *store;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc; (void)argv;
-  char root[4200];
-  snprintf(root, sizeof root, "%s/store", fz_scratch());
-  kiln_err e = {0};
-  static const uint8_t secret[] = "fuzz-secret";
-  if (ks_open_local(&store, root, secret, sizeof secret - 1, &e) < 0) fz_fail("store: %s", e.msg);
+  store = fz_store();
   return 0;
 }
 

@@ -1,5 +1,6 @@
 /* fz.c — the harnesses' shared helpers (see fz.h). */
 #include "fz.h"
+#include "store/store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -75,4 +76,15 @@ void fz_check_msg(int rc, const kiln_err *e, const char *where) {
   json_t *j = json_string(e->msg);                /* NULL: not valid UTF-8 */
   if (!j) fz_fail("%s: message is not valid UTF-8: %s", where, e->msg);
   json_decref(j);
+}
+
+struct ks_store *fz_store(void) {
+  static ks_store *store;
+  if (store) return store;
+  char root[4200];
+  snprintf(root, sizeof root, "%s/store", fz_scratch());
+  kiln_err e = {0};
+  static const uint8_t secret[] = "fuzz-secret";
+  if (ks_open_local(&store, root, secret, sizeof secret - 1, &e) < 0) fz_fail("store: %s", e.msg);
+  return store;
 }

@@ -31,6 +31,10 @@ void fz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn
  * With FZ_VERBOSE set, prints every call's answer (for checking seeds). */
 void fz_check_msg(int rc, const kiln_err *e, const char *where);
 
+/* A local store in the scratch folder (the secret "fuzz-secret"), opened once. */
+struct ks_store;
+struct ks_store *fz_store(void);
+
 /* ---- fz_server.c: kiln's HTTP server on 127.0.0.1, in this process ---- */
 
 /* Starts it once (KILN_HOME in the scratch folder, no workers, a token, an
