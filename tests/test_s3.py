@@ -20,7 +20,7 @@ conformance suite on a local folder.
    URL, equal (framemd5) to the same job on a local store.
 
 usage: test_s3.py KILN STORE_CONFORM"""
-import hashlib, http.client, http.server, json, os, socket, socketserver, subprocess, sys, tempfile, threading, time, urllib.request
+import hashlib, shutil, http.client, http.server, json, os, socket, socketserver, subprocess, sys, tempfile, threading, time, urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kilnt  # noqa: E402
 from kilnt import check, done, Server  # noqa: E402
@@ -68,6 +68,9 @@ def conform(url, env, cache, label, expect_ok=True):
     return r
 
 
+if not shutil.which("moto_server"):
+    print("FAIL: moto_server is not installed: the S3 tests need it (pip install 'moto[server]'; it is in the CI machine's Python)")
+    sys.exit(1)
 try:
     import boto3
     # ---- 1. signatures checked
