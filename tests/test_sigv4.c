@@ -19,12 +19,13 @@
 #include <strings.h>
 
 #include "store/sigv4.h"
+#include "util/fs.h"
 #include "t.h"
 
 static void test_s3_docs(void) {
   /* "Example: GET Object" of the S3 API reference's SigV4 header-signing page */
   char empty[65];
-  ks_sha256_hex("", 0, empty);
+  kiln_sha256_hex("", 0, empty);
   ks_kv h[] = {{"Host", "examplebucket.s3.amazonaws.com"}, {"Range", "bytes=0-9"},
                {"x-amz-content-sha256", empty}, {"x-amz-date", "20130524T000000Z"}};
   ks_sigv4_key key = {"AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", NULL, "us-east-1", "s3", 1};
@@ -100,7 +101,7 @@ static int run_case(json_t *t, const ks_sigv4_key *key, int *inconsistent) {
     nq++;
   }
   char ph[65];
-  ks_sha256_hex(body ? body : "", body ? strlen(body) : 0, ph);
+  kiln_sha256_hex(body ? body : "", body ? strlen(body) : 0, ph);
   ks_sigv4_req req = {json_string_value(json_object_get(rq, "method")), path, q, nq, h, nh, ph, date};
   ks_sigv4_out o;
   kiln_err e = {0};
@@ -120,7 +121,7 @@ static int run_case(json_t *t, const ks_sigv4_key *key, int *inconsistent) {
    * does not hold the SHA-256 of their own .creq (and their .authz follows the .sts). For those the
    * canonical request is compared, and the case is named as such. */
   char own[65];
-  ks_sha256_hex(creq, strlen(creq), own);
+  kiln_sha256_hex(creq, strlen(creq), own);
   const char *last = strrchr(sts, '\n');
   if (!last || strcmp(last + 1, own) != 0) {
     printf("  %s: the suite's string to sign is not the hash of its canonical request; the canonical request alone compared\n", name);

@@ -6,7 +6,6 @@
 
 #include <jansson.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,12 +15,7 @@
 
 static void path_of(const char *home, char *out, size_t n) { snprintf(out, n, "%s/tokens.json", home); }
 
-static void sha256_hex(const char *s, char hex[65]) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(s, strlen(s), md, &len, EVP_sha256(), NULL);
-  kiln_hex(md, 32, hex);
-}
+static void sha256_hex(const char *s, char hex[65]) { kiln_sha256_hex(s, strlen(s), hex); }
 
 /* The token file, checked whole: an array of {"name": string, "sha256": 64
  * hex, ...}. A damaged file is an error naming it (KILN_EIO), never an empty

@@ -206,7 +206,7 @@ static int perform(s3 *st, s3_req *r, kiln_err *e) {
   free(ep);
   free(qs);
   char phash[65];
-  ks_sha256_hex(r->body ? r->body : "", r->body ? r->blen : 0, phash);
+  kiln_sha256_hex(r->body ? r->body : "", r->body ? r->blen : 0, phash);
   int rc = KILN_EIO;
   char why[CURL_ERROR_SIZE + 64] = "";
   for (int attempt = 0; attempt < st->tries; attempt++) {
@@ -375,33 +375,42 @@ static int s_put_begin(ks_store *s, const char *key, ks_put **out, kiln_err *e) 
   return 0;
 }
 
+/* Starts p's multipart upload unless it has one (what: "start an upload of", for a message). */
+static int start_upload(sput *p, const char *what, kiln_err *e) {
+  if (p->upload[0]) return 0;
+  s3 *st = p->base.s->impl;
+  ks_kv q[] = {{"uploads", ""}};
+  s3_req r = {.method = "POST", .okey = p->okey, .query = q, .nq = 1};
+  int rc = perform(st, &r, e);
+  if (rc == 0 && r.status != 200) rc = s3_error(st, &r, what, p->key, e);
+  if (rc == 0) {
+    xmlDocPtr d = xml_parse(&r.resp);
+    xmlNodePtr root = d ? xmlDocGetRootElement(d) : NULL;
+    if (!root || xml_text(root, "UploadId", p->upload, sizeof p->upload) < 0 || !p->upload[0])
+      rc = kiln_fail(e, KILN_EIO, "S3 answered '%s %s' without an UploadId", what, KILN_CLIP(p->key, 80));
+    if (d) xmlFreeDoc(d);
+  }
+  req_release(&r);
+  return rc;
+}
+
+/* Room in p->etags for the next part's ETag. */
+static int etag_slot(sput *p, kiln_err *e) {
+  if (p->parts < p->etag_cap) return 0;
+  int cap = p->etag_cap ? 2 * p->etag_cap : 16;
+  void *t = realloc(p->etags, (size_t)cap * sizeof *p->etags);
+  if (!t) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+  p->etags = t;
+  p->etag_cap = cap;
+  return 0;
+}
+
 /* Uploads p->data[0..n) as the next part (starting the upload first when it is the first). */
 static int put_part(sput *p, kiln_err *e) {
   s3 *st = p->base.s->impl;
   int rc = 0;
-  if (!p->upload[0]) {
-    ks_kv q[] = {{"uploads", ""}};
-    s3_req r = {.method = "POST", .okey = p->okey, .query = q, .nq = 1};
-    rc = perform(st, &r, e);
-    if (rc == 0 && r.status != 200) rc = s3_error(st, &r, "start an upload of", p->key, e);
-    if (rc == 0) {
-      xmlDocPtr d = xml_parse(&r.resp);
-      xmlNodePtr root = d ? xmlDocGetRootElement(d) : NULL;
-      if (!root || xml_text(root, "UploadId", p->upload, sizeof p->upload) < 0 || !p->upload[0])
-        rc = kiln_fail(e, KILN_EIO, "S3 started an upload of '%s' without an UploadId", KILN_CLIP(p->key, 80));
-      if (d) xmlFreeDoc(d);
-    }
-    req_release(&r);
-    if (rc < 0) return rc;
-  }
+  if ((rc = start_upload(p, "start an upload of", e)) < 0 || (rc = etag_slot(p, e)) < 0) return rc;
   if (p->parts == 10000) return kiln_fail(e, KILN_ETOOBIG, "object '%s' is over 10000 parts of %zu bytes", KILN_CLIP(p->key, 80), st->part);
-  if (p->parts == p->etag_cap) {
-    int cap = p->etag_cap ? 2 * p->etag_cap : 16;
-    void *t = realloc(p->etags, (size_t)cap * sizeof *p->etags);
-    if (!t) return kiln_fail(e, KILN_ENOMEM, "out of memory");
-    p->etags = t;
-    p->etag_cap = cap;
-  }
   char num[16];
   snprintf(num, sizeof num, "%d", p->parts + 1);
   ks_kv q[] = {{"partNumber", num}, {"uploadId", p->upload}};
@@ -614,25 +623,7 @@ static int copy_multipart(ks_store *s, const char *to, const char *src, int64_t 
   p->n = 0;
   int64_t step = st->copy_max;
   for (int64_t at = 0; rc == 0 && at < size; at += step) {
-    if (!p->upload[0]) {                            /* start it: put_part does so before its first part */
-      ks_kv q[] = {{"uploads", ""}};
-      s3_req r = {.method = "POST", .okey = p->okey, .query = q, .nq = 1};
-      rc = perform(st, &r, e);
-      if (rc == 0 && r.status != 200) rc = s3_error(st, &r, "start a copy to", to, e);
-      xmlDocPtr d = rc == 0 ? xml_parse(&r.resp) : NULL;
-      if (rc == 0 && (!d || xml_text(xmlDocGetRootElement(d), "UploadId", p->upload, sizeof p->upload) < 0))
-        rc = kiln_fail(e, KILN_EIO, "S3 started a copy to '%s' without an UploadId", KILN_CLIP(to, 80));
-      if (d) xmlFreeDoc(d);
-      req_release(&r);
-      if (rc < 0) break;
-    }
-    if (p->parts == p->etag_cap) {
-      int cap = p->etag_cap ? 2 * p->etag_cap : 16;
-      void *t = realloc(p->etags, (size_t)cap * sizeof *p->etags);
-      if (!t) { rc = kiln_fail(e, KILN_ENOMEM, "out of memory"); break; }
-      p->etags = t;
-      p->etag_cap = cap;
-    }
+    if ((rc = start_upload(p, "start a copy to", e)) < 0 || (rc = etag_slot(p, e)) < 0) break;
     char num[16], range[80];
     snprintf(num, sizeof num, "%d", p->parts + 1);
     int64_t last = at + step < size ? at + step - 1 : size - 1;

@@ -15,7 +15,6 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,12 +46,6 @@ size_t ks_uri_encode(const char *s, int keep_slash, char *out, size_t n) {
   }
   if (n) out[k < n ? k : n - 1] = 0;
   return k;
-}
-
-void ks_sha256_hex(const void *p, size_t n, char out[65]) {
-  unsigned char d[SHA256_DIGEST_LENGTH];
-  SHA256(p, n, d);
-  kiln_hex(d, sizeof d, out);
 }
 
 void ks_sigv4_date(int64_t t, char out[17]) {
@@ -215,6 +208,12 @@ static int signature(const ks_sigv4_key *key, const char *amz_date, const char *
   return r;
 }
 
+/* The credential scope: "YYYYMMDD/region/service/aws4_request" of the request's date. */
+static void scope(const ks_sigv4_key *key, const char *amz_date, char out[256]) {
+  snprintf(out, 256, "%.8s/%s/%s/aws4_request", amz_date ? amz_date : "", key->region ? key->region : "",
+           key->service ? key->service : "");
+}
+
 static void canonical_path(kbuf *b, const ks_sigv4_key *key, const char *path) {
   if (!path || !*path) path = "/";
   if (key->s3) { kb_enc(b, path, 1); return; }
@@ -238,6 +237,8 @@ int ks_sigv4_sign(const ks_sigv4_key *key, const ks_sigv4_req *req, ks_sigv4_out
     return kiln_fail(e, KILN_EINVAL, "SigV4: an access key, secret key, region and service are all needed");
   kbuf c = {0}, sh = {0}, s = {0}, a = {0};
   int has_host = 0;
+  char sc[256];
+  scope(key, req->amz_date, sc);
   kbuf_str(&c, req->method);
   kbuf_str(&c, "\n");
   canonical_path(&c, key, req->path);
@@ -253,16 +254,12 @@ int ks_sigv4_sign(const ks_sigv4_key *key, const ks_sigv4_req *req, ks_sigv4_out
   if (!has_host && !c.oom) r = kiln_fail(e, KILN_EINVAL, "SigV4: the request has no Host header to sign");
   if (r == 0 && !c.oom) {
     char h[65];
-    ks_sha256_hex(c.p, c.n, h);
+    kiln_sha256_hex(c.p, c.n, h);
     kbuf_str(&s, "AWS4-HMAC-SHA256\n");
     kbuf_str(&s, req->amz_date);
     kbuf_str(&s, "\n");
-    kbuf_add(&s, req->amz_date, 8);
-    kbuf_str(&s, "/");
-    kbuf_str(&s, key->region);
-    kbuf_str(&s, "/");
-    kbuf_str(&s, key->service);
-    kbuf_str(&s, "/aws4_request\n");
+    kbuf_str(&s, sc);
+    kbuf_str(&s, "\n");
     kbuf_str(&s, h);
   }
   if (r == 0 && !c.oom && !s.oom && signature(key, req->amz_date, s.p, out->signature) < 0)
@@ -271,12 +268,8 @@ int ks_sigv4_sign(const ks_sigv4_key *key, const ks_sigv4_req *req, ks_sigv4_out
     kbuf_str(&a, "AWS4-HMAC-SHA256 Credential=");
     kbuf_str(&a, key->access_key);
     kbuf_str(&a, "/");
-    kbuf_add(&a, req->amz_date, 8);
-    kbuf_str(&a, "/");
-    kbuf_str(&a, key->region);
-    kbuf_str(&a, "/");
-    kbuf_str(&a, key->service);
-    kbuf_str(&a, "/aws4_request, SignedHeaders=");
+    kbuf_str(&a, sc);
+    kbuf_str(&a, ", SignedHeaders=");
     kbuf_str(&a, sh.p ? sh.p : "");
     kbuf_str(&a, ", Signature=");
     kbuf_str(&a, out->signature);
@@ -309,8 +302,9 @@ int ks_sigv4_presign(const ks_sigv4_key *key, const char *method, const char *ho
   if (expires_s < 1 || expires_s > 604800)
     return kiln_fail(e, KILN_EINVAL, "SigV4: a presigned URL lasts 1 to 604800 s, not %lld", (long long)expires_s);
   if (!date_ok(amz_date)) return kiln_fail(e, KILN_EINVAL, "SigV4: the date '%s' is not YYYYMMDDTHHMMSSZ", amz_date ? amz_date : "");
-  char cred[512], exp[24];
-  snprintf(cred, sizeof cred, "%s/%.8s/%s/%s/aws4_request", key->access_key, amz_date, key->region, key->service);
+  char cred[512], sc[256], exp[24];
+  scope(key, amz_date, sc);
+  snprintf(cred, sizeof cred, "%s/%s", key->access_key, sc);
   snprintf(exp, sizeof exp, "%lld", (long long)expires_s);
   int n = nquery + 6;
   ks_kv *q = calloc((size_t)n, sizeof *q);
@@ -326,7 +320,7 @@ int ks_sigv4_presign(const ks_sigv4_key *key, const char *method, const char *ho
   ks_kv h = {"host", host};
   ks_sigv4_req req = {method, path, q, k, &h, 1, key->s3 ? "UNSIGNED-PAYLOAD" : NULL, amz_date};
   char empty[65];
-  if (!key->s3) { ks_sha256_hex("", 0, empty); req.payload_hash = empty; }
+  if (!key->s3) { kiln_sha256_hex("", 0, empty); req.payload_hash = empty; }
   ks_sigv4_out o;
   int r = ks_sigv4_sign(key, &req, &o, e);
   if (r == 0) {

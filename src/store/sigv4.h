@@ -69,7 +69,5 @@ void ks_sigv4_date(int64_t t, char out[17]);
  * kept, '/' kept when keep_slash, every other byte %XX upper-case) to out
  * (n bytes, NUL-terminated). Returns the length it needed, as snprintf. */
 size_t ks_uri_encode(const char *s, int keep_slash, char *out, size_t n);
-/* Lower-case hex SHA-256 of n bytes. */
-void ks_sha256_hex(const void *p, size_t n, char out[65]);
 
 #endif

@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +18,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "store/sigv4.h"
 
 int ks_key_check(const char *key, kiln_err *e) {
   if (!key || !*key) return kiln_fail(e, KILN_EINVAL, "object key is empty");
@@ -280,7 +279,7 @@ int ks_fetch(ks_store *s, const char *key, char *out, size_t n, int *linked, kil
   const char *dir = s->be->cache_dir(s, &max);
   char id[KS_KEY_MAX + 400], name[65], cpath[1400], scratch[1200];
   snprintf(id, sizeof id, "%s\n%s\n%lld", key, tag, (long long)st.size);
-  ks_sha256_hex(id, strlen(id), name);
+  kiln_sha256_hex(id, strlen(id), name);
   snprintf(cpath, sizeof cpath, "%s/%s", dir, name);
   if ((r = ks_scratch_dir(s, scratch, sizeof scratch, e)) < 0) return r;
   int rounds = 0;
@@ -327,7 +326,8 @@ again:;
     leaf = p;
   }
   for (int tries = 0;; tries++) {
-    unsigned rnd = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL) ^ (unsigned)tries * 40503u ^ (unsigned)(uintptr_t)&rnd;
+    unsigned rnd = 0;
+    RAND_bytes((unsigned char *)&rnd, sizeof rnd);
     if ((size_t)snprintf(out, n, "%s/in-%08x-%s", scratch, rnd, leaf) >= n)
       return kiln_fail(e, KILN_EINVAL, "the fetched file's path is too long");
     if (link(cpath, out) == 0) break;

@@ -2,6 +2,7 @@
 #include "util/fs.h"
 
 #include <errno.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,4 +27,10 @@ void kiln_hex(const uint8_t *bytes, size_t n, char *out) {
     out[2 * i + 1] = digits[bytes[i] & 15];
   }
   out[2 * n] = 0;
+}
+
+void kiln_sha256_hex(const void *p, size_t n, char out[65]) {
+  unsigned char d[SHA256_DIGEST_LENGTH];
+  SHA256(p, n, d);
+  kiln_hex(d, sizeof d, out);
 }

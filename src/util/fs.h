@@ -15,5 +15,7 @@ int kiln_mkdirs(const char *path, mode_t mode, kiln_err *e);
 
 /* Lower-case hex of n bytes into out (2n + 1 bytes, NUL-terminated). */
 void kiln_hex(const uint8_t *bytes, size_t n, char *out);
+/* Lower-case hex SHA-256 of n bytes (token hashes, SigV4, the fetch cache's names). */
+void kiln_sha256_hex(const void *p, size_t n, char out[65]);
 
 #endif
