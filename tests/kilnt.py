@@ -42,13 +42,23 @@ def pid_alive(pid):
 
 
 class Server:
-    def __init__(self, home, config, wrap=None):
+    def __init__(self, home, config, wrap=None, env=None, args=None):
         self.home = home
         self.wrap = list(wrap or [])                 # a command line the server runs under (e.g. unshare)
         os.makedirs(home, exist_ok=True)
         with open(os.path.join(home, "config.yaml"), "w") as f:
             f.write(config)
         self.env = dict(os.environ, KILN_HOME=home)
+        self.args = list(args or [])                 # more arguments of `kiln serve`
+        pg = None if env and "KILN_QUEUE" in env else os.environ.get("KILN_TEST_PG")        # postgres://USER@HOST:PORT: a database of its own per home
+        if pg:
+            db = "k" + __import__("hashlib").sha1(os.path.abspath(home).encode()).hexdigest()[:16]
+            have = subprocess.run(["psql", pg + "/kiln", "-Atc", f"SELECT 1 FROM pg_database WHERE datname='{db}'"],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+            if not have:
+                subprocess.run(["psql", pg + "/kiln", "-qc", f"CREATE DATABASE {db}"], capture_output=True, check=True)
+            self.env["KILN_QUEUE"] = f"{pg}/{db}"
+        self.env.update(env or {})
         if not os.path.exists(os.path.join(home, "tok")):
             tok = subprocess.run([KILN, "token", "create", "--name", "t"], env=self.env, capture_output=True, text=True)
             with open(os.path.join(home, "tok"), "w") as f:
@@ -58,7 +68,7 @@ class Server:
 
     def start(self):
         self.log = open(os.path.join(self.home, "serve.log"), "a")
-        self.p = subprocess.Popen(self.wrap + [KILN, "serve", "--listen", "127.0.0.1:0"], env=self.env, stderr=subprocess.PIPE,
+        self.p = subprocess.Popen(self.wrap + [KILN, "serve", "--listen", "127.0.0.1:0"] + self.args, env=self.env, stderr=subprocess.PIPE,
                                   text=True)
         servers.append(self)
         self.url = None
@@ -98,6 +108,20 @@ class Server:
                 return e.code, json.loads(b), dict(e.headers)
             except Exception:
                 return e.code, b, dict(e.headers)
+
+    def sql(self, query):
+        """Rows of a query on this server's queue database (SQLite file or PostgreSQL), as tuples of ints/strings."""
+        if "KILN_QUEUE" in self.env:
+            out = subprocess.run(["psql", self.env["KILN_QUEUE"], "-AtF", "\t", "-c", query], capture_output=True,
+                                 text=True, check=True).stdout
+            conv = lambda v: int(v) if re.fullmatch(r"-?[0-9]+", v) else v
+            return [tuple(conv(v) for v in line.split("\t")) for line in out.splitlines() if line]
+        import sqlite3
+        db = sqlite3.connect(os.path.join(self.home, "queue.db"))
+        try:
+            return db.execute(query).fetchall()
+        finally:
+            db.close()
 
     def job(self, jid):
         return self.req("GET", "/v1/jobs/" + jid)[1]

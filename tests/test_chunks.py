@@ -162,7 +162,7 @@ try:
     done2 = until(lambda: (lambda j: j if sum(t["state"] == "succeeded" for t in j.get("tasks", [])) >= 2 else None)(B.job(jid)), 30)
     before = {t["part"]: t for t in done2["tasks"]} if done2 else {}
     B.kill9()
-    db_workers = __import__("sqlite3").connect(os.path.join(B.home, "queue.db")).execute("SELECT pid FROM workers WHERE state<3").fetchall()
+    db_workers = B.sql("SELECT pid FROM workers WHERE state<3")
     for (pid,) in db_workers:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -227,7 +227,7 @@ try:
     second = until(lambda: (lambda t: t if t and t[0]["state"] == "succeeded" and t[1]["state"] == "running" and t[1]["frames_done"] > 0 else None)(
         sorted([t for t in C.job(jid).get("tasks", []) if t["kind"] == "chunk"], key=lambda t: t["part"])), 30)
     had = chunk_objects(jid)
-    for (pid,) in __import__("sqlite3").connect(os.path.join(C.home, "queue.db")).execute("SELECT pid FROM workers WHERE state<3").fetchall():
+    for (pid,) in C.sql("SELECT pid FROM workers WHERE state<3"):
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:

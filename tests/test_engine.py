@@ -237,13 +237,8 @@ try:
 
     A.stop()
     check("SIGTERM: the server exits cleanly", A.p.returncode == 0, A.p.returncode)
-    import sqlite3
-
     def worker_rows():
-        db = sqlite3.connect(os.path.join(A.home, "queue.db"))
-        rows = db.execute("SELECT id, pid, state FROM workers").fetchall()
-        db.close()
-        return rows
+        return A.sql("SELECT id, pid, state FROM workers")
     left = until(lambda: all(st_ == 3 and not pid_alive(pid) for _, pid, st_ in worker_rows()), 10)
     check("...and every worker has left (the min_workers one, those orphaned by the kill -9 too)", left, worker_rows())
 

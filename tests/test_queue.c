@@ -1,7 +1,13 @@
 /* test_queue.c — the SQLite queue's state machine with a test-controlled
  * clock: claim order, leases and heartbeats, completion, retries with
  * exponential backoff (bad_input never retried), lease expiry, cancel,
- * list filters, events, and that jobs survive closing and reopening. */
+ * list filters, events, and that jobs survive closing and reopening; split
+ * jobs (release, chunks, the join, a failed chunk, cancel), cost models,
+ * that every state change in the event log is one of machine.c's
+ * transitions, and concurrent claimers and chunk completions from threads.
+ * The same suite runs on PostgreSQL: KILN_TEST_QUEUE=postgres://... (the
+ * ctest `postgres` starts a server with tests/pgserver.py). */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +23,8 @@ static kq *open_q(void) {
   kq *q = NULL;
   kiln_err e = {0};
   kq_policy pol = {1000, 4000};
-  CHECK(kq_open_sqlite(&q, t_path("q.db"), &pol, &e) == 0, "%s", e.msg);
+  const char *url = getenv("KILN_TEST_QUEUE");   /* the same suite on PostgreSQL: tests/pgserver.py */
+  CHECK(kq_open(&q, url && *url ? url : t_path("q.db"), &pol, &e) == 0, "%s", e.msg);
   return q;
 }
 
@@ -204,21 +211,23 @@ static void test_cost_hooks_workers(void) {
   CHECK(kq_get(q, id, &j, &e) == 0 && !strcmp(j.phase, "processing") && j.eta_ms == 700, "phase %s", j.phase);
   kq_job_release(&j);
   int hooks = 0;
-  CHECK(kq_hooks_due(q, day + 5000, 10, count_cb, &hooks, &e) == 0 && hooks == 0, "no webhook before the end");
+  CHECK(kq_hooks_due(q, day + 5000, 1, 10, count_cb, &hooks, &e) == 0 && hooks == 0, "no webhook before the end");
   kq_cost c2 = {0, 2500, 0.02};
   CHECK(kq_complete(q, id, "w2", "{}", &c2, -1, day + 1300, &e) == 0, "%s", e.msg);
   CHECK(kq_get(q, id, &j, &e) == 0 && j.resource_ms == 4000 && j.cold_start_ms == 200 && j.usd > 0.0299 && j.usd < 0.0301 &&
             !strcmp(j.phase, "done") && j.frames_done == 10 && j.hook_state == KQ_HOOK_PENDING && j.webhook &&
             !strcmp(j.webhook, "http://127.0.0.1:9/hook"), "cost adds up: %lld ms %f usd", (long long)j.resource_ms, j.usd);
   kq_job_release(&j);
-  CHECK(kq_hooks_due(q, day + 1300, 10, count_cb, &hooks, &e) == 0 && hooks == 1, "webhook due");
+  CHECK(kq_hooks_due(q, day + 1300, 1, 10, count_cb, &hooks, &e) == 0 && hooks == 1, "webhook due");
+  hooks = 0;
+  CHECK(kq_hooks_due(q, day + 1300, 1, 10, count_cb, &hooks, &e) == 0 && hooks == 0, "claimed: a second sender skips it");
   CHECK(kq_hook_result(q, id, 0, day + 3000, &e) == 0, "%s", e.msg);
   hooks = 0;
-  kq_hooks_due(q, day + 2000, 10, count_cb, &hooks, &e);
+  kq_hooks_due(q, day + 2000, 1, 10, count_cb, &hooks, &e);
   CHECK(hooks == 0, "webhook retry waits");
   kq_hook_result(q, id, 1, 0, &e);
   hooks = 0;
-  kq_hooks_due(q, day + 9000, 10, count_cb, &hooks, &e);
+  kq_hooks_due(q, day + 9000, 1, 10, count_cb, &hooks, &e);
   CHECK(hooks == 0 && kq_get(q, id, &j, &e) == 0 && j.hook_state == KQ_HOOK_DELIVERED && j.hook_attempts == 2, "delivered");
   kq_job_release(&j);
 
@@ -277,6 +286,302 @@ static void test_requeue(void) {
   kq_close(q);
 }
 
+static const char *const *chunk_specs(void) {
+  static const char *const specs[3] = {"{\"part\":0}", "{\"part\":1}", "{\"part\":2}"};
+  return specs;
+}
+
+typedef struct kids { int n; kq_job j[8]; } kids;
+static int kids_cb(void *arg, const kq_job *j) {
+  kids *k = arg;
+  if (k->n < 8) {
+    k->j[k->n] = *j;
+    k->j[k->n].spec = k->j[k->n].result = k->j[k->n].webhook = k->j[k->n].plan = NULL;
+    k->n++;
+  }
+  return 0;
+}
+
+/* Held for the planner; run whole (release) or split into 3 chunks and a
+ * join; progress adds up; the last chunk releases the join; the join's
+ * success is the job's; a chunk failed for good fails the job and stops
+ * its other tasks; cancelling a split job cancels its tasks. */
+static void test_split_join(void) {
+  kq *q = open_q();
+  if (!q) return;
+  kiln_err e = {0};
+  kq_submit_req rq[3] = {{"sj", "{\"v\":1}", 0, NULL, 1, ""}, {"sj", "{\"v\":2}", 1, NULL, 1, ""}, {"sj", "{\"v\":3}", 0, NULL, 1, ""}};
+  CHECK(kq_submit_many(q, rq, 3, 5000, &e) == 0, "%s", e.msg);
+  kq_job j;
+  CHECK(kq_claim(q, "sj", "w", 1000, 5001, &j, &e) == 0, "a held job is not claimed");
+  int n = 0;
+  CHECK(kq_claim_unplanned(q, 2, 5001, 100, count_cb, &n, &e) == 0 && n == 2, "two of three claimed by a planner: %d", n);
+  n = 0;
+  CHECK(kq_claim_unplanned(q, 10, 5001, 100, count_cb, &n, &e) == 0 && n == 1, "another planner gets the third: %d", n);
+  n = 0;
+  CHECK(kq_claim_unplanned(q, 10, 5050, 100, count_cb, &n, &e) == 0 && n == 0, "none while leased: %d", n);
+  n = 0;
+  CHECK(kq_claim_unplanned(q, 10, 5102, 100, count_cb, &n, &e) == 0 && n == 3, "a dead planner's lease runs out: %d", n);
+  CHECK(kq_release(q, rq[0].id, "{\"chunks\":1,\"predicted_ms\":50}", 30, 5002, &e) == 0, "%s", e.msg);
+  CHECK(kq_release(q, rq[0].id, "{}", 30, 5002, &e) == 0 && kq_get(q, rq[0].id, &j, &e) == 0 && j.planned == 1 &&
+            j.plan && strstr(j.plan, "predicted_ms"), "released once: %s", j.plan ? j.plan : "(null)");
+  kq_job_release(&j);
+  CHECK(kq_claim(q, "sj", "w", 1000, 5003, &j, &e) == 1 && !strcmp(j.id, rq[0].id) && j.frames_total == 30, "released, claimed");
+  kq_job_release(&j);
+  CHECK(kq_complete(q, rq[0].id, "w", "{}", NULL, 30, 5100, &e) == 0, "%s", e.msg);
+  CHECK(kq_get(q, rq[0].id, &j, &e) == 0 && j.plan && strstr(j.plan, "\"actual_ms\":100"), "actual time kept with the plan: %s",
+        j.plan ? j.plan : "(null)");
+  kq_job_release(&j);
+
+  /* split 1: succeeds */
+  const char *id = rq[1].id;
+  CHECK(kq_split(q, id, chunk_specs(), 3, "{\"join\":1}", "{\"chunks\":3}", 90, 6000, &e) == 0, "%s", e.msg);
+  CHECK(kq_split(q, id, chunk_specs(), 3, "{}", "{}", 90, 6000, &e) == KILN_EINVAL, "split once");
+  CHECK(kq_get(q, id, &j, &e) == 0 && j.state == KQ_RUNNING && j.kind == KQ_SPLIT && j.pending == 3 && !j.worker[0],
+        "a running split job without a worker");
+  kq_job_release(&j);
+  kids k = {0};
+  CHECK(kq_children(q, id, kids_cb, &k, &e) == 0 && k.n == 4 && k.j[0].kind == KQ_CHUNK && k.j[2].part == 2 &&
+            k.j[3].kind == KQ_JOIN && !strcmp(k.j[3].fn, "join") && k.j[3].run_after_ms == KQ_HELD, "3 chunks and a held join");
+  CHECK(kq_cancel(q, k.j[0].id, 6001, &e) == KILN_EINVAL && strstr(e.msg, "cancel that job"), "a task is not cancelled alone");
+  char done[3][KQ_ID_LEN];
+  for (int i = 0; i < 3; i++) {
+    CHECK(kq_claim(q, "sj", "w", 1000, 6010 + i, &j, &e) == 1 && j.kind == KQ_CHUNK && j.part == i, "chunk %d in order", i);
+    snprintf(done[i], sizeof done[i], "%s", j.id);
+    kq_job_release(&j);
+  }
+  CHECK(kq_claim(q, "join", "w", 1000, 6020, &j, &e) == 0, "the join waits for its chunks");
+  CHECK(kq_heartbeat(q, done[0], "w", &(kq_progress){10, 30, -1, "processing"}, 1000, 6030, &e) == 0, "%s", e.msg);
+  CHECK(kq_heartbeat(q, done[1], "w", &(kq_progress){5, 30, -1, "processing"}, 1000, 6031, &e) == 0, "%s", e.msg);
+  CHECK(kq_get(q, id, &j, &e) == 0 && j.frames_done == 15, "progress adds up over chunks: %lld", (long long)j.frames_done);
+  kq_job_release(&j);
+  kq_cost c = {10, 100, 0.5};
+  for (int i = 0; i < 3; i++) CHECK(kq_complete(q, done[i], "w", "{}", &c, 30, 6040 + i, &e) == 0, "%s", e.msg);
+  CHECK(kq_get(q, id, &j, &e) == 0 && j.pending == 0 && j.frames_done == 90, "pending %d frames %lld", j.pending, (long long)j.frames_done);
+  kq_job_release(&j);
+  CHECK(kq_claim(q, "join", "w", 1000, 6050, &j, &e) == 1 && j.kind == KQ_JOIN && !strcmp(j.parent, id), "the join is released");
+  char join[KQ_ID_LEN];
+  snprintf(join, sizeof join, "%s", j.id);
+  kq_job_release(&j);
+  CHECK(kq_complete(q, join, "w", "{\"outputs\":[\"o\"]}", &c, -1, 6060, &e) == 0, "%s", e.msg);
+  CHECK(kq_get(q, id, &j, &e) == 0 && j.state == KQ_SUCCEEDED && j.result && strstr(j.result, "outputs") &&
+            j.resource_ms == 400 && j.cold_start_ms == 40 && j.usd > 1.99 && j.usd < 2.01 && j.plan &&
+            strstr(j.plan, "\"actual_ms\":1060"), "the join's success is the job's, its cost the tasks' sum: %lld %f %s",
+        (long long)j.resource_ms, j.usd, j.plan ? j.plan : "");
+  kq_job_release(&j);
+  n = 0;
+  kq_list(q, -1, "join", 10, count_cb, &n, &e);
+  CHECK(n == 0, "tasks are not listed as jobs");
+
+  /* split 2: a chunk fails for good (bad_input) -> the job fails, the others are cancelled */
+  id = rq[2].id;
+  CHECK(kq_split(q, id, chunk_specs(), 3, "{}", NULL, 90, 7000, &e) == 0, "%s", e.msg);
+  CHECK(kq_claim(q, "sj", "w", 1000, 7001, &j, &e) == 1 && j.part == 0, "chunk 0");
+  char c0[KQ_ID_LEN];
+  snprintf(c0, sizeof c0, "%s", j.id);
+  kq_job_release(&j);
+  CHECK(kq_claim(q, "sj", "w2", 1000, 7002, &j, &e) == 1 && j.part == 1, "chunk 1");
+  char c1[KQ_ID_LEN];
+  snprintf(c1, sizeof c1, "%s", j.id);
+  kq_job_release(&j);
+  int retrying = -1;
+  CHECK(kq_fail(q, c0, "w", "bad_input", "frame 3 is corrupt", NULL, 7003, &retrying, &e) == 0 && retrying == 0, "%s", e.msg);
+  CHECK(kq_get(q, id, &j, &e) == 0 && j.state == KQ_FAILED && !strcmp(j.err_class, "bad_input") &&
+            strstr(j.err_msg, "chunk 0: frame 3"), "the job fails naming the chunk: %s", j.err_msg);
+  kq_job_release(&j);
+  CHECK(state_of(q, c1) == KQ_CANCELLED, "its running chunk is stopped");
+  CHECK(kq_heartbeat(q, c1, "w2", &(kq_progress){1, 30, -1, NULL}, 1000, 7004, &e) == KILN_ECANCELLED, "and told so");
+  kq_cost late = {0, 1000, 0.25};
+  CHECK(kq_account(q, c1, &late, &e) == 0 && kq_get(q, id, &j, &e) == 0 && j.resource_ms == 1000,
+        "a stopped task's cost still reaches its ended job: %lld", (long long)j.resource_ms);
+  kq_job_release(&j);
+
+  /* split 3: cancelled while its chunks run */
+  char sid[KQ_ID_LEN];
+  kq_submit_req one = {"sj", "{}", 0, NULL, 1, ""};
+  kq_submit_many(q, &one, 1, 8000, &e);
+  snprintf(sid, sizeof sid, "%s", one.id);
+  CHECK(kq_split(q, sid, chunk_specs(), 2, "{}", NULL, 60, 8001, &e) == 0, "%s", e.msg);
+  CHECK(kq_claim(q, "sj", "w", 1000, 8002, &j, &e) == 1, "a chunk runs");
+  char rc[KQ_ID_LEN];
+  snprintf(rc, sizeof rc, "%s", j.id);
+  kq_job_release(&j);
+  CHECK(kq_cancel(q, sid, 8003, &e) == 0, "%s", e.msg);
+  k.n = 0;
+  kq_children(q, sid, kids_cb, &k, &e);
+  int cancelled = 0;
+  for (int i = 0; i < k.n; i++) cancelled += k.j[i].state == KQ_CANCELLED;
+  CHECK(k.n == 3 && cancelled == 3 && state_of(q, sid) == KQ_CANCELLED, "cancel stops every task: %d of %d", cancelled, k.n);
+  CHECK(kq_complete(q, rc, "w", "{}", NULL, -1, 8004, &e) == KILN_ECANCELLED, "a cancelled chunk cannot complete");
+  kq_close(q);
+}
+
+static char *edit_add(void *arg, const char *old) {
+  int add = *(int *)arg;
+  int v = old ? atoi(old + 5) : 0;                /* {"n":V} */
+  char *o = malloc(32);
+  if (o) snprintf(o, 32, "{\"n\":%d}", v + add);
+  return o;
+}
+static char *edit_none(void *arg, const char *old) { (void)arg; (void)old; return NULL; }
+
+static void test_models(void) {
+  kq *q = open_q();
+  if (!q) return;
+  kiln_err e = {0};
+  char *js = (char *)"x";
+  CHECK(kq_model_get(q, "m1", &js, &e) == 0 && js == NULL, "no model yet");
+  int one = 1;
+  CHECK(kq_model_update(q, "m1", edit_add, &one, 10, &e) == 0, "%s", e.msg);
+  CHECK(kq_model_update(q, "m1", edit_add, &one, 11, &e) == 0 && kq_model_get(q, "m1", &js, &e) == 0 && js &&
+            !strcmp(js, "{\"n\":2}"), "read-modify-write: %s", js ? js : "(null)");
+  free(js);
+  CHECK(kq_model_update(q, "m1", edit_none, NULL, 12, &e) == 0 && kq_model_get(q, "m1", &js, &e) == 0 && js &&
+            !strcmp(js, "{\"n\":2}"), "an edit may leave it");
+  free(js);
+  CHECK(kq_model_put(q, "m1", "{\"n\":40}", 13, &e) == 0 && kq_model_get(q, "m1", &js, &e) == 0 && js && !strcmp(js, "{\"n\":40}"),
+        "put replaces");
+  free(js);
+  kq_close(q);
+}
+
+/* Threads, each with its own handle (as processes would be): no task is
+ * claimed twice and every one completes once; the model edits of all of
+ * them add up (none lost); the chunks of one split job completed from
+ * several threads release its join once and the job succeeds. */
+typedef struct racer {
+  const char *fn;
+  pthread_mutex_t mu;
+  int done, twice, nseen, failed;
+  char seen[256][KQ_ID_LEN];
+} racer;
+
+static void *race(void *arg) {
+  racer *r = arg;
+  kq *q = open_q();
+  if (!q) return NULL;
+  kiln_err e = {0};
+  char me[32];
+  snprintf(me, sizeof me, "racer-%lx", (unsigned long)pthread_self());
+  kq_job j;
+  int k;
+  while ((k = kq_claim(q, r->fn, me, 60000, 3000, &j, &e)) == 1) {
+    pthread_mutex_lock(&r->mu);
+    for (int i = 0; i < r->nseen; i++)
+      if (!strcmp(r->seen[i], j.id)) r->twice++;
+    if (r->nseen < 256) snprintf(r->seen[r->nseen++], KQ_ID_LEN, "%s", j.id);
+    pthread_mutex_unlock(&r->mu);
+    int one = 1;
+    int ok = kq_complete(q, j.id, me, "{}", NULL, 10, 3001, &e) == 0 && kq_model_update(q, r->fn, edit_add, &one, 3002, &e) == 0;
+    pthread_mutex_lock(&r->mu);
+    if (ok) r->done++;
+    else r->failed++;
+    pthread_mutex_unlock(&r->mu);
+    kq_job_release(&j);
+  }
+  if (k < 0) { pthread_mutex_lock(&r->mu); r->failed++; pthread_mutex_unlock(&r->mu); }
+  kq_close(q);
+  return NULL;
+}
+
+static void run_racers(racer *r, const char *fn) {
+  memset(r, 0, sizeof *r);
+  r->fn = fn;
+  pthread_mutex_init(&r->mu, NULL);
+  pthread_t th[4];
+  for (int t = 0; t < 4; t++) pthread_create(&th[t], NULL, race, r);
+  for (int t = 0; t < 4; t++) pthread_join(th[t], NULL);
+  pthread_mutex_destroy(&r->mu);
+}
+
+static void test_concurrent(void) {
+  kq *q = open_q();
+  if (!q) return;
+  kiln_err e = {0};
+  enum { N = 120 };
+  kq_submit_req rq[N];
+  for (int i = 0; i < N; i++) rq[i] = (kq_submit_req){"race", "{}", 0, NULL, 0, ""};
+  CHECK(kq_submit_many(q, rq, N, 2900, &e) == 0, "%s", e.msg);
+  static racer r;
+  run_racers(&r, "race");
+  CHECK(r.done == N && r.twice == 0 && r.nseen == N && r.failed == 0, "%d done, %d claimed twice, %d claims, %d failed", r.done,
+        r.twice, r.nseen, r.failed);
+  int64_t counts[KQ_NSTATES];
+  CHECK(kq_counts(q, "race", counts, &e) == 0 && counts[KQ_SUCCEEDED] == N, "all succeeded: %lld", (long long)counts[KQ_SUCCEEDED]);
+  char *js = NULL;
+  kq_model_get(q, "race", &js, &e);
+  CHECK(js && atoi(js + 5) == N, "no model edit lost: %s", js ? js : "(null)");
+  free(js);
+
+  kq_submit_req one = {"crace", "{}", 0, NULL, 1, ""};
+  CHECK(kq_submit_many(q, &one, 1, 2950, &e) == 0, "%s", e.msg);
+  static const char *const specs[16] = {"{}", "{}", "{}", "{}", "{}", "{}", "{}", "{}", "{}", "{}", "{}", "{}", "{}", "{}", "{}", "{}"};
+  CHECK(kq_split(q, one.id, specs, 16, "{}", NULL, 160, 2960, &e) == 0, "%s", e.msg);
+  run_racers(&r, "crace");
+  CHECK(r.done == 16 && r.twice == 0 && r.failed == 0, "chunks: %d done, %d twice, %d failed", r.done, r.twice, r.failed);
+  kq_job j;
+  CHECK(kq_get(q, one.id, &j, &e) == 0 && j.pending == 0 && j.frames_done == 160, "the split job counted every chunk: pending %d,"
+        " frames %lld", j.pending, (long long)j.frames_done);
+  kq_job_release(&j);
+  run_racers(&r, "join");
+  CHECK(r.done == 1, "the join ran once: %d", r.done);
+  CHECK(state_of(q, one.id) == KQ_SUCCEEDED, "the job succeeded: %s", kq_state_name(state_of(q, one.id)));
+  kq_close(q);
+}
+
+/* Every state change any test made, job by job in the event log, is one of
+ * machine.c's transitions. Runs last. */
+typedef struct walk { kq_state prev; int bad, n; char what[200]; } walk;
+static int walk_cb(void *arg, int64_t seq, const char *kind, const char *data, int64_t ts) {
+  walk *w = arg;
+  (void)seq; (void)ts;
+  if (strcmp(kind, "state") || !data) return 0;
+  json_error_t je;
+  json_t *o = json_loads(data, 0, &je);
+  const char *st = json_string_value(json_object_get(o, "state"));
+  kq_state to = (kq_state)-1;
+  for (int s = 0; st && s < KQ_NSTATES; s++)
+    if (!strcmp(st, kq_state_name((kq_state)s))) to = (kq_state)s;
+  /* a job's log starts with its submission (queued); a task's (a chunk, a join) is made queued without one */
+  if (w->n++ == 0 && to == KQ_QUEUED) {}
+  else if (!kq_transition_ok(w->prev, to)) {
+    w->bad++;
+    snprintf(w->what, sizeof w->what, "%s -> %s", kq_state_name(w->prev), st ? st : "?");
+  }
+  w->prev = to;
+  json_decref(o);
+  return 0;
+}
+typedef struct idlist { int n; char id[1024][KQ_ID_LEN]; } idlist;
+static int ids_cb(void *arg, const kq_job *j) {
+  idlist *l = arg;
+  if (l->n < 1024) snprintf(l->id[l->n++], KQ_ID_LEN, "%s", j->id);
+  return 0;
+}
+static void test_transitions_in_log(void) {
+  kq *q = open_q();
+  if (!q) return;
+  kiln_err e = {0};
+  static idlist l;
+  l.n = 0;
+  CHECK(kq_list(q, -1, NULL, 1000, ids_cb, &l, &e) == 0 && l.n > 20, "jobs: %d", l.n);
+  int nl = l.n;
+  for (int i = 0; i < nl; i++) kq_children(q, l.id[i], ids_cb, &l, &e);
+  int bad = 0, walked = 0;
+  for (int i = 0; i < l.n; i++) {
+    walk w = {KQ_QUEUED, 0, 0, ""};
+    kq_events(q, l.id[i], 0, walk_cb, &w, &e);
+    walked += w.n;
+    if (w.bad && !bad++) CHECK(0, "job %s: %s", l.id[i], w.what);
+  }
+  CHECK(bad == 0 && walked > 2 * l.n, "%d of %d jobs broke the table (%d state events)", bad, l.n, walked);
+  CHECK(!kq_transition_ok(KQ_SUCCEEDED, KQ_RUNNING) && !kq_transition_ok(KQ_CANCELLED, KQ_QUEUED) &&
+            kq_transition_ok(KQ_RETRYING, KQ_RUNNING), "the table itself");
+  const char *url = getenv("KILN_TEST_QUEUE");
+  CHECK(!strcmp(kq_backend_name(q), url && !strncmp(url, "postgres", 8) ? "postgres" : "sqlite"), "backend %s", kq_backend_name(q));
+  kq_close(q);
+}
+
 int main(void) {
   T_RUN(test_requeue);
   T_RUN(test_cost_hooks_workers);
@@ -284,6 +589,10 @@ int main(void) {
   T_RUN(test_retries);
   T_RUN(test_lease_expiry_and_cancel);
   T_RUN(test_durable_list_events);
+  T_RUN(test_split_join);
+  T_RUN(test_models);
+  T_RUN(test_concurrent);
+  T_RUN(test_transitions_in_log);
   t_cleanup();
   return t_done();
 }

@@ -8,16 +8,25 @@
 
 #include "api/server.h"
 
-/* A connection parked until due_ms (ke_now_ms clock); lives in the
- * request's own state, which MHD keeps while the connection is suspended. */
+/* A connection parked until due_ms (ke_now_ms clock), or until job id
+ * changes; lives in the request's own state, which MHD keeps while the
+ * connection is suspended. */
 typedef struct kh_wait {
   struct MHD_Connection *c;
   int64_t due_ms;
+  char id[40];                  /* the job it waits on ("" none) */
+  uint64_t gen;                 /* kh_changes(id) before the handler looked at the queue */
   struct kh_wait *next;
 } kh_wait;
 
+/* The count of changes seen so far for job id (by the server's watcher:
+ * kq_watch). Read it before looking at the queue; kh_suspend then resumes
+ * at once if a change came in between. */
+uint64_t kh_changes(kiln_server *s, const char *id);
+
 /* Suspends c (from its access handler or content reader only) and has the
- * ticker resume it after delay_ms: MHD then calls the handler, or the
+ * ticker resume it when job w->id changes (w->gen: kh_changes before the
+ * look), or after delay_ms at the latest: MHD then calls the handler, or the
  * reader, again. 0, or -1 when the server is stopping (answer now). */
 int kh_suspend(kiln_server *s, struct MHD_Connection *c, kh_wait *w, int64_t delay_ms);
 

@@ -142,11 +142,20 @@ out:
   return ret;
 }
 
+/* A failed queue operation: 503 while the database cannot be reached (the
+ * client may try again), else 500; the message names the database. */
+static enum MHD_Result queue_error(kiln_server *s, struct MHD_Connection *c, int code, const kiln_err *e) {
+  if (code == KILN_EUNAVAIL) return kh_error(s, c, 503, "unavailable", "%s", e->msg);
+  return kh_error(s, c, 500, "internal", "%s", e->msg);
+}
+
 /* A `call` whose job has not ended: answered with the job once it ends,
- * 303 to it at the deadline (or when the server stops); else parked for
- * 10 ms, no thread held. */
+ * 303 to it at the deadline (or when the server stops); else parked until
+ * the job changes (the server's watcher), no thread held. */
 enum MHD_Result kh_call_poll(kiln_server *s, struct MHD_Connection *c, req *rq) {
   kiln_err e = {0};
+  snprintf(rq->w.id, sizeof rq->w.id, "%s", rq->wait_id);
+  rq->w.gen = kh_changes(s, rq->wait_id);         /* before the look: a change after it resumes the wait at once */
   kq *q = kh_q_get(s, &e);
   if (q) {
     kq_job j;
@@ -163,7 +172,8 @@ enum MHD_Result kh_call_poll(kiln_server *s, struct MHD_Connection *c, req *rq) 
     if (r == 0) kq_job_release(&j);
     kh_q_put(s, q);
   }
-  if (ke_now_ms() < rq->deadline_ms && kh_suspend(s, c, &rq->w, 10) == 0) return MHD_YES;
+  int64_t left = rq->deadline_ms - ke_now_ms();
+  if (left > 0 && kh_suspend(s, c, &rq->w, left) == 0) return MHD_YES;
   rq->waiting = 0;
   char loc[64];
   snprintf(loc, sizeof loc, "/v1/jobs/%s", rq->wait_id);
@@ -402,8 +412,9 @@ static int sse_event_cb(void *arg, int64_t seq, const char *kind, const char *da
 
 /* The stream's content reader: what is pending, else one look at the queue
  * (state first, then events: no end is missed); with nothing new, the
- * connection is parked for 50 ms (workers are other processes) and 0 is
- * returned: MHD calls again once the ticker resumes it. */
+ * connection is parked until the job changes (the watcher: workers are
+ * other processes, other replicas may hold the job) or a keep-alive is due,
+ * and 0 is returned: MHD calls again once the ticker resumes it. */
 static ssize_t sse_reader(void *cls, uint64_t pos, char *out, size_t max) {
   sse *x = cls;
   (void)pos;
@@ -413,6 +424,8 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *out, size_t max) {
     x->buf = NULL;
     x->len = x->off = 0;
     kiln_err e = {0};
+    snprintf(x->w.id, sizeof x->w.id, "%s", x->id);
+    x->w.gen = kh_changes(x->s, x->id);           /* before the look (kh_suspend) */
     kq *q = kh_q_get(x->s, &e);
     if (!q) return MHD_CONTENT_READER_END_WITH_ERROR;
     kq_job j;
@@ -436,7 +449,7 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *out, size_t max) {
     if (have) kq_job_release(&j);
     if (x->len == 0) {
       if (ke_now_ms() - x->last_ms >= 15000) sse_append(x, ": keep-alive\n\n");
-      else if (kh_suspend(x->s, x->c, &x->w, 50) == 0) return 0;
+      else if (kh_suspend(x->s, x->c, &x->w, 15000 - (ke_now_ms() - x->last_ms)) == 0) return 0;
       else return MHD_CONTENT_READER_END_OF_STREAM;   /* the server is stopping */
     }
   }
@@ -524,7 +537,7 @@ static enum MHD_Result do_usage(kiln_server *s, struct MHD_Connection *c, kq *q)
   strftime(day, sizeof day, "%Y-%m-%d", &ftm);
   usage u = {json_array(), 0, 0, 0};
   kiln_err e = {0};
-  if (kq_usage(q, from, usage_cb, &u, &e) < 0) { json_decref(u.rows); return kh_error(s, c, 500, "internal", "%s", e.msg); }
+  if (kq_usage(q, from, usage_cb, &u, &e) < 0) { json_decref(u.rows); return queue_error(s, c, e.code, &e); }
   usage m = {json_array(), 0, 0, 0};
   kq_usage(q, month_start_ms(now), usage_cb, &m, &e);
   json_decref(m.rows);
@@ -693,7 +706,7 @@ static enum MHD_Result route(kiln_server *s, struct MHD_Connection *c, const cha
     listctx l = {json_array(), s, base};
     if (kq_list(q, state, fn && *fn ? fn : NULL, (int)limit, list_cb, &l, &e) < 0) {
       json_decref(l.arr);
-      return kh_error(s, c, 500, "internal", "%s", e.msg);
+      return queue_error(s, c, e.code, &e);
     }
     return kh_json(s, c, 200, json_pack("{s:o}", "jobs", l.arr));
   }
@@ -711,7 +724,7 @@ static enum MHD_Result route(kiln_server *s, struct MHD_Connection *c, const cha
       int r = kq_cancel(q, id, ke_now_ms(), &e);
       if (r == KILN_ENOENT) return kh_error(s, c, 404, "not_found", "no job '%s'", id);
       if (r == KILN_EINVAL) return kh_error(s, c, 409, "conflict", "%s", e.msg);
-      if (r < 0) return kh_error(s, c, 500, "internal", "%s", e.msg);
+      if (r < 0) return queue_error(s, c, r, &e);
       ke_drop_chunks(s->store, id);                /* a chunked job's finished chunks; running ones remove their own */
       ke_hooks_kick(s->hooks);
     } else if (!get) {
@@ -720,7 +733,7 @@ static enum MHD_Result route(kiln_server *s, struct MHD_Connection *c, const cha
     kq_job j;
     int r = kq_get(q, id, &j, &e);
     if (r == KILN_ENOENT) return kh_error(s, c, 404, "not_found", "no job '%s'", id);
-    if (r < 0) return kh_error(s, c, 500, "internal", "%s", e.msg);
+    if (r < 0) return queue_error(s, c, r, &e);
     json_t *o = ke_job_json(&j, s->store, base, ke_now_ms());
     if (j.kind == KQ_SPLIT) {                      /* its chunks and join */
       json_t *tasks = json_array();

@@ -430,48 +430,113 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
   *con_cls = NULL;
 }
 
+static unsigned bucket(const char *id) {
+  unsigned h = 2166136261u;                       /* FNV-1a */
+  for (const unsigned char *p = (const unsigned char *)id; *p; p++) h = (h ^ *p) * 16777619u;
+  return h % 64;
+}
+
+uint64_t kh_changes(kiln_server *s, const char *id) {
+  pthread_mutex_lock(&s->wmu);
+  uint64_t g = s->changes[bucket(id)];
+  pthread_mutex_unlock(&s->wmu);
+  return g;
+}
+
 int kh_suspend(kiln_server *s, struct MHD_Connection *c, kh_wait *w, int64_t delay_ms) {
   pthread_mutex_lock(&s->wmu);
   if (s->stopping) { pthread_mutex_unlock(&s->wmu); return -1; }
+  if (!s->watch_ok && delay_ms > 50) delay_ms = 50;
   w->c = c;
   w->due_ms = ke_now_ms() + delay_ms;
+  if (w->id[0] && s->changes[bucket(w->id)] != w->gen) w->due_ms = 0;   /* it changed since the handler looked */
   MHD_suspend_connection(c);                      /* before it is listed: the ticker resumes only suspended ones */
   w->next = s->waiting;
   s->waiting = w;
+  pthread_cond_signal(&s->wcv);                   /* the ticker's next wake may now be sooner */
   pthread_mutex_unlock(&s->wmu);
   return 0;
 }
 
 /* Resumes the parked connections that are due (all of them once stopping),
- * every 10 ms. The list is taken under the lock and resumed outside it: a
- * resumed connection's handler may park it again at once. */
+ * sleeping until the earliest is due or the watcher signals a change. The
+ * list is taken under the lock and resumed outside it: a resumed
+ * connection's handler may park it again at once. */
 static void *ticker(void *arg) {
   kiln_server *s = arg;
   pthread_mutex_lock(&s->wmu);
   for (;;) {
     int stop = s->stopping;
-    int64_t now = ke_now_ms();
+    int64_t now = ke_now_ms(), next = now + 1000;
     kh_wait *due = NULL, **pp = &s->waiting;
     while (*pp) {
       kh_wait *w = *pp;
       if (stop || w->due_ms <= now) { *pp = w->next; w->next = due; due = w; }
-      else pp = &w->next;
+      else {
+        if (w->due_ms < next) next = w->due_ms;
+        pp = &w->next;
+      }
     }
     pthread_mutex_unlock(&s->wmu);
     while (due) {
-      kh_wait *next = due->next;                  /* read first: once resumed, w may be freed */
+      kh_wait *nx = due->next;                    /* read first: once resumed, w may be freed */
       MHD_resume_connection(due->c);
-      due = next;
+      due = nx;
     }
     pthread_mutex_lock(&s->wmu);
     if (stop) break;
+    if (s->stopping) continue;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 10 * 1000000L;
+    int64_t wait_ms = next - ke_now_ms();
+    if (wait_ms < 1) wait_ms = 1;
+    ts.tv_sec += wait_ms / 1000;
+    ts.tv_nsec += (wait_ms % 1000) * 1000000L;
     if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-    if (!s->stopping) pthread_cond_timedwait(&s->wcv, &s->wmu, &ts);
+    pthread_cond_timedwait(&s->wcv, &s->wmu, &ts);
   }
   pthread_mutex_unlock(&s->wmu);
+  return NULL;
+}
+
+/* A job changed (id NULL: some job): its parked connections are due now. */
+static void on_change(void *arg, const char *id) {
+  kiln_server *s = arg;
+  pthread_mutex_lock(&s->wmu);
+  if (id) s->changes[bucket(id)]++;
+  else for (int i = 0; i < 64; i++) s->changes[i]++;
+  int woke = 0;
+  for (kh_wait *w = s->waiting; w; w = w->next)
+    if (!id || (w->id[0] && !strcmp(w->id, id))) { w->due_ms = 0; woke = 1; }
+  if (woke) pthread_cond_signal(&s->wcv);
+  pthread_mutex_unlock(&s->wmu);
+}
+
+/* The watcher thread: kq_watch on its own handle until the server stops.
+ * A failed watch (the database away) is retried; meanwhile waits fall back
+ * to looking every 50 ms. */
+static void *watcher(void *arg) {
+  kiln_server *s = arg;
+  kq *q = NULL;
+  for (;;) {
+    pthread_mutex_lock(&s->wmu);
+    int stop = s->stopping;
+    pthread_mutex_unlock(&s->wmu);
+    if (stop) break;
+    kiln_err e = {0};
+    if (!q && ke_open_queue(s->cfg, 0, &q, &e) < 0) {
+      q = NULL;
+      struct timespec ts = {0, 200 * 1000000L};
+      nanosleep(&ts, NULL);
+      continue;
+    }
+    int r = kq_watch(q, 200, on_change, s, &e);
+    pthread_mutex_lock(&s->wmu);
+    s->watch_ok = r == 0;
+    pthread_mutex_unlock(&s->wmu);
+    if (r < 0) on_change(s, NULL);                /* what changed meanwhile is unknown: everyone looks again */
+  }
+  kq_close(q);
   return NULL;
 }
 
@@ -486,6 +551,10 @@ int kiln_server_start(kiln_server *s, const struct sockaddr *addr, int threads, 
   s->waiting = NULL;
   if (pthread_create(&s->ticker, NULL, ticker, s) != 0) return kiln_fail(e, KILN_EIO, "cannot start the server's ticker thread");
   s->ticker_on = 1;
+  memset(s->changes, 0, sizeof s->changes);
+  s->watch_ok = 1;                                /* until a watch fails */
+  if (pthread_create(&s->watcher, NULL, watcher, s) == 0) s->watcher_on = 1;
+  else s->watch_ok = 0;
   unsigned conns = (unsigned)cfg->http_max_conns;
   struct rlimit rl;                               /* each connection is a descriptor: raise the soft limit to fit */
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)conns + 256) {
@@ -522,6 +591,10 @@ void kiln_server_stop(kiln_server *s) {
     pthread_mutex_unlock(&s->wmu);
     pthread_join(s->ticker, NULL);
     s->ticker_on = 0;
+  }
+  if (s->watcher_on) {                            /* it sees stopping within one watch (200 ms) */
+    pthread_join(s->watcher, NULL);
+    s->watcher_on = 0;
   }
   if (s->d) MHD_stop_daemon(s->d);
   s->d = NULL;

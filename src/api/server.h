@@ -38,6 +38,13 @@ typedef struct kiln_server {
   int stopping;                 /* set by kiln_server_stop: nothing suspends any more */
   int ticker_on;
   pthread_t ticker;
+  /* the watcher: kq_watch on a queue handle of its own; each job change
+   * bumps its id's bucket (all buckets when the backend cannot tell which
+   * job) and resumes the connections parked on it */
+  uint64_t changes[64];
+  int watch_ok;                 /* 0: no watcher (parked connections look again every 50 ms) */
+  int watcher_on;
+  pthread_t watcher;
   /* counters for /metrics */
   uint64_t requests[6];         /* by status class: 1xx..5xx, [0] other */
 } kiln_server;

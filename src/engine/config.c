@@ -144,7 +144,7 @@ static int fn_overrides(ke_fnconf *f, const json_t *o, const char *where, kiln_e
 static int apply(ke_config *c, const json_t *o, kiln_err *e) {
   static const char *const keys[] = {"listen", "public_url", "max_upload_bytes", "inline_max_bytes", "lease_s",
                                      "retry_delay_s", "retry_max_delay_s", "slots", "budget_usd_month", "webhook",
-                                     "prices", "limits", "functions", "http", "store", "store_endpoint", "store_region",
+                                     "prices", "limits", "functions", "http", "queue", "store", "store_endpoint", "store_region",
                                      "store_addressing", "store_cache_mb", NULL};
   const char *w = c->path;
   if (!json_is_object(o)) return kiln_fail(e, KILN_EPARAM, "%s: the top level must be a mapping", w);
@@ -161,6 +161,7 @@ static int apply(ke_config *c, const json_t *o, kiln_err *e) {
     else snprintf(c->public_url, sizeof c->public_url, "%s", json_string_value(v));
   }
   static const struct { const char *k; size_t off, n; } strs[] = {
+      {"queue", offsetof(ke_config, queue_url), sizeof c->queue_url},
       {"store", offsetof(ke_config, store_url), sizeof c->store_url},
       {"store_endpoint", offsetof(ke_config, store_endpoint), sizeof c->store_endpoint},
       {"store_region", offsetof(ke_config, store_region), sizeof c->store_region},
@@ -175,6 +176,9 @@ static int apply(ke_config *c, const json_t *o, kiln_err *e) {
     r = kiln_fail(e, KILN_EPARAM, "%s: 'store_addressing' must be \"path\" or \"virtual\"", w);
   if (r == 0 && c->store_url[0] && strncmp(c->store_url, "s3://", 5) && strncmp(c->store_url, "file:", 5) && c->store_url[0] != '/')
     r = kiln_fail(e, KILN_EPARAM, "%s: 'store' must be s3://BUCKET/PREFIX or a local folder (file:PATH or an absolute path)", w);
+  if (r == 0 && c->queue_url[0] && strncmp(c->queue_url, "postgres://", 11) && strncmp(c->queue_url, "postgresql://", 13) &&
+      strncmp(c->queue_url, "sqlite:", 7) && c->queue_url[0] != '/')
+    r = kiln_fail(e, KILN_EPARAM, "%s: 'queue' must be postgres://USER@HOST/DB or a SQLite file (sqlite:PATH or an absolute path)", w);
   if (r == 0) r = inum(o, "store_cache_mb", 1, 1e9, &c->store_cache_mb, w, e);
   if (r == 0) r = inum(o, "max_upload_bytes", 1, 1e15, &c->max_upload, w, e);
   if (r == 0) r = inum(o, "inline_max_bytes", 0, 1 << 30, &c->inline_max, w, e);
@@ -409,7 +413,8 @@ int ke_open_queue(const ke_config *c, int relaxed, kq **q, kiln_err *e) {
   char p[4300];
   snprintf(p, sizeof p, "%s/queue.db", c->home);
   kq_policy pol = {c->retry_delay_ms, c->retry_max_delay_ms, relaxed};
-  return kq_open_sqlite(q, p, &pol, e);
+  const char *env = getenv("KILN_QUEUE");
+  return kq_open(q, env && *env ? env : c->queue_url[0] ? c->queue_url : p, &pol, e);
 }
 
 int ke_open_store(const ke_config *c, ks_store **s, kiln_err *e) {

@@ -30,6 +30,7 @@ typedef struct ke_config {
   char path[4200];              /* the config file read, or "" for none */
   char listen[128];             /* HOST:PORT */
   char public_url[256];         /* base of URLs handed out (webhooks); "" = from the listen address */
+  char queue_url[1200];         /* "" = SQLite in $KILN_HOME/queue.db; postgres://... (config 'queue', env KILN_QUEUE) */
   char store_url[1200];         /* "" = the local folder $KILN_HOME/store; s3://BUCKET/PREFIX (config 'store', env KILN_STORE) */
   char store_endpoint[300];     /* S3: scheme://host[:port]; "" = AWS */
   char store_region[64];

@@ -465,7 +465,7 @@ static void plan_one(ke_planner *pl, const kq_job *j) {
     free(join);
   }
   if (r < 0) klog(KLOG_WARN, "planner: job %s: %s", j->id, e.msg);
-  else klog(KLOG_DEBUG, "planner: job %s: %d chunk(s), predicted %.0f ms (%s)", j->id, n, p.rows[p.chosen].wall_ms, p.why);
+  else klog(KLOG_INFO, "planner: job %s: %d chunk(s), predicted %.0f ms (%s)", j->id, n, p.rows[p.chosen].wall_ms, p.why);
   if (linked) unlink(path);
   free(plan);
   json_decref(cparams);
@@ -476,7 +476,7 @@ static int planner_tick(void *arg) {
   ke_planner *pl = arg;
   held_list *h = calloc(1, sizeof *h);
   kiln_err e = {0};
-  if (h && kq_unplanned(pl->q, 32, held_cb, h, &e) == 0) {
+  if (h && kq_claim_unplanned(pl->q, 32, ke_now_ms(), 60000, held_cb, h, &e) == 0) {
     for (int i = 0; i < h->n; i++) {
       plan_one(pl, &h->jobs[i]);
       free(h->jobs[i].spec);

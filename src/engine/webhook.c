@@ -170,7 +170,7 @@ static void deliver_due(ke_hooks *h) {
   memset(&u, 0, sizeof u);
   u.h = h;
   kiln_err e = {0};
-  if (kq_hooks_due(h->q, ke_now_ms(), 16, due_cb, &u, &e) < 0) { klog(KLOG_WARN, "webhooks: %s", e.msg); return; }
+  if (kq_hooks_due(h->q, ke_now_ms(), 120000, 16, due_cb, &u, &e) < 0) { klog(KLOG_WARN, "webhooks: %s", e.msg); return; }
   for (int i = 0; i < u.n; i++) {
     delivery *d = &u.d[i];
     char err[256] = "";

@@ -3,8 +3,9 @@
  * (retries with exponential backoff; bad_input never retried, out_of_memory
  * once at most), reclaim
  * expired leases, cancel, get, list, events. One interface, dispatched
- * through a backend vtable (queue_int.h, queue.c); sqlite.c is the embedded
- * backend (a Redis Streams backend comes later).
+ * in one backend-independent state machine (machine.c) over a narrow
+ * backend table (queue_int.h): sqlite.c, the embedded default, and
+ * postgres.c for many machines.
  *
  * The queue knows nothing of video: a job is a function name, an opaque
  * JSON spec, a state, progress counters, a result or an error. Times are
@@ -18,19 +19,30 @@
 
 #include "util/err.h"
 
-typedef enum { KQ_QUEUED = 0, KQ_RUNNING, KQ_RETRYING, KQ_SUCCEEDED, KQ_FAILED, KQ_CANCELLED } kq_state;
+/* The job states, in the one order their numbers (stored in the database)
+ * follow; machine.c draws how a job moves between them. SQL names them as
+ * {queued}, {running}, ... (machine.c expands the names). */
+#define KQ_STATES(X) X(QUEUED, queued) X(RUNNING, running) X(RETRYING, retrying) \
+  X(SUCCEEDED, succeeded) X(FAILED, failed) X(CANCELLED, cancelled)
+#define KQ_ENUM_(N, n) KQ_##N,
+typedef enum { KQ_STATES(KQ_ENUM_) KQ_NSTATES } kq_state;
 
 const char *kq_state_name(kq_state s);
+/* 1 when a job may go from state `from` to `to` (machine.c's table). */
+int kq_transition_ok(kq_state from, kq_state to);
 
 #define KQ_ID_LEN 33            /* 32 hex characters + NUL */
 
 /* Webhook delivery of a finished job. */
-typedef enum { KQ_HOOK_NONE = 0, KQ_HOOK_PENDING, KQ_HOOK_DELIVERED, KQ_HOOK_FAILED } kq_hook_state;
+#define KQ_HOOK_STATES(X) X(HOOK_NONE, hook_none) X(HOOK_PENDING, hook_pending) X(HOOK_DELIVERED, hook_delivered) \
+  X(HOOK_FAILED, hook_failed)
+typedef enum { KQ_HOOK_STATES(KQ_ENUM_) KQ_NHOOK_STATES } kq_hook_state;
 
 /* What a row is: a job run whole, one chunk of a split job (output frames
  * of a range), the join of a split job, or a split job itself (a parent:
  * never claimed; it ends with its join, or with a chunk that fails). */
-typedef enum { KQ_WHOLE = 0, KQ_CHUNK, KQ_JOIN, KQ_SPLIT } kq_kind;
+#define KQ_KINDS(X) X(WHOLE, whole) X(CHUNK, chunk) X(JOIN, join) X(SPLIT, split)
+typedef enum { KQ_KINDS(KQ_ENUM_) KQ_NKINDS } kq_kind;
 
 /* run_after_ms of a job that no worker may claim yet: waiting for the
  * planner (planned = 0), or a join waiting for its chunks. */
@@ -94,9 +106,25 @@ typedef struct kq_policy {
 
 typedef struct kq kq;
 
+/* Opens the queue at url, creating its tables if needed:
+ *   postgres://user:pass@host:port/db (or postgresql://, or a libpq
+ *   "key=value" string after postgres:) — PostgreSQL (postgres.c);
+ *   sqlite:PATH, or a plain PATH — the embedded SQLite file (sqlite.c). */
+int kq_open(kq **out, const char *url, const kq_policy *policy, kiln_err *e);
 /* Opens (creating if needed) the SQLite database at path, in WAL mode. */
 int kq_open_sqlite(kq **out, const char *path, const kq_policy *policy, kiln_err *e);
+int kq_open_postgres(kq **out, const char *conninfo, const kq_policy *policy, kiln_err *e);
 void kq_close(kq *q);
+/* "sqlite" or "postgres". */
+const char *kq_backend_name(const kq *q);
+
+/* Blocks until jobs change (an event is appended by any process or
+ * replica) or timeout_ms passes, then calls cb for each changed job: id
+ * NULL when the backend cannot tell which (SQLite: the file changed). Give
+ * it a handle of its own (PostgreSQL: the handle LISTENs). Returns 0, or
+ * < 0 when the queue cannot be watched. */
+typedef void (*kq_change_cb)(void *arg, const char *id);
+int kq_watch(kq *q, int timeout_ms, kq_change_cb cb, void *arg, kiln_err *e);
 
 /* webhook: URL to POST the job to when it ends, or NULL. */
 int kq_submit(kq *q, const char *fn, const char *spec, int max_retries, const char *webhook, int64_t now,
@@ -149,8 +177,10 @@ int kq_get(kq *q, const char *id, kq_job *job, kiln_err *e);
 
 typedef int (*kq_job_cb)(void *arg, const kq_job *job);
 
-/* Jobs held for the planner, oldest first. */
-int kq_unplanned(kq *q, int limit, kq_job_cb cb, void *arg, kiln_err *e);
+/* Claims jobs held for the planner, oldest first, until now + lease_ms
+ * (another planner, a replica's, skips them meanwhile; a planner that died
+ * leaves them to the next after the lease), and calls cb for each. */
+int kq_claim_unplanned(kq *q, int limit, int64_t now, int64_t lease_ms, kq_job_cb cb, void *arg, kiln_err *e);
 /* The planner's decisions on a held job: run it whole, or split it into n
  * chunks (each spec a JSON with its output frame range; the chunks inherit
  * fn and retries) and a join (fn "join", join_spec), held until every chunk
@@ -184,7 +214,7 @@ int kq_events(kq *q, const char *id, int64_t after_seq, kq_event_cb cb, void *ar
 int kq_runnable(kq *q, const char *fn, int64_t now, int64_t *n, int64_t *next_ms, kiln_err *e);
 
 /* Jobs per state for fn (NULL: all). counts[KQ_CANCELLED + 1]. */
-int kq_counts(kq *q, const char *fn, int64_t counts[6], kiln_err *e);
+int kq_counts(kq *q, const char *fn, int64_t counts[KQ_NSTATES], kiln_err *e);
 
 /* Recent succeeded runs of fn (newest first, at most limit): run time
  * (finished - claimed) and frames. For p50 run times and ms per frame. */
@@ -195,15 +225,17 @@ int kq_recent_runs(kq *q, const char *fn, int limit, kq_run_cb cb, void *arg, ki
 typedef int (*kq_usage_cb)(void *arg, const char *day, const char *fn, int64_t jobs, double resource_s, double usd);
 int kq_usage(kq *q, int64_t since_ms, kq_usage_cb cb, void *arg, kiln_err *e);
 
-/* Webhooks: finished jobs whose delivery is pending and due, oldest first;
- * then the outcome of one attempt (delivered, or next try at next_ms, or
- * given up when next_ms < 0). */
-int kq_hooks_due(kq *q, int64_t now, int limit, kq_job_cb cb, void *arg, kiln_err *e);
+/* Webhooks: claims finished jobs whose delivery is pending and due, oldest
+ * first, for one attempt (until now + lease_ms no other sender takes them),
+ * and calls cb for each; then the outcome of the attempt (delivered, or next
+ * try at next_ms, or given up when next_ms < 0). */
+int kq_hooks_due(kq *q, int64_t now, int64_t lease_ms, int limit, kq_job_cb cb, void *arg, kiln_err *e);
 int kq_hook_result(kq *q, const char *id, int delivered, int64_t next_ms, kiln_err *e);
 
 /* Workers register themselves so the server (and GET /v1/functions) can
  * see them: one row each, replaced on every change. */
-typedef enum { KQ_W_STARTING = 0, KQ_W_IDLE, KQ_W_BUSY, KQ_W_EXITED } kq_wstate;
+#define KQ_WSTATES(X) X(W_STARTING, w_starting) X(W_IDLE, w_idle) X(W_BUSY, w_busy) X(W_EXITED, w_exited)
+typedef enum { KQ_WSTATES(KQ_ENUM_) KQ_NWSTATES } kq_wstate;
 const char *kq_wstate_name(kq_wstate s);
 typedef struct kq_worker {
   char id[64];

@@ -1,50 +1,87 @@
-/* queue_int.h — the backend vtable behind queue.h (like SQLite's
- * sqlite3_vfs, or the store's ks_backend): one table per backend (sqlite.c
- * now; a Redis Streams backend later), one dispatcher per operation in
- * queue.c. A backend's handle starts with struct kq. */
+/* queue_int.h — the narrow backend table under the queue's state machine
+ * (machine.c), like SQLite's sqlite3_vfs: a backend only stores and
+ * fetches. It runs statements of shared SQL, begins and ends
+ * transactions, says which failures are worth running a transaction
+ * again for, tells other processes that a job changed, and waits for such
+ * news. Every rule of the job state machine (transitions, retries, the
+ * bad_input rule, split/join bookkeeping, cost roll-up, event payloads)
+ * lives in machine.c, once.
+ *
+ * The SQL machine.c hands a backend is already expanded: {queued},
+ * {chunk}, ... became their numbers (queue.h's X-macro lists). It is SQL
+ * that both SQLite and PostgreSQL accept, with ?N placeholders; a backend
+ * may rewrite it for its dialect (postgres.c: ?N -> $N, the comment
+ * FOR-UPDATE markers -> row locks). The few statements whose dialects
+ * differ come from the backend table (sql_claim, sql_usage). The returned
+ * text of an expanded statement has a stable address: backends cache
+ * prepared statements by it. A handle starts with struct kq. */
 #ifndef KILN_QUEUE_INT_H
 #define KILN_QUEUE_INT_H
 
 #include "queue/queue.h"
 
+/* One bound argument: 't' text (NULL: SQL NULL), 'i' int64, 'd' double. */
+typedef struct kq_arg {
+  char type;
+  const char *t;
+  int64_t i;
+  double d;
+} kq_arg;
+
+typedef struct kq_rows kq_rows;   /* a backend's cursor */
+
 typedef struct kq_backend {
   const char *name;
   void (*close)(kq *q);
-  int (*submit_many)(kq *q, kq_submit_req *reqs, int n, int64_t now, kiln_err *e);
-  int (*claim)(kq *q, const char *fn, const char *worker, int64_t lease_ms, int64_t now, kq_job *job, kiln_err *e);
-  int (*heartbeat)(kq *q, const char *id, const char *worker, const kq_progress *p, int64_t lease_ms, int64_t now, kiln_err *e);
-  int (*complete)(kq *q, const char *id, const char *worker, const char *result, const kq_cost *cost, int64_t frames, int64_t now, kiln_err *e);
-  int (*fail)(kq *q, const char *id, const char *worker, const char *err_class, const char *msg, const kq_cost *cost, int64_t now, int *retrying, kiln_err *e);
-  int (*requeue)(kq *q, const char *id, const char *worker, int64_t now, kiln_err *e);
-  int (*account)(kq *q, const char *id, const kq_cost *cost, kiln_err *e);
-  int (*fail_worker)(kq *q, const char *worker, const char *err_class, const char *msg, int64_t now, int *n, kiln_err *e);
-  int (*reclaim)(kq *q, int64_t now, int *n, kiln_err *e);
-  int (*cancel)(kq *q, const char *id, int64_t now, kiln_err *e);
-  int (*get)(kq *q, const char *id, kq_job *job, kiln_err *e);
-  int (*unplanned)(kq *q, int limit, kq_job_cb cb, void *arg, kiln_err *e);
-  int (*release)(kq *q, const char *id, const char *plan, int64_t frames, int64_t now, kiln_err *e);
-  int (*split)(kq *q, const char *id, const char *const *chunk_specs, int n, const char *join_spec, const char *plan, int64_t frames, int64_t now, kiln_err *e);
-  int (*running)(kq *q, kq_job_cb cb, void *arg, kiln_err *e);
-  int (*children)(kq *q, const char *parent, kq_job_cb cb, void *arg, kiln_err *e);
-  int (*model_get)(kq *q, const char *fn, char **json, kiln_err *e);
-  int (*model_put)(kq *q, const char *fn, const char *json, int64_t now, kiln_err *e);
-  int (*model_update)(kq *q, const char *fn, char *(*edit)(void *arg, const char *old), void *arg, int64_t now, kiln_err *e);
-  int (*list)(kq *q, int state, const char *fn, int limit, kq_job_cb cb, void *arg, kiln_err *e);
-  int (*events)(kq *q, const char *id, int64_t after_seq, kq_event_cb cb, void *arg, kiln_err *e);
-  int (*runnable)(kq *q, const char *fn, int64_t now, int64_t *n, int64_t *next_ms, kiln_err *e);
-  int (*counts)(kq *q, const char *fn, int64_t counts[6], kiln_err *e);
-  int (*recent_runs)(kq *q, const char *fn, int limit, kq_run_cb cb, void *arg, kiln_err *e);
-  int (*usage)(kq *q, int64_t since_ms, kq_usage_cb cb, void *arg, kiln_err *e);
-  int (*hooks_due)(kq *q, int64_t now, int limit, kq_job_cb cb, void *arg, kiln_err *e);
-  int (*hook_result)(kq *q, const char *id, int delivered, int64_t next_ms, kiln_err *e);
-  int (*worker_put)(kq *q, const kq_worker *w, kiln_err *e);
-  int (*worker_list)(kq *q, const char *fn, int live_only, kq_worker_cb cb, void *arg, kiln_err *e);
-  int (*worker_known)(kq *q, const char *id, kiln_err *e);
-  int (*worker_prune)(kq *q, int64_t before_ms, kiln_err *e);
+  int (*begin)(kq *q, kiln_err *e);                 /* a write transaction (SQLite: IMMEDIATE) */
+  int (*commit)(kq *q, kiln_err *e);
+  void (*rollback)(kq *q);
+  /* 1 when the last failure was a deadlock or a serialization failure:
+   * the whole transaction may run again */
+  int (*retryable)(kq *q);
+  /* Runs one statement. rows NULL: returns the rows it changed (>= 0).
+   * rows given: *rows is a cursor over its results, read with next/text/
+   * int64/real and given back with done. < 0 with e set on failure. */
+  int (*run)(kq *q, const char *sql, const kq_arg *args, int n, kq_rows **rows, kiln_err *e);
+  int (*next)(kq_rows *r);                          /* 1 a row, 0 no more, < 0 failed */
+  const char *(*text)(kq_rows *r, int col);         /* NULL for SQL NULL; valid until next/done */
+  int64_t (*int64)(kq_rows *r, int col);
+  double (*real)(kq_rows *r, int col);
+  void (*done)(kq *q, kq_rows *r);
+  /* Within a transaction that appended an event of job id: tells watchers
+   * once it commits (NULL: nothing to do, watchers see the file change). */
+  int (*notify)(kq *q, const char *id, kiln_err *e);
+  int (*watch)(kq *q, int timeout_ms, kq_change_cb cb, void *arg, kiln_err *e);
+  /* the dialect's statements, written with the same {names} and ?N:
+   * claim: ?1 fn, ?2 now, ?3 worker, ?4 lease end -> the job's row;
+   * usage: ?1 since -> day, fn, jobs, resource_s, usd */
+  const char *sql_claim;
+  const char *sql_usage;
 } kq_backend;
+
+/* sql with its {names} expanded, at a stable address (machine.c). */
+const char *kq_sql(const char *sql);
 
 struct kq {
   const kq_backend *be;
+  kq_policy pol;
 };
+
+/* The columns of a job row as machine.c reads them (in this order), for a
+ * backend's claim statement's RETURNING. */
+#define KQ_JOB_COLS                                                                                              \
+  "id, fn, state, attempts, max_retries, created_ms, COALESCE(started_ms,0), COALESCE(finished_ms,0),"           \
+  " run_after_ms, COALESCE(lease_until_ms,0), worker, frames_done, frames_total, err_class, err_msg, spec,"      \
+  " result, COALESCE(claimed_ms,0), phase, eta_ms, cold_start_ms, resource_ms, usd, webhook, hook_state,"        \
+  " hook_attempts, hook_next_ms, COALESCE(parent,''), kind, part, pending, plan, planned"
+
+/* The claim: one statement picks the oldest runnable task of ?1 (fn) at
+ * ?2 (now), leases it to ?3 until ?4 and returns it. A backend adds its
+ * dialect's index hint (HINT) or row lock (LOCK). */
+#define KQ_CLAIM_SQL(HINT, LOCK)                                                                               \
+  "UPDATE jobs SET state={running}, attempts=attempts+1, worker=?3, lease_until_ms=?4, claimed_ms=?2,"          \
+  " started_ms=COALESCE(started_ms, ?2), phase='starting', frames_done=0, eta_ms=-1"                            \
+  " WHERE id=(SELECT id FROM jobs " HINT " WHERE fn=?1 AND state IN ({queued},{retrying}) AND run_after_ms<=?2" \
+  " ORDER BY created_ms, rowid LIMIT 1 " LOCK ") RETURNING " KQ_JOB_COLS
 
 #endif

@@ -29,7 +29,8 @@
   X(CONFLICT, 13, "bad_input", "conflicts with an existing object")         \
   X(NOSPACE,  14, "internal",  "no space left on the device")               \
   X(TOOBIG,   15, "bad_input", "over a configured limit")                   \
-  X(OOM,      16, "out_of_memory", "over the worker's memory limit")
+  X(OOM,      16, "out_of_memory", "over the worker's memory limit")     \
+  X(UNAVAIL,  17, "internal",  "a service kiln needs cannot be reached")
 
 enum {
   KILN_OK = 0,
