@@ -36,7 +36,7 @@ static const kc_cmd commands[] = {
      "coords: smooth waves in Y, U a ramp in x and V a ramp in y, so pixels tell where they\n"
      "came from. bars: scrolling colour bars with the frame number in binary. --tone adds a\n"
      "sine tone; --rotate writes display-matrix rotation metadata.\n"},
-    {"serve", kc_serve, "kiln serve [--listen HOST:PORT] [--config FILE] [--max-upload BYTES] [--no-workers]",
+    {"serve", kc_serve, "kiln serve [--listen HOST:PORT] [--config FILE] [--max-upload BYTES] [--threads N] [--no-workers]",
      "the engine: HTTP API, autoscaled workers, durable jobs, webhooks",
      "Serves the HTTP API (docs/http.md) on 127.0.0.1:8420 unless told otherwise, over\n"
      "$KILN_HOME (queue.db, store/, tokens.json). Starts `kiln worker` processes while tasks\n"
@@ -44,8 +44,19 @@ static const kc_cmd commands[] = {
      "warm, lets idle workers leave after idle_timeout, retries tasks whose worker died, and\n"
      "stops tasks past their timeout. Settings come from $KILN_HOME/config.yaml or --config\n"
      "(docs/operations.md). Routes other than /health need 'Authorization: Bearer TOKEN'\n"
-     "(kiln token create) or a presigned URL. --no-workers: the API only (workers started\n"
-     "by hand with `kiln worker`).\n"},
+     "(kiln token create) or a presigned URL. --no-workers: the API only, in front of\n"
+     "`kiln agent` hosts (or workers started by hand with `kiln worker`).\n"},
+    {"agent", kc_agent,
+     "kiln agent [--queue URL] [--store URL] [--slots cpu=N,gpu=M] [--host NAME] [--config FILE] [--exit-when-idle S]",
+     "a worker host: autoscaled workers for this machine's slots, no HTTP API",
+     "Runs the autoscaler of `kiln serve` for this machine only: starts workers while tasks\n"
+     "wait in the shared queue (--queue postgres://..., or KILN_QUEUE / the config's queue),\n"
+     "within --slots (default: the config's slots), keeps min_workers warm, and lets idle\n"
+     "ones leave. Put `kiln serve --no-workers` in front of agents for the API. The host\n"
+     "(--host, default the hostname) sends a heartbeat every second; when it stops, its\n"
+     "tasks run again elsewhere once their leases end. --exit-when-idle S: leave after S\n"
+     "seconds with no worker and no runnable task. SIGTERM: running tasks go back to the\n"
+     "queue.\n"},
     {"worker", kc_worker, "kiln worker --fn NAME [--config FILE] [--idle-timeout S] [--max-tasks N]",
      "serve one function's tasks from the queue (the autoscaler starts these)",
      "Loads the function once (its cold start is recorded), claims tasks from the queue in\n"

@@ -33,6 +33,11 @@ def until(cond, timeout=30):
     return cond()
 
 
+def worker_pid(worker_id):
+    """The pid in a worker id (FN-PID@HOST)."""
+    return int(re.search(r"-([0-9]+)@", worker_id).group(1))
+
+
 def pid_alive(pid):
     try:
         os.kill(pid, 0)

@@ -148,7 +148,7 @@ try:
     j = until(lambda: (lambda j: j if any(t["worker"] and t["frames_done"] > 3 for t in j.get("tasks", [])) else None)(A.job(jid)), 20)
     victim = next((t for t in (j or {}).get("tasks", []) if t["worker"]), None)
     if check("a chunk is running", victim, j):
-        os.kill(int(victim["worker"].rsplit("-", 1)[1]), signal.SIGKILL)
+        os.kill(kilnt.worker_pid(victim["worker"]), signal.SIGKILL)
         j = A.wait_end(jid, 60)
         att = {t["part"]: t["attempts"] for t in A.job(jid)["tasks"] if t["kind"] == "chunk"}
         check("killed mid-chunk: the job succeeds, only that chunk ran twice",

@@ -145,7 +145,7 @@ try:
     s, b, _ = A.req("POST", "/v1/functions/noop/spawn", {"params": {"frames": 40, "ms_per_frame": 50}})
     jid = b["job_id"]
     j = A.wait(jid, lambda j: j["progress"]["frames_done"] > 0 and j["worker"])
-    wpid = int(j["worker"].rsplit("-", 1)[1]) if j.get("worker") else 0
+    wpid = kilnt.worker_pid(j["worker"]) if j.get("worker") else 0
     if check("a running task names its worker", wpid > 0, j):
         os.kill(wpid, signal.SIGKILL)
         j = A.wait_end(jid)
@@ -206,7 +206,7 @@ try:
     j = A.wait(jid, lambda j: j["progress"]["frames_done"] > 0 and j["worker"])
     A.kill9()
     if j.get("worker"):
-        os.kill(int(j["worker"].rsplit("-", 1)[1]), signal.SIGKILL)
+        os.kill(kilnt.worker_pid(j["worker"]), signal.SIGKILL)
     A.start()
     j = A.wait_end(jid)
     check("server restarted: the running job completes", j["state"] == "succeeded" and j["attempts"] >= 2, (j["state"], j["attempts"], j["error"]))

@@ -25,6 +25,7 @@ int kc_sample(int argc, char **argv);
 int kc_token(int argc, char **argv);
 int kc_serve(int argc, char **argv);
 int kc_worker(int argc, char **argv);
+int kc_agent(int argc, char **argv);
 int kc_zygote(int argc, char **argv);
 int kc_plan(int argc, char **argv);
 int kc_bench(int argc, char **argv);

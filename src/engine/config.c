@@ -409,6 +409,19 @@ static int secret_file(const ke_config *c, const char *name, uint8_t *buf, size_
   return kiln_fail(e, KILN_EIO, "cannot read secret '%s'", p);
 }
 
+void ke_host_name(char *out, size_t n) {
+  const char *h = getenv("KILN_HOST");
+  if (h && *h) snprintf(out, n, "%s", h);
+  else if (gethostname(out, n) != 0 || !out[0]) snprintf(out, n, "local");
+  out[n - 1] = 0;
+}
+
+void ke_worker_id(const char *fn, int pid, char *out, size_t n) {
+  char host[64];
+  ke_host_name(host, sizeof host);
+  snprintf(out, n, "%.24s-%d@%.24s", fn, pid, host);
+}
+
 int ke_open_queue(const ke_config *c, int relaxed, kq **q, kiln_err *e) {
   char p[4300];
   snprintf(p, sizeof p, "%s/queue.db", c->home);

@@ -80,6 +80,11 @@ int ke_webhook_key(const ke_config *c, char hex[65], kiln_err *e);
 
 /* Wall-clock milliseconds since the epoch. */
 int64_t ke_now_ms(void);
+/* This host's name in the queue (worker rows, whose host owns a process):
+ * $KILN_HOST, else the hostname. */
+void ke_host_name(char *out, size_t n);
+/* The id a worker registers as: FN-PID@HOST (the autoscaler predicts it). */
+void ke_worker_id(const char *fn, int pid, char *out, size_t n);
 
 /* A job as the HTTP API shows it (see docs/http.md). Output URLs are
  * presigned GET URLs under base_url, valid for a day. */
@@ -112,6 +117,9 @@ void ke_scaler_kick(ke_scaler *s, const char *fn);
 /* Stops the thread and every worker it started (SIGTERM: a busy worker
  * puts its task back in the queue). */
 void ke_scaler_stop(ke_scaler *s);
+/* Milliseconds since this host last had a worker or saw a runnable task
+ * (`kiln agent --exit-when-idle`). */
+int64_t ke_scaler_idle_ms(ke_scaler *s);
 
 /* Webhooks: a thread that POSTs each ended job with a webhook to its URL,
  * signed (X-Kiln-Signature: t=UNIX,v1=HEX of HMAC-SHA256(key, "t.body")),

@@ -75,6 +75,11 @@ struct ke_scaler {
   int warned_month, warned_level;
   int zsock;                    /* to the zygote; -1: none */
   pid_t zpid;
+  int64_t busy_ms;              /* last tick with a worker of this host or a runnable task */
+  /* the watcher: kq_watch on a handle of its own kicks a tick when the queue changes (a submission
+   * on another host or replica, a task released), so work is seen at once, not at the next tick */
+  pthread_t watcher;
+  int watcher_on, stopping;
 };
 
 typedef struct rows { kq_worker w[MAX_ROWS]; int n; } rows;
@@ -312,7 +317,7 @@ static int spawn(ke_scaler *s, const ke_fnconf *fc) {
   nk.wake_fd = p[1];
   nk.spawned_ms = now;
   snprintf(nk.fn, sizeof nk.fn, "%s", fc->fn->name);
-  snprintf(nk.id, sizeof nk.id, "%s-%d", fc->fn->name, (int)pid);
+  ke_worker_id(fc->fn->name, (int)pid, nk.id, sizeof nk.id);
   pthread_mutex_lock(&s->kmu);
   kid *k = &s->kids[s->nkids++];
   *k = nk;
@@ -411,6 +416,12 @@ static void tick(ke_scaler *s) {
     s->last_reclaim = now;
     if (kq_reclaim(s->q, now, &n, &e) < 0) klog(KLOG_WARN, "autoscaler: %s", e.msg);
     else if (n) klog(KLOG_WARN, "autoscaler: %d task(s) lost their worker (lease expired); retrying", n);
+    /* this host's heartbeat, and the rows of hosts that stopped sending theirs */
+    if (kq_worker_touch(s->q, s->host, now, &e) < 0) klog(KLOG_WARN, "autoscaler: %s", e.msg);
+    int64_t stale = 3 * s->c->lease_ms > 15000 ? 3 * s->c->lease_ms : 15000;
+    n = 0;
+    if (kq_worker_expire(s->q, s->host, now - stale, &n, &e) == 0 && n)
+      klog(KLOG_WARN, "autoscaler: %d worker(s) of other hosts silent for %lld s: counted gone", n, (long long)stale / 1000);
   }
   rows *r = calloc(1, sizeof *r);
   if (!r) return;
@@ -426,9 +437,9 @@ static void tick(ke_scaler *s) {
   }
   timeouts(s, r, now);
   int cpu_used = 0, gpu_used = 0;
-  for (int i = 0; i < r->n; i++) {
+  for (int i = 0; i < r->n; i++) {                /* this host's slots: its own workers */
     const ke_fnconf *fc = ke_fn(s->c, r->w[i].fn);
-    if (!fc || r->w[i].state == KQ_W_EXITED) continue;
+    if (!fc || r->w[i].state == KQ_W_EXITED || strcmp(r->w[i].host, s->host)) continue;
     if (fc->fn->internal) continue;               /* joins: brief, mostly I/O; they take no slot */
     if (fc->res.gpu && s->c->gpu_slots > 0) gpu_used++;
     else cpu_used += fc->res.cpus;
@@ -450,10 +461,12 @@ static void tick(ke_scaler *s) {
     const char *name = fc->fn->name;
     int64_t n = 0;
     if (kq_runnable(s->q, name, now, &n, NULL, &e) < 0) continue;
+    /* live: this host's (max_workers and min_workers are per host); idle: any host's (an idle worker
+     * anywhere claims the next task, so no host starts one for it) */
     int live = 0, idle = 0;
     for (int i = 0; i < r->n; i++)
       if (!strcmp(r->w[i].fn, name) && r->w[i].state != KQ_W_EXITED) {
-        live++;
+        live += !strcmp(r->w[i].host, s->host);
         if (r->w[i].state != KQ_W_BUSY) idle++;
       }
     for (int i = 0; i < s->nkids; i++) {
@@ -461,7 +474,7 @@ static void tick(ke_scaler *s) {
       for (int k = 0; k < r->n && !seen; k++) seen = !strcmp(r->w[k].id, s->kids[i].id);
       if (!seen && !s->kids[i].registered && !strcmp(s->kids[i].fn, name)) { live++; idle++; }
     }
-    if (n > 0) wake(s, name);
+    if (n > 0) { wake(s, name); s->busy_ms = now; }
     int64_t want = n - idle;
     if (fc->res.min_workers - live > want) want = fc->res.min_workers - live;
     if (want > fc->res.max_workers - live) want = fc->res.max_workers - live;
@@ -477,7 +490,8 @@ static void tick(ke_scaler *s) {
           kid *kd = find_kid(s, w->id);
           if (!oc || !kd || !strcmp(w->fn, name) || w->state != KQ_W_IDLE) continue;
           int others = 0;
-          for (int k = 0; k < r->n; k++) others += !strcmp(r->w[k].fn, w->fn) && r->w[k].state != KQ_W_EXITED;
+          for (int k = 0; k < r->n; k++)
+            others += !strcmp(r->w[k].fn, w->fn) && r->w[k].state != KQ_W_EXITED && !strcmp(r->w[k].host, s->host);
           if (others <= oc->res.min_workers) continue;
           klog(KLOG_INFO, "autoscaler: asking idle worker %s to leave to make room for %s", w->id, name);
           kill(kd->pid, SIGTERM);
@@ -492,7 +506,35 @@ static void tick(ke_scaler *s) {
     }
   }
   free(r);
+  if (s->nkids > 0) s->busy_ms = now;
   check_budget(s, now);
+}
+
+static void on_change(void *arg, const char *id) {
+  (void)id;
+  kl_kick(&((ke_scaler *)arg)->loop);
+}
+
+static void *watcher(void *arg) {
+  ke_scaler *s = arg;
+  kq *q = NULL;
+  while (!__atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE)) {
+    kiln_err e = {0};
+    if (!q && ke_open_queue(s->c, 1, &q, &e) < 0) {
+      q = NULL;
+      struct timespec ts = {0, 500 * 1000000L};   /* the ticks go on meanwhile */
+      nanosleep(&ts, NULL);
+      continue;
+    }
+    kq_watch(q, 200, on_change, s, &e);
+  }
+  kq_close(q);
+  return NULL;
+}
+
+int64_t ke_scaler_idle_ms(ke_scaler *s) {
+  if (!s) return 0;
+  return ke_now_ms() - __atomic_load_n(&s->busy_ms, __ATOMIC_RELAXED);
 }
 
 /* Ticks every 100 ms, and on a kick; kicks closer than 5 ms to the last
@@ -508,8 +550,7 @@ int ke_scaler_start(ke_scaler **out, const ke_config *c, const char *exe, kiln_e
   if (!s) return kiln_fail(e, KILN_ENOMEM, "out of memory");
   s->c = c;
   snprintf(s->exe, sizeof s->exe, "%s", exe);
-  gethostname(s->host, sizeof s->host);
-  s->host[sizeof s->host - 1] = 0;
+  ke_host_name(s->host, sizeof s->host);
   int r = ke_open_queue(c, 0, &s->q, e);
   if (r < 0) { free(s); return r; }
   kq_worker_prune(s->q, ke_now_ms() - 86400000LL, e);
@@ -522,6 +563,7 @@ int ke_scaler_start(ke_scaler **out, const ke_config *c, const char *exe, kiln_e
   const char *nz = getenv("KILN_NO_ZYGOTE");       /* start workers by exec (a baseline, or to debug) */
   if (!nz || !*nz || !strcmp(nz, "0")) zygote_start(s);
   pthread_mutex_init(&s->kmu, NULL);
+  s->busy_ms = ke_now_ms();
   if (kl_start(&s->loop, 100, 5, scaler_tick, s) < 0) {
     kq_close(s->q);
     ks_close(s->store);
@@ -529,6 +571,7 @@ int ke_scaler_start(ke_scaler **out, const ke_config *c, const char *exe, kiln_e
     free(s);
     return kiln_fail(e, KILN_EINTERNAL, "cannot start the autoscaler thread");
   }
+  if (pthread_create(&s->watcher, NULL, watcher, s) == 0) s->watcher_on = 1;
   *out = s;
   return 0;
 }
@@ -545,6 +588,8 @@ void ke_scaler_kick(ke_scaler *s, const char *fn) {
 
 void ke_scaler_stop(ke_scaler *s) {
   if (!s) return;
+  __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
+  if (s->watcher_on) pthread_join(s->watcher, NULL);   /* within one watch (200 ms) */
   kl_stop(&s->loop);
   for (int i = 0; i < s->nkids; i++) kill(s->kids[i].pid, SIGTERM);
   for (int waited = 0; s->nkids > 0 && waited < 150; waited++) {   /* up to 15 s, then SIGKILL */

@@ -998,6 +998,18 @@ int kq_worker_known(kq *q, const char *id, kiln_err *e) {
   return k;
 }
 
+int kq_worker_touch(kq *q, const char *host, int64_t now, kiln_err *e) {
+  int r = db_exec(q, e, "UPDATE workers SET last_ms=?2 WHERE host=?1 AND state<{w_exited}", "ti", host, now);
+  return r < 0 ? r : 0;
+}
+
+int kq_worker_expire(kq *q, const char *host, int64_t before_ms, int *n, kiln_err *e) {
+  int r = db_exec(q, e, "UPDATE workers SET state={w_exited} WHERE state<{w_exited} AND host<>?1 AND last_ms<?2", "ti", host,
+                  before_ms);
+  if (n) *n = r > 0 ? r : 0;
+  return r < 0 ? r : 0;
+}
+
 int kq_worker_prune(kq *q, int64_t before_ms, kiln_err *e) {
   int r = db_exec(q, e, "DELETE FROM workers WHERE state={w_exited} AND last_ms<?1", "i", before_ms);
   return r < 0 ? r : 0;

@@ -257,6 +257,12 @@ typedef int (*kq_worker_cb)(void *arg, const kq_worker *w);
 int kq_worker_list(kq *q, const char *fn, int live_only, kq_worker_cb cb, void *arg, kiln_err *e);
 /* 1 if a row for worker id exists (live or exited), 0 if not. */
 int kq_worker_known(kq *q, const char *id, kiln_err *e);
+/* A host's heartbeat: its live workers' rows get last_ms = now. */
+int kq_worker_touch(kq *q, const char *host, int64_t now, kiln_err *e);
+/* Live rows of hosts other than `host` not touched since before_ms (the
+ * host vanished: power, network) are marked exited. *n = how many. Their
+ * tasks are not failed here: their leases run out (kq_reclaim). */
+int kq_worker_expire(kq *q, const char *host, int64_t before_ms, int *n, kiln_err *e);
 /* Removes exited workers whose last change is older than before_ms. */
 int kq_worker_prune(kq *q, int64_t before_ms, kiln_err *e);
 

@@ -454,9 +454,10 @@ static void stop_beat(beat *b, pthread_t th) {
   pthread_cond_destroy(&b->cv);
 }
 
-static int count_live(void *arg, const kq_worker *kw) {
-  (*(int *)arg)++;
-  (void)kw;
+typedef struct live_count { const char *host; int n; } live_count;
+static int count_live(void *arg, const kq_worker *kw) {   /* min_workers are kept per host */
+  live_count *c = arg;
+  c->n += !strcmp(kw->host, c->host);
   return 0;
 }
 
@@ -477,10 +478,9 @@ int kw_main(const kw_opts *o, kiln_err *e) {
   sigaction(SIGINT, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
 
-  char host[64] = "local";
-  gethostname(host, sizeof host);
-  host[sizeof host - 1] = 0;
-  snprintf(w.row.id, sizeof w.row.id, "%s-%d", o->fn, (int)getpid());
+  char host[64];
+  ke_host_name(host, sizeof host);
+  ke_worker_id(o->fn, (int)getpid(), w.row.id, sizeof w.row.id);
   snprintf(w.row.fn, sizeof w.row.fn, "%s", o->fn);
   snprintf(w.row.host, sizeof w.row.host, "%s", host);
   w.row.pid = (int)getpid();
@@ -550,9 +550,9 @@ int kw_main(const kw_opts *o, kiln_err *e) {
     }
     int64_t left = (int64_t)idle_s * 1000 - (mono_ms() - idle_since);
     if (left <= 0) {
-      int live = 0;
+      live_count live = {w.row.host, 0};
       kq_worker_list(w.q, fn->name, 1, count_live, &live, &ce);
-      if (live <= w.fc->res.min_workers) {      /* one of the min_workers kept warm: stay */
+      if (live.n <= w.fc->res.min_workers) {      /* one of the min_workers kept warm: stay */
         idle_since = mono_ms();
         continue;
       }
