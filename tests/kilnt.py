@@ -47,7 +47,7 @@ def pid_alive(pid):
 
 
 class Server:
-    def __init__(self, home, config, wrap=None, env=None, args=None):
+    def __init__(self, home, config, wrap=None, env=None, args=None, listen="127.0.0.1:0"):
         self.home = home
         self.wrap = list(wrap or [])                 # a command line the server runs under (e.g. unshare)
         os.makedirs(home, exist_ok=True)
@@ -55,6 +55,7 @@ class Server:
             f.write(config)
         self.env = dict(os.environ, KILN_HOME=home)
         self.args = list(args or [])                 # more arguments of `kiln serve`
+        self.listen = listen
         pg = None if env and "KILN_QUEUE" in env else os.environ.get("KILN_TEST_PG")        # postgres://USER@HOST:PORT: a database of its own per home
         if pg:
             db = "k" + __import__("hashlib").sha1(os.path.abspath(home).encode()).hexdigest()[:16]
@@ -73,7 +74,7 @@ class Server:
 
     def start(self):
         self.log = open(os.path.join(self.home, "serve.log"), "a")
-        self.p = subprocess.Popen(self.wrap + [KILN, "serve", "--listen", "127.0.0.1:0"] + self.args, env=self.env, stderr=subprocess.PIPE,
+        self.p = subprocess.Popen(self.wrap + [KILN, "serve", "--listen", self.listen] + self.args, env=self.env, stderr=subprocess.PIPE,
                                   text=True)
         servers.append(self)
         self.url = None

@@ -43,7 +43,8 @@ def free_port():
 
 
 class PgServer:
-    def __init__(self, port=None, host="127.0.0.1"):
+    def __init__(self, port=None, host="127.0.0.1", wrap=None):
+        self.wrap = list(wrap or [])                 # the server runs under it (ip netns exec NS)
         self.bin = bindir()
         self.port = port or free_port()
         self.host = host
@@ -60,6 +61,8 @@ class PgServer:
         cmd = [os.path.join(self.bin, args[0])] + args[1:]
         if self.user:
             cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        if args[0] == "pg_ctl":
+            cmd = self.wrap + cmd
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if check and r.returncode != 0:
             tail = ""
@@ -69,7 +72,7 @@ class PgServer:
         return r
 
     def start(self):
-        opts = (f"-p {self.port} -c listen_addresses={self.host} -k {self.dir} -c fsync=on"
+        opts = (f"-p {self.port} -c listen_addresses='{self.host}' -k {self.dir} -c fsync=on"
                 " -c max_connections=200 -c shared_buffers=64MB")
         self._run(["pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o", opts, "start"])
 
@@ -82,6 +85,9 @@ class PgServer:
 
     def __enter__(self):
         self._run(["initdb", "-D", self.data, "-U", "kiln", "-A", "trust", "-E", "UTF8", "--no-sync"])
+        if self.host not in ("127.0.0.1", "localhost"):      # other hosts (test namespaces) connect too
+            with open(os.path.join(self.data, "pg_hba.conf"), "a") as f:
+                f.write("host all all 0.0.0.0/0 trust\n")
         self.start()
         self._run(["createdb", "-h", self.dir, "-p", str(self.port), "-U", "kiln", "kiln"])
         return self

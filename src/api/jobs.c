@@ -627,7 +627,8 @@ static int task_cb(void *arg, const kq_job *j) {
   json_t *t = json_pack("{s:s, s:s, s:i, s:s, s:I, s:I, s:i, s:f}", "id", j->id, "kind", j->kind == KQ_JOIN ? "join" : "chunk", "part",
                         j->part, "state", kq_state_name(j->state), "frames_done", (json_int_t)j->frames_done,
                         "frames_total", (json_int_t)j->frames_total, "attempts", j->attempts, "usd", j->usd);
-  json_object_set_new(t, "worker", j->worker[0] && j->state == KQ_RUNNING ? json_string(j->worker) : json_null());
+  /* the worker that runs it, or ran it last (FN-PID@HOST: which host did which chunk) */
+  json_object_set_new(t, "worker", j->worker[0] ? json_string(j->worker) : json_null());
   if (j->err_class[0] && j->state != KQ_SUCCEEDED)
     json_object_set_new(t, "error", json_pack("{s:s, s:s}", "class", j->err_class, "message", j->err_msg));
   json_array_append_new(arg, t);

@@ -246,7 +246,7 @@ static void pg_rollback(kq *q) {
  * connection (a restart) after a pause, unless COMMIT had been sent. */
 static int pg_retryable(kq *q) {
   pg *h = PG(q);
-  if (!strcmp(h->sqlstate, "40001") || !strcmp(h->sqlstate, "40P01")) return 1;
+  if (!strcmp(h->sqlstate, "40001") || !strcmp(h->sqlstate, "40P01") || !strcmp(h->sqlstate, "55P03")) return 1;
   if (h->lost && !h->committing) {
     struct timespec ts = {0, 250 * 1000000L};
     nanosleep(&ts, NULL);
@@ -359,7 +359,12 @@ int kq_open_postgres(kq **out, const char *conninfo, const kq_policy *policy, ki
   kq *q = &h->base;
   q->be = &postgres_backend;
   q->pol = policy ? *policy : (kq_policy){1000, 60000, 0};
-  h->c = PQconnectdb(conninfo);
+  /* defaults a URL may override: a database host that vanishes must not hang a call (keepalives, a
+   * bound on unacknowledged sends), nor a connect */
+  const char *const keys[] = {"connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
+                              "keepalives_count", "tcp_user_timeout", "application_name", "dbname", NULL};
+  const char *const vals[] = {"10", "1", "10", "5", "3", "20000", "kiln", conninfo, NULL};
+  h->c = PQconnectdbParams(keys, vals, 1);
   if (!h->c || PQstatus(h->c) != CONNECTION_OK) {
     int unreachable = h->c != NULL;
     char msg[300];
@@ -370,7 +375,12 @@ int kq_open_postgres(kq **out, const char *conninfo, const kq_policy *policy, ki
     /* the URL may hold a password: only its host part is named (libpq's message names host and port) */
     return kiln_fail(e, unreachable ? KILN_EUNAVAIL : KILN_ENOMEM, "cannot connect to the queue database (PostgreSQL): %s", msg);
   }
-  int r = simple(q, "SET client_min_messages TO warning", e);
+  /* a client that died inside a transaction (power, network) holds row locks until the server notices:
+   * sessions idle in a transaction are ended after 10 s (kiln's take milliseconds), dead peers are found
+   * by keepalives after about 25 s, and a lock wait gives up after 20 s (the transaction runs again) */
+  int r = simple(q, "SET client_min_messages TO warning; SET idle_in_transaction_session_timeout = '10s';"
+                    " SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3;"
+                    " SET lock_timeout = '20s'", e);
   /* workers' commits: a lost commit only makes a task run again (queue.h's kq_policy) */
   if (r == 0 && q->pol.relaxed) r = simple(q, "SET synchronous_commit TO off", e);
   if (r == 0) r = migrate(q, e);
