@@ -33,6 +33,16 @@ def until(cond, timeout=30):
     return cond()
 
 
+def free_port():
+    """A TCP port free on loopback now (for a server a test starts)."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
 def worker_pid(worker_id):
     """The pid in a worker id (FN-PID@HOST)."""
     return int(re.search(r"-([0-9]+)@", worker_id).group(1))

@@ -13,10 +13,12 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kilnt import free_port  # noqa: E402
 
 
 class PgError(Exception):
@@ -32,14 +34,6 @@ def bindir():
         return os.path.dirname(os.path.realpath(ctl))
     raise PgError("PostgreSQL's server binaries (initdb, pg_ctl) are missing: apt-get install postgresql"
                   " (scripts/deps installs it)")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class PgServer:

@@ -31,12 +31,7 @@ T = tempfile.mkdtemp(prefix="kiln-s3-")
 procs = []
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+free_port = kilnt.free_port
 
 
 def moto(auth_after=None):
