@@ -274,7 +274,8 @@ finally:
     for sv in servers:
         if sv.p.poll() is None:
             sv.p.kill()
-    subprocess.run(["pkill", "-9", "-f", f"{KILN} .*worker"], capture_output=True)
+    # only this test's own (its config lies in T): other tests run beside it
+    subprocess.run(["pkill", "-9", "-f", f"{KILN} .*worker.*{T}"], capture_output=True)
     shutil.rmtree(T, ignore_errors=True)
 
 sys.exit(kilnt.done())
