@@ -43,6 +43,19 @@ def free_port():
     return p
 
 
+def http_up(url, timeout=30):
+    """Waits until url answers an HTTP GET (a server a test started); True if it did."""
+    import urllib.request as ur
+
+    def up():
+        try:
+            ur.urlopen(url, timeout=2).read()
+            return True
+        except Exception:
+            return False
+    return until(up, timeout)
+
+
 def worker_pid(worker_id):
     """The pid in a worker id (FN-PID@HOST)."""
     return int(re.search(r"-([0-9]+)@", worker_id).group(1))

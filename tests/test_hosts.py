@@ -150,14 +150,7 @@ try:
     procs.append(subprocess.Popen(in_ns("db") + ["moto_server", "-H", "0.0.0.0", "-p", str(moto_port)],
                                   stdout=subprocess.DEVNULL, stderr=open(os.path.join(T, "moto.log"), "w")))
     N = f"http://10.77.0.2:{moto_port}"
-
-    def moto_up():
-        try:
-            urllib.request.urlopen(N + "/moto-api/", timeout=2).read()
-            return True
-        except Exception:
-            return False
-    check("moto_server answers in kdb", until(moto_up, 30))
+    check("moto_server answers in kdb", kilnt.http_up(N + "/moto-api/", 30))
     urllib.request.urlopen(urllib.request.Request(N + "/kiln-hosts", method="PUT"), timeout=10).read()   # the bucket
     os.environ.update(keys)
     S = kilnt.Server(os.path.join(T, "kdb"), f"store: s3://kiln-hosts/x\nstore_endpoint: {N}\nlease_s: 2\n"

@@ -43,14 +43,7 @@ def moto(auth_after=None):
                          stderr=open(os.path.join(T, f"moto-{port}.log"), "w"))
     procs.append(p)
     url = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=2).read()
-            return True
-        except Exception:
-            return False
-    if not kilnt.until(up, 30):
+    if not kilnt.http_up(url + "/moto-api/", 30):
         raise SystemExit("moto_server did not start")
     return url
 

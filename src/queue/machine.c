@@ -124,17 +124,18 @@ static char *expand_text(const char *sql) {
 }
 
 const char *kq_sql(const char *sql) {
+  /* entries are only ever appended (filled, then counted): a reader scans the published ones without the lock */
+  int n = __atomic_load_n(&nexpanded, __ATOMIC_ACQUIRE);
+  for (int i = 0; i < n; i++)
+    if (expanded[i].src == sql) return expanded[i].out;
   pthread_mutex_lock(&expand_mu);
-  for (int i = 0; i < nexpanded; i++)
-    if (expanded[i].src == sql) {
-      const char *o = expanded[i].out;
-      pthread_mutex_unlock(&expand_mu);
-      return o;
-    }
-  char *o = expand_text(sql);
-  if (o && nexpanded < EXPANDED_MAX) {
+  const char *o = NULL;
+  for (int i = 0; i < nexpanded && !o; i++)
+    if (expanded[i].src == sql) o = expanded[i].out;
+  if (!o && (o = expand_text(sql)) && nexpanded < EXPANDED_MAX) {
     expanded[nexpanded].src = sql;
-    expanded[nexpanded++].out = o;
+    expanded[nexpanded].out = o;
+    __atomic_store_n(&nexpanded, nexpanded + 1, __ATOMIC_RELEASE);
   }
   pthread_mutex_unlock(&expand_mu);
   return o;                                       /* the table is sized for every statement kiln has */
@@ -621,13 +622,13 @@ int kq_fail(kq *q, const char *id, const char *worker, const char *err_class, co
 static int fail_rows(kq *q, kq_rows *rows, const char *worker, int64_t lease_before, const char *err_class, const char *msg,
                      int64_t now, int *n, kiln_err *e) {
   if (!rows) return ecode(e);
-  static char ids[256][KQ_ID_LEN], workers[256][64];
-  static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;    /* 25 KB not on the stack; one reclaim at a time */
-  pthread_mutex_lock(&mu);
+  typedef struct { char id[KQ_ID_LEN], worker[64]; } victim;
+  victim *v = malloc(256 * sizeof *v);            /* read whole first: failing a task runs statements of its own */
+  if (!v) { q->be->done(q, rows); return kiln_fail(e, KILN_ENOMEM, "out of memory"); }
   int k = 0, r = 0;
   while (k < 256 && (r = next_row(q, rows, e)) == 1) {
-    copy_col(q, rows, 0, ids[k], sizeof ids[k]);
-    copy_col(q, rows, 1, workers[k], sizeof workers[k]);
+    copy_col(q, rows, 0, v[k].id, sizeof v[k].id);
+    copy_col(q, rows, 1, v[k].worker, sizeof v[k].worker);
     k++;
   }
   q->be->done(q, rows);
@@ -635,10 +636,10 @@ static int fail_rows(kq *q, kq_rows *rows, const char *worker, int64_t lease_bef
   for (int i = 0; i < k && r == 0; i++) {
     char m[600];
     if (msg) snprintf(m, sizeof m, "%s", msg);
-    else snprintf(m, sizeof m, "worker '%s' stopped sending heartbeats; its lease expired", workers[i]);
-    r = fail_locked_if(q, ids[i], worker ? worker : workers[i], lease_before, err_class, m, now, NULL, e);
+    else snprintf(m, sizeof m, "worker '%s' stopped sending heartbeats; its lease expired", v[i].worker);
+    r = fail_locked_if(q, v[i].id, worker ? worker : v[i].worker, lease_before, err_class, m, now, NULL, e);
   }
-  pthread_mutex_unlock(&mu);
+  free(v);
   *n = r == 0 ? k : 0;
   return r;
 }
@@ -693,9 +694,19 @@ int kq_cancel(kq *q, const char *id, int64_t now, kiln_err *e) { TXN(q, e, cance
 /* ---- split jobs: chunks and a join ------------------------------------ */
 
 /* Claims up to limit rows that sql picks (?1 now, ?2 until, ?3 limit; it
- * returns KQ_JOB_COLS) into a new array. Returns how many. */
-static int claim_rows_locked(kq *q, const char *sql, int64_t now, int64_t until, int limit, kq_job **out, kiln_err *e) {
-  *out = NULL;
+ * returns KQ_JOB_COLS) into *out (replacing what a failed try left).
+ * Returns how many. */
+typedef struct claimed { kq_job *js; int n; } claimed;
+
+static void claimed_free(claimed *c) {
+  for (int i = 0; i < c->n; i++) kq_job_release(&c->js[i]);
+  free(c->js);
+  c->js = NULL;
+  c->n = 0;
+}
+
+static int claim_rows_locked(kq *q, const char *sql, int64_t now, int64_t until, int limit, claimed *out, kiln_err *e) {
+  claimed_free(out);
   kq_rows *rows = db_query(q, e, sql, "iii", now, until, (int64_t)limit);
   if (!rows) return ecode(e);
   kq_job *js = calloc((size_t)limit, sizeof *js);
@@ -708,43 +719,25 @@ static int claim_rows_locked(kq *q, const char *sql, int64_t now, int64_t until,
     free(js);
     return k;
   }
-  *out = js;
+  out->js = js;
+  out->n = n;
   return n;
 }
 
-/* Runs the claim in a transaction, then cb for each claimed job (outside it:
- * the callback may be slow, a probe or an HTTP POST). */
+static int claim_rows_txn(kq *q, const char *sql, int64_t now, int64_t until, int limit, claimed *out, kiln_err *e) {
+  TXN(q, e, claim_rows_locked(q, sql, now, until, limit, out, e));
+}
+
+/* Claims in a transaction, then calls cb for each claimed job outside it
+ * (the callback may be slow: a probe, an HTTP POST). */
 static int claim_rows(kq *q, const char *sql, int64_t now, int64_t until, int limit, kq_job_cb cb, void *arg, kiln_err *e) {
   if (limit <= 0) return 0;
-  kq_job *js = NULL;
-  int n = 0;
-  {
-    int r = 0;
-    for (int try_ = 0;; try_++) {               /* TXN, inline: its value is kept here */
-      r = q->be->begin(q, e);
-      if (r >= 0) {
-        r = claim_rows_locked(q, sql, now, until, limit, &js, e);
-        if (r >= 0) {
-          int c = q->be->commit(q, e);
-          if (c == 0) break;
-          for (int i = 0; i < r; i++) kq_job_release(&js[i]);
-          free(js);
-          js = NULL;
-          r = c;
-        }
-        q->be->rollback(q);
-      }
-      if (try_ >= 7 || !q->be->retryable(q)) return r;
-    }
-    n = r;
-  }
-  int stop = 0;
-  for (int i = 0; i < n; i++) {
-    if (!stop) stop = cb(arg, &js[i]);
-    kq_job_release(&js[i]);
-  }
-  free(js);
-  return 0;
+  claimed c = {NULL, 0};
+  int r = claim_rows_txn(q, sql, now, until, limit, &c, e);
+  if (r < 0) claimed_free(&c);                    /* a try whose commit failed claimed nothing */
+  for (int i = 0, stop = 0; i < c.n && !stop; i++) stop = cb(arg, &c.js[i]);
+  claimed_free(&c);
+  return r < 0 ? r : 0;
 }
 
 int kq_claim_unplanned(kq *q, int limit, int64_t now, int64_t lease_ms, kq_job_cb cb, void *arg, kiln_err *e) {
