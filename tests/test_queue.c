@@ -322,6 +322,9 @@ static void test_split_join(void) {
   CHECK(kq_claim_unplanned(q, 10, 5050, 100, count_cb, &n, &e) == 0 && n == 0, "none while leased: %d", n);
   n = 0;
   CHECK(kq_claim_unplanned(q, 10, 5102, 100, count_cb, &n, &e) == 0 && n == 3, "a dead planner's lease runs out: %d", n);
+  n = 0;
+  CHECK(kq_unlease_planning(q, &e) == 0 && kq_claim_unplanned(q, 10, 5103, 100, count_cb, &n, &e) == 0 && n == 3,
+        "a starting planner drops the leases a killed server left: %d", n);
   CHECK(kq_release(q, rq[0].id, "{\"chunks\":1,\"predicted_ms\":50}", 30, 5002, &e) == 0, "%s", e.msg);
   CHECK(kq_release(q, rq[0].id, "{}", 30, 5002, &e) == 0 && kq_get(q, rq[0].id, &j, &e) == 0 && j.planned == 1 &&
             j.plan && strstr(j.plan, "predicted_ms"), "released once: %s", j.plan ? j.plan : "(null)");

@@ -476,7 +476,7 @@ static int planner_tick(void *arg) {
   ke_planner *pl = arg;
   held_list *h = calloc(1, sizeof *h);
   kiln_err e = {0};
-  if (h && kq_claim_unplanned(pl->q, 32, ke_now_ms(), 60000, held_cb, h, &e) == 0) {
+  if (h && kq_claim_unplanned(pl->q, 32, ke_now_ms(), 20000, held_cb, h, &e) == 0) {
     for (int i = 0; i < h->n; i++) {
       plan_one(pl, &h->jobs[i]);
       free(h->jobs[i].spec);
@@ -497,6 +497,8 @@ int ke_planner_start(ke_planner **out, const ke_config *c, ks_store *store, ke_s
   ke_apply_limits(c, NULL);                       /* the server's probes decode nothing a worker would refuse */
   int r = ke_open_queue(c, 0, &pl->q, e);
   if (r < 0) { free(pl); return r; }
+  kiln_err ue = {0};
+  if (kq_unlease_planning(pl->q, &ue) < 0) klog(KLOG_WARN, "planner: %s", ue.msg);   /* a killed server's held jobs: now */
   if (kl_start(&pl->loop, 200, 0, planner_tick, pl) < 0) {
     kq_close(pl->q);
     free(pl);

@@ -746,6 +746,11 @@ int kq_claim_unplanned(kq *q, int limit, int64_t now, int64_t lease_ms, kq_job_c
                        " /*FOR UPDATE SKIP LOCKED*/) RETURNING " KQ_JOB_COLS, now, now + lease_ms, limit, cb, arg, e);
 }
 
+int kq_unlease_planning(kq *q, kiln_err *e) {
+  int r = db_exec(q, e, "UPDATE jobs SET lease_until_ms=NULL WHERE planned=0 AND state={queued} AND lease_until_ms IS NOT NULL", "");
+  return r < 0 ? r : 0;
+}
+
 static int release_locked(kq *q, const char *id, const char *plan, int64_t frames, kiln_err *e) {
   int r = db_exec(q, e, "UPDATE jobs SET planned=1, run_after_ms=0, plan=?2, frames_total=?3, lease_until_ms=NULL"
                         " WHERE id=?1 AND planned=0 AND state={queued}", "tti", id, plan, frames);

@@ -185,6 +185,11 @@ int kq_claim_unplanned(kq *q, int limit, int64_t now, int64_t lease_ms, kq_job_c
  * chunks (each spec a JSON with its output frame range; the chunks inherit
  * fn and retries) and a join (fn "join", join_spec), held until every chunk
  * has succeeded. plan: JSON kept with the job. frames: its output frames. */
+/* Drops every planner lease (a server that died while planning left its
+ * jobs leased): called when a planner starts. Safe with replicas: release
+ * and split change a job only while it is queued and unplanned, so a job
+ * two planners probe is still planned once. */
+int kq_unlease_planning(kq *q, kiln_err *e);
 int kq_release(kq *q, const char *id, const char *plan, int64_t frames, int64_t now, kiln_err *e);
 int kq_split(kq *q, const char *id, const char *const *chunk_specs, int n, const char *join_spec, const char *plan,
              int64_t frames, int64_t now, kiln_err *e);
