@@ -38,6 +38,16 @@ typedef struct req {
   char code[32], msg[600];
   char *body;                   /* JSON request bodies */
   size_t body_len, body_cap;
+  /* a spawn or call whose job is being committed (jobs.c: suspended
+   * until the submitter's batch is in, then answered by kh_submitted) */
+  int submitting;               /* 1 parked for the commit, 2 committed */
+  ke_submission sub;
+  kiln_server *srv;
+  struct MHD_Connection *conn;
+  char *sub_spec, *sub_hook;    /* owned: sub.req points at them */
+  char sub_inline[KS_KEY_MAX + 1];   /* an inline input stored for the job: removed if it is not queued */
+  int sub_call;                 /* a `call`: wait for the job once it is queued */
+  double sub_wait_s;
   /* a `call` waiting for its job to end (jobs.c) */
   int waiting, flat;
   char wait_id[40];
@@ -62,6 +72,9 @@ void kh_q_put(kiln_server *s, struct kq *q);
  * 500 body). hname/hval: one extra header, or NULL. */
 enum MHD_Result kh_respond(kiln_server *s, struct MHD_Connection *c, unsigned status, json_t *o, const char *hname,
                            const char *hval);
+
+/* jobs.c: a submission resumed once committed (rq->submitting). */
+enum MHD_Result kh_submitted(kiln_server *s, struct MHD_Connection *c, req *rq);
 
 /* jobs.c: a `call` resumed while it waits for its job (rq->waiting). */
 enum MHD_Result kh_call_poll(kiln_server *s, struct MHD_Connection *c, req *rq);

@@ -180,6 +180,61 @@ enum MHD_Result kh_call_poll(kiln_server *s, struct MHD_Connection *c, req *rq) 
   return job_ref(s, c, 303, rq->wait_id, "running", loc);
 }
 
+/* The committer's done (another thread): the connection's answer is ready. */
+static void submission_done(ke_submission *sb) {
+  req *rq = sb->arg;
+  kiln_server *s = rq->srv;
+  rq->submitting = 2;
+  MHD_resume_connection(rq->conn);                /* rq may be gone once resumed: nothing reads it after */
+  pthread_mutex_lock(&s->wmu);
+  s->submitting--;
+  pthread_cond_broadcast(&s->wcv);
+  pthread_mutex_unlock(&s->wmu);
+}
+
+/* Parks the connection until the submitter has committed rq->sub (an
+ * event-loop thread never waits on an fsync). -1 when the server is
+ * stopping: the caller submits itself. */
+static int park_submission(kiln_server *s, struct MHD_Connection *c, req *rq) {
+  pthread_mutex_lock(&s->wmu);
+  if (s->stopping) { pthread_mutex_unlock(&s->wmu); return -1; }
+  s->submitting++;
+  pthread_mutex_unlock(&s->wmu);
+  rq->sub.done = submission_done;
+  rq->sub.arg = rq;
+  rq->submitting = 1;
+  MHD_suspend_connection(c);                      /* before the hand-off: done may resume it at once */
+  int r = ke_submit_async(s->submitter, &rq->sub, &rq->sub.err);
+  if (r < 0) {
+    rq->sub.rc = r;
+    submission_done(&rq->sub);                    /* answered from the handler's next call */
+  }
+  return 0;
+}
+
+/* The answer to a submission, once committed (or not): 503 naming why (and
+ * the inline input it stored removed), a `call`'s wait for its job, or 202. */
+enum MHD_Result kh_submitted(kiln_server *s, struct MHD_Connection *c, req *rq) {
+  rq->submitting = 0;
+  if (rq->sub.rc < 0) {
+    kiln_err e = {0};
+    if (rq->sub_inline[0]) ks_delete(s->store, rq->sub_inline, &e);
+    return kh_error(s, c, 503, "unavailable", "the job could not be queued: %s", rq->sub.err.msg);
+  }
+  const char *id = rq->sub.req.id;
+  if (rq->sub.req.hold) ke_planner_kick(s->planner);
+  else ke_scaler_kick(s->scaler, rq->sub.req.fn);
+  if (rq->sub_call) {
+    rq->waiting = 1;                               /* the worker is another process: watch the job's row */
+    rq->deadline_ms = ke_now_ms() + (int64_t)(rq->sub_wait_s * 1000);
+    snprintf(rq->wait_id, sizeof rq->wait_id, "%s", id);
+    return kh_call_poll(s, c, rq);
+  }
+  char loc[64];
+  snprintf(loc, sizeof loc, "/v1/jobs/%s", id);
+  return job_ref(s, c, 202, id, "queued", loc);
+}
+
 /* Checks a job body and submits it. Returns MHD result having answered. */
 static enum MHD_Result submit(kiln_server *s, struct MHD_Connection *c, kq *q, const ke_fnconf *fc, req *rq,
                               int call) {
@@ -323,33 +378,32 @@ static enum MHD_Result submit(kiln_server *s, struct MHD_Connection *c, kq *q, c
   int hold = fn->chunkable && fn->shape && s->planner != NULL && fc->res.max_chunks != 1;
   spec_s = json_dumps(spec, JSON_COMPACT);
   json_decref(spec);
-  char id[KQ_ID_LEN];
-  if ((s->submitter ? ke_submit(s->submitter, fn->name, spec_s, fc->res.retries, hook, hold, id, &e)
-                    : kq_submit(q, fn->name, spec_s, fc->res.retries, hook, ke_now_ms(), id, &e)) < 0) {
-    if (stored_inline) ks_delete(s->store, in_key, &e);
-    ret = kh_error(s, c, 503, "unavailable", "the job could not be queued: %s", e.msg);
-    goto out;
-  }
-  if (hold) ke_planner_kick(s->planner);
-  else ke_scaler_kick(s->scaler, fn->name);
-  char loc[64];
-  snprintf(loc, sizeof loc, "/v1/jobs/%s", id);
-  if (call) {
+  double wait = 150;
+  if (call) {                                     /* checked before anything is queued */
     const char *w = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
     char *end = NULL;
-    double wait = w ? strtod(w, &end) : 150;
+    if (w) wait = strtod(w, &end);
     if (w && (!*w || *end || !(wait >= 0 && wait <= 3600))) {   /* NaN fails both comparisons */
+      if (stored_inline) ks_delete(s->store, in_key, &e);
       ret = kh_error(s, c, 400, "bad_param", "'wait' must be a number of seconds from 0 to 3600, got '%s'", KILN_CLIP(w, 40));
       goto out;
     }
-    rq->waiting = 1;                               /* the worker is another process: watch the job's row */
-    rq->flat = flat;
-    rq->deadline_ms = ke_now_ms() + (int64_t)(wait * 1000);
-    snprintf(rq->wait_id, sizeof rq->wait_id, "%s", id);
-    ret = kh_call_poll(s, c, rq);
-    goto out;
   }
-  ret = job_ref(s, c, 202, id, "queued", loc);
+  rq->sub_spec = spec_s;
+  spec_s = NULL;
+  rq->sub_hook = hook ? strdup(hook) : NULL;
+  rq->sub.req = (kq_submit_req){.fn = fn->name, .spec = rq->sub_spec, .max_retries = fc->res.retries,
+                                .webhook = rq->sub_hook, .hold = hold};
+  snprintf(rq->sub_inline, sizeof rq->sub_inline, "%s", stored_inline ? in_key : "");
+  rq->sub_call = call;
+  rq->sub_wait_s = wait;
+  rq->flat = flat;
+  rq->srv = s;
+  rq->conn = c;
+  if (s->submitter && park_submission(s, c, rq) == 0) { ret = MHD_YES; goto out; }
+  rq->sub.rc = kq_submit(q, fn->name, rq->sub_spec, fc->res.retries, rq->sub_hook, ke_now_ms(), rq->sub.req.id,
+                         &rq->sub.err);
+  ret = kh_submitted(s, c, rq);
 out:
   free(spec_s);
   json_decref(params);

@@ -301,6 +301,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     }
     return MHD_YES;
   }
+  if (rq->submitting) return kh_submitted(s, c, rq);
   if (rq->waiting) return kh_call_poll(s, c, rq);
   if (!strcmp(url, "/health")) {
     if (*upload_size) { *upload_size = 0; return MHD_YES; }   /* a body is read and dropped: MHD answers only after it */
@@ -426,6 +427,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
     MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)s->cfg->http_idle_timeout_s);
   if (rq->put) ks_put_abort(rq->put);             /* a dropped upload leaves nothing */
   free(rq->body);
+  free(rq->sub_spec);
+  free(rq->sub_hook);
   free(rq);
   *con_cls = NULL;
 }
@@ -592,6 +595,10 @@ void kiln_server_stop(kiln_server *s) {
     pthread_join(s->ticker, NULL);
     s->ticker_on = 0;
   }
+  pthread_mutex_lock(&s->wmu);                    /* submissions in flight resume their connections first */
+  s->stopping = 1;
+  while (s->submitting > 0) pthread_cond_wait(&s->wcv, &s->wmu);
+  pthread_mutex_unlock(&s->wmu);
   if (s->watcher_on) {                            /* it sees stopping within one watch (200 ms) */
     pthread_join(s->watcher, NULL);
     s->watcher_on = 0;

@@ -36,6 +36,7 @@ typedef struct kiln_server {
   pthread_cond_t wcv;
   struct kh_wait *waiting;      /* singly linked through kh_wait.next */
   int stopping;                 /* set by kiln_server_stop: nothing suspends any more */
+  int submitting;               /* connections suspended until their job is committed (kh_submit_park) */
   int ticker_on;
   pthread_t ticker;
   /* the watcher: kq_watch on a queue handle of its own; each job change

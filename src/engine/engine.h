@@ -95,12 +95,28 @@ json_t *ke_job_json(const kq_job *j, ks_store *s, const char *base_url, int64_t 
  * how many were removed. */
 int ke_drop_chunks(ks_store *s, const char *job_id);
 
-/* Durable submission with group commit (submit.c): ke_submit returns once
- * the job is fsynced, sharing one transaction with concurrent callers. */
+/* Durable submission with group commit (submit.c): a submission is
+ * answered once its job is fsynced, sharing one transaction with every
+ * submission waiting at the same time. */
 typedef struct ke_submitter ke_submitter;
 int ke_submitter_start(ke_submitter **out, const ke_config *c, kiln_err *e);
+/* Blocks until the job is committed; its id into id. */
 int ke_submit(ke_submitter *s, const char *fn, const char *spec, int retries, const char *webhook, int hold,
               char id[KQ_ID_LEN], kiln_err *e);
+/* Without blocking (an event-loop thread): the caller fills req (its
+ * strings must live until done runs) and owns sb; once the batch holding it
+ * is committed, done(sb) runs on the committer thread with sb->rc (0, or a
+ * KILN_E* code with sb->err) and sb->req.id set. 0 when done will run;
+ * < 0 (nothing queued, done never runs) when the submitter is stopping. */
+typedef struct ke_submission {
+  kq_submit_req req;
+  int rc;
+  kiln_err err;
+  void (*done)(struct ke_submission *sb);
+  void *arg;
+  struct ke_submission *next;   /* the submitter's */
+} ke_submission;
+int ke_submit_async(ke_submitter *s, ke_submission *sb, kiln_err *e);
 /* After the HTTP server has stopped (no caller may be waiting). */
 void ke_submitter_stop(ke_submitter *s);
 

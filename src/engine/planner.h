@@ -1,44 +1,13 @@
-/* planner.h — how many chunks a job gets (planner.c): a cost model per
- * function, fed by measured tasks, predicts wall time and cost for each
- * chunk count; an objective picks one. */
+/* planner.h — how many chunks a job gets (planner.c): the function's cost
+ * model (cost.h) predicts wall time and cost for each chunk count; an
+ * objective picks one. */
 #ifndef KILN_PLANNER_H
 #define KILN_PLANNER_H
 
 #include <stdio.h>
 
+#include "engine/cost.h"
 #include "engine/engine.h"
-
-/* The model's parameters (milliseconds; smoothed over finished tasks). */
-typedef struct ke_model {
-  double frame_ms;              /* per output frame, at frame_mpix */
-  double frame_mpix;            /* the output size frame_ms was measured at (0: not video) */
-  double task_ms;               /* per task: start, probe, seek and decode to the range, encoder start */
-  double join_ms;               /* per join: fixed part */
-  double join_ms_per_mb;        /* per output megabyte joined */
-  double mb_per_frame;          /* output megabytes per frame (at frame_mpix) */
-  double cold_ms;               /* a worker's cold start */
-  double orchestration_ms;      /* splitting, dispatching chunks and the join */
-  double err;                   /* recent |predicted - actual| / actual, -1 when none */
-  int tasks, joins, errors;     /* observations behind them (0: the defaults) */
-  /* weighted least squares of task run time on frames, decayed */
-  double sw, sx, sy, sxx, sxy;
-} ke_model;
-
-void ke_model_defaults(const kf_desc *fn, ke_model *m);
-/* Models are kept per function and resource class ("reframe@cpu2",
- * "upscale@T4"): the same function on other hardware is another model. */
-void ke_model_key(const ke_fnconf *fc, char *out, size_t n);
-/* The stored model, or the defaults. */
-int ke_model_load(kq *q, const ke_fnconf *fc, ke_model *m, kiln_err *e);
-int ke_model_save(kq *q, const ke_fnconf *fc, const ke_model *m, kiln_err *e);
-/* Loads, applies f and saves, in one transaction. */
-int ke_model_apply(kq *q, const ke_fnconf *fc, void (*f)(ke_model *m, void *arg), void *arg, kiln_err *e);
-/* A finished task (whole or chunk) of `frames` output frames of mpix megapixels took run_ms; bytes of output. */
-void ke_model_task(ke_model *m, int64_t frames, double mpix, double run_ms, int64_t bytes);
-void ke_model_join(ke_model *m, double mb, double run_ms);
-void ke_model_cold(ke_model *m, double ms);
-void ke_model_error(ke_model *m, double predicted_ms, double actual_ms);
-json_t *ke_model_json(const ke_model *m);
 
 #define KE_PLAN_MAX 64
 typedef struct ke_plan_row {

@@ -217,7 +217,6 @@ static void copy_col(kq *q, kq_rows *r, int i, char *out, size_t n) {
 
 static int event(kq *q, const char *id, const char *kind, const char *data, int64_t now, kiln_err *e) {
   int r = db_exec(q, e, "INSERT INTO events(job_id, kind, data, ts_ms) VALUES(?1,?2,?3,?4)", "ttti", id, kind, data, now);
-  if (r >= 0 && q->be->notify) r = q->be->notify(q, id, e);
   return r < 0 ? r : 0;
 }
 

@@ -6,8 +6,8 @@
  * COMMITTED: a transition locks the rows it reads (machine.c's FOR UPDATE
  * markers), claims skip rows another claim holds (FOR UPDATE SKIP LOCKED),
  * and a transaction that meets a deadlock or a serialization failure is run
- * again (retryable). Appending an event also sends NOTIFY kiln_jobs with
- * the job's id; kq_watch LISTENs on its own handle. The schema's version
+ * again (retryable). Appending an event sends NOTIFY kiln_jobs with
+ * the job's id (a trigger on events); kq_watch LISTENs on its own handle. The schema's version
  * is kept in the database (kiln_schema), migrations run under an advisory
  * lock so that replicas starting together do not race. A connection that
  * drops is reset on the next statement outside a transaction; a
@@ -255,12 +255,6 @@ static int pg_retryable(kq *q) {
   return 0;
 }
 
-static int pg_notify(kq *q, const char *id, kiln_err *e) {
-  kq_arg a = {'t', id, 0, 0};
-  int r = pg_run(q, kq_sql("SELECT pg_notify('kiln_jobs', ?1)"), &a, 1, NULL, e);
-  return r < 0 ? r : 0;
-}
-
 static int pg_watch(kq *q, int timeout_ms, kq_change_cb cb, void *arg, kiln_err *e) {
   pg *h = PG(q);
   if (PQstatus(h->c) != CONNECTION_OK || !h->listening) {
@@ -302,6 +296,7 @@ static const char schema_v1[] =
     " part BIGINT NOT NULL DEFAULT 0, pending BIGINT NOT NULL DEFAULT 0, plan TEXT,"
     " planned BIGINT NOT NULL DEFAULT 1);"
     "CREATE INDEX jobs_runnable ON jobs(fn, state, run_after_ms, created_ms);"
+    "CREATE INDEX jobs_ready ON jobs(fn, created_ms, rowid) WHERE state IN ({queued},{retrying});"
     "CREATE INDEX jobs_created ON jobs(created_ms);"
     "CREATE INDEX jobs_state ON jobs(state, created_ms);"
     "CREATE INDEX jobs_fn ON jobs(fn, created_ms);"
@@ -316,6 +311,10 @@ static const char schema_v1[] =
     "CREATE TABLE events(seq BIGSERIAL PRIMARY KEY, job_id TEXT NOT NULL, kind TEXT NOT NULL, data TEXT,"
     " ts_ms BIGINT NOT NULL);"
     "CREATE INDEX events_job ON events(job_id, seq);"
+    /* every event tells the listeners (kq_watch) once its transaction commits, from the server itself: no round trip */
+    "CREATE FUNCTION kiln_event_notify() RETURNS trigger LANGUAGE plpgsql AS"
+    " $$BEGIN PERFORM pg_notify('kiln_jobs', NEW.job_id); RETURN NULL; END$$;"
+    "CREATE TRIGGER events_notify AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION kiln_event_notify();"
     "CREATE TABLE workers(id TEXT PRIMARY KEY, fn TEXT NOT NULL, host TEXT, pid BIGINT, state BIGINT NOT NULL,"
     " job TEXT, started_ms BIGINT, ready_ms BIGINT, last_ms BIGINT, tasks BIGINT NOT NULL DEFAULT 0);";
 
@@ -402,7 +401,6 @@ static const kq_backend postgres_backend = {
     .int64 = pgq_int64,
     .real = pg_real,
     .done = pg_done,
-    .notify = pg_notify,
     .watch = pg_watch,
     .sql_claim = KQ_CLAIM_SQL("", "FOR UPDATE SKIP LOCKED"),
     .sql_usage = "SELECT to_char(to_timestamp(finished_ms/1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, fn, COUNT(*),"

@@ -48,9 +48,9 @@ typedef struct kq_backend {
   int64_t (*int64)(kq_rows *r, int col);
   double (*real)(kq_rows *r, int col);
   void (*done)(kq *q, kq_rows *r);
-  /* Within a transaction that appended an event of job id: tells watchers
-   * once it commits (NULL: nothing to do, watchers see the file change). */
-  int (*notify)(kq *q, const char *id, kiln_err *e);
+  /* Blocks until another connection commits a change (an event: the
+   * backend announces events itself, a trigger's NOTIFY on PostgreSQL, the
+   * WAL file's inotify on SQLite) or timeout_ms passes. */
   int (*watch)(kq *q, int timeout_ms, kq_change_cb cb, void *arg, kiln_err *e);
   /* the dialect's statements, written with the same {names} and ?N:
    * claim: ?1 fn, ?2 now, ?3 worker, ?4 lease end -> the job's row;

@@ -37,7 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/planner.h"
+#include "engine/cost.h"
 #include "util/log.h"
 #include "worker/memlimit.h"
 
@@ -179,41 +179,11 @@ static void redact(char *msg, size_t n, const char *path, const char *key, const
   snprintf(msg, n, "%s", out);
 }
 
-/* Feeds the cost model of the function (the chunked one, for a join) with
- * a finished task, and with the prediction error of a job that ended; one
- * transaction, so workers finishing together do not lose updates. */
-static void cold_observe(ke_model *m, void *arg) { ke_model_cold(m, *(double *)arg); }
-
-typedef struct observation {
-  kq_kind kind;
-  int64_t frames, bytes, run_ms;
-  double mpix, predicted, actual;
-} observation;
-
-static void observe(ke_model *m, void *arg) {
-  const observation *o = arg;
-  if (o->kind == KQ_JOIN) ke_model_join(m, (double)o->bytes / 1e6, (double)o->run_ms);
-  else ke_model_task(m, o->frames, o->mpix, (double)o->run_ms, o->bytes);
-  if (o->predicted > 0) ke_model_error(m, o->predicted, o->actual);
-}
-
+/* Reports a finished task to the cost model (cost.h), which learns from it. */
 static void learn(worker *w, const kq_job *j, const km_pipeline_stats *st, int64_t run_ms, int64_t bytes) {
   kiln_err e = {0};
-  observation o = {j->kind, st->frames_out, bytes, run_ms, (double)st->out_w * st->out_h / 1e6, 0, 0};
-  if (j->kind != KQ_JOIN && st->frames_out <= 0 && !j->plan) return;   /* nothing to learn (a no-op job) */
-  kq_job top;                                      /* the job that ended: this one (if planned), or a join's */
-  int have_top = (j->kind == KQ_JOIN || (j->kind == KQ_WHOLE && j->plan)) &&
-                 kq_get(w->q, j->kind == KQ_WHOLE ? j->id : j->parent, &top, &e) == 0;
-  const ke_fnconf *fc = ke_fn(w->o->cfg, j->kind == KQ_JOIN && have_top ? top.fn : j->fn);
-  if (have_top && top.plan && top.state == KQ_SUCCEEDED) {
-    json_error_t je;
-    json_t *pl = json_loads(top.plan, 0, &je);
-    o.predicted = json_number_value(json_object_get(pl, "predicted_ms"));
-    o.actual = json_number_value(json_object_get(pl, "actual_ms"));
-    json_decref(pl);
-  }
-  if (have_top) kq_job_release(&top);
-  if (fc && !fc->fn->internal) ke_model_apply(w->q, fc, observe, &o, &e);
+  if (ke_cost_report_task(w->q, w->o->cfg, j, st->frames_out, (double)st->out_w * st->out_h / 1e6, run_ms, bytes, &e) < 0)
+    klog(KLOG_DEBUG, "worker %s: cost model: %s", w->row.id, e.msg);
 }
 
 /* A test hook (tests/test_chaos.py): with KILN_TEST_JOIN_DIE=deleted or
@@ -522,10 +492,9 @@ int kw_main(const kw_opts *o, kiln_err *e) {
   w.cold_ms = w.row.ready_ms - w.row.started_ms;
   put_row(&w, KQ_W_IDLE, NULL);
   klog(KLOG_INFO, "worker %s: ready (cold start %lld ms)", w.row.id, (long long)w.cold_ms);
-  if (!fn->internal) {                            /* the planner's cold-start figure */
+  {                                               /* the planner's cold-start figure */
     kiln_err me = {0};
-    double cold = (double)w.cold_ms;
-    ke_model_apply(w.q, w.fc, cold_observe, &cold, &me);
+    ke_cost_report_cold(w.q, w.fc, w.cold_ms, &me);
   }
 
   int wake_fd = o->wake_fd;
