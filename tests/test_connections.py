@@ -6,7 +6,7 @@ the rest); `call` and event streams wait without holding an event-loop
 thread (more of them than threads, while /health still answers); a server
 stopping with parked connections exits cleanly.
 usage: test_connections.py KILN"""
-import json, os, signal, socket, sys, tempfile, threading, time, urllib.request
+import http.client, json, os, signal, socket, sys, tempfile, threading, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kilnt
@@ -135,6 +135,57 @@ def main():
     for t in th:
         t.join(120)
     check("all eight streams ended with their job's end event, succeeded", ends == ["succeeded"] * 8, ends)
+
+    # -- submissions on ONE event-loop thread: each spawn's connection is parked while the group commit runs
+    B = Server(os.path.join(T, "b"), "http: {threads: 1}\nfunctions:\n  noop: {max_workers: 1, max_chunks: 1}\n")
+    before = B.sql("SELECT COUNT(*) FROM jobs")[0][0]
+    s_, b_, _ = B.req("POST", "/v1/functions/noop/call?wait=oops", {"params": {"frames": 0, "output": False}})
+    check("a call with a bad 'wait' is refused (400 naming it) and queues nothing",
+          s_ == 400 and "wait" in json.dumps(b_) and B.sql("SELECT COUNT(*) FROM jobs")[0][0] == before, (s_, b_))
+    got202, other = [], []
+
+    def burst(n, stop_evt=None):
+        h, p = hostport(B)
+        c = None
+        for _ in range(n):
+            if stop_evt is not None and stop_evt.is_set() and not c:
+                break
+            try:
+                c = c or http.client.HTTPConnection(h, p, timeout=30)
+                c.request("POST", "/v1/functions/noop/spawn", body=json.dumps({"params": {"frames": 0, "output": False}}),
+                          headers=dict(Authorization="Bearer " + B.tok))
+                r = c.getresponse()
+                body = json.loads(r.read() or b"null")
+                (got202 if r.status == 202 else other).append(body["job_id"] if r.status == 202 else r.status)
+            except Exception as e:                   # the server went away mid-request: no 202, nothing promised
+                other.append(type(e).__name__)
+                c = None
+                if stop_evt is not None:
+                    break
+    th = [threading.Thread(target=burst, args=(8,)) for _ in range(16)]
+    [t.start() for t in th]
+    [t.join(60) for t in th]
+    ids = set(got202)
+    inq = {r[0] for r in B.sql("SELECT id FROM jobs")}
+    check("128 spawns from 16 connections on one event-loop thread: all 202, distinct, each in the queue",
+          len(got202) == 128 and len(ids) == 128 and ids <= inq and not other, (len(got202), len(ids), len(ids - inq), other[:5]))
+    # SIGTERM in the middle of a burst: every job answered 202 is in the queue after the server exits
+    got202.clear(); other.clear()
+    stop_evt = threading.Event()
+    th = [threading.Thread(target=burst, args=(400, stop_evt)) for _ in range(16)]
+    [t.start() for t in th]
+    until(lambda: len(got202) >= 200 or None, 30)
+    B.p.send_signal(signal.SIGTERM)
+    stop_evt.set()
+    try:
+        rc = B.p.wait(timeout=30)
+    except Exception:
+        rc = None
+    [t.join(60) for t in th]
+    inq = {r[0] for r in B.sql("SELECT id FROM jobs")}
+    check("SIGTERM during a burst of spawns: the server exits 0", rc == 0, rc)
+    check("...and every job it answered 202 for is in the queue (nothing accepted lost)",
+          len(got202) >= 200 and set(got202) <= inq, (len(got202), len(set(got202) - inq)))
 
     # -- a server stopped with a parked call and a parked stream exits by itself
     jid = A.req("POST", "/v1/functions/noop/spawn", {"params": {"frames": 400, "ms_per_frame": 50}})[1]["job_id"]
