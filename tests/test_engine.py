@@ -264,6 +264,24 @@ try:
     hs.shutdown()
     B.stop()
 
+    # --- a queue.db of schema version 3 (no jobs_ready index) is upgraded in place, its jobs kept
+    if not os.environ.get("KILN_TEST_PG"):
+        import sqlite3
+        db = sqlite3.connect(os.path.join(B.home, "queue.db"))
+        njobs = db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+        db.execute("DROP INDEX jobs_ready")
+        db.execute("PRAGMA user_version=3")
+        db.commit()
+        db.close()
+        B.start()
+        rows = B.sql("SELECT COUNT(*) FROM sqlite_master WHERE name='jobs_ready'")
+        ver = B.sql("PRAGMA user_version")
+        s, b, _ = B.req("POST", "/v1/functions/noop/call", {"params": {"frames": 1}})
+        check("schema 3 -> 4: upgraded on open (the index made, version 4), old jobs kept, new ones run",
+              rows == [(1,)] and ver == [(4,)] and B.sql("SELECT COUNT(*) FROM jobs")[0][0] == njobs + 1 and
+              b.get("state") == "succeeded", (rows, ver, b.get("state")))
+        B.stop()
+
     # --- a config with a typo is refused with its name
     bad = os.path.join(T, "bad.yaml")
     open(bad, "w").write("functions:\n  noop: {max_wrokers: 2}\n")
