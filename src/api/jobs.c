@@ -401,8 +401,7 @@ static enum MHD_Result submit(kiln_server *s, struct MHD_Connection *c, kq *q, c
   rq->srv = s;
   rq->conn = c;
   if (s->submitter && park_submission(s, c, rq) == 0) { ret = MHD_YES; goto out; }
-  rq->sub.rc = kq_submit(q, fn->name, rq->sub_spec, fc->res.retries, rq->sub_hook, ke_now_ms(), rq->sub.req.id,
-                         &rq->sub.err);
+  rq->sub.rc = kq_submit_many(q, &rq->sub.req, 1, ke_now_ms(), &rq->sub.err);   /* no submitter, or stopping */
   ret = kh_submitted(s, c, rq);
 out:
   free(spec_s);
