@@ -153,7 +153,9 @@ static int busy_wait(void *arg, int count) {
  * a checkpoint that found no reader behind it, as with SQLite's own. */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames) {
   (void)arg;
-  static _Atomic int last;                        /* the WAL's length at this process's last checkpoint */
+  /* the WAL's length at this process's last checkpoint: one for all the files a process opens (in practice
+   * one queue; with more, a file may checkpoint early or late, but it does checkpoint) */
+  static _Atomic int last;
   int was = atomic_load(&last), from = frames < was ? 0 : was;   /* shorter: it started over since */
   if (frames - from < 1000 || !atomic_compare_exchange_strong(&last, &was, frames)) return SQLITE_OK;
   sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
