@@ -622,6 +622,89 @@ static void test_wal_checkpoints(void) {
   kq_close(q);
 }
 
+static int count_events(void *arg, int64_t seq, const char *kind, const char *data, int64_t ts) {
+  (void)seq, (void)kind, (void)data, (void)ts;
+  ++*(int *)arg;
+  return 0;
+}
+
+typedef struct counted { const char *fn; int64_t n; int calls; } counted;
+static int runnable_cb(void *arg, const char *fn, int64_t n, int64_t next_ms) {
+  counted *c = arg;
+  (void)next_ms;
+  if (!strcmp(fn, c->fn)) c->n = n, c->calls++;
+  return 0;
+}
+
+/* A batch of 19 submissions (three multi-row INSERTs: 8, 8, 3) keeps its
+ * order, its holds and webhooks and one queued event each; a warm worker's
+ * kq_complete_claim records a success and claims the next in submission
+ * order, returns 0 when none is left, and when the success cannot be
+ * recorded (cancelled, or another worker's) claims nothing. */
+static void test_batch_and_complete_claim(void) {
+  kq *q = open_q();
+  if (!q) return;
+  kiln_err e = {0};
+  enum { N = 19 };
+  kq_submit_req rq[N];
+  char specs[N][32];
+  for (int i = 0; i < N; i++) {
+    snprintf(specs[i], sizeof specs[i], "{\"i\":%d}", i);
+    rq[i] = (kq_submit_req){"cc", specs[i], i % 3, i == 5 ? "http://127.0.0.1:9/h" : NULL, i == 17, ""};
+  }
+  CHECK(kq_submit_many(q, rq, N, 9000, &e) == 0, "%s", e.msg);
+  counted c = {"cc", 0, 0};
+  CHECK(kq_runnable_each(q, 9001, runnable_cb, &c, &e) == 0 && c.calls == 1 && c.n == N - 1,
+        "runnable of every function in one statement: %lld (%d calls)", (long long)c.n, c.calls);
+  kq_job j;
+  CHECK(kq_get(q, rq[5].id, &j, &e) == 0 && j.hook_state == KQ_HOOK_PENDING && !strcmp(j.webhook, "http://127.0.0.1:9/h") &&
+        j.max_retries == 2 && !strcmp(j.spec, "{\"i\":5}"), "the sixth row of a batch kept its webhook and spec");
+  kq_job_release(&j);
+  CHECK(kq_get(q, rq[17].id, &j, &e) == 0 && j.planned == 0 && j.run_after_ms == KQ_HELD, "a held row of the last INSERT");
+  kq_job_release(&j);
+  for (int i = 0; i < N; i++) {
+    int n = 0;
+    kq_events(q, rq[i].id, 0, count_events, &n, &e);
+    CHECK(n == 1, "job %d has %d events at submission", i, n);
+  }
+  CHECK(kq_claim(q, "cc", "w", 1000, 9002, &j, &e) == 1 && !strcmp(j.id, rq[0].id), "first claimed first");
+  int k = 1;
+  for (;;) {
+    kq_job next;
+    char done[KQ_ID_LEN];
+    memcpy(done, j.id, sizeof done);
+    kq_job_release(&j);
+    int r = kq_complete_claim(q, done, "w", "{}", NULL, 3, 9003 + k, "cc", 1000, &next, &e);
+    CHECK(state_of(q, done) == KQ_SUCCEEDED, "recorded: %s", e.msg);
+    if (r != 1) {
+      CHECK(r == 0 && k == N, "none left after %d (r %d: %s)", k, r, e.msg);
+      break;
+    }
+    int want = k == 17 ? 18 : k;                  /* the held one is skipped */
+    CHECK(!strcmp(next.id, rq[want].id) && next.state == KQ_RUNNING && !strcmp(next.worker, "w") && next.attempts == 1,
+          "claimed next in order: %d", k);
+    j = next;
+    k = want + 1;
+  }
+  int n = 0;
+  kq_events(q, rq[3].id, 0, count_events, &n, &e);
+  CHECK(n == 4, "queued, running, the final progress, succeeded: %d events", n);
+
+  char a[KQ_ID_LEN], b[KQ_ID_LEN];
+  CHECK(kq_submit(q, "cc2", "{}", 0, NULL, 9100, a, &e) == 0 && kq_submit(q, "cc2", "{}", 0, NULL, 9101, b, &e) == 0, "%s", e.msg);
+  CHECK(kq_claim(q, "cc2", "w", 1000, 9102, &j, &e) == 1 && !strcmp(j.id, a), "claim");
+  kq_job_release(&j);
+  kq_job next;
+  CHECK(kq_complete_claim(q, a, "other", "{}", NULL, -1, 9103, "cc2", 1000, &next, &e) == KILN_EINVAL &&
+        strstr(e.msg, "lease") && state_of(q, b) == KQ_QUEUED && state_of(q, a) == KQ_RUNNING,
+        "another worker's job: not recorded, nothing claimed (%s)", e.msg);
+  CHECK(kq_cancel(q, a, 9104, &e) == 0, "%s", e.msg);
+  CHECK(kq_complete_claim(q, a, "w", "{}", NULL, -1, 9105, "cc2", 1000, &next, &e) == KILN_ECANCELLED &&
+        state_of(q, b) == KQ_QUEUED && state_of(q, a) == KQ_CANCELLED, "cancelled meanwhile: nothing claimed (%s)", e.msg);
+  CHECK(next.spec == NULL && next.id[0] == 0, "no job handed back");
+  kq_close(q);
+}
+
 int main(void) {
   T_RUN(test_requeue);
   T_RUN(test_cost_hooks_workers);
@@ -634,6 +717,7 @@ int main(void) {
   T_RUN(test_concurrent);
   T_RUN(test_transitions_in_log);
   T_RUN(test_wal_checkpoints);
+  T_RUN(test_batch_and_complete_claim);
   t_cleanup();
   return t_done();
 }

@@ -408,6 +408,15 @@ static void timeouts(ke_scaler *s, const rows *r, int64_t now) {
   free(run.j);
 }
 
+typedef struct runnable { const ke_config *c; int64_t *n; } runnable;   /* n: per c->fns[] */
+static int runnable_cb(void *arg, const char *fn, int64_t n, int64_t next_ms) {
+  runnable *rn = arg;
+  (void)next_ms;
+  for (int f = 0; f < rn->c->nfn; f++)
+    if (!strcmp(rn->c->fns[f].fn->name, fn)) rn->n[f] = n;
+  return 0;
+}
+
 static void tick(ke_scaler *s) {
   int64_t now = ke_now_ms();
   kiln_err e = {0};
@@ -457,11 +466,17 @@ static void tick(ke_scaler *s) {
       else cpu_used += fc->res.cpus;
     }
   }
+  runnable rn = {s->c, NULL};                     /* every function's runnable count, in one statement */
+  if (!(rn.n = calloc((size_t)s->c->nfn + 1, sizeof *rn.n)) || kq_runnable_each(s->q, now, runnable_cb, &rn, &e) < 0) {
+    if (rn.n) klog(KLOG_WARN, "autoscaler: %s", e.msg);
+    free(rn.n);
+    free(r);
+    return;
+  }
   for (int f = 0; f < s->c->nfn; f++) {
     const ke_fnconf *fc = &s->c->fns[f];
     const char *name = fc->fn->name;
-    int64_t n = 0;
-    if (kq_runnable(s->q, name, now, &n, NULL, &e) < 0) continue;
+    int64_t n = rn.n[f];
     /* live: this host's (max_workers and min_workers are per host); idle: any host's (an idle worker
      * anywhere claims the next task, so no host starts one for it) */
     int live = 0, idle = 0;
@@ -506,6 +521,7 @@ static void tick(ke_scaler *s) {
       else cpu_used += need;
     }
   }
+  free(rn.n);
   free(r);
   if (s->nkids > 0) s->busy_ms = now;
   check_budget(s, now);

@@ -1,8 +1,10 @@
 /* machine.c — the job state machine, once for every backend. Each
  * transition is one transaction (run again when the backend reports a
  * deadlock or serialization failure) that changes the job's row, appends
- * an event, and, for a chunk or join, follows up on its split job. The
- * backend (queue_int.h) only runs the SQL written here.
+ * an event, and, for a chunk or join, follows up on its split job
+ * (kq_complete_claim is two: a warm worker's success and its next claim,
+ * committed together). The backend (queue_int.h) only runs the SQL
+ * written here.
  *
  *                 kq_submit
  *                     |
@@ -60,9 +62,9 @@
 /* ---- the transition table ------------------------------------------- */
 
 static const struct { kq_state from, to; const char *by; } transitions[] = {
-    {KQ_QUEUED, KQ_RUNNING, "kq_claim, kq_split"},
-    {KQ_RETRYING, KQ_RUNNING, "kq_claim (its delay passed)"},
-    {KQ_RUNNING, KQ_SUCCEEDED, "kq_complete (a split job: its join's)"},
+    {KQ_QUEUED, KQ_RUNNING, "kq_claim, kq_complete_claim (the next task), kq_split"},
+    {KQ_RETRYING, KQ_RUNNING, "kq_claim, kq_complete_claim (its delay passed)"},
+    {KQ_RUNNING, KQ_SUCCEEDED, "kq_complete, kq_complete_claim (a split job: its join's)"},
     {KQ_RUNNING, KQ_RETRYING, "kq_fail, kq_reclaim, kq_fail_worker (attempts remain, not bad_input)"},
     {KQ_RUNNING, KQ_FAILED, "kq_fail, kq_reclaim, kq_fail_worker (bad_input, or no attempts left)"},
     {KQ_RUNNING, KQ_QUEUED, "kq_requeue (its worker was stopped; the run is not counted)"},
@@ -313,17 +315,62 @@ int kq_get(kq *q, const char *id, kq_job *job, kiln_err *e) { return get_row(q, 
 
 /* ---- submit and claim ------------------------------------------------- */
 
+/* A batch of submissions goes in as multi-row INSERTs of up to SUBMIT_ROWS
+ * jobs (and their events): two statements per SUBMIT_ROWS jobs, not two per
+ * job. The statement for k rows is made once: sql_jobs[k], sql_events[k]. */
+#define SUBMIT_ROWS 8
+#define JOB_ARGS 8                                /* per row; ?1 is now, ?2 the queued event's data */
+static char *sql_jobs[SUBMIT_ROWS + 1], *sql_events[SUBMIT_ROWS + 1];
+static pthread_once_t submit_sql_once = PTHREAD_ONCE_INIT;
+
+static void make_submit_sql(void) {
+  for (int k = 1; k <= SUBMIT_ROWS; k++) {
+    char *j = malloc(256 + (size_t)k * 96), *v = malloc(96 + (size_t)k * 32);
+    if (!j || !v) { free(j); free(v); return; }
+    int lj = sprintf(j, "INSERT INTO jobs(id, fn, state, spec, max_retries, created_ms, webhook, hook_state,"
+                        " run_after_ms, planned) VALUES");
+    int lv = sprintf(v, "INSERT INTO events(job_id, kind, data, ts_ms) VALUES");
+    for (int i = 0; i < k; i++) {
+      int a = 2 + i * JOB_ARGS;                   /* ?a id, ?a+1 fn, ?a+2 spec, ... */
+      lj += sprintf(j + lj, "%s(?%d,?%d,{queued},?%d,?%d,?1,?%d,?%d,?%d,?%d)", i ? "," : "", a + 1, a + 2, a + 3,
+                    a + 4, a + 5, a + 6, a + 7, a + 8);
+      lv += sprintf(v + lv, "%s(?%d,'state',?2,?1)", i ? "," : "", a + 1);
+    }
+    sql_jobs[k] = j;
+    sql_events[k] = v;
+  }
+}
+
+static int run_args(kq *q, const char *sql, const kq_arg *a, int n, kiln_err *e) {
+  const char *x = sql ? kq_sql(sql) : NULL;
+  if (!x) return kiln_fail(e, KILN_ENOMEM, "out of memory");
+  return q->be->run(q, x, a, n, NULL, e);
+}
+
 static int submit_locked(kq *q, kq_submit_req *reqs, int n, int64_t now, kiln_err *e) {
-  for (int i = 0; i < n; i++) {
-    const kq_submit_req *s = &reqs[i];
-    int r = new_id(reqs[i].id, e);
-    if (r == 0)
-      r = db_exec(q, e, "INSERT INTO jobs(id, fn, state, spec, max_retries, created_ms, webhook, hook_state,"
-                        " run_after_ms, planned) VALUES(?1,?2,{queued},?3,?4,?5,?6,?7,?8,?9)",
-                  "tttiitiii", s->id, s->fn, s->spec ? s->spec : "{}", (int64_t)s->max_retries, now, s->webhook,
-                  (int64_t)(s->webhook ? KQ_HOOK_PENDING : KQ_HOOK_NONE), (int64_t)(s->hold ? KQ_HELD : 0),
-                  (int64_t)!s->hold);
-    if (r >= 0) r = event(q, s->id, "state", "{\"state\":\"queued\"}", now, e);
+  pthread_once(&submit_sql_once, make_submit_sql);
+  for (int i = 0; i < n; i += SUBMIT_ROWS) {
+    int k = n - i < SUBMIT_ROWS ? n - i : SUBMIT_ROWS;
+    kq_arg a[2 + SUBMIT_ROWS * JOB_ARGS];
+    memset(a, 0, sizeof a);
+    a[0].type = 'i', a[0].i = now;
+    a[1].type = 't', a[1].t = "{\"state\":\"queued\"}";
+    for (int t = 0; t < k; t++) {
+      kq_submit_req *s = &reqs[i + t];
+      int r = new_id(s->id, e);
+      if (r < 0) return r;
+      kq_arg *o = &a[2 + t * JOB_ARGS];
+      o[0].type = 't', o[0].t = s->id;
+      o[1].type = 't', o[1].t = s->fn;
+      o[2].type = 't', o[2].t = s->spec ? s->spec : "{}";
+      o[3].type = 'i', o[3].i = s->max_retries;
+      o[4].type = 't', o[4].t = s->webhook;
+      o[5].type = 'i', o[5].i = s->webhook ? KQ_HOOK_PENDING : KQ_HOOK_NONE;
+      o[6].type = 'i', o[6].i = s->hold ? KQ_HELD : 0;
+      o[7].type = 'i', o[7].i = !s->hold;
+    }
+    int r = run_args(q, sql_jobs[k], a, 2 + k * JOB_ARGS, e);
+    if (r >= 0) r = run_args(q, sql_events[k], a, 3 + (k - 1) * JOB_ARGS, e);   /* up to the last id */
     if (r < 0) return r;
   }
   return 0;
@@ -525,23 +572,47 @@ int kq_requeue(kq *q, const char *id, const char *worker, int64_t now, kiln_err 
 
 static int complete_locked(kq *q, const char *id, const char *worker, const char *result, const kq_cost *c,
                            int64_t frames, int64_t now, kiln_err *e) {
-  kq_job j;
-  int r = check_run(q, id, worker, &j, e);
-  if (r < 0) return r;
   kq_cost none = {0, 0, 0};
   if (!c) c = &none;
-  r = db_exec(q, e, "UPDATE jobs SET state={succeeded}, result=?2, finished_ms=?3, lease_until_ms=NULL, phase='done',"
-                    " eta_ms=0, frames_total=CASE WHEN ?4 >= 0 THEN ?4 ELSE frames_total END,"
-                    " frames_done=CASE WHEN ?4 >= 0 THEN ?4 ELSE frames_total END, hook_next_ms=?3,"
-                    " cold_start_ms=cold_start_ms+?5, resource_ms=resource_ms+?6, usd=usd+?7 WHERE id=?1",
-              "ttiiiid", id, result, now, frames, c->cold_start_ms, c->resource_ms, c->usd);
-  if (r >= 0 && frames >= 0) {                    /* the final count, also for runs too short for a heartbeat */
+  /* the transition, only while `worker` holds the job: one statement, which also returns what the
+   * follow-up needs (check_run below only says why, when it did not hold) */
+  kq_rows *rows = db_query(q, e, "UPDATE jobs SET state={succeeded}, result=?2, finished_ms=?3, lease_until_ms=NULL,"
+                                 " phase='done', eta_ms=0, frames_total=CASE WHEN ?4 >= 0 THEN ?4 ELSE frames_total END,"
+                                 " frames_done=CASE WHEN ?4 >= 0 THEN ?4 ELSE frames_total END, hook_next_ms=?3,"
+                                 " cold_start_ms=cold_start_ms+?5, resource_ms=resource_ms+?6, usd=usd+?7"
+                                 " WHERE id=?1 AND state={running} AND (?8 IS NULL OR worker=?8)"
+                                 " RETURNING kind, COALESCE(parent,''), part, plan, created_ms",
+                           "ttiiiidt", id, result, now, frames, c->cold_start_ms, c->resource_ms, c->usd, worker);
+  if (!rows) return ecode(e);
+  kq_job j;
+  memset(&j, 0, sizeof j);
+  int r = next_row(q, rows, e);
+  if (r == 1) {
+    snprintf(j.id, sizeof j.id, "%s", id);
+    j.kind = (kq_kind)col_int(q, rows, 0);
+    copy_col(q, rows, 1, j.parent, sizeof j.parent);
+    j.part = (int)col_int(q, rows, 2);
+    j.plan = dup_col(q, rows, 3);
+    j.created_ms = col_int(q, rows, 4);
+    while (q->be->next(rows) == 1) {}
+  }
+  q->be->done(q, rows);
+  if (r < 0) return r;
+  if (r == 0) {                                   /* not running under this worker: why */
+    kq_job x;
+    if ((r = check_run(q, id, worker, &x, e)) < 0) return r;
+    kq_job_release(&x);
+    return kiln_fail(e, KILN_EINVAL, "job %s is not leased to worker '%s' (lease lost)", id, worker ? worker : "");
+  }
+  if (frames >= 0) {                              /* the final count, also for runs too short for a heartbeat */
     char data[160];
     snprintf(data, sizeof data, "{\"frames_done\":%lld,\"frames_total\":%lld,\"phase\":\"done\",\"eta_ms\":0}",
              (long long)frames, (long long)frames);
-    r = event(q, id, "progress", data, now, e);
+    r = db_exec(q, e, "INSERT INTO events(job_id, kind, data, ts_ms) VALUES(?1,'progress',?2,?3),(?1,'state',?4,?3)",
+                "ttit", id, data, now, "{\"state\":\"succeeded\",\"phase\":\"done\"}");
+  } else {
+    r = event(q, id, "state", "{\"state\":\"succeeded\",\"phase\":\"done\"}", now, e);
   }
-  if (r >= 0) r = event(q, id, "state", "{\"state\":\"succeeded\",\"phase\":\"done\"}", now, e);
   if (r >= 0 && (j.kind == KQ_CHUNK || j.kind == KQ_JOIN)) {
     if (j.kind == KQ_CHUNK)                       /* the chunk's final count into the job's progress first */
       r = parent_follow(q, j.parent, j.kind, -1, NULL, NULL, NULL, j.part, now, e);
@@ -556,6 +627,37 @@ static int complete_locked(kq *q, const char *id, const char *worker, const char
 int kq_complete(kq *q, const char *id, const char *worker, const char *result, const kq_cost *cost, int64_t frames,
                 int64_t now, kiln_err *e) {
   TXN(q, e, complete_locked(q, id, worker, result, cost, frames, now, e));
+}
+
+typedef struct complete_next {
+  const char *fn;
+  int64_t lease_ms;
+  kq_job *next;
+} complete_next;
+
+static int complete_claim_locked(kq *q, const char *id, const char *worker, const char *result, const kq_cost *c,
+                                 int64_t frames, int64_t now, complete_next *cn, kiln_err *e) {
+  kq_job_release(cn->next);                       /* a try before this one claimed, then its commit failed */
+  memset(cn->next, 0, sizeof *cn->next);
+  int r = complete_locked(q, id, worker, result, c, frames, now, e);
+  return r < 0 ? r : claim_locked(q, cn->fn, worker, cn->lease_ms, now, cn->next, e);
+}
+
+static int complete_claim_txn(kq *q, const char *id, const char *worker, const char *result, const kq_cost *c,
+                              int64_t frames, int64_t now, complete_next *cn, kiln_err *e) {
+  TXN(q, e, complete_claim_locked(q, id, worker, result, c, frames, now, cn, e));
+}
+
+int kq_complete_claim(kq *q, const char *id, const char *worker, const char *result, const kq_cost *cost,
+                      int64_t frames, int64_t now, const char *fn, int64_t lease_ms, kq_job *next, kiln_err *e) {
+  complete_next cn = {fn, lease_ms, next};
+  memset(next, 0, sizeof *next);
+  int r = complete_claim_txn(q, id, worker, result, cost, frames, now, &cn, e);
+  if (r != 1) {
+    kq_job_release(next);
+    memset(next, 0, sizeof *next);
+  }
+  return r;
 }
 
 /* Within a transaction: the failure transition for a running job. Given
@@ -874,6 +976,18 @@ int kq_events(kq *q, const char *id, int64_t after_seq, kq_event_cb cb, void *ar
   int k;
   while ((k = next_row(q, rows, e)) == 1)
     if (cb(arg, col_int(q, rows, 0), col_text(q, rows, 1), col_text(q, rows, 2), col_int(q, rows, 3))) break;
+  q->be->done(q, rows);
+  return k < 0 ? k : 0;
+}
+
+int kq_runnable_each(kq *q, int64_t now, kq_runnable_cb cb, void *arg, kiln_err *e) {
+  kq_rows *rows = db_query(q, e, "SELECT fn, COUNT(*) FILTER (WHERE run_after_ms<=?1),"
+                                 " COALESCE(MIN(run_after_ms) FILTER (WHERE run_after_ms>?1 AND run_after_ms<{held}), 0)"
+                                 " FROM jobs WHERE state IN ({queued},{retrying}) GROUP BY fn", "i", now);
+  if (!rows) return ecode(e);
+  int k;
+  while ((k = next_row(q, rows, e)) == 1)
+    if (cb(arg, col_text(q, rows, 0), col_int(q, rows, 1), col_int(q, rows, 2))) break;
   q->be->done(q, rows);
   return k < 0 ? k : 0;
 }

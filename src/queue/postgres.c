@@ -128,8 +128,8 @@ static const char *statement(kq *q, const char *sql, const kq_arg *a, int n, kil
   }
   char *text = rewrite(sql);
   if (!text) { kiln_fail(e, KILN_ENOMEM, "out of memory"); return NULL; }
-  Oid types[16];
-  for (int i = 0; i < n && i < 16; i++) types[i] = a[i].type == 't' ? 25 : a[i].type == 'd' ? 701 : 20;
+  Oid types[KQ_MAX_ARGS];
+  for (int i = 0; i < n && i < KQ_MAX_ARGS; i++) types[i] = a[i].type == 't' ? 25 : a[i].type == 'd' ? 701 : 20;
   int slot = h->nstmts;
   snprintf(h->stmts[slot].name, sizeof h->stmts[slot].name, "k%d", ++h->serial);
   PGresult *res = PQprepare(h->c, h->stmts[slot].name, text, n, types);
@@ -162,9 +162,10 @@ static int run_once(kq *q, const char *sql, const kq_arg *a, int n, kq_rows **ro
   }
   const char *name = statement(q, sql, a, n, e);
   if (!name) return e && e->code < 0 ? e->code : KILN_EIO;
-  char nums[16][32];
-  const char *vals[16];
-  for (int i = 0; i < n && i < 16; i++) {
+  char nums[KQ_MAX_ARGS][32];
+  const char *vals[KQ_MAX_ARGS];
+  if (n > KQ_MAX_ARGS) return kiln_fail(e, KILN_EINVAL, "a statement with %d arguments (at most %d)", n, KQ_MAX_ARGS);
+  for (int i = 0; i < n; i++) {
     if (a[i].type == 't') vals[i] = a[i].t;
     else if (a[i].type == 'd') { snprintf(nums[i], sizeof nums[i], "%.17g", a[i].d); vals[i] = nums[i]; }
     else { snprintf(nums[i], sizeof nums[i], "%lld", (long long)a[i].i); vals[i] = nums[i]; }

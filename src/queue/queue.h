@@ -151,6 +151,12 @@ int kq_heartbeat(kq *q, const char *id, const char *worker, const kq_progress *p
 /* cost may be NULL; frames >= 0 sets the final frames done and total. */
 int kq_complete(kq *q, const char *id, const char *worker, const char *result, const kq_cost *cost, int64_t frames,
                 int64_t now, kiln_err *e);
+/* kq_complete, then kq_claim of the next runnable job of fn for the same
+ * worker, in one transaction: a warm worker's one commit per task instead
+ * of two. Returns 1 with *next filled, 0 when the job was recorded and none
+ * was runnable; < 0 (nothing recorded, nothing claimed) as kq_complete. */
+int kq_complete_claim(kq *q, const char *id, const char *worker, const char *result, const kq_cost *cost,
+                      int64_t frames, int64_t now, const char *fn, int64_t lease_ms, kq_job *next, kiln_err *e);
 /* Fails the run with err_class ("bad_input", "timeout", "worker_lost",
  * "out_of_memory", "internal"): retried after delay·2^(n-1) (capped) while
  * attempts remain, except bad_input, which fails the job at once, and
@@ -217,6 +223,11 @@ int kq_events(kq *q, const char *id, int64_t after_seq, kq_event_cb cb, void *ar
 /* Jobs of fn that a worker could claim now (*n), and the earliest time a
  * retrying one becomes claimable (*next_ms, 0 if none waits). */
 int kq_runnable(kq *q, const char *fn, int64_t now, int64_t *n, int64_t *next_ms, kiln_err *e);
+/* kq_runnable of every function with queued or retrying jobs, in one
+ * statement: cb(arg, fn, n, next_ms) per function, until it returns
+ * non-zero. A function not called back has none. */
+typedef int (*kq_runnable_cb)(void *arg, const char *fn, int64_t n, int64_t next_ms);
+int kq_runnable_each(kq *q, int64_t now, kq_runnable_cb cb, void *arg, kiln_err *e);
 
 /* Jobs per state for fn (NULL: all). counts[KQ_CANCELLED + 1]. */
 int kq_counts(kq *q, const char *fn, int64_t counts[KQ_NSTATES], kiln_err *e);

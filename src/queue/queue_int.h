@@ -20,6 +20,9 @@
 
 #include "queue/queue.h"
 
+/* The most arguments one statement binds (a batch of submissions: machine.c). */
+#define KQ_MAX_ARGS 80
+
 /* One bound argument: 't' text (NULL: SQL NULL), 'i' int64, 'd' double. */
 typedef struct kq_arg {
   char type;

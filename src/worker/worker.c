@@ -195,7 +195,11 @@ static void join_die_at(const kq_job *j, const char *point) {
 }
 
 /* Runs one claimed job to its end (complete, fail, or back to the queue). */
-static void run_job(worker *w, kq_job *j) {
+/* Runs j and records how it ended. A success also claims the next task of
+ * the function into *next (one transaction: kq_complete_claim) while the
+ * worker means to go on; returns 1 when it did. */
+static int run_job(worker *w, kq_job *j, kq_job *next) {
+  int claimed = 0;
   kiln_err e = {0};
   int64_t t0 = ke_now_ms();
   const kf_desc *fn = w->fc->fn;
@@ -362,7 +366,12 @@ static void run_job(worker *w, kq_job *j) {
     if (j->kind == KQ_JOIN)
       for (size_t k = 0; k < json_array_size(chunks); k++) ks_delete(w->store, json_string_value(json_array_get(chunks, k)), &e2);
     join_die_at(j, "deleted");
-    if (kq_complete(w->q, j->id, w->row.id, rs, &cost, st->frames_out, now, &e2) < 0) {
+    /* go on: not stopping, not at max_tasks (w->row.tasks counts this one) */
+    int go_on = !g_stop && !(w->o->max_tasks > 0 && w->row.tasks >= w->o->max_tasks);
+    int got = go_on ? kq_complete_claim(w->q, j->id, w->row.id, rs, &cost, st->frames_out, now, w->fc->fn->name,
+                                        w->o->cfg->lease_ms, next, &e2)
+                    : kq_complete(w->q, j->id, w->row.id, rs, &cost, st->frames_out, now, &e2);
+    if (got < 0) {
       klog(KLOG_WARN, "worker %s: job %s finished but could not be recorded: %s", w->row.id, j->id, e2.msg);
       if (e2.code == KILN_ECANCELLED) ks_delete(w->store, out_key, &e2);   /* cancelled meanwhile: its output goes */
     } else {
@@ -371,6 +380,7 @@ static void run_job(worker *w, kq_job *j) {
            j->kind == KQ_CHUNK ? "chunk of job" : j->kind == KQ_JOIN ? "join of job" : "job",
            j->kind == KQ_WHOLE ? j->id : j->parent, (long long)(now - t0));
       learn(w, j, st, now - t0, bytes);
+      claimed = go_on && got == 1;
     }
     free(rs);
   } else if (r.lost) {
@@ -396,6 +406,7 @@ static void run_job(worker *w, kq_job *j) {
   json_decref(res.info);
   json_decref(params);
   json_decref(spec);
+  return claimed;
 }
 
 /* Waits up to ms for a wake byte (or polls). Returns 1 when woken. */
@@ -500,15 +511,18 @@ int kw_main(const kw_opts *o, kiln_err *e) {
   int wake_fd = o->wake_fd;
   int idle_s = o->idle_timeout_s >= 0 ? o->idle_timeout_s : w.fc->res.idle_timeout_s;
   int64_t idle_since = mono_ms();
+  kq_job j;
+  int held = 0;                                   /* j: claimed with the last success (kq_complete_claim) */
   while (!g_stop) {
-    kq_job j;
     kiln_err ce = {0};
-    int got = kq_claim(w.q, fn->name, w.row.id, o->cfg->lease_ms, ke_now_ms(), &j, &ce);
+    int got = held ? 1 : kq_claim(w.q, fn->name, w.row.id, o->cfg->lease_ms, ke_now_ms(), &j, &ce);
     if (got < 0) klog(KLOG_WARN, "worker %s: claim failed: %s", w.row.id, ce.msg);
     if (got == 1) {
+      kq_job next;
       w.row.tasks++;                             /* listed busy while it holds the job: no write here */
-      run_job(&w, &j);
+      held = run_job(&w, &j, &next);
       kq_job_release(&j);
+      if (held) j = next;
       idle_since = mono_ms();
       if (o->max_tasks > 0 && w.row.tasks >= o->max_tasks) break;
       if (w.out_of_memory) {                      /* a retry, and the next task, start in a fresh process */
@@ -533,6 +547,12 @@ int kw_main(const kw_opts *o, kiln_err *e) {
       klog(KLOG_INFO, "worker %s: the server that started it is gone; leaving", w.row.id);
       break;
     }
+  }
+  if (held) {                                     /* claimed, then told to stop: back in the queue, no attempt used */
+    kiln_err re = {0};
+    if (kq_requeue(w.q, j.id, w.row.id, ke_now_ms(), &re) < 0)
+      klog(KLOG_WARN, "worker %s: could not put job %s back in the queue: %s", w.row.id, j.id, re.msg);
+    kq_job_release(&j);
   }
   if (fn->exit) fn->exit(w.state);
   stop_beat(&w.beat, hb);
