@@ -59,6 +59,7 @@ typedef struct kid {
   int64_t spawned_ms;
   int timed_out;                /* killed for a timeout: its task is already failed */
   int registered;               /* its row was seen: when the row is gone from the live list, it is leaving */
+  int unlisted;                 /* this tick: not in the tick's worker list and not registered before it (starting) */
 } kid;
 
 struct ke_scaler {
@@ -457,10 +458,13 @@ static void tick(ke_scaler *s) {
   for (int i = 0; i < s->nkids; i++) {            /* started, not registered yet */
     int seen = 0;
     for (int k = 0; k < r->n && !seen; k++) seen = !strcmp(r->w[k].id, s->kids[i].id);
-    /* a row seen once, or one already closed (a worker that lived less than a tick) */
+    /* registered: a row seen once, or one already closed (a worker that lived less than a tick);
+     * counted as starting this tick unless the list has its row or an earlier tick saw it: a row written
+     * after the list was read is registered now, but the list does not count it, so this tick still must */
+    s->kids[i].unlisted = !seen && !s->kids[i].registered;
     if (seen || (!s->kids[i].registered && kq_worker_known(s->q, s->kids[i].id, &e) == 1)) s->kids[i].registered = 1;
     const ke_fnconf *fc = ke_fn(s->c, s->kids[i].fn);
-    if (!seen && !s->kids[i].registered && fc) {
+    if (s->kids[i].unlisted && fc) {
       if (fc->fn->internal) continue;
       if (fc->res.gpu && s->c->gpu_slots > 0) gpu_used++;
       else cpu_used += fc->res.cpus;
@@ -485,11 +489,8 @@ static void tick(ke_scaler *s) {
         live += !strcmp(r->w[i].host, s->host);
         if (r->w[i].state != KQ_W_BUSY) idle++;
       }
-    for (int i = 0; i < s->nkids; i++) {
-      int seen = 0;
-      for (int k = 0; k < r->n && !seen; k++) seen = !strcmp(r->w[k].id, s->kids[i].id);
-      if (!seen && !s->kids[i].registered && !strcmp(s->kids[i].fn, name)) { live++; idle++; }
-    }
+    for (int i = 0; i < s->nkids; i++)
+      if (s->kids[i].unlisted && !strcmp(s->kids[i].fn, name)) { live++; idle++; }
     if (n > 0) { wake(s, name); s->busy_ms = now; }
     int64_t want = n - idle;
     if (fc->res.min_workers - live > want) want = fc->res.min_workers - live;
