@@ -6,7 +6,7 @@
 #ifndef KILN_COST_H
 #define KILN_COST_H
 
-#include "engine/engine.h"
+#include "engine/config.h"
 
 /* The model's parameters (milliseconds; smoothed over finished tasks). */
 typedef struct ke_model {

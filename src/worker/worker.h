@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "engine/engine.h"
+#include "engine/config.h"
 
 typedef struct kw_opts {
   const ke_config *cfg;
