@@ -1,20 +1,43 @@
-/* bench/watermark.c — remove_watermark against FFmpeg's delogo and
- * removelogo on watermarked clips whose clean original is known
- * (tests/wm_synth.c). Prints tables; asserts nothing.
+/* bench/watermark.c — remove_watermark on the generated cases of
+ * tests/wm_cases.c (80 with a mark: 20 to tune on, 60 only evaluated; 6
+ * with none), against FFmpeg's delogo and removelogo given the truth.
+ * Prints tables; asserts nothing (the floors are in tests/test_watermark.c).
  *
- * For each clip: the watermarked input (H.264 crf 12, near-lossless), then
- *   kiln        remove_watermark with automatic detection (prepare + run, in process)
- *   delogo      ffmpeg -vf delogo given the true box (one per time segment)
- *   removelogo  ffmpeg -vf removelogo given the true mask (alpha > 0.05) as a PGM
- *   input       the unprocessed input
- * all encoded with libx264 -preset veryfast -crf 18. Measures: in-mask luma
- * PSNR over every frame (the mark's pixels, alpha > 0.05), SSIM over the
- * mark's box (8x8 windows), flicker (mean |change of the output inside the
- * mask from frame to frame - the clean clip's change|, levels), end-to-end
- * fps, and for kiln the detection recall and the mask's area over the mark's.
+ * For each case: the watermarked input and the clean clip (H.264 crf 12,
+ * near-lossless, as uploads are), then
+ *   kiln         remove_watermark detecting the mark itself (prepare + run, in process)
+ *   kiln+mask    remove_watermark given the true mask (the union over the clip of
+ *                the mark's pixels, alpha > 0.05)
+ *   removelogo   ffmpeg -vf removelogo given the true mask (per position for a jumping
+ *                mark; the union for a drifting one)
+ *   delogo       ffmpeg -vf delogo given the true box (likewise)
+ *   input        the input untouched
+ *   clean        the clean clip (what a perfect remover would give)
+ * each encoded with libx264 -preset veryfast -crf 18. Measures against the
+ * clean original, over every frame: in-mask luma PSNR (the mark's pixels,
+ * alpha > 0.05), SSIM over the mark's box; the ghost (below); for kiln the
+ * detection recall (share of the mark's pixels inside its mask), the mask's
+ * area over the mark's, and false regions (regions that never touch the
+ * mark); fps end to end for kiln and delogo.
  *
- * usage: bench_watermark [KILN_SAMPLES dir] (Megamind.avi is used when there) */
-#include "wm_synth.h"
+ * The ghost: the residual (output - clean) averaged over the clip in the
+ * mark's own coordinates (it follows a moving mark), then fitted by the
+ * mark's shape through their gradients: k = <grad R, grad A> / |grad A|^2,
+ * in levels at full alpha. A leftover mark gives k > 0, an over-corrected
+ * one (a dark ghost of a white text) k < 0; noise and compression average
+ * away (the clean clip's |k| is the floor). Also printed: the correlation
+ * of grad R with grad A.
+ *
+ * usage: bench_watermark [samples dir]
+ *   WM_SET=tune|eval|all|nomark (all: default), WM_ONLY=3,17 (those ids),
+ *   WM_SHARD=k/n (every n-th case from k: run n processes side by side),
+ *   WM_JSON=path (one JSON object per case), WM_PARAMS='{...}' (more kiln
+ *   params), WM_SHOW=id (writes docs/watermark-case-<id>.png: input | kiln |
+ *   removelogo | clean, the mark's surroundings at its worst frame),
+ *   WM_METHODS=01 (run only those methods, by number as listed above) with
+ *   WM_REF=path (an earlier WM_JSON: the figures of methods not run are taken
+ *   from it, for quicker runs while only kiln changes). */
+#include "wm_cases.h"
 
 #include "fn/fn.h"
 #include "media/media.h"
@@ -25,57 +48,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#define MAXSEG 4
-
-typedef struct bclip {
-  const char *name;
-  int w, h, frames;
-  AVFrame **src;                /* real clip frames, or NULL: the panning scene */
-  ws_layer seg[MAXSEG];         /* the mark of each segment */
-  int nseg, seg_frames;         /* segment k covers frames [k*seg_frames, (k+1)*seg_frames) (nseg 1: all) */
-} bclip;
+enum { M_KILN, M_KILN_MASK, M_REMOVELOGO, M_DELOGO, M_INPUT, M_CLEAN, NM };
+static const char *mname[NM] = {"kiln (detects)", "kiln + true mask", "removelogo (true mask)", "delogo (true box)", "input", "clean"};
 
 static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec + ts.tv_nsec / 1e9;
 }
-
-static const ws_layer *layer_at(const bclip *c, int n) {
-  int k = c->nseg > 1 ? (n / c->seg_frames) % c->nseg : 0;
-  return &c->seg[k];
-}
-
-static void clean_frame(const bclip *c, AVFrame *f, int n) {
-  if (c->src) av_frame_copy(f, c->src[n]);
-  else ws_scene(f, n);
-}
-
-static int write_input(const bclip *c, const char *path) {
-  kiln_err e = {0};
-  /* near-lossless H.264, as uploads are (a lossless input would mostly measure decoding) */
-  km_enc_opts o = {.width = c->w, .height = c->h, .fps = {25, 1}, .crf = 12, .preset = "veryfast", .gop = 50};
-  km_writer *w = NULL;
-  if (km_writer_open(&w, path, path, &o, NULL, &e) < 0) { fprintf(stderr, "%s\n", e.msg); return -1; }
-  AVFrame *f = km_frame_new(c->w, c->h);
-  int r = 0;
-  for (int n = 0; n < c->frames && r == 0; n++) {
-    clean_frame(c, f, n);
-    ws_apply(layer_at(c, n), f);
-    r = km_writer_write(w, f, &e);
-  }
-  if (r == 0) r = km_writer_finish(w, &e);
-  av_frame_free(&f);
-  km_writer_free(w);
-  return r;
-}
-
-static void bbox(const ws_layer *l, int *x0, int *y0, int *x1, int *y1) { ws_bbox(l, 0.05f, x0, y0, x1, y1); }
 
 static int sh(const char *cmd) {
   int r = system(cmd);
@@ -84,87 +68,106 @@ static int sh(const char *cmd) {
 
 #define ENC "-c:v libx264 -preset veryfast -crf 18 -pix_fmt yuv420p"
 
-static double run_delogo(const bclip *c, const char *in, const char *out) {
-  char vf[2048] = "", cmd[4096];
-  for (int k = 0; k < c->nseg; k++) {
-    int x0, y0, x1, y1;
-    bbox(&c->seg[k], &x0, &y0, &x1, &y1);
-    if (x0 < 1) x0 = 1;                            /* delogo wants the box inside the frame */
-    if (y0 < 1) y0 = 1;
-    if (x1 > c->w - 2) x1 = c->w - 2;
-    if (y1 > c->h - 2) y1 = c->h - 2;
-    size_t l = strlen(vf);
-    if (c->nseg > 1)
-      snprintf(vf + l, sizeof vf - l, "%sdelogo=x=%d:y=%d:w=%d:h=%d:enable='between(n,%d,%d)'", k ? "," : "", x0, y0,
-               x1 - x0 + 1, y1 - y0 + 1, k * c->seg_frames, (k + 1) * c->seg_frames - 1);
-    else snprintf(vf + l, sizeof vf - l, "delogo=x=%d:y=%d:w=%d:h=%d", x0, y0, x1 - x0 + 1, y1 - y0 + 1);
-  }
-  snprintf(cmd, sizeof cmd, "ffmpeg -v error -nostdin -y -i %s -vf \"%s\" " ENC " %s", in, vf, out);
-  double t0 = now_s();
-  return sh(cmd) == 0 ? now_s() - t0 : -1;
+/* Time segments over which the mark stands still: [seg_start[k], seg_start[k+1]). Drifting: one, the union. */
+static int segments(const wc_case *c, int *start) {
+  if (c->moving != 1) { start[0] = 0; start[1] = c->frames; return 1; }
+  int n = 0;
+  for (int s = 0; s < c->frames; s += c->seg_frames) start[n++] = s;
+  start[n] = c->frames;
+  return n;
 }
 
-static int write_pgm(const ws_layer *l, const char *path) {
+/* The true mask over frames [a, b): the union of the mark's pixels. */
+static void seg_mask(wc_case *c, int a, int b, uint8_t *m) {
+  memset(m, 0, (size_t)WC_W * WC_H);
+  for (int n = a; n < b; n++) {
+    const ws_layer *l = wc_layer(c, n);
+    for (size_t p = 0; p < (size_t)WC_W * WC_H; p++) m[p] |= l->a[p] > 0.05f;
+  }
+}
+
+static void mask_bbox(const uint8_t *m, int *x0, int *y0, int *x1, int *y1) {
+  *x0 = WC_W; *y0 = WC_H; *x1 = -1; *y1 = -1;
+  for (int y = 0; y < WC_H; y++)
+    for (int x = 0; x < WC_W; x++)
+      if (m[(size_t)y * WC_W + x]) {
+        if (x < *x0) *x0 = x;
+        if (x > *x1) *x1 = x;
+        if (y < *y0) *y0 = y;
+        if (y > *y1) *y1 = y;
+      }
+}
+
+static int write_pgm(const uint8_t *m, const char *path) {
   FILE *f = fopen(path, "wb");
   if (!f) return -1;
-  fprintf(f, "P5\n%d %d\n255\n", l->w, l->h);
-  for (size_t p = 0; p < (size_t)l->w * l->h; p++) fputc(l->a[p] > 0.05f ? 255 : 0, f);
+  fprintf(f, "P5\n%d %d\n255\n", WC_W, WC_H);
+  for (size_t p = 0; p < (size_t)WC_W * WC_H; p++) fputc(m[p] ? 255 : 0, f);
   fclose(f);
   return 0;
 }
 
-static double run_removelogo(const bclip *c, const char *in, const char *out, const char *dir) {
-  char vf[4096] = "", cmd[8192];
-  for (int k = 0; k < c->nseg; k++) {
-    char pgm[1024];
-    snprintf(pgm, sizeof pgm, "%s/mask-%p-%d.pgm", dir, (const void *)c, k);
-    write_pgm(&c->seg[k], pgm);
+static double run_ffmpeg(wc_case *c, int method, const char *in, const char *out, const char *dir) {
+  char vf[8192] = "", cmd[12000];
+  int st[64];
+  int ns = segments(c, st);
+  uint8_t *m = malloc((size_t)WC_W * WC_H);
+  for (int k = 0; k < ns && m; k++) {
+    seg_mask(c, st[k], st[k + 1], m);
     size_t l = strlen(vf);
-    if (c->nseg > 1)
-      snprintf(vf + l, sizeof vf - l, "%sremovelogo=f=%s:enable='between(n,%d,%d)'", k ? "," : "", pgm, k * c->seg_frames,
-               (k + 1) * c->seg_frames - 1);
-    else snprintf(vf + l, sizeof vf - l, "removelogo=f=%s", pgm);
+    char en[128] = "";
+    if (ns > 1) snprintf(en, sizeof en, ":enable='between(n,%d,%d)'", st[k], st[k + 1] - 1);
+    if (method == M_REMOVELOGO) {
+      char pgm[1024];
+      snprintf(pgm, sizeof pgm, "%s/mask-%d.pgm", dir, k);
+      write_pgm(m, pgm);
+      snprintf(vf + l, sizeof vf - l, "%sremovelogo=f=%s%s", k ? "," : "", pgm, en);
+    } else {
+      int x0, y0, x1, y1;
+      mask_bbox(m, &x0, &y0, &x1, &y1);
+      if (x0 < 1) x0 = 1;                            /* delogo wants the box inside the frame */
+      if (y0 < 1) y0 = 1;
+      if (x1 > WC_W - 2) x1 = WC_W - 2;
+      if (y1 > WC_H - 2) y1 = WC_H - 2;
+      snprintf(vf + l, sizeof vf - l, "%sdelogo=x=%d:y=%d:w=%d:h=%d%s", k ? "," : "", x0, y0, x1 - x0 + 1, y1 - y0 + 1, en);
+    }
   }
-  snprintf(cmd, sizeof cmd, "ffmpeg -v error -nostdin -y -i %s -vf \"%s\" " ENC " %s", in, vf, out);
+  free(m);
+  if (method == M_INPUT || method == M_CLEAN) snprintf(cmd, sizeof cmd, "ffmpeg -v error -nostdin -y -i %s " ENC " %s", in, out);
+  else snprintf(cmd, sizeof cmd, "ffmpeg -v error -nostdin -y -i %s -vf \"%s\" " ENC " %s", in, vf, out);
   double t0 = now_s();
   return sh(cmd) == 0 ? now_s() - t0 : -1;
 }
 
-static double run_input(const char *in, const char *out) {
-  char cmd[4096];
-  snprintf(cmd, sizeof cmd, "ffmpeg -v error -nostdin -y -i %s " ENC " %s", in, out);
-  double t0 = now_s();
-  return sh(cmd) == 0 ? now_s() - t0 : -1;
-}
-
-/* The true mask (alpha > 0.05) as base64 PNG, for WM_TRUE_MASK runs: kiln given what removelogo is given. */
-static char *true_mask_b64(const bclip *c, const char *dir) {
+static char *mask_png_b64(const uint8_t *m, const char *dir) {
   km_image im = {0};
   char png[1200];
   snprintf(png, sizeof png, "%s/truemask.png", dir);
-  if (km_image_alloc(&im, c->w, c->h) < 0) return NULL;
-  for (size_t p = 0; p < (size_t)c->w * c->h; p++) memset(im.rgb + 3 * p, c->seg[0].a[p] > 0.05f ? 255 : 0, 3);
+  if (km_image_alloc(&im, WC_W, WC_H) < 0) return NULL;
+  for (size_t p = 0; p < (size_t)WC_W * WC_H; p++) memset(im.rgb + 3 * p, m[p] ? 255 : 0, 3);
   char *b = ws_png_b64(&im, png);
   km_image_release(&im);
   return b;
 }
 
-static double run_kiln(const bclip *c, const char *dir, const char *in, const char *out, json_t **det) {
+static double run_kiln(wc_case *c, const char *dir, const char *in, const char *out, int true_mask, json_t **det) {
   const kf_desc *fn = kf_find("remove_watermark");
   kiln_err e = {0};
   json_t *raw = json_pack("{s:i, s:s}", "crf", 18, "preset", "veryfast"), *p = NULL, *add = NULL;
-  const char *extra = getenv("WM_PARAMS");        /* e.g. '{"temporal": false}': more parameters for kiln's side */
+  const char *extra = getenv("WM_PARAMS");
   json_t *x = extra ? json_loads(extra, 0, NULL) : NULL;
   if (extra && !json_is_object(x)) { fprintf(stderr, "WM_PARAMS is not a JSON object\n"); json_decref(x); json_decref(raw); return -1; }
   if (x) json_object_update(raw, x);
   json_decref(x);
-  if (getenv("WM_TRUE_MASK") && c->nseg == 1) {   /* kiln given the true mask instead of detecting it */
-    char *b = true_mask_b64(c, dir);
+  if (true_mask) {
+    uint8_t *m = wc_union_mask(c);
+    char *b = m ? mask_png_b64(m, dir) : NULL;
     if (b) json_object_set_new(raw, "mask", json_string(b));
     free(b);
+    free(m);
   }
   double t0 = now_s();
-  if (kf_validate(fn, raw, &p, &e) < 0) { fprintf(stderr, "%s\n", e.msg); return -1; }
+  if (kf_validate(fn, raw, &p, &e) < 0) { fprintf(stderr, "%s\n", e.msg); json_decref(raw); return -1; }
   json_decref(raw);
   kf_task t = {.input = in, .output = out, .params = p, .start = 0, .end = -1};
   if (fn->prepare(NULL, &t, &add, &e) < 0) { fprintf(stderr, "kiln: %s\n", e.msg); json_decref(p); return -1; }
@@ -180,194 +183,198 @@ static double run_kiln(const bclip *c, const char *dir, const char *in, const ch
   return now_s() - t0;
 }
 
-/* SSIM of luma over the box (x0..x1, y0..y1), mean over 8x8 windows, step 4. */
-static double ssim_box(const AVFrame *a, const AVFrame *b, int x0, int y0, int x1, int y1) {
-  const double C1 = 6.5025, C2 = 58.5225;
-  double sum = 0;
-  int n = 0;
-  for (int y = y0; y + 8 <= y1 + 1; y += 4)
-    for (int x = x0; x + 8 <= x1 + 1; x += 4) {
-      double ma = 0, mb = 0, va = 0, vb = 0, cab = 0;
-      for (int j = 0; j < 8; j++)
-        for (int i = 0; i < 8; i++) {
-          double p = a->data[0][(size_t)(y + j) * a->linesize[0] + x + i], q = b->data[0][(size_t)(y + j) * b->linesize[0] + x + i];
-          ma += p; mb += q; va += p * p; vb += q * q; cab += p * q;
-        }
-      ma /= 64; mb /= 64;
-      va = va / 64 - ma * ma; vb = vb / 64 - mb * mb; cab = cab / 64 - ma * mb;
-      sum += ((2 * ma * mb + C1) * (2 * cab + C2)) / ((ma * ma + mb * mb + C1) * (va + vb + C2));
-      n++;
-    }
-  return n ? sum / n : 1;
+static int cmpd(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
 }
 
-typedef struct metrics { double psnr, ssim, flicker, recall, area; } metrics;
+typedef struct agg { double v[256]; int n; int worst_id; double worst; } agg;
 
-static int measure(const bclip *c, const char *out, const json_t *det, metrics *m) {
-  memset(m, 0, sizeof *m);
-  km_decoder *d = NULL;
-  kiln_err e = {0};
-  if (km_decoder_open(&d, out, NULL, 0, -1, 0, &e) < 0) { fprintf(stderr, "%s\n", e.msg); return -1; }
-  AVFrame *clean = km_frame_new(c->w, c->h), *prev_clean = km_frame_new(c->w, c->h), *prev = NULL;
-  uint8_t *mk = det ? malloc((size_t)c->w * c->h) : NULL;
-  ws_err er = {0};
-  double ssim = 0, flick = 0, hit = 0, mark = 0, area = 0;
-  long nflick = 0;
-  int n = 0;
-  for (;; n++) {
-    AVFrame *f = NULL;
-    km_frame_info fi;
-    if (km_decoder_read(d, &f, &fi, &e) <= 0) break;
-    const ws_layer *L = layer_at(c, n);
-    clean_frame(c, clean, n);
-    ws_err_add(&er, L, f, clean);
-    int x0, y0, x1, y1;
-    bbox(L, &x0, &y0, &x1, &y1);
-    ssim += ssim_box(f, clean, x0, y0, x1, y1);
-    if (prev && layer_at(c, n - 1) == L) {
-      for (int y = y0; y <= y1; y++)
-        for (int x = x0; x <= x1; x++) {
-          if (L->a[(size_t)y * c->w + x] <= 0.05f) continue;
-          double dout = (double)f->data[0][(size_t)y * f->linesize[0] + x] - prev->data[0][(size_t)y * prev->linesize[0] + x];
-          double dcl = (double)clean->data[0][(size_t)y * clean->linesize[0] + x] - prev_clean->data[0][(size_t)y * prev_clean->linesize[0] + x];
-          flick += fabs(dout - dcl);
-          nflick++;
-        }
-    }
-    if (mk) {
-      ws_mask_at(det, n, c->w, c->h, mk);
-      double rc, ar;
-      ws_recall(L, mk, &rc, &ar);
-      double fm = 0;
-      for (size_t p = 0; p < (size_t)c->w * c->h; p++) fm += L->a[p] > 0.05f;
-      hit += rc * fm;
-      mark += fm;
-      area += ar * fm;
-    }
-    av_frame_free(&prev);
-    prev = f;
-    av_frame_copy(prev_clean, clean);
-  }
-  m->psnr = ws_err_psnr(&er);
-  m->ssim = n ? ssim / n : 0;
-  m->flicker = nflick ? flick / nflick : 0;
-  m->recall = mark > 0 ? hit / mark : 0;
-  m->area = mark > 0 ? area / mark : 0;
-  av_frame_free(&prev);
-  av_frame_free(&clean);
-  av_frame_free(&prev_clean);
-  free(mk);
-  km_decoder_free(d);
-  return n == c->frames ? 0 : -1;
+static void agg_add(agg *a, double v, int id, int lower_is_worse) {
+  if (a->n < 256) a->v[a->n++] = v;
+  if (a->n == 1 || (lower_is_worse ? v < a->worst : v > a->worst)) { a->worst = v; a->worst_id = id; }
+}
+static double agg_mean(const agg *a) { double s = 0; for (int i = 0; i < a->n; i++) s += a->v[i]; return a->n ? s / a->n : 0; }
+static double agg_median(const agg *a) {
+  double t[256];
+  memcpy(t, a->v, sizeof(double) * a->n);
+  qsort(t, a->n, sizeof *t, cmpd);
+  return a->n ? (a->n & 1 ? t[a->n / 2] : (t[a->n / 2 - 1] + t[a->n / 2]) / 2) : 0;
+}
+
+static void show(wc_case *c, const char *dir, int frame) {
+  int x0, y0, x1, y1;
+  const ws_layer *L = wc_layer(c, frame);
+  ws_bbox(L, 0.05f, &x0, &y0, &x1, &y1);
+  int cx = (x0 + x1) / 2, cy = (y0 + y1) / 2, w = (x1 - x0 + 1) + 48, h = (y1 - y0 + 1) + 48;
+  w = (w + 1) & ~1;
+  h = (h + 1) & ~1;
+  int x = cx - w / 2, y = cy - h / 2;
+  x = x < 0 ? 0 : x + w > WC_W ? WC_W - w : x;
+  y = y < 0 ? 0 : y + h > WC_H ? WC_H - h : y;
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd,
+           "ffmpeg -v error -nostdin -y -i %s/in.mkv -i %s/out-%d.mp4 -i %s/out-%d.mp4 -i %s/clean.mkv -filter_complex "
+           "\"[0:v]select=eq(n\\,%d),crop=%d:%d:%d:%d,scale=iw*2:ih*2:flags=neighbor[a];"
+           "[1:v]select=eq(n\\,%d),crop=%d:%d:%d:%d,scale=iw*2:ih*2:flags=neighbor[b];"
+           "[2:v]select=eq(n\\,%d),crop=%d:%d:%d:%d,scale=iw*2:ih*2:flags=neighbor[c];"
+           "[3:v]select=eq(n\\,%d),crop=%d:%d:%d:%d,scale=iw*2:ih*2:flags=neighbor[d];"
+           "[a][b][c][d]hstack=inputs=4\" -frames:v 1 docs/watermark-case-%d.png",
+           dir, dir, getenv("WM_SHOW_M") ? atoi(getenv("WM_SHOW_M")) : M_KILN, dir, M_REMOVELOGO, dir, frame, w, h, x, y, frame, w, h, x, y, frame, w, h, x, y, frame, w, h, x, y, c->id);
+  if (sh(cmd) == 0) fprintf(stderr, "wrote docs/watermark-case-%d.png (frame %d)\n", c->id, frame);
 }
 
 int main(int argc, char **argv) {
   av_log_set_level(AV_LOG_QUIET);
-  char dir[] = "/tmp/kiln-bench-wm-XXXXXX";
-  if (!mkdtemp(dir)) return 1;
-  static const uint8_t white[3] = {235, 128, 128}, orange[3] = {150, 60, 190}, blue[3] = {80, 200, 100};
-  bclip clips[6];
-  int nc = 0;
-  const int W = 640, H = 360, N = 250;
-  {
-    bclip *c = &clips[nc++];
-    memset(c, 0, sizeof *c);
-    *c = (bclip){"pan, opaque logo", W, H, N, NULL, {{0}}, 1, N};
-    ws_layer_init(&c->seg[0], W, H);
-    ws_opaque_logo(&c->seg[0], W - 130, H - 76, 56, orange);
+  const char *samples = argc > 1 ? argv[1] : NULL;
+  const char *set = getenv("WM_SET") ? getenv("WM_SET") : "all", *only = getenv("WM_ONLY"), *shard = getenv("WM_SHARD");
+  const char *jpath = getenv("WM_JSON"), *showid = getenv("WM_SHOW");
+  int sk = 0, sn = 1;
+  if (shard && sscanf(shard, "%d/%d", &sk, &sn) != 2) { fprintf(stderr, "WM_SHARD is k/n\n"); return 2; }
+  FILE *jf = jpath ? fopen(jpath, "a") : NULL;
+  json_t *refs = json_array();
+  FILE *rf = getenv("WM_REF") ? fopen(getenv("WM_REF"), "r") : NULL;
+  for (char line[8192]; rf && fgets(line, sizeof line, rf);) {
+    json_t *o = json_loads(line, 0, NULL);
+    if (o) json_array_append_new(refs, o);
   }
-  {
-    bclip *c = &clips[nc++];
-    *c = (bclip){"pan, 50% logo", W, H, N, NULL, {{0}}, 1, N};
-    ws_layer_init(&c->seg[0], W, H);
-    ws_translucent_logo(&c->seg[0], 20, 18, 72, 0.5, white);
-  }
-  {
-    bclip *c = &clips[nc++];
-    *c = (bclip){"pan, text + shadow", W, H, N, NULL, {{0}}, 1, N};
-    ws_layer_init(&c->seg[0], W, H);
-    ws_text(&c->seg[0], 20, H - 50, 4, "KILN", white, 1);
-  }
-  {
-    bclip *c = &clips[nc++];
-    *c = (bclip){"pan, mark moves every 3 s", W, H, 225, NULL, {{0}}, 3, 75};
-    for (int k = 0; k < 3; k++) ws_layer_init(&c->seg[k], W, H);
-    ws_text(&c->seg[0], 16, 14, 4, "WM", white, 1);
-    ws_text(&c->seg[1], W - 70, H - 46, 4, "WM", white, 1);
-    ws_text(&c->seg[2], W - 70, 14, 4, "WM", white, 1);
-  }
-  char mm[1024];
-  const char *sd = argc > 1 ? argv[1] : getenv("KILN_SAMPLES");
-  if (sd) snprintf(mm, sizeof mm, "%s/Megamind.avi", sd);
-  else snprintf(mm, sizeof mm, "%s/.cache/kiln/samples/Megamind.avi", getenv("HOME") ? getenv("HOME") : "/");
-  struct stat sb;
-  AVFrame **mmf = NULL;
-  int mmn = 0, mmw = 0, mmh = 0;
-  if (stat(mm, &sb) == 0) {
-    km_decoder *d = NULL;
-    kiln_err e = {0};
-    if (km_decoder_open(&d, mm, NULL, 0, -1, 0, &e) == 0) {
-      mmf = calloc(400, sizeof *mmf);
-      AVFrame *f;
-      km_frame_info fi;
-      while (mmn < 400 && km_decoder_read(d, &f, &fi, &e) > 0) { mmf[mmn++] = f; mmw = f->width & ~1; mmh = f->height & ~1; }
-      km_decoder_free(d);
+  if (rf) fclose(rf);
+  int ids[WC_CASES + WC_NOMARK], nid = 0;
+  for (int i = 0; i < WC_CASES; i++)
+    if (!strcmp(set, "all") || (!strcmp(set, "tune") && i % 4 == 0) || (!strcmp(set, "eval") && i % 4 != 0)) ids[nid++] = i;
+  if (!strcmp(set, "all") || !strcmp(set, "nomark"))
+    for (int i = 0; i < WC_NOMARK; i++) ids[nid++] = WC_NOMARK0 + i;
+  agg ag[2][NM][3], det[2][3], nomark_false = {0};   /* [tune/eval][method][psnr, ssim, |ghost|]; [set][recall, area, margin] */
+  memset(ag, 0, sizeof ag);
+  memset(det, 0, sizeof det);
+  double t_kiln = 0, t_delogo = 0;
+  int k_seen = 0;
+  printf("| id | set | case | kiln dB | +mask dB | removelogo dB | delogo dB | input dB | kiln - removelogo | kiln ghost | recall | mask/mark | false |\n");
+  printf("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  fflush(stdout);
+  for (int ii = 0; ii < nid; ii++) {
+    int id = ids[ii];
+    char key[16];
+    snprintf(key, sizeof key, ",%d,", id);
+    if (only) {
+      char o[512];
+      snprintf(o, sizeof o, ",%s,", only);
+      if (!strstr(o, key)) continue;
     }
-    bclip *c = &clips[nc++];
-    *c = (bclip){"Megamind, opaque logo", mmw, mmh, mmn, mmf, {{0}}, 1, mmn};
-    ws_layer_init(&c->seg[0], mmw, mmh);
-    ws_opaque_logo(&c->seg[0], mmw - 120, mmh - 70, 48, blue);
-    c = &clips[nc++];
-    *c = (bclip){"Megamind, text + shadow", mmw, mmh, mmn, mmf, {{0}}, 1, mmn};
-    ws_layer_init(&c->seg[0], mmw, mmh);
-    ws_text(&c->seg[0], mmw / 2 - 60, mmh * 7 / 10, 4, "KILN", white, 1);
-  }
-  printf("| clip | method | in-mask PSNR dB | SSIM (box) | flicker | fps | recall | mask/mark |\n");
-  printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-  double sum_k = 0, sum_r = 0, sum_fk = 0, sum_fd = 0;
-  int nsum = 0;
-  const char *only = getenv("WM_ONLY");          /* e.g. "0,4": just those clips */
-  for (int i = 0; i < nc; i++) {
-    bclip *c = &clips[i];
-    char key[8];
-    snprintf(key, sizeof key, "%d", i);
-    if (only && !strstr(only, key)) continue;
-    char in[1200], out[1200];
-    snprintf(in, sizeof in, "%s/in%d.mkv", dir, i);
-    if (write_input(c, in) < 0) { fprintf(stderr, "cannot write %s\n", in); continue; }
-    const char *names[4] = {"kiln (detects)", "delogo (true box)", "removelogo (true mask)", "input"};
-    double psnr[4] = {0}, fps[4] = {0};
-    for (int m = 0; m < 4; m++) {
-      snprintf(out, sizeof out, "%s/out%d-%d.mp4", dir, i, m);
-      json_t *det = NULL;
-      double t = m == 0 ? run_kiln(c, dir, in, out, &det) : m == 1 ? run_delogo(c, in, out) : m == 2 ? run_removelogo(c, in, out, dir)
-                                                                             : run_input(in, out);
-      metrics me;
-      if (t < 0 || measure(c, out, det, &me) < 0) {
-        printf("| %s | %s | failed | | | | | |\n", c->name, names[m]);
-        json_decref(det);
+    if (k_seen++ % sn != sk) continue;
+    wc_case c;
+    if (wc_make(id, samples, &c) < 0 || wc_keep(&c) < 0) { printf("| %d | | cannot build the case | | | | | | | | | | |\n", id); continue; }
+    char dir[] = "/tmp/kiln-bench-wm-XXXXXX";
+    if (!mkdtemp(dir)) return 1;
+    char in[1200], cl[1200], out[1200];
+    snprintf(in, sizeof in, "%s/in.mkv", dir);
+    snprintf(cl, sizeof cl, "%s/clean.mkv", dir);
+    if (wc_write(&c, in, 1) < 0 || wc_write(&c, cl, 0) < 0) { fprintf(stderr, "cannot write the clips of case %d\n", id); wc_release(&c); continue; }
+    wc_metrics me[NM];
+    int ok[NM] = {0};
+    const char *methods = getenv("WM_METHODS");
+    const json_t *ref = NULL;
+    for (size_t k = 0; k < json_array_size(refs); k++)
+      if (kj_num(json_array_get(refs, k), "id", -1) == id) ref = json_array_get(refs, k);
+    double tk = 0, td = 0;
+    for (int m = 0; m < NM; m++) {
+      if (!c.has_mark && m != M_KILN) continue;
+      char mk[8];
+      snprintf(mk, sizeof mk, "m%d", m);
+      if (methods && !strchr(methods, '0' + m)) {
+        const json_t *rm = json_object_get(ref, mk);
+        if (rm) {
+          memset(&me[m], 0, sizeof me[m]);
+          me[m].psnr = kj_num(rm, "psnr", 0);
+          me[m].ssim = kj_num(rm, "ssim", 0);
+          me[m].ghost = kj_num(rm, "ghost", 0);
+          ok[m] = 1;
+          if (m == M_DELOGO) td = kj_num(ref, "delogo_s", 0);
+        }
         continue;
       }
-      psnr[m] = me.psnr;
-      fps[m] = c->frames / t;
-      if (m == 0)
-        printf("| %s | %s | %.2f | %.3f | %.2f | %.0f | %.4f | %.2fx |\n", c->name, names[m], me.psnr, me.ssim, me.flicker,
-               fps[m], me.recall, me.area);
-      else printf("| %s | %s | %.2f | %.3f | %.2f | %.0f | | |\n", c->name, names[m], me.psnr, me.ssim, me.flicker, fps[m]);
-      fflush(stdout);
-      json_decref(det);
+      snprintf(out, sizeof out, "%s/out-%d.mp4", dir, m);
+      json_t *dj = NULL;
+      double t = m == M_KILN || m == M_KILN_MASK ? run_kiln(&c, dir, in, out, m == M_KILN_MASK, &dj)
+                                                 : run_ffmpeg(&c, m, m == M_CLEAN ? cl : in, out, dir);
+      ok[m] = t >= 0 && wc_measure(&c, out, m == M_KILN ? dj : NULL, &me[m]) == 0;
+      if (m == M_KILN) tk = t;
+      if (m == M_DELOGO) td = t;
+      json_decref(dj);
     }
-    if (psnr[0] > 0 && psnr[2] > 0) {
-      sum_k += psnr[0]; sum_r += psnr[2]; sum_fk += fps[0]; sum_fd += fps[1];
-      nsum++;
+    int s = c.tune ? 0 : 1;
+    if (!c.has_mark) {
+      if (ok[M_KILN]) agg_add(&nomark_false, me[M_KILN].false_regions, id, 0);
+      printf("| %d | no mark | %s | | | | | | | | | | %d |\n", id, c.name, ok[M_KILN] ? me[M_KILN].false_regions : -1);
+      if (jf) fprintf(jf, "{\"id\":%d,\"set\":\"nomark\",\"false_regions\":%d}\n", id, ok[M_KILN] ? me[M_KILN].false_regions : -1);
+    } else {
+      for (int m = 0; m < NM; m++)
+        if (ok[m]) {
+          agg_add(&ag[s][m][0], me[m].psnr, id, 1);
+          agg_add(&ag[s][m][1], me[m].ssim, id, 1);
+          agg_add(&ag[s][m][2], fabs(me[m].ghost), id, 0);
+        }
+      double margin = ok[M_KILN] && ok[M_REMOVELOGO] ? me[M_KILN].psnr - me[M_REMOVELOGO].psnr : 0;
+      if (ok[M_KILN]) {
+        agg_add(&det[s][0], me[M_KILN].recall, id, 1);
+        agg_add(&det[s][1], me[M_KILN].area, id, 0);
+        if (ok[M_REMOVELOGO]) agg_add(&det[s][2], margin, id, 1);
+        t_kiln += tk;
+        t_delogo += td > 0 ? td : 0;
+      }
+#define P(m) (ok[m] ? me[m].psnr : 0.0)
+      printf("| %d | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %+.2f | %+.2f | %.3f | %.2fx | %d |\n", id, c.tune ? "tune" : "eval",
+             c.name, P(M_KILN), P(M_KILN_MASK), P(M_REMOVELOGO), P(M_DELOGO), P(M_INPUT), margin, ok[M_KILN] ? me[M_KILN].ghost : 0,
+             ok[M_KILN] ? me[M_KILN].recall : 0, ok[M_KILN] ? me[M_KILN].area : 0, ok[M_KILN] ? me[M_KILN].false_regions : -1);
+      if (jf) {
+        fprintf(jf, "{\"id\":%d,\"set\":\"%s\",\"name\":", id, c.tune ? "tune" : "eval");
+        json_t *nm = json_string(c.name);
+        char *ns = json_dumps(nm, JSON_ENCODE_ANY);
+        fprintf(jf, "%s", ns);
+        free(ns);
+        json_decref(nm);
+        for (int m = 0; m < NM; m++)
+          if (ok[m])
+            fprintf(jf, ",\"m%d\":{\"psnr\":%.3f,\"ssim\":%.4f,\"ghost\":%.3f,\"gcorr\":%.3f,\"worst_frame\":%d}", m, me[m].psnr, me[m].ssim,
+                    me[m].ghost, me[m].gcorr, me[m].worst_frame);
+        if (ok[M_KILN])
+          fprintf(jf, ",\"recall\":%.4f,\"area\":%.3f,\"false_regions\":%d,\"regions\":%d,\"kiln_s\":%.3f,\"delogo_s\":%.3f", me[M_KILN].recall,
+                  me[M_KILN].area, me[M_KILN].false_regions, me[M_KILN].regions, tk, td);
+        fprintf(jf, "}\n");
+        fflush(jf);
+      }
+      if (showid && atoi(showid) == id && ok[M_KILN]) show(&c, dir, me[getenv("WM_SHOW_M") ? atoi(getenv("WM_SHOW_M")) : M_KILN].worst_frame);
     }
+    fflush(stdout);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (!getenv("WM_KEEP")) sh(cmd);
+    else fprintf(stderr, "kept %s\n", dir);
+    wc_release(&c);
   }
-  if (nsum)
-    printf("\nmean over %d clips: kiln %.2f dB vs removelogo %.2f dB (%+.2f dB); kiln %.0f fps vs delogo %.0f fps (%.2fx)\n", nsum,
-           sum_k / nsum, sum_r / nsum, (sum_k - sum_r) / nsum, sum_fk / nsum, sum_fd / nsum, sum_fk / sum_fd);
-  char cmd[1200];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  if (!getenv("WM_KEEP")) sh(cmd);
-  else fprintf(stderr, "kept %s\n", dir);
+  static const char *sets[2] = {"tune", "eval"};
+  printf("\n| set | method | PSNR mean | median | worst (case) | SSIM mean | worst | |ghost| mean | worst (case) |\n");
+  printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  for (int s = 0; s < 2; s++)
+    for (int m = 0; m < NM; m++) {
+      agg *a = ag[s][m];
+      if (!a[0].n) continue;
+      printf("| %s (%d) | %s | %.2f | %.2f | %.2f (%d) | %.3f | %.3f | %.2f | %.2f (%d) |\n", sets[s], a[0].n, mname[m], agg_mean(&a[0]),
+             agg_median(&a[0]), a[0].worst, a[0].worst_id, agg_mean(&a[1]), a[1].worst, agg_mean(&a[2]), a[2].worst, a[2].worst_id);
+    }
+  printf("\n| set | kiln - removelogo mean | median | worst (case) | cases below | recall mean | worst (case) | mask/mark mean | worst (case) |\n");
+  printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  for (int s = 0; s < 2; s++) {
+    if (!det[s][0].n) continue;
+    int below = 0;
+    for (int i = 0; i < det[s][2].n; i++) below += det[s][2].v[i] < 0;
+    printf("| %s | %+.2f | %+.2f | %+.2f (%d) | %d | %.4f | %.4f (%d) | %.2fx | %.2fx (%d) |\n", sets[s], agg_mean(&det[s][2]),
+           agg_median(&det[s][2]), det[s][2].worst, det[s][2].worst_id, below, agg_mean(&det[s][0]), det[s][0].worst,
+           det[s][0].worst_id, agg_mean(&det[s][1]), det[s][1].worst, det[s][1].worst_id);
+  }
+  if (nomark_false.n) printf("\nno-mark clips: %d, false regions in total %.0f\n", nomark_false.n, agg_mean(&nomark_false) * nomark_false.n);
+  if (t_delogo > 0) printf("speed: kiln %.2fx delogo's fps (total wall time %.1f s vs %.1f s)\n", t_delogo / t_kiln, t_kiln, t_delogo);
+  if (jf) fclose(jf);
+  json_decref(refs);
   return 0;
 }

@@ -41,6 +41,13 @@
 #define PRESENT_T 1.5           /* a sample has the mark when its edges on the mark's are this much stronger than nearby */
 #define RING_CHANGE_T 5.0       /* median temporal std just outside a mark: the scene must move there (a still object
                                    beside something that moves reaches about 5) */
+#define RING_REL 0.6            /* ... or this share of the scene's activity (the frame's median of the motion
+                                   measure below), if less: a dark or washed-out scene changes less everywhere */
+#define RING_MIN_T 3.0          /* ... but never below this (sensor noise alone reaches 2.5) */
+#define COHERENCE_T 0.75        /* a candidate whose edges all run one way (the structure tensor's coherence of
+                                   the mean frame over its edges above this) is a straight edge of the scene
+                                   that a pan along it leaves in place, not a mark: text and logos have edges
+                                   of every direction */
 #define MIN_EDGE_PX 10
 #define DARK_T 28.0             /* a sample darker than this on average (black, a fade's start) says nothing */
 #define FADE_T 0.2              /* a window whose samples' mean luma spans more than this share is a fade */
@@ -212,7 +219,7 @@ static int cmp_float(const void *a, const void *b) {
  * scene around it changes. bx..bh: the candidate's box at sample resolution;
  * lab/cid: the candidate's pixels (dilated) in the full plane. */
 static int refine_run(const ki_wm_samples *s, const int *idx, int n, int bx, int by, int bw, int bh,
-                      const int *lab, int cid, double et, int first, int last, double presence,
+                      const int *lab, int cid, double et, double ring_t, int first, int last, double presence,
                       ki_wm_found **out, int *nout, int *cap) {
   size_t np = (size_t)bw * bh;
   float *M = malloc(np * sizeof *M), *G = malloc(np * sizeof *G), *V = malloc(np * sizeof *V), *ring = NULL;
@@ -227,17 +234,44 @@ static int refine_run(const ki_wm_samples *s, const int *idx, int n, int bx, int
   for (size_t p = 0; p < np; p++) ne += E[p];
   r = 0;
   if (ne < MIN_EDGE_PX) goto fail;
+  {   /* edges of every direction, not one straight edge the scene slides along */
+    double sxx = 0, syy = 0, sxy = 0;
+    for (int y = 1; y < bh - 1; y++)
+      for (int x = 1; x < bw - 1; x++) {
+        size_t p = (size_t)y * bw + x;
+        if (!E[p]) continue;
+        double gx = 0.5 * (M[p + 1] - M[p - 1]), gy = 0.5 * (M[p + bw] - M[p - bw]);
+        sxx += gx * gx;
+        syy += gy * gy;
+        sxy += gx * gy;
+      }
+    double tr = sxx + syy, det = sqrt((sxx - syy) * (sxx - syy) + 4 * sxy * sxy);
+    double coh = tr > 0 ? det / tr : 1;
+      if (coh > COHERENCE_T) goto fail;
+  }
   /* the scene must change just outside the mark */
   memcpy(D, E, np);
   if ((r = morph(D, bw, bh, 3, 1)) < 0) goto fail;
   ring = malloc(np * sizeof *ring);
   if (!ring) { r = KILN_ENOMEM; goto fail; }
-  for (size_t p = 0; p < np; p++)
-    if (!D[p]) ring[nring++] = V[p];
+  {   /* outside the mark: not inside its edges either (an opaque logo's still inside is not the scene) */
+    uint8_t *F = malloc(np);
+    if (!F) { r = KILN_ENOMEM; goto fail; }
+    memcpy(F, D, np);
+    if ((r = fill_holes(F, bw, bh, 15)) < 0) { free(F); goto fail; }
+    for (size_t p = 0; p < np; p++)
+      if (!F[p]) ring[nring++] = V[p];
+    free(F);
+    if (nring < 8) {   /* a box too tight to have an outside: the pixels off the edges, as they are */
+      nring = 0;
+      for (size_t p = 0; p < np; p++)
+        if (!D[p]) ring[nring++] = V[p];
+    }
+  }
   r = 0;
   if (nring < 8) goto fail;
   qsort(ring, (size_t)nring, sizeof *ring, cmp_float);
-  if (ring[nring / 2] < RING_CHANGE_T) goto fail;
+  if (ring[nring / 2] < ring_t) goto fail;
   /* the still inside of an opaque mark: next to its edges, unchanging while the ring changes */
   {
     float still = ring[nring / 2] * 0.12f;   /* much stiller than the scene around it */
@@ -414,6 +448,8 @@ int ki_wm_detect(const ki_wm_samples *s, const ki_wm_hint *hint, ki_wm_found **o
    * windows that are not fades; kept where that held in two windows or more
    * (one still moment of the scene is not a mark) when there are enough */
   int win = K < WIN ? K : WIN, step = win / 2 > 0 ? win / 2 : 1, nwin = 0;
+  double act_sum = 0;
+  int act_n = 0;
   for (int a = 0;; a += step) {
     if (a + win > K) a = K - win;
     int n = window_idx(mean, a, win, idx);
@@ -421,6 +457,13 @@ int ki_wm_detect(const ki_wm_samples *s, const ki_wm_hint *hint, ki_wm_found **o
       window_stats(s, idx, n, 0, 0, W, H, M, G, NULL);
       static_edges(M, G, W, H, et, rt, E);
       window_motion(s, idx, n, mean, L, Lt);
+      {   /* the scene's activity: the median of L over the frame, every 4th pixel */
+        size_t nl = 0;
+        for (size_t p = 0; p < np; p += 4) Lt[nl++] = L[p];
+        qsort(Lt, nl, sizeof *Lt, cmp_float);
+        act_sum += Lt[nl / 2];
+        act_n++;
+      }
       for (int k = 0; k < n; k++) used[idx[k]] = 1;
       for (size_t p = 0; p < np; p++) {
         if (!E[p] || (allow && !allow[p]) || L[p] < MOVE_T) continue;
@@ -467,6 +510,11 @@ int ki_wm_detect(const ki_wm_samples *s, const ki_wm_hint *hint, ki_wm_found **o
         if (E[p] && !votes[p]) any[p] = 0;
     }
   }
+  /* the ring around a mark must move like the scene does: RING_CHANGE_T on a scene of
+   * ordinary contrast, less on a dark or washed-out one (its every change is smaller) */
+  double activity = act_n ? act_sum / act_n : 0;
+  double ring_t = RING_REL * activity < RING_CHANGE_T ? RING_REL * activity : RING_CHANGE_T;
+  if (ring_t < RING_MIN_T) ring_t = RING_MIN_T;
   /* 2. candidates: connected groups of those edges (joined over 2 pixels) */
   memcpy(dil, any, np);
   if ((r = morph(dil, W, H, 2, 1)) < 0) goto fail;
@@ -573,7 +621,7 @@ int ki_wm_detect(const ki_wm_samples *s, const ki_wm_hint *hint, ki_wm_found **o
       }
       k = last + 1;
       if (n < 2 && K > 2) continue;
-      if ((r = refine_run(s, idx, n, bx, by, bw, bh, lab, cid, et, first, last, psum / n, out, nout, &cap)) < 0)
+      if ((r = refine_run(s, idx, n, bx, by, bw, bh, lab, cid, et, ring_t, first, last, psum / n, out, nout, &cap)) < 0)
         goto fail;
       r = KILN_ENOMEM;
     }

@@ -33,8 +33,12 @@
 #define RING 6                  /* ring outside the mask used to check a temporal match, pixels */
 #define RING_STEP 4             /* the ring check reads every 4th pixel each way */
 #define BG_PASSES 16             /* blend estimate: most passes, each taking the mask's clear pixels found as known */
-#define CLEAR_ALPHA 0.04f        /* ... a pixel is clear if its alpha is below this */
-#define CLEAR_OFFSET 8.0f        /* ... or its temporal mean is within this of the background's (levels) */
+#define CLEAR_ALPHA 0.04f        /* ... the mask keeps what is near pixels of this alpha or more */
+#define CLEAR_OFFSET 2.0f        /* ... a pixel is clear if its temporal mean is within this of the background's
+                                    (levels; 8 took a faint mark's own pixels for clear: a white text at 33%
+                                    over a bright scene is 7 levels off) */
+#define CLEAR_SE 2.5f            /*     or within this many standard errors of a mean over the frames used, */
+#define CLEAR_OFFSET_MAX 8.0f    /*     at most this, */
 #define CLEAR_OFFSET_ALPHA 0.8f  /*     and its alpha below this (an opaque mark's colour can match the mean) */
 #define KEEP_NEAR 2              /* ... and the mask then keeps what is this near the mark's pixels */
 #define MATCH_MAD 5.0           /* mean abs luma difference on the ring for a temporal source to count (10 let
@@ -186,7 +190,10 @@ int ki_wm_estimate(ki_wm_region *r, uint8_t *const (*crop)[3], int n, int margin
         float one_a = b > 3 ? sd[c] / b : 0;   /* a still background tells nothing: treat as opaque */
         if (one_a > 1) one_a = 1;
         a[q] = 1 - one_a;
-        if (a[q] < CLEAR_ALPHA || (fabsf(mu[c] - muB[c]) < CLEAR_OFFSET && a[q] < CLEAR_OFFSET_ALPHA)) {
+        /* the offset a clear pixel can show: the uncertainty of a mean over n frames, at least CLEAR_OFFSET */
+        float off = CLEAR_SE * sd[c] / sqrtf((float)n);
+        off = off < CLEAR_OFFSET ? CLEAR_OFFSET : off > CLEAR_OFFSET_MAX ? CLEAR_OFFSET_MAX : off;
+        if (fabsf(mu[c] - muB[c]) < off && a[q] < CLEAR_OFFSET_ALPHA) {
           known[c] = 1;                         /* clear: the next pass interpolates from it too */
           a[q] = 0;
           more = 1;
@@ -558,6 +565,30 @@ static void check_source(const ki_wm_state *st, const wm_ring *g, wm_src *sr) {
 
 enum { S_KNOWN = 0, S_TODO, S_INVERTED, S_TEMPORAL, S_SPATIAL };
 
+/* The blend estimate on region R's pixels still to do in plane p (box bx, by,
+ * bw x bh of the plane, subsampling s): pixels with alpha below ALPHA_NONE
+ * are not under the mark and are kept; with `invert`, those below
+ * INVERT_MAX become B = (I - a*L) / (1 - a). */
+static void invert_pixels(const ki_wm_region *R, int p, int s, int bx, int by, int bw, int bh, uint8_t *k, float *v, int invert,
+                          ki_wm_frame_stats *fs) {
+  int rw = R->w / s;
+  for (int y = 0; y < bh; y++)
+    for (int x = 0; x < bw; x++) {
+      size_t q = (size_t)y * bw + x;
+      if (k[q] != S_TODO) continue;
+      int lx = (bx + x) - R->x / s, ly = (by + y) - R->y / s;
+      if (lx < 0 || ly < 0 || lx >= rw || ly >= R->h / s) continue;
+      float a;
+      if (p) a = 0.25f * (R->alpha[(size_t)(2 * ly) * R->w + 2 * lx] + R->alpha[(size_t)(2 * ly) * R->w + 2 * lx + 1] +
+                          R->alpha[(size_t)(2 * ly + 1) * R->w + 2 * lx] + R->alpha[(size_t)(2 * ly + 1) * R->w + 2 * lx + 1]);
+      else a = R->alpha[(size_t)ly * R->w + lx];
+      if (a >= INVERT_MAX || (a >= ALPHA_NONE && !invert)) continue;
+      if (a >= ALPHA_NONE) v[q] = (v[q] - R->al[p][(size_t)ly * rw + lx]) / (1 - a);
+      k[q] = S_INVERTED;
+      if (p == 0 && fs) fs->px_inverted++;
+    }
+}
+
 /* Removes region R from plane p of out. srcs: the temporal sources (luma shifts). */
 static int fill_region_plane(const ki_wm_state *st, const AVFrame *in, AVFrame *out, int p, const ki_wm_region *R,
                              const wm_ring *g, wm_src *srcs, int nsrc, ki_wm_mode mode, ki_wm_frame_stats *fs) {
@@ -593,26 +624,7 @@ static int fill_region_plane(const ki_wm_state *st, const AVFrame *in, AVFrame *
     for (int pass = 0; pass < 3; pass++) ki_box_mean(v, t, bw, bh, rad);
     free(t);
   } else {
-    /* 1. blend inversion */
-    if (R->alpha) {
-      int rw = R->w / s;
-      for (int y = 0; y < bh; y++)
-        for (int x = 0; x < bw; x++) {
-          size_t q = (size_t)y * bw + x;
-          if (k[q] != S_TODO) continue;
-          int lx = (bx + x) - R->x / s, ly = (by + y) - R->y / s;
-          if (lx < 0 || ly < 0 || lx >= rw || ly >= R->h / s) continue;
-          float a;
-          if (p) a = 0.25f * (R->alpha[(size_t)(2 * ly) * R->w + 2 * lx] + R->alpha[(size_t)(2 * ly) * R->w + 2 * lx + 1] +
-                              R->alpha[(size_t)(2 * ly + 1) * R->w + 2 * lx] + R->alpha[(size_t)(2 * ly + 1) * R->w + 2 * lx + 1]);
-          else a = R->alpha[(size_t)ly * R->w + lx];
-          if (a >= INVERT_MAX) continue;
-          if (a >= ALPHA_NONE) v[q] = (v[q] - R->al[p][(size_t)ly * rw + lx]) / (1 - a);
-          k[q] = S_INVERTED;
-          if (p == 0 && fs) fs->px_inverted++;
-        }
-    }
-    /* 2. temporal */
+    /* 1. temporal: the scene point in another frame where the mark did not hide it */
     int todo_px = 0;
     for (size_t q = 0; q < np; q++) todo_px |= k[q] == S_TODO;
     for (int si = 0; todo_px && si < nsrc && si < 127; si++) {
@@ -666,6 +678,8 @@ static int fill_region_plane(const ki_wm_state *st, const AVFrame *in, AVFrame *
       free(d);
       d = NULL;
     }
+    /* 2. blend inversion where no other frame showed the scene: B = (I - a*L) / (1 - a) */
+    if (R->alpha) invert_pixels(R, p, s, bx, by, bw, bh, k, v, 1, fs);
     /* 3. spatial */
     int todo = 0;
     for (size_t q = 0; q < np; q++) {
