@@ -2,18 +2,19 @@
  * estimate, the harmonic fill, and the per-frame removal.
  *
  * Per frame and region, in order:
- *   1. blend inversion: where the estimated alpha is low enough to trust
- *      (a < INVERT_MAX), B = (I - a*L) / (1 - a) — the picture itself, not
- *      a guess; where a is about 0 (the mask's dilation) I is kept;
- *   2. temporal fill: the frames around this one (every other one,
+ *   1. temporal fill: the frames around this one (every other one,
  *      KI_WM_HISTORY behind and, those the caller pushed, KI_WM_AHEAD
  *      ahead) with the global translation between frames (SAD search at low
  *      resolution, refined at full resolution, sub-pixel by equiangular line fitting); each
- *      still-masked pixel takes the value the scene point had in the nearest
+ *      masked pixel takes the value the scene point had in the nearest
  *      frame in time where it was outside that frame's mask, the shift
  *      re-checked on the ring around the mask; the difference on that ring
  *      is spread over the filled pixels by a harmonic fill (a seamless,
  *      Poisson-like blend, so a change of light does not show as a seam);
+ *      first, because another frame shows the scene itself, no estimate;
+ *   2. blend inversion of what is left: where the estimated alpha is low
+ *      enough to trust (a < INVERT_MAX), B = (I - a*L) / (1 - a); where a is
+ *      about 0 (the mask's dilation) I is kept;
  *   3. spatial fill: what remains solves Laplace's equation with everything
  *      known around it as boundary (coarse to fine), which is smooth and so
  *      does not shimmer from frame to frame.
