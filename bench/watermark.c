@@ -1,7 +1,9 @@
 /* bench/watermark.c — remove_watermark on the generated cases of
  * tests/wm_cases.c (80 with a mark: 20 to tune on, 60 only evaluated; 6
  * with none), against FFmpeg's delogo and removelogo given the truth.
- * Prints tables; asserts nothing (the floors are in tests/test_watermark.c).
+ * Prints a row per case; with WM_JSON, bench/watermark_summary.py makes the
+ * summary tables (mean, median, worst per set). Asserts nothing (the floors
+ * are in tests/test_watermark.c).
  *
  * For each case: the watermarked input and the clean clip (H.264 crf 12,
  * near-lossless, as uploads are), then
@@ -53,7 +55,6 @@
 #include <unistd.h>
 
 enum { M_KILN, M_KILN_MASK, M_REMOVELOGO, M_DELOGO, M_INPUT, M_CLEAN, NM };
-static const char *mname[NM] = {"kiln (detects)", "kiln + true mask", "removelogo (true mask)", "delogo (true box)", "input", "clean"};
 
 static double now_s(void) {
   struct timespec ts;
@@ -75,15 +76,6 @@ static int segments(const wc_case *c, int *start) {
   for (int s = 0; s < c->frames; s += c->seg_frames) start[n++] = s;
   start[n] = c->frames;
   return n;
-}
-
-/* The true mask over frames [a, b): the union of the mark's pixels. */
-static void seg_mask(wc_case *c, int a, int b, uint8_t *m) {
-  memset(m, 0, (size_t)WC_W * WC_H);
-  for (int n = a; n < b; n++) {
-    const ws_layer *l = wc_layer(c, n);
-    for (size_t p = 0; p < (size_t)WC_W * WC_H; p++) m[p] |= l->a[p] > 0.05f;
-  }
 }
 
 static void mask_bbox(const uint8_t *m, int *x0, int *y0, int *x1, int *y1) {
@@ -113,7 +105,7 @@ static double run_ffmpeg(wc_case *c, int method, const char *in, const char *out
   int ns = segments(c, st);
   uint8_t *m = malloc((size_t)WC_W * WC_H);
   for (int k = 0; k < ns && m; k++) {
-    seg_mask(c, st[k], st[k + 1], m);
+    wc_mask_over(c, st[k], st[k + 1], m);
     size_t l = strlen(vf);
     char en[128] = "";
     if (ns > 1) snprintf(en, sizeof en, ":enable='between(n,%d,%d)'", st[k], st[k + 1] - 1);
@@ -160,7 +152,8 @@ static double run_kiln(wc_case *c, const char *dir, const char *in, const char *
   if (x) json_object_update(raw, x);
   json_decref(x);
   if (true_mask) {
-    uint8_t *m = wc_union_mask(c);
+    uint8_t *m = malloc((size_t)WC_W * WC_H);
+    if (m) wc_mask_over(c, 0, c->frames, m);
     char *b = m ? mask_png_b64(m, dir) : NULL;
     if (b) json_object_set_new(raw, "mask", json_string(b));
     free(b);
@@ -181,25 +174,6 @@ static double run_kiln(wc_case *c, const char *dir, const char *in, const char *
   json_decref(p);
   if (r < 0) { fprintf(stderr, "kiln: %s\n", e.msg); return -1; }
   return now_s() - t0;
-}
-
-static int cmpd(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-typedef struct agg { double v[256]; int n; int worst_id; double worst; } agg;
-
-static void agg_add(agg *a, double v, int id, int lower_is_worse) {
-  if (a->n < 256) a->v[a->n++] = v;
-  if (a->n == 1 || (lower_is_worse ? v < a->worst : v > a->worst)) { a->worst = v; a->worst_id = id; }
-}
-static double agg_mean(const agg *a) { double s = 0; for (int i = 0; i < a->n; i++) s += a->v[i]; return a->n ? s / a->n : 0; }
-static double agg_median(const agg *a) {
-  double t[256];
-  memcpy(t, a->v, sizeof(double) * a->n);
-  qsort(t, a->n, sizeof *t, cmpd);
-  return a->n ? (a->n & 1 ? t[a->n / 2] : (t[a->n / 2 - 1] + t[a->n / 2]) / 2) : 0;
 }
 
 static void show(wc_case *c, const char *dir, int frame) {
@@ -244,10 +218,6 @@ int main(int argc, char **argv) {
     if (!strcmp(set, "all") || (!strcmp(set, "tune") && i % 4 == 0) || (!strcmp(set, "eval") && i % 4 != 0)) ids[nid++] = i;
   if (!strcmp(set, "all") || !strcmp(set, "nomark"))
     for (int i = 0; i < WC_NOMARK; i++) ids[nid++] = WC_NOMARK0 + i;
-  agg ag[2][NM][3], det[2][3], nomark_false = {0};   /* [tune/eval][method][psnr, ssim, |ghost|]; [set][recall, area, margin] */
-  memset(ag, 0, sizeof ag);
-  memset(det, 0, sizeof det);
-  double t_kiln = 0, t_delogo = 0;
   int k_seen = 0;
   printf("| id | set | case | kiln dB | +mask dB | removelogo dB | delogo dB | input dB | kiln - removelogo | kiln ghost | recall | mask/mark | false |\n");
   printf("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
@@ -302,26 +272,11 @@ int main(int argc, char **argv) {
       if (m == M_DELOGO) td = t;
       json_decref(dj);
     }
-    int s = c.tune ? 0 : 1;
     if (!c.has_mark) {
-      if (ok[M_KILN]) agg_add(&nomark_false, me[M_KILN].false_regions, id, 0);
       printf("| %d | no mark | %s | | | | | | | | | | %d |\n", id, c.name, ok[M_KILN] ? me[M_KILN].false_regions : -1);
       if (jf) fprintf(jf, "{\"id\":%d,\"set\":\"nomark\",\"false_regions\":%d}\n", id, ok[M_KILN] ? me[M_KILN].false_regions : -1);
     } else {
-      for (int m = 0; m < NM; m++)
-        if (ok[m]) {
-          agg_add(&ag[s][m][0], me[m].psnr, id, 1);
-          agg_add(&ag[s][m][1], me[m].ssim, id, 1);
-          agg_add(&ag[s][m][2], fabs(me[m].ghost), id, 0);
-        }
       double margin = ok[M_KILN] && ok[M_REMOVELOGO] ? me[M_KILN].psnr - me[M_REMOVELOGO].psnr : 0;
-      if (ok[M_KILN]) {
-        agg_add(&det[s][0], me[M_KILN].recall, id, 1);
-        agg_add(&det[s][1], me[M_KILN].area, id, 0);
-        if (ok[M_REMOVELOGO]) agg_add(&det[s][2], margin, id, 1);
-        t_kiln += tk;
-        t_delogo += td > 0 ? td : 0;
-      }
 #define P(m) (ok[m] ? me[m].psnr : 0.0)
       printf("| %d | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %+.2f | %+.2f | %.3f | %.2fx | %d |\n", id, c.tune ? "tune" : "eval",
              c.name, P(M_KILN), P(M_KILN_MASK), P(M_REMOVELOGO), P(M_DELOGO), P(M_INPUT), margin, ok[M_KILN] ? me[M_KILN].ghost : 0,
@@ -352,28 +307,7 @@ int main(int argc, char **argv) {
     else fprintf(stderr, "kept %s\n", dir);
     wc_release(&c);
   }
-  static const char *sets[2] = {"tune", "eval"};
-  printf("\n| set | method | PSNR mean | median | worst (case) | SSIM mean | worst | |ghost| mean | worst (case) |\n");
-  printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-  for (int s = 0; s < 2; s++)
-    for (int m = 0; m < NM; m++) {
-      agg *a = ag[s][m];
-      if (!a[0].n) continue;
-      printf("| %s (%d) | %s | %.2f | %.2f | %.2f (%d) | %.3f | %.3f | %.2f | %.2f (%d) |\n", sets[s], a[0].n, mname[m], agg_mean(&a[0]),
-             agg_median(&a[0]), a[0].worst, a[0].worst_id, agg_mean(&a[1]), a[1].worst, agg_mean(&a[2]), a[2].worst, a[2].worst_id);
-    }
-  printf("\n| set | kiln - removelogo mean | median | worst (case) | cases below | recall mean | worst (case) | mask/mark mean | worst (case) |\n");
-  printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-  for (int s = 0; s < 2; s++) {
-    if (!det[s][0].n) continue;
-    int below = 0;
-    for (int i = 0; i < det[s][2].n; i++) below += det[s][2].v[i] < 0;
-    printf("| %s | %+.2f | %+.2f | %+.2f (%d) | %d | %.4f | %.4f (%d) | %.2fx | %.2fx (%d) |\n", sets[s], agg_mean(&det[s][2]),
-           agg_median(&det[s][2]), det[s][2].worst, det[s][2].worst_id, below, agg_mean(&det[s][0]), det[s][0].worst,
-           det[s][0].worst_id, agg_mean(&det[s][1]), det[s][1].worst, det[s][1].worst_id);
-  }
-  if (nomark_false.n) printf("\nno-mark clips: %d, false regions in total %.0f\n", nomark_false.n, agg_mean(&nomark_false) * nomark_false.n);
-  if (t_delogo > 0) printf("speed: kiln %.2fx delogo's fps (total wall time %.1f s vs %.1f s)\n", t_delogo / t_kiln, t_kiln, t_delogo);
+  if (!jf) fprintf(stderr, "the summary tables (mean, median, worst per set): run with WM_JSON=path, then bench/watermark_summary.py path\n");
   if (jf) fclose(jf);
   json_decref(refs);
   return 0;

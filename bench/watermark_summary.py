@@ -45,11 +45,11 @@ def main():
         print("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for c in marked:
             p = [c.get(f"m{m}", {}).get("psnr") for m in range(5)]
-            f = lambda v: f"{v:.2f}" if v is not None else "failed"
-            mg = p[0] - p[2] if p[0] is not None and p[2] is not None else None
-            print(f"| {c['id']} | {c['set']} | {c['name']} | " + " | ".join(f(v) for v in p) +
-                  f" | {mg:+.2f} | {c.get('m0', {}).get('ghost', 0):+.2f} | {c.get('recall', 0):.3f} | {c.get('area', 0):.2f}x | {c.get('false_regions', 0)} |"
-                  if mg is not None else f" | | | | | |")
+            cell = [f"{v:.2f}" if v is not None else "failed" for v in p]
+            mg = f"{p[0] - p[2]:+.2f}" if p[0] is not None and p[2] is not None else ""
+            print(f"| {c['id']} | {c['set']} | {c['name']} | " + " | ".join(cell) +
+                  f" | {mg} | {c.get('m0', {}).get('ghost', 0):+.2f} | {c.get('recall', 0):.3f} | {c.get('area', 0):.2f}x"
+                  f" | {c.get('false_regions', 0)} |")
         print()
     for s in ("tune", "eval"):
         cs = [c for c in marked if c["set"] == s]

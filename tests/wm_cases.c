@@ -641,14 +641,12 @@ const ws_layer *wc_layer(wc_case *c, int n) {
   return l;
 }
 
-uint8_t *wc_union_mask(wc_case *c) {
-  uint8_t *m = calloc((size_t)WC_W * WC_H, 1);
-  if (!m) return NULL;
-  for (int n = 0; n < c->frames; n++) {
+void wc_mask_over(wc_case *c, int a, int b, uint8_t *m) {
+  memset(m, 0, (size_t)WC_W * WC_H);
+  for (int n = a; n < b; n++) {
     const ws_layer *l = wc_layer(c, n);
     for (size_t p = 0; p < (size_t)WC_W * WC_H; p++) m[p] |= l->a[p] > 0.05f;
   }
-  return m;
 }
 
 /* ---- scoring ------------------------------------------------------------- */

@@ -64,8 +64,8 @@ void wc_clean(const wc_case *c, AVFrame *f, int n);
 const ws_layer *wc_layer(wc_case *c, int n);
 /* The mark's position on frame n. */
 void wc_pos(const wc_case *c, int n, int *x, int *y);
-/* The union over all frames of the mark's pixels (alpha > 0.05), WC_W*WC_H bytes, malloc'd. */
-uint8_t *wc_union_mask(wc_case *c);
+/* m (WC_W*WC_H) = the union over frames [a, b) of the mark's pixels (alpha > 0.05). */
+void wc_mask_over(wc_case *c, int a, int b, uint8_t *m);
 
 /* Writes the case as the benchmark's input (marked) or its clean original:
  * H.264 crf 12, near-lossless, as uploads are. Returns 0 or -1. */
